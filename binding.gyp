@@ -1,0 +1,27 @@
+{
+  "variables": {
+    # Fail early, naming the Debian package, when libnbd's headers are missing.
+    "libnbd_check": "<!(pkg-config --exists libnbd && echo ok || (echo 'libnbd not found by pkg-config: install libnbd-dev (apt-get install libnbd-dev)' >&2; exit 1))"
+  },
+  "targets": [
+    {
+      "target_name": "nbd",
+      "sources": [
+        "native/addon.cc",
+        "native/nbd_handle.cc",
+        "native/loop_driver.cc",
+        "native/generated/api_methods.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter", "<!@(pkg-config --cflags libnbd)"],
+      "libraries": ["<!@(pkg-config --libs libnbd)"],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NODE_ADDON_API_CPP_EXCEPTIONS",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"
+      ]
+    }
+  ]
+}

@@ -1,0 +1,84 @@
+// Error classes. They are built here, in JS, not in the native module, so
+// that every realm (jest runs each test file in its own) sees its own classes.
+import { constants as osConstants } from 'node:os';
+import { binding } from './binding';
+
+const errnoNames = new Map<number, string>();
+for (const [name, value] of Object.entries(osConstants.errno)) {
+  if (!errnoNames.has(value)) errnoNames.set(value, name);
+}
+// libnbd speaks of ENOTSUP and EAGAIN where Linux has aliases.
+errnoNames.set(osConstants.errno.ENOTSUP, 'ENOTSUP');
+errnoNames.set(osConstants.errno.EAGAIN, 'EAGAIN');
+
+export const errno = osConstants.errno;
+
+/** The symbolic name of an errno value ('EIO'), or 'E<number>' if unknown. */
+export function errnoName(value: number): string {
+  return errnoNames.get(value) ?? `E${value}`;
+}
+
+/** A failure reported by libnbd, or by a command the server failed. */
+export class NbdError extends Error {
+  /** errno value: libnbd's nbd_get_errno(), or the command's error. */
+  readonly errno: number;
+  /** Symbolic errno name: 'EIO', 'ENOTCONN', ... */
+  readonly code: string;
+
+  constructor(message: string, errnum: number, options?: { cause?: unknown }) {
+    super(message, options && 'cause' in options ? { cause: options.cause } : undefined);
+    this.name = 'NbdError';
+    this.errno = errnum;
+    this.code = errnoName(errnum);
+  }
+}
+
+/** An NbdError with libnbd's message format: "<api>: <what>: <strerror>". */
+export function libnbdError(api: string, errnum: number, what: string, cause?: unknown): NbdError {
+  const text = `${api}: ${what}: ${binding.strerror(errnum)}`;
+  return cause === undefined ? new NbdError(text, errnum) : new NbdError(text, errnum, { cause });
+}
+
+export function closedError(): NbdError {
+  return new NbdError('handle is closed', osConstants.errno.EINVAL);
+}
+
+type CodedError = Error & { code: string };
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'function') return `function ${value.name || '<anonymous>'}`;
+  if (typeof value === 'object') {
+    const ctor = (value as object).constructor;
+    return ctor && ctor.name ? `an instance of ${ctor.name}` : 'an object';
+  }
+  if (typeof value === 'bigint') return `type bigint (${value}n)`;
+  let shown = String(value);
+  if (shown.length > 28) shown = shown.slice(0, 25) + '...';
+  return `type ${typeof value} (${typeof value === 'string' ? `'${shown}'` : shown})`;
+}
+
+/** Node's ERR_INVALID_ARG_TYPE. */
+export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
+  const e = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`) as TypeError &
+    CodedError;
+  e.code = 'ERR_INVALID_ARG_TYPE';
+  return e;
+}
+
+/** Node's ERR_INVALID_ARG_VALUE. */
+export function invalidArgValue(name: string, reason: string, actual: unknown): TypeError {
+  const e = new TypeError(`The argument '${name}' ${reason}. Received ${describe(actual)}`) as TypeError & CodedError;
+  e.code = 'ERR_INVALID_ARG_VALUE';
+  return e;
+}
+
+/** Node's ERR_OUT_OF_RANGE. */
+export function outOfRange(name: string, range: string, actual: unknown): RangeError {
+  const shown = typeof actual === 'bigint' ? `${actual}n` : String(actual);
+  const e = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${shown}`) as RangeError &
+    CodedError;
+  e.code = 'ERR_OUT_OF_RANGE';
+  return e;
+}

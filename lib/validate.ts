@@ -1,0 +1,72 @@
+// Argument checks made before anything reaches C, with Node's error codes.
+import { invalidArgType, invalidArgValue, outOfRange } from './errors';
+
+const UINT64_MAX = (1n << 64n) - 1n;
+
+export function validateBoolean(value: unknown, name: string): asserts value is boolean {
+  if (typeof value !== 'boolean') throw invalidArgType(name, 'of type boolean', value);
+}
+
+function validateInteger(value: unknown, name: string, min: number, max: number): asserts value is number {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
+  if (!Number.isInteger(value)) throw outOfRange(name, 'an integer', value);
+  if (value < min || value > max) throw outOfRange(name, `>= ${min} && <= ${max}`, value);
+}
+
+export function validateInt32(value: unknown, name: string): asserts value is number {
+  validateInteger(value, name, -2147483648, 2147483647);
+}
+
+export function validateUint32(value: unknown, name: string): asserts value is number {
+  validateInteger(value, name, 0, 4294967295);
+}
+
+export function validateString(value: unknown, name: string): asserts value is string {
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value);
+  if (value.includes('\0')) throw invalidArgValue(name, 'must be a string without null bytes', value);
+}
+
+export function validateStringArray(value: unknown, name: string): asserts value is string[] {
+  if (!Array.isArray(value)) throw invalidArgType(name, 'an instance of Array', value);
+  value.forEach((s, i) => validateString(s, `${name}[${i}]`));
+}
+
+/** A non-negative safe integer or a bigint that fits uint64_t. */
+export function validateUint64(value: unknown, name: string): asserts value is number | bigint {
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) {
+      throw outOfRange(name, Number.isInteger(value) ? 'a safe integer (use a bigint)' : 'an integer', value);
+    }
+    if (value < 0) throw outOfRange(name, '>= 0', value);
+    return;
+  }
+  if (typeof value === 'bigint') {
+    if (value < 0n || value > UINT64_MAX) throw outOfRange(name, '>= 0n && <= 2n ** 64n - 1n', value);
+    return;
+  }
+  throw invalidArgType(name, 'of type number or bigint', value);
+}
+
+/** What the native side takes for a uint64: a number whenever it is exact. */
+export function toNativeUint64(value: number | bigint): number | bigint {
+  return typeof value === 'bigint' && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+}
+
+export function validateBuffer(value: unknown, name: string): asserts value is ArrayBufferView {
+  if (!ArrayBuffer.isView(value)) {
+    throw invalidArgType(name, 'an instance of Buffer, TypedArray, or DataView', value);
+  }
+}
+
+export function validateFunction(value: unknown, name: string): asserts value is (...args: never[]) => unknown {
+  if (typeof value !== 'function') throw invalidArgType(name, 'of type function', value);
+}
+
+export function validateOptionalFunction(
+  value: unknown,
+  name: string,
+): asserts value is ((...args: never[]) => unknown) | undefined | null {
+  if (value !== undefined && value !== null && typeof value !== 'function') {
+    throw invalidArgType(name, 'of type function', value);
+  }
+}

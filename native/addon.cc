@@ -1,0 +1,46 @@
+// Module entry: the NbdHandle class, libnbd's constants and a few
+// handle-independent helpers. No per-process state: everything lives in the
+// objects of the env that loaded the module, so worker_threads work.
+#include <libnbd.h>
+#include <napi.h>
+
+#include <cstring>
+
+#include "event_queue.h"
+#include "nbd_handle.h"
+
+namespace nbdjs {
+
+namespace {
+
+Napi::Value Strerror(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), strerror(info[0].As<Napi::Number>().Int32Value()));
+}
+
+// nbd_get_version needs a handle but reads nothing from it.
+Napi::Value GetVersion(const Napi::CallbackInfo& info) {
+  nbd_handle* h = nbd_create();
+  if (h == nullptr) return info.Env().Null();
+  Napi::String v = Napi::String::New(info.Env(), nbd_get_version(h));
+  nbd_close(h);
+  return v;
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Handle", NbdHandle::Init(env));
+  Napi::Object constants = Napi::Object::New(env);
+  ExportConstants(env, constants);
+  exports.Set("constants", constants);
+  exports.Set("strerror", Napi::Function::New(env, Strerror, "strerror"));
+  exports.Set("getVersion", Napi::Function::New(env, GetVersion, "getVersion"));
+  exports.Set("eventStride", Napi::Number::New(env, kEventStride));
+  return exports;
+}
+
+}  // namespace nbdjs
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return nbdjs::Init(env, exports); }
+
+NODE_API_MODULE(nbd, InitModule)

@@ -1,0 +1,75 @@
+// Events recorded by libnbd's C callbacks, delivered to JS after libnbd returns.
+//
+// libnbd runs its callbacks with the handle lock held, so they only append a
+// record here (no JS, no allocation once the vector has grown) and return.
+// The records reach JS through one shared Float64Array of kEventStride
+// doubles per event:
+//
+//   [0] kind        kChunk | kCompletion | kConnected | kDisconnected
+//   [1] cookie      command cookie (0 for connection events)
+//   [2] status      chunk: READ_DATA / READ_HOLE / READ_ERROR
+//   [3] error       chunk: libnbd's *error on entry; completion: libnbd's *error;
+//                   connection events: errno of the failure, 0 on success
+//   [4] a           chunk: offset of the chunk within the caller's buffer;
+//                   completion: errno of nbd_aio_command_completed (0 = success)
+//   [5] count       chunk: byte count
+//
+// Every field is below 2^53, so doubles carry them exactly; absolute offsets
+// are rebuilt in JS from the request offset, which JS already has.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+namespace nbdjs {
+
+constexpr int kEventStride = 6;
+
+enum EventKind : uint32_t {
+  kChunk = 1,
+  kCompletion = 2,
+  kConnected = 3,
+  kDisconnected = 4,
+};
+
+struct CommandContext;
+
+struct Event {
+  EventKind kind;
+  uint32_t status;
+  int32_t error;
+  int32_t retire_error;
+  CommandContext* command;  // null for connection events
+  uint64_t sub_offset;
+  uint64_t count;
+};
+
+// Shared between the thread that runs libnbd (JS thread for the loop driver,
+// I/O thread for the thread driver) and the JS thread that drains it.
+class EventQueue {
+ public:
+  void Push(const Event& e) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    events_.push_back(e);
+  }
+  // Moves everything queued into `out` (which must be empty); O(1).
+  void TakeAll(std::vector<Event>& out) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    out.swap(events_);
+  }
+  size_t Size() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return events_.size();
+  }
+  void Clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    events_.clear();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<Event> events_;
+};
+
+}  // namespace nbdjs

@@ -1,0 +1,111 @@
+#include "loop_driver.h"
+
+#include <libnbd.h>
+
+#include "nbd_handle.h"
+
+namespace nbdjs {
+
+// One watched fd. Heap-allocated on its own because uv_close completes
+// later, possibly after the handle (and driver) are gone. The async cleanup
+// hook makes a worker's teardown wait for the uv_close, so no uv handle is
+// left open when the worker's loop closes.
+struct PollWatch {
+  uv_poll_t poll;
+  LoopDriver* driver;  // null once the watch is closing
+  napi_async_cleanup_hook_handle hook = nullptr;
+  int fd;
+  int events = 0;
+
+  static void OnPoll(uv_poll_t* p, int status, int events) {
+    auto* w = reinterpret_cast<PollWatch*>(p->data);
+    if (w->driver == nullptr) return;
+    bool readable = status < 0 || (events & (UV_READABLE | UV_DISCONNECT)) != 0;
+    bool writable = (events & UV_WRITABLE) != 0;
+    w->driver->owner_->OnSocketReady(readable, writable);
+  }
+
+  static void OnClosed(uv_handle_t* h) {
+    auto* w = reinterpret_cast<PollWatch*>(h->data);
+    if (w->hook != nullptr) napi_remove_async_cleanup_hook(w->hook);
+    delete w;
+  }
+
+  // Env teardown (worker terminated, process exiting): close the handle
+  // without JS. If the watch is already closing, OnClosed ends the hook.
+  static void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
+    auto* w = static_cast<PollWatch*>(arg);
+    if (w->driver != nullptr) w->driver->owner_->Teardown();
+  }
+};
+
+LoopDriver::LoopDriver(NbdHandle* owner, napi_env env) : owner_(owner), env_(env) {
+  napi_get_uv_event_loop(env, &loop_);
+}
+
+LoopDriver::~LoopDriver() { Stop(); }
+
+void LoopDriver::OpenWatch(int fd) {
+  auto* w = new PollWatch();
+  w->driver = this;
+  w->fd = fd;
+  if (uv_poll_init(loop_, &w->poll, fd) != 0) {
+    delete w;
+    return;
+  }
+  w->poll.data = w;
+  napi_add_async_cleanup_hook(env_, PollWatch::OnEnvCleanup, w, &w->hook);
+  if (!active_) uv_unref(reinterpret_cast<uv_handle_t*>(&w->poll));
+  watch_ = w;
+}
+
+void LoopDriver::CloseWatch() {
+  PollWatch* w = watch_;
+  if (w == nullptr) return;
+  watch_ = nullptr;
+  w->driver = nullptr;
+  uv_poll_stop(&w->poll);
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), PollWatch::OnClosed);
+}
+
+void LoopDriver::Rearm() {
+  if (stopped_) return;
+  nbd_handle* h = owner_->handle();
+  if (h == nullptr) return CloseWatch();
+  // The fd only changes while connecting and vanishes at DEAD/CLOSED; in the
+  // connected states skip the (locking) nbd_aio_get_fd.
+  bool connected = nbd_aio_is_ready(h) == 1 || nbd_aio_is_processing(h) == 1;
+  if (watch_ == nullptr || !connected) {
+    int fd = nbd_aio_get_fd(h);
+    if (fd < 0) return CloseWatch();
+    if (watch_ != nullptr && watch_->fd != fd) CloseWatch();
+    if (watch_ == nullptr) OpenWatch(fd);
+    if (watch_ == nullptr) return;
+  }
+  unsigned dir = nbd_aio_get_direction(h);
+  int events = ((dir & LIBNBD_AIO_DIRECTION_READ) ? UV_READABLE : 0) |
+               ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? UV_WRITABLE : 0);
+  if (events == watch_->events) return;
+  watch_->events = events;
+  if (events != 0)
+    uv_poll_start(&watch_->poll, events, PollWatch::OnPoll);
+  else
+    uv_poll_stop(&watch_->poll);
+}
+
+void LoopDriver::SetActive(bool active) {
+  active_ = active;
+  if (watch_ == nullptr) return;
+  auto* h = reinterpret_cast<uv_handle_t*>(&watch_->poll);
+  if (active)
+    uv_ref(h);
+  else
+    uv_unref(h);
+}
+
+void LoopDriver::Stop() {
+  stopped_ = true;
+  CloseWatch();
+}
+
+}  // namespace nbdjs

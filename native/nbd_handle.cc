@@ -1,0 +1,521 @@
+#include "nbd_handle.h"
+
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "loop_driver.h"
+
+namespace nbdjs {
+
+namespace {
+
+constexpr size_t kEventCapacity = 1024;  // events per JS call
+constexpr double kMaxSafeInteger = 9007199254740991.0;
+
+// aio_connect_command and socket activation fork and exec the server with
+// fd 2 as it is; Node marks fd 2 close-on-exec, which would leave the server
+// without stderr (nbdkit then exits at once). Clear the flag around the call.
+class InheritStderr {
+ public:
+  InheritStderr() {
+    flags_ = fcntl(2, F_GETFD);
+    if (flags_ != -1 && (flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, flags_ & ~FD_CLOEXEC);
+  }
+  ~InheritStderr() {
+    if (flags_ != -1 && (flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, flags_);
+  }
+
+ private:
+  int flags_;
+};
+
+std::vector<std::string> StringArray(const Napi::Value& v) {
+  std::vector<std::string> out;
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+  return out;
+}
+
+std::vector<char*> Argv(std::vector<std::string>& strings) {
+  std::vector<char*> argv;
+  for (auto& s : strings) argv.push_back(&s[0]);
+  argv.push_back(nullptr);
+  return argv;
+}
+
+}  // namespace
+
+Napi::Function NbdHandle::Init(Napi::Env env) {
+  std::vector<PropertyDescriptor> methods = {
+      InstanceMethod<&NbdHandle::AioPreadStructured>("aioPreadStructured"),
+      InstanceMethod<&NbdHandle::AioPread>("aioPread"),
+      InstanceMethod<&NbdHandle::AioConnectUri>("aioConnectUri"),
+      InstanceMethod<&NbdHandle::AioConnectUnix>("aioConnectUnix"),
+      InstanceMethod<&NbdHandle::AioConnectTcp>("aioConnectTcp"),
+      InstanceMethod<&NbdHandle::AioConnectCommand>("aioConnectCommand"),
+      InstanceMethod<&NbdHandle::AioConnectSystemdSocketActivation>("aioConnectSystemdSocketActivation"),
+      InstanceMethod<&NbdHandle::AioDisconnect>("aioDisconnect"),
+      InstanceMethod<&NbdHandle::AioCommandCompleted>("aioCommandCompleted"),
+      InstanceMethod<&NbdHandle::AioInFlight>("aioInFlight"),
+      InstanceMethod<&NbdHandle::Close>("close"),
+      InstanceMethod<&NbdHandle::LastErrorJs>("lastError"),
+      InstanceMethod<&NbdHandle::DrainJs>("drain"),
+      InstanceAccessor<&NbdHandle::EventsGetter>("events"),
+      InstanceAccessor<&NbdHandle::QueuedGetter>("queued"),
+  };
+  std::vector<PropertyDescriptor> generated;
+  AddGeneratedMethods(generated);
+  methods.insert(methods.end(), generated.begin(), generated.end());
+  return DefineClass(env, "NbdHandle", methods);
+}
+
+NbdHandle::NbdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NbdHandle>(info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsFunction()) {
+    Napi::TypeError::New(env, "onEvents must be a function").ThrowAsJavaScriptException();
+    return;
+  }
+  on_events_ = Napi::Weak(info[0].As<Napi::Function>());
+  events_capacity_ = kEventCapacity;
+  // Record 0 is a header: [0] = events queued by the last call from JS.
+  Napi::Float64Array events = Napi::Float64Array::New(env, (events_capacity_ + 1) * kEventStride);
+  events_data_ = events.Data();
+  events_array_ = Napi::Persistent(events);
+
+  h_ = nbd_create();
+  if (h_ == nullptr) {
+    Napi::Error e = Napi::Error::New(env, nbd_get_error() ? nbd_get_error() : "nbd_create failed");
+    e.Set("errno", Napi::Number::New(env, nbd_get_errno()));
+    e.ThrowAsJavaScriptException();
+    return;
+  }
+  driver_ = std::make_unique<LoopDriver>(this, env);
+}
+
+NbdHandle::~NbdHandle() {
+  Teardown();
+  driver_.reset();
+}
+
+void NbdHandle::Teardown() { CloseNative(); }
+
+void NbdHandle::CloseNative() {
+  if (h_ == nullptr) return;
+  // Stop polling before libnbd closes the fd.
+  if (driver_) driver_->Stop();
+  nbd_handle* h = h_;
+  h_ = nullptr;
+  // libnbd >= 1.18 runs pending completion callbacks here; their events are
+  // dropped below and the facade completes every pending command itself.
+  nbd_close(h);
+  queue_.Clear();
+  in_flight_ = 0;
+  connecting_ = false;
+  disconnecting_ = false;
+  free_commands_.clear();
+  for (auto& c : command_storage_) free_commands_.push_back(c.get());
+}
+
+// ------------------------------------------------------------ libnbd callbacks
+
+int NbdHandle::ChunkCallback(void* user_data, const void* subbuf, size_t count, uint64_t /*offset*/,
+                             unsigned status, int* error) {
+  auto* c = static_cast<CommandContext*>(user_data);
+  Event e{};
+  e.kind = kChunk;
+  e.status = status;
+  e.error = *error;
+  e.command = c;
+  e.sub_offset = static_cast<uint64_t>(static_cast<const uint8_t*>(subbuf) - c->base);
+  e.count = count;
+  c->owner->queue_.Push(e);
+  return 0;  // the facade applies the callback's result (DESIGN §4)
+}
+
+int NbdHandle::CompletionCallback(void* user_data, int* error) {
+  auto* c = static_cast<CommandContext*>(user_data);
+  Event e{};
+  e.kind = kCompletion;
+  e.error = *error;
+  e.command = c;
+  c->owner->queue_.Push(e);
+  return 0;  // never auto-retire: Drain retires, to see libnbd's short-read error
+}
+
+// ------------------------------------------------------------ errors
+
+void NbdHandle::RecordError() {
+  const char* msg = nbd_get_error();
+  last_error_.errnum = nbd_get_errno();
+  last_error_.message = msg ? msg : "unknown libnbd error";
+}
+
+void NbdHandle::RecordErrno(int errnum, const std::string& message) {
+  last_error_.errnum = errnum;
+  last_error_.message = message;
+}
+
+void NbdHandle::RecordClosed() { RecordErrno(EINVAL, "handle is closed"); }
+
+void NbdHandle::RecordNotSupported(const char* fn) {
+  RecordErrno(ENOTSUP, std::string(fn) +
+                           ": function missing because the binding was compiled against an older libnbd: " +
+                           strerror(ENOTSUP));
+}
+
+Napi::Value NbdHandle::LastErrorJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, last_error_.errnum));
+  a.Set(1u, Napi::String::New(env, last_error_.message));
+  return a;
+}
+
+// ------------------------------------------------------------ arguments
+
+uint64_t NbdHandle::ArgUint64(const Napi::Value& v) {
+  if (v.IsBigInt()) {
+    bool lossless;
+    return v.As<Napi::BigInt>().Uint64Value(&lossless);
+  }
+  return static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
+}
+
+Napi::Value NbdHandle::Int64ToJs(Napi::Env env, int64_t v) {
+  double d = static_cast<double>(v);
+  if (d <= kMaxSafeInteger && d >= -kMaxSafeInteger) return Napi::Number::New(env, d);
+  return Napi::BigInt::New(env, v);
+}
+
+bool NbdHandle::ArgBuffer(const Napi::Value& v, uint8_t** data, size_t* length) {
+  napi_env env = v.Env();
+  bool is = false;
+  void* ptr = nullptr;
+  if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
+    napi_typedarray_type type;
+    size_t elements;
+    napi_value ab;
+    size_t offset;
+    if (napi_get_typedarray_info(env, v, &type, &elements, &ptr, &ab, &offset) != napi_ok) return false;
+    size_t size = 1;
+    switch (type) {
+      case napi_int16_array: case napi_uint16_array: size = 2; break;
+      case napi_int32_array: case napi_uint32_array: case napi_float32_array: size = 4; break;
+      case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: size = 8; break;
+      default: size = 1;
+    }
+    *data = static_cast<uint8_t*>(ptr);
+    *length = elements * size;
+    return true;
+  }
+  if (napi_is_dataview(env, v, &is) == napi_ok && is) {
+    napi_value ab;
+    size_t offset;
+    if (napi_get_dataview_info(env, v, length, &ptr, &ab, &offset) != napi_ok) return false;
+    *data = static_cast<uint8_t*>(ptr);
+    return true;
+  }
+  return false;
+}
+
+// ------------------------------------------------------------ commands
+
+CommandContext* NbdHandle::AcquireCommand(const uint8_t* base) {
+  CommandContext* c;
+  if (free_commands_.empty()) {
+    command_storage_.push_back(std::make_unique<CommandContext>());
+    c = command_storage_.back().get();
+    c->owner = this;
+  } else {
+    c = free_commands_.back();
+    free_commands_.pop_back();
+  }
+  c->cookie = 0;
+  c->base = base;
+  return c;
+}
+
+void NbdHandle::ReleaseCommand(CommandContext* c) { free_commands_.push_back(c); }
+
+Napi::Value NbdHandle::IssueRead(const Napi::CallbackInfo& info, bool structured) {
+  Napi::Env env = info.Env();
+  if (h_ == nullptr) {
+    RecordClosed();
+    return Napi::Number::New(env, -1);
+  }
+  uint8_t* data = nullptr;
+  size_t length = 0;
+  if (!ArgBuffer(info[0], &data, &length)) {
+    Napi::TypeError::New(env, "buf must be an ArrayBufferView").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uint64_t offset = ArgUint64(info[1]);
+  uint32_t flags = info[2].As<Napi::Number>().Uint32Value();
+
+  CommandContext* c = AcquireCommand(data);
+  nbd_completion_callback completion = {CompletionCallback, c, nullptr};
+  int64_t cookie;
+  if (structured) {
+    nbd_chunk_callback chunk = {ChunkCallback, c, nullptr};
+    cookie = nbd_aio_pread_structured(h_, data, length, offset, chunk, completion, flags);
+  } else {
+    cookie = nbd_aio_pread(h_, data, length, offset, completion, flags);
+  }
+  if (cookie == -1) {
+    RecordError();  // before any other libnbd call overwrites it
+    ReleaseCommand(c);
+  } else {
+    c->cookie = static_cast<uint64_t>(cookie);
+    in_flight_++;
+  }
+  AfterLibnbdCall();
+  return Napi::Number::New(env, static_cast<double>(cookie));
+}
+
+Napi::Value NbdHandle::AioPreadStructured(const Napi::CallbackInfo& info) { return IssueRead(info, true); }
+Napi::Value NbdHandle::AioPread(const Napi::CallbackInfo& info) { return IssueRead(info, false); }
+
+Napi::Value NbdHandle::AioCommandCompleted(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (h_ == nullptr) {
+    RecordClosed();
+    return Napi::Number::New(env, -1);
+  }
+  int r = nbd_aio_command_completed(h_, ArgUint64(info[0]));
+  if (r == -1) RecordError();
+  return Napi::Number::New(env, r);
+}
+
+Napi::Value NbdHandle::AioInFlight(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (h_ == nullptr) {
+    RecordClosed();
+    return Napi::Number::New(env, -1);
+  }
+  int r = nbd_aio_in_flight(h_);
+  if (r == -1) RecordError();
+  return Napi::Number::New(env, r);
+}
+
+// ------------------------------------------------------------ connecting
+
+Napi::Value NbdHandle::AfterConnectCall(Napi::Env env, int r) {
+  if (r == -1) {
+    RecordError();
+  } else {
+    connecting_ = true;
+  }
+  AfterLibnbdCall();
+  return Napi::Number::New(env, r);
+}
+
+#define REQUIRE_OPEN(env)                      \
+  if (h_ == nullptr) {                         \
+    RecordClosed();                            \
+    return Napi::Number::New((env), -1);       \
+  }                                            \
+  last_error_ = LastError()
+
+Napi::Value NbdHandle::AioConnectUri(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  REQUIRE_OPEN(env);
+  std::string uri = info[0].As<Napi::String>().Utf8Value();
+  return AfterConnectCall(env, nbd_aio_connect_uri(h_, uri.c_str()));
+}
+
+Napi::Value NbdHandle::AioConnectUnix(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  REQUIRE_OPEN(env);
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  return AfterConnectCall(env, nbd_aio_connect_unix(h_, path.c_str()));
+}
+
+Napi::Value NbdHandle::AioConnectTcp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  REQUIRE_OPEN(env);
+  std::string host = info[0].As<Napi::String>().Utf8Value();
+  std::string port = info[1].As<Napi::String>().Utf8Value();
+  return AfterConnectCall(env, nbd_aio_connect_tcp(h_, host.c_str(), port.c_str()));
+}
+
+Napi::Value NbdHandle::AioConnectCommand(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  REQUIRE_OPEN(env);
+  std::vector<std::string> strings = StringArray(info[0]);
+  std::vector<char*> argv = Argv(strings);
+  int r;
+  {
+    InheritStderr keep_stderr;
+    r = nbd_aio_connect_command(h_, argv.data());
+  }
+  return AfterConnectCall(env, r);
+}
+
+Napi::Value NbdHandle::AioConnectSystemdSocketActivation(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  REQUIRE_OPEN(env);
+  std::vector<std::string> strings = StringArray(info[0]);
+  std::vector<char*> argv = Argv(strings);
+  int r;
+  {
+    InheritStderr keep_stderr;
+    r = nbd_aio_connect_systemd_socket_activation(h_, argv.data());
+  }
+  return AfterConnectCall(env, r);
+}
+
+Napi::Value NbdHandle::AioDisconnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  REQUIRE_OPEN(env);
+  int r = nbd_aio_disconnect(h_, info[0].As<Napi::Number>().Uint32Value());
+  if (r == -1)
+    RecordError();
+  else
+    disconnecting_ = true;
+  AfterLibnbdCall();
+  return Napi::Number::New(env, r);
+}
+
+#undef REQUIRE_OPEN
+
+// ------------------------------------------------------------ state and delivery
+
+void NbdHandle::CheckConnectionState() {
+  if (h_ == nullptr) return;
+  if (connecting_ && nbd_aio_is_connecting(h_) != 1) {
+    connecting_ = false;
+    Event e{};
+    e.kind = kConnected;
+    if (nbd_aio_is_ready(h_) != 1 && nbd_aio_is_negotiating(h_) != 1) {
+      if (last_error_.errnum == 0 && last_error_.message.empty())
+        RecordErrno(ENOTCONN, "connection failed: server disconnected");
+      e.error = last_error_.errnum != 0 ? last_error_.errnum : ENOTCONN;
+    }
+    queue_.Push(e);
+  }
+  if (disconnecting_ && (nbd_aio_is_closed(h_) == 1 || nbd_aio_is_dead(h_) == 1)) {
+    disconnecting_ = false;
+    Event e{};
+    e.kind = kDisconnected;
+    if (nbd_aio_is_dead(h_) == 1) e.error = last_error_.errnum != 0 ? last_error_.errnum : ENOTCONN;
+    queue_.Push(e);
+  }
+}
+
+void NbdHandle::AfterLibnbdCall() {
+  CheckConnectionState();
+  if (driver_) driver_->Rearm();
+  events_data_[0] = static_cast<double>(queue_.Size());
+  UpdateActive();
+}
+
+void NbdHandle::UpdateActive() {
+  bool want = h_ != nullptr && (in_flight_ > 0 || connecting_ || disconnecting_ || queue_.Size() > 0);
+  if (want == active_) return;
+  active_ = want;
+  // While active, this object and its JS event sink stay reachable (commands
+  // hold buffers and callbacks) and the loop stays alive.
+  if (want) {
+    Ref();
+    on_events_.Ref();
+  } else {
+    Unref();
+    on_events_.Unref();
+  }
+  if (driver_) driver_->SetActive(want);
+}
+
+void NbdHandle::OnSocketReady(bool readable, bool writable) {
+  if (h_ == nullptr) return;
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  unsigned dir = nbd_aio_get_direction(h_);
+  int r = 0;
+  // One notify per wake-up, read first; never notify_read an fd that is not
+  // readable (libnbd would park in REPLY.START and hang).
+  if (readable && (dir & LIBNBD_AIO_DIRECTION_READ))
+    r = nbd_aio_notify_read(h_);
+  else if (writable && (dir & LIBNBD_AIO_DIRECTION_WRITE))
+    r = nbd_aio_notify_write(h_);
+  if (r == -1) RecordError();
+  AfterLibnbdCall();
+  try {
+    Drain(env, false);
+  } catch (const Napi::Error& e) {
+    // Only a bug in lib/ can get here (it catches user callbacks' throws);
+    // report it as an uncaught exception rather than unwinding into libuv.
+    batch_.clear();
+    napi_fatal_exception(env, e.Value());
+  } catch (...) {
+    batch_.clear();
+    fprintf(stderr, "libnbd: unexpected C++ exception in event dispatch\n");
+  }
+}
+
+void NbdHandle::Drain(Napi::Env env, bool from_js) {
+  if (dispatching_) return;  // the outer Drain delivers what JS queues meanwhile
+  struct Dispatching {
+    bool& flag;
+    explicit Dispatching(bool& f) : flag(f) { flag = true; }
+    ~Dispatching() { flag = false; }
+  } dispatching(dispatching_);
+  bool closed = false;
+  while (!closed) {
+    queue_.TakeAll(batch_);
+    if (batch_.empty()) break;
+    size_t i = 0;
+    while (i < batch_.size() && !closed) {
+      size_t n = std::min(events_capacity_, batch_.size() - i);
+      double* out = events_data_ + kEventStride;
+      for (size_t j = 0; j < n; j++, out += kEventStride) {
+        const Event& e = batch_[i + j];
+        CommandContext* c = e.command;
+        out[0] = e.kind;
+        out[1] = c ? static_cast<double>(c->cookie) : 0;
+        out[2] = e.status;
+        out[3] = e.error;
+        out[4] = static_cast<double>(e.sub_offset);
+        out[5] = static_cast<double>(e.count);
+        if (e.kind == kCompletion) {
+          // Retire now: libnbd reports a short structured read only here.
+          int r = nbd_aio_command_completed(h_, c->cookie);
+          out[4] = r == -1 ? nbd_get_errno() : 0;
+          ReleaseCommand(c);
+          in_flight_--;
+        }
+      }
+      i += n;
+      events_data_[0] = 0;
+      Napi::Number count = Napi::Number::New(env, static_cast<double>(n));
+      if (from_js)
+        on_events_.Call({count});
+      else
+        on_events_.MakeCallback(env.Global(), {count});
+      closed = h_ == nullptr;
+    }
+    batch_.clear();
+  }
+  UpdateActive();
+}
+
+Napi::Value NbdHandle::DrainJs(const Napi::CallbackInfo& info) {
+  Drain(info.Env(), true);
+  return info.Env().Undefined();
+}
+
+Napi::Value NbdHandle::EventsGetter(const Napi::CallbackInfo& info) { return events_array_.Value(); }
+
+Napi::Value NbdHandle::QueuedGetter(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(queue_.Size()));
+}
+
+Napi::Value NbdHandle::Close(const Napi::CallbackInfo& info) {
+  CloseNative();
+  UpdateActive();
+  return info.Env().Undefined();
+}
+
+}  // namespace nbdjs

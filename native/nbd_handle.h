@@ -1,0 +1,121 @@
+// NbdHandle: the JS object that owns one struct nbd_handle.
+#pragma once
+
+#include <libnbd.h>
+#include <napi.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "driver.h"
+#include "event_queue.h"
+
+namespace nbdjs {
+
+using PropertyDescriptor = Napi::ClassPropertyDescriptor<class NbdHandle>;
+
+// One issued command, as seen by libnbd's callbacks (their user_data).
+// Pooled per handle so that issuing a command does not allocate.
+struct CommandContext {
+  NbdHandle* owner = nullptr;
+  uint64_t cookie = 0;         // set once the aio call has returned it
+  const uint8_t* base = nullptr;
+};
+
+struct LastError {
+  int errnum = 0;
+  std::string message;
+};
+
+class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  NbdHandle(const Napi::CallbackInfo& info);
+  ~NbdHandle() override;
+
+  // Driver entry points (JS thread).
+  void OnSocketReady(bool readable, bool writable);
+  nbd_handle* handle() const { return h_; }
+
+  // Closes everything without calling JS: env teardown and finalization.
+  void Teardown();
+
+  // Libnbd callbacks (run inside libnbd with the handle lock held).
+  static int ChunkCallback(void* user_data, const void* subbuf, size_t count,
+                           uint64_t offset, unsigned status, int* error);
+  static int CompletionCallback(void* user_data, int* error);
+
+ private:
+#include "generated/api_methods.h"
+  static void AddGeneratedMethods(std::vector<PropertyDescriptor>& methods);
+
+  // Hand-written glue.
+  Napi::Value AioPreadStructured(const Napi::CallbackInfo& info);
+  Napi::Value AioPread(const Napi::CallbackInfo& info);
+  Napi::Value AioConnectUri(const Napi::CallbackInfo& info);
+  Napi::Value AioConnectUnix(const Napi::CallbackInfo& info);
+  Napi::Value AioConnectTcp(const Napi::CallbackInfo& info);
+  Napi::Value AioConnectCommand(const Napi::CallbackInfo& info);
+  Napi::Value AioConnectSystemdSocketActivation(const Napi::CallbackInfo& info);
+  Napi::Value AioDisconnect(const Napi::CallbackInfo& info);
+  Napi::Value AioCommandCompleted(const Napi::CallbackInfo& info);
+  Napi::Value AioInFlight(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value LastErrorJs(const Napi::CallbackInfo& info);
+  Napi::Value DrainJs(const Napi::CallbackInfo& info);
+  Napi::Value EventsGetter(const Napi::CallbackInfo& info);
+  Napi::Value QueuedGetter(const Napi::CallbackInfo& info);
+
+  // Error capture: must run on the thread of the failed call, right after it.
+  void RecordError();
+  void RecordClosed();
+  void RecordNotSupported(const char* fn);
+  void RecordErrno(int errnum, const std::string& message);
+
+  static uint64_t ArgUint64(const Napi::Value& v);
+  static Napi::Value Int64ToJs(Napi::Env env, int64_t v);
+  // Reads a Buffer/TypedArray/DataView; false if `v` is none of them.
+  static bool ArgBuffer(const Napi::Value& v, uint8_t** data, size_t* length);
+
+  CommandContext* AcquireCommand(const uint8_t* base);
+  void ReleaseCommand(CommandContext* c);
+  Napi::Value IssueRead(const Napi::CallbackInfo& info, bool structured);
+  // Common tail of the aio_connect_* glue.
+  Napi::Value AfterConnectCall(Napi::Env env, int r);
+
+  // After a libnbd call: watch the right fd and direction, notice the end of
+  // a connect or disconnect, keep or release the loop.
+  void AfterLibnbdCall();
+  void CheckConnectionState();
+  void UpdateActive();
+  // Delivers queued events to JS. `from_js`: called inside a JS call (plain
+  // Call) rather than from the loop (MakeCallback, with microtasks).
+  void Drain(Napi::Env env, bool from_js);
+  void CloseNative();
+
+  nbd_handle* h_ = nullptr;
+  std::unique_ptr<Driver> driver_;
+  EventQueue queue_;
+  std::vector<Event> batch_;
+  LastError last_error_;
+
+  std::vector<std::unique_ptr<CommandContext>> command_storage_;
+  std::vector<CommandContext*> free_commands_;
+  int64_t in_flight_ = 0;   // issued, completion not yet delivered to JS
+  bool connecting_ = false;
+  bool disconnecting_ = false;
+  bool dispatching_ = false;
+  bool active_ = false;
+
+  Napi::FunctionReference on_events_;
+  Napi::Reference<Napi::Float64Array> events_array_;
+  double* events_data_ = nullptr;
+  size_t events_capacity_ = 0;  // in events
+  napi_async_context async_context_ = nullptr;
+};
+
+void ExportConstants(Napi::Env env, Napi::Object target);
+
+}  // namespace nbdjs
