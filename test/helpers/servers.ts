@@ -1,0 +1,142 @@
+// Real NBD servers for the tests: nbdkit and qemu-nbd, started here, over
+// Unix sockets in a temporary directory or as connectCommand subprocesses.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync, openSync, closeSync, ftruncateSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createConnection } from 'node:net';
+import { Handle, type HandleOptions } from '../../lib';
+
+const cleanups: (() => void)[] = [];
+afterAll(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+/** A temporary directory removed after the test file. */
+export function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'libnbd-test-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** argv for connectCommand: `nbdkit -s --exit-with-parent ARGS`. */
+export function nbdkit(...args: string[]): string[] {
+  return ['nbdkit', '-s', '--exit-with-parent', ...args];
+}
+
+export interface Server {
+  socket: string;
+  uri: string;
+  process: ChildProcess;
+  stop(): void;
+}
+
+async function waitFor(pred: () => boolean, what: string, ms = 10000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function track(proc: ChildProcess): () => void {
+  const stop = () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+  };
+  cleanups.push(stop);
+  return stop;
+}
+
+/** `nbdkit -U SOCKET ARGS` in the foreground, stopped after the test file. */
+export async function startNbdkit(...args: string[]): Promise<Server> {
+  const socket = join(tempDir(), 'nbd.sock');
+  const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', socket, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const stop = track(proc);
+  await waitFor(() => existsSync(socket) || proc.exitCode !== null, `nbdkit socket ${socket}`);
+  if (proc.exitCode !== null) throw new Error(`nbdkit ${args.join(' ')} exited with ${proc.exitCode}`);
+  return { socket, uri: `nbd+unix:///?socket=${socket}`, process: proc, stop };
+}
+
+/** `qemu-nbd` serving FILE (raw) on a Unix socket. */
+export async function startQemuNbd(file: string, ...args: string[]): Promise<Server> {
+  const socket = join(tempDir(), 'qemu.sock');
+  const proc = spawn('qemu-nbd', ['-f', 'raw', '-k', socket, '--persistent', ...args, file], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const stop = track(proc);
+  await waitFor(() => existsSync(socket) || proc.exitCode !== null, `qemu-nbd socket ${socket}`);
+  if (proc.exitCode !== null) throw new Error(`qemu-nbd exited with ${proc.exitCode}`);
+  return { socket, uri: `nbd+unix:///?socket=${socket}`, process: proc, stop };
+}
+
+/**
+ * A sparse raw file of `size` bytes with `fill` written at each given
+ * [offset, length] extent; the rest are holes.
+ */
+export function sparseFile(size: number, extents: [number, number][], fill = 0xab): string {
+  const path = join(tempDir(), 'sparse.raw');
+  const fd = openSync(path, 'w');
+  ftruncateSync(fd, size);
+  for (const [offset, length] of extents) writeSync(fd, Buffer.alloc(length, fill), 0, length, offset);
+  closeSync(fd);
+  return path;
+}
+
+/** A file with the given contents in a temp dir. */
+export function tempFile(name: string, contents: string | Buffer): string {
+  const path = join(tempDir(), name);
+  writeFileSync(path, contents);
+  return path;
+}
+
+/** A handle connected to `argv` through connectCommand, closed after the test file. */
+export async function connected<B extends boolean = false>(argv: string[], options?: HandleOptions<B>): Promise<Handle<B>> {
+  const h = new Handle<B>(options);
+  cleanups.push(() => h.close());
+  await h.connectCommand(argv);
+  return h;
+}
+
+/** A new handle closed after the test file. */
+export function handle<B extends boolean = false>(options?: HandleOptions<B>): Handle<B> {
+  const h = new Handle<B>(options);
+  cleanups.push(() => h.close());
+  return h;
+}
+
+/** nbdkit's pattern plugin: the big-endian uint64 at each 8-byte step is its own offset. */
+export function pattern(offset: number, length: number): Buffer {
+  const b = Buffer.alloc(length);
+  for (let i = 0; i < length; i += 8) b.writeBigUInt64BE(BigInt(offset + i), i);
+  return b;
+}
+
+/** Debian's python3 with the libnbd binding (python3-libnbd), if present. */
+export const systemPython = '/usr/bin/python3';
+export function havePythonLibnbd(): boolean {
+  const r = spawnSync(systemPython, ['-c', 'import nbd'], { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+/** Waits until `pred` holds (polling the event loop). */
+export { waitFor };
+
+/** `nbdkit -p PORT -i 127.0.0.1 ARGS`, TCP on loopback only. */
+export async function startNbdkitTcp(port: string, ...args: string[]): Promise<ChildProcess> {
+  const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-p', port, '-i', '127.0.0.1', ...args], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  track(proc);
+  const until = Date.now() + 10000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`nbdkit exited with ${proc.exitCode}`);
+    const listening = await new Promise<boolean>((resolve) => {
+      const s = createConnection({ host: '127.0.0.1', port: Number(port) });
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (listening) return proc;
+    if (Date.now() > until) throw new Error(`timed out waiting for nbdkit on port ${port}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
