@@ -86,17 +86,17 @@ export const simpleCalls = [
 
 /** Calls whose glue is written by hand (the facade and native/nbd_handle.cc). */
 export const customCalls = [
-  { name: 'aio_pread_structured', native: 'aioPreadStructured(buf: ArrayBufferView, offset: number | bigint, flags: number): number', doc: 'Issue a structured read; returns a cookie or -1.' },
-  { name: 'aio_pread', native: 'aioPread(buf: ArrayBufferView, offset: number | bigint, flags: number): number', doc: 'Issue a read; returns a cookie or -1.' },
-  { name: 'aio_connect_uri', native: 'aioConnectUri(uri: string): number', doc: 'Start connecting to an NBD URI.' },
-  { name: 'aio_connect_unix', native: 'aioConnectUnix(path: string): number', doc: 'Start connecting to a Unix socket.' },
-  { name: 'aio_connect_tcp', native: 'aioConnectTcp(hostname: string, port: string): number', doc: 'Start connecting over TCP.' },
-  { name: 'aio_connect_command', native: 'aioConnectCommand(argv: string[]): number', doc: 'Start a server subprocess and connect to its stdin/stdout.' },
-  { name: 'aio_connect_systemd_socket_activation', native: 'aioConnectSystemdSocketActivation(argv: string[]): number', doc: 'Start a server with systemd socket activation and connect.' },
-  { name: 'aio_disconnect', native: 'aioDisconnect(flags: number): number', doc: 'Queue NBD_CMD_DISC.' },
-  { name: 'aio_command_completed', native: 'aioCommandCompleted(cookie: number | bigint): number', doc: 'Used only for libnbd\'s own argument errors (cookie 0).' },
-  { name: 'aio_in_flight', native: 'aioInFlight(): number', doc: 'libnbd\'s count (used for its state checks).' },
-  { name: 'close', native: 'close(): void', doc: 'nbd_close.' },
+  { name: 'aio_pread_structured', public: 'aioPreadStructured, preadStructured', native: 'aioPreadStructured(buf: ArrayBufferView, offset: number | bigint, flags: number): number', doc: 'Issue a structured read; returns a cookie or -1.' },
+  { name: 'aio_pread', public: 'aioPread, pread', native: 'aioPread(buf: ArrayBufferView, offset: number | bigint, flags: number): number', doc: 'Issue a read; returns a cookie or -1.' },
+  { name: 'aio_connect_uri', public: 'connectUri', native: 'aioConnectUri(uri: string): number', doc: 'Start connecting to an NBD URI.' },
+  { name: 'aio_connect_unix', public: 'connectUnix', native: 'aioConnectUnix(path: string): number', doc: 'Start connecting to a Unix socket.' },
+  { name: 'aio_connect_tcp', public: 'connectTcp', native: 'aioConnectTcp(hostname: string, port: string): number', doc: 'Start connecting over TCP.' },
+  { name: 'aio_connect_command', public: 'connectCommand', native: 'aioConnectCommand(argv: string[]): number', doc: 'Start a server subprocess and connect to its stdin/stdout.' },
+  { name: 'aio_connect_systemd_socket_activation', public: 'connectSystemdSocketActivation', native: 'aioConnectSystemdSocketActivation(argv: string[]): number', doc: 'Start a server with systemd socket activation and connect.' },
+  { name: 'aio_disconnect', public: 'aioDisconnect, shutdown', native: 'aioDisconnect(flags: number): number', doc: 'Queue NBD_CMD_DISC.' },
+  { name: 'aio_command_completed', public: 'aioCommandCompleted', native: 'aioCommandCompleted(cookie: number | bigint): number', doc: 'Tracked in lib/ (native retires every command at once); native is asked only for cookie 0, for libnbd\'s own error.' },
+  { name: 'aio_in_flight', public: 'aioInFlight', native: 'aioInFlight(): number', doc: 'Counted in lib/ (commands whose completion JS has not seen, plus a pending disconnect); native is asked for libnbd\'s state checks.' },
+  { name: 'close', public: 'close', native: 'close(): void', doc: 'nbd_close.' },
 ];
 
 /** libnbd constants exported with their installed values (LIBNBD_ prefix dropped).

@@ -201,8 +201,11 @@ function apiDoc() {
     const params = c.args.map(([n, k, fam]) => `${camel(n)}: ${tsType[k]}${fam ? ` (${fam}_*)` : ''}`).join(', ');
     out.push(`| \`${camel(c.name)}\` | \`nbd_${c.name}\` | ${params || '—'} | ${tsRet[c.ret].replace('Int64<B>', 'number \\| bigint')} | ${c.state ?? 'any'} | ${c.doc} |`);
   }
-  out.push('', '## Calls with hand-written glue', '', '| libnbd | Native surface | Notes |', '|---|---|---|');
-  for (const c of customCalls) out.push(`| \`nbd_${c.name}\` | \`${c.native}\` | ${c.doc} |`);
+  out.push('', '## Calls with hand-written glue', '', '| Method | libnbd | Native surface | Notes |', '|---|---|---|---|');
+  for (const c of customCalls) {
+    const methods = c.public.split(', ').map((m) => `\`${m}\``).join(', ');
+    out.push(`| ${methods} | \`nbd_${c.name}\` | \`${c.native.replace(/\|/g, "\\|")}\` | ${c.doc} |`);
+  }
   out.push('', '## Constants', '', constants.map((c) => `\`${constName(c)}\`${isOptionalConst(c) ? ' (libnbd ≥ 1.16)' : ''}`).join(', '), '');
   return out.join('\n');
 }

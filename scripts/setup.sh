@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the binding needs on a fresh Debian machine, then builds it:
+# libnbd's headers (libnbd-dev), the test servers (nbdkit, qemu-nbd), libnbd's
+# Python binding (the reference the tests compare against), a C++ toolchain,
+# then `npm ci` (node-gyp build of the addon and the TypeScript build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packages=(libnbd-dev nbdkit qemu-utils python3-libnbd pkg-config g++ make cmake)
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+npm ci
