@@ -7,7 +7,7 @@ import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './er
 import { HandleApi, type Int64 } from './generated/handle-api';
 import {
   READ_ERROR_STATUS,
-  adoptServerError,
+  adoptLibnbdError,
   applyChunkResult,
   applyCompletionResult,
   chunkErrorOnEntry,
@@ -71,6 +71,7 @@ type Settle = (error: number, cause: unknown) => void;
 class PendingCommand implements CommandErrorState {
   error = 0;
   replaced = false;
+  deferredReadError: CommandErrorState['deferredReadError'] = undefined;
   causes: unknown[] | undefined = undefined;
 
   constructor(
@@ -98,16 +99,25 @@ interface Waiter {
   reject(e: Error): void;
 }
 
+/**
+ * Reports callback throws that no NbdError will carry. A string warning:
+ * process.emitWarning refuses Error objects of another realm (jest, vm).
+ */
 function reportLostCauses(causes: unknown[] | undefined): void {
   if (causes === undefined) return;
   for (const c of causes) {
-    const w = c instanceof Error ? c : new Error(String(c));
-    process.emitWarning(w, { type: 'NbdCallbackWarning', detail: 'a libnbd callback threw but its command succeeded' });
+    const stack = typeof c === 'object' && c !== null && 'stack' in c ? String((c as { stack: unknown }).stack) : undefined;
+    const text = typeof c === 'object' && c !== null && 'message' in c ? String((c as { message: unknown }).message) : String(c);
+    process.emitWarning(`a libnbd callback threw but its command succeeded: ${text}`, {
+      type: 'NbdCallbackWarning',
+      detail: stack,
+    });
   }
 }
 
 export class Handle<B extends boolean = false> extends HandleApi<B> {
   readonly #native: NativeHandle;
+  readonly #eventSink: (count: number) => void;
   readonly #events: Float64Array;
   readonly #bigint: boolean;
   #closed = false;
@@ -127,7 +137,10 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     const driver = options.driver ?? 'loop';
     if (driver !== 'loop') throw invalidArgValue('options.driver', "must be 'loop'", driver);
     this.#bigint = options.bigint === true;
-    this.#native = new binding.Handle((n: number) => this.#onEvents(n), driver);
+    // The native side holds this sink only weakly while idle, so that an
+    // unreachable idle handle can be collected: the facade must keep it.
+    this.#eventSink = (n: number) => this.#onEvents(n);
+    this.#native = new binding.Handle(this.#eventSink, driver);
     this.#events = this.#native.events;
   }
 
@@ -218,7 +231,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
 
   #deliverCompletion(cookie: number, cmd: PendingCommand, eventError: number, retireError: number): void {
     this.#pending.delete(cookie);
-    adoptServerError(cmd, eventError);
+    adoptLibnbdError(cmd, eventError);
     let autoRetire = false;
     const completion = cmd.completion;
     if (completion !== undefined) {

@@ -1,15 +1,27 @@
 // libnbd's error rules for a command's callbacks, applied in JS.
 //
 // JS callbacks run after libnbd has returned (DESIGN §2, rule 1), so libnbd
-// cannot see what they return: its native callbacks always return 0 and its
-// own record of a command's error holds server errors only. These functions
-// replay libnbd's rules (generator/states-reply-structured.c, states-reply.c,
-// lib/aio.c) in event order so that JS observes what a C program observes.
+// cannot see what they return: its native callbacks return 0 (READ_ERROR:
+// see READ_ERROR_MARKER) and its own record of a command's error holds server
+// errors only. These functions replay libnbd's rules
+// (generator/states-reply-structured.c, states-reply.c, lib/aio.c) in event
+// order so that JS observes what a C program observes.
 
 /** errno values the rules need (Linux). */
 const EPROTO = 71;
 
 export const READ_ERROR_STATUS = 3;
+
+/**
+ * What libnbd records for a READ_ERROR chunk when it had no error before
+ * (native/nbd_handle.cc). A plain error reply leaves no event, so only the
+ * command's next event tells whether libnbd had recorded one before that
+ * chunk: that event's error is then this marker, or the earlier error.
+ */
+export const READ_ERROR_MARKER = 0x4e424400;
+
+/** A READ_ERROR chunk whose effect waits for the command's next event. */
+type DeferredReadError = [serverError: number, ret: unknown, value: number];
 
 /** A command's error bookkeeping, as libnbd keeps `cmd->error`. */
 export interface CommandErrorState {
@@ -17,25 +29,47 @@ export interface CommandErrorState {
   error: number;
   /** True once a completion callback replaced the error. */
   replaced: boolean;
+  /** The first READ_ERROR chunk not yet settled (only while `error` is 0). */
+  deferredReadError: DeferredReadError | undefined;
+}
+
+/**
+ * Takes libnbd's record from an event that carries it (a DATA/HOLE chunk or
+ * the completion): settles a deferred READ_ERROR, and adopts a server error
+ * while the command has none.
+ */
+export function adoptLibnbdError(cmd: CommandErrorState, libnbdError: number): void {
+  const deferred = cmd.deferredReadError;
+  if (deferred !== undefined) {
+    cmd.deferredReadError = undefined;
+    if (libnbdError === READ_ERROR_MARKER) {
+      // Nothing was recorded before the READ_ERROR chunk: its callback may
+      // choose the errno with -1 and a non-zero value; else the server's.
+      const [serverError, ret, value] = deferred;
+      cmd.error = ret === -1 && value !== 0 ? value : serverError;
+      return;
+    }
+  }
+  if (cmd.error === 0 && libnbdError !== 0 && libnbdError !== READ_ERROR_MARKER) cmd.error = libnbdError;
 }
 
 /**
  * The `error.value` a chunk callback sees on entry. `eventError` is libnbd's
- * `*error` for this chunk: the first server error so far (DATA, HOLE) or the
- * chunk's own server errno (READ_ERROR). Adopts a server error while the
- * command has none.
+ * `*error` for this chunk: what libnbd has recorded so far (DATA, HOLE) or
+ * the chunk's own server errno (READ_ERROR).
  */
 export function chunkErrorOnEntry(cmd: CommandErrorState, status: number, eventError: number): number {
   if (status === READ_ERROR_STATUS) return eventError;
-  if (cmd.error === 0 && eventError !== 0) cmd.error = eventError;
+  adoptLibnbdError(cmd, eventError);
   return cmd.error;
 }
 
 /**
  * Records a chunk callback's result. Only -1 counts (a throw counts as -1).
  * DATA/HOLE: -1 records `value` (EPROTO when 0) unless an error was recorded
- * before. READ_ERROR: the chunk always fails the command; -1 may choose the
- * errno (`value`, if non-zero) when nothing was recorded before.
+ * before. READ_ERROR: the chunk always fails the command; if nothing was
+ * recorded before, -1 with a non-zero `value` chooses the errno, else the
+ * server's errno is recorded. Which case holds, the next event settles.
  */
 export function applyChunkResult(
   cmd: CommandErrorState,
@@ -45,16 +79,10 @@ export function applyChunkResult(
   value: number,
 ): void {
   if (status === READ_ERROR_STATUS) {
-    if (ret === -1 && cmd.error === 0) cmd.error = value;
-    if (cmd.error === 0) cmd.error = eventError;
+    if (cmd.error === 0 && cmd.deferredReadError === undefined) cmd.deferredReadError = [eventError, ret, value];
     return;
   }
   if (ret === -1 && cmd.error === 0) cmd.error = value !== 0 ? value : EPROTO;
-}
-
-/** A chunk-less command (aioPread, or no chunk callback): adopt the server's error. */
-export function adoptServerError(cmd: CommandErrorState, eventError: number): void {
-  if (cmd.error === 0 && eventError !== 0) cmd.error = eventError;
 }
 
 /**

@@ -36,6 +36,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("strerror", Napi::Function::New(env, Strerror, "strerror"));
   exports.Set("getVersion", Napi::Function::New(env, GetVersion, "getVersion"));
   exports.Set("eventStride", Napi::Number::New(env, kEventStride));
+  exports.Set("readErrorMarker", Napi::Number::New(env, kReadErrorMarker));
   return exports;
 }
 

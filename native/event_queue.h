@@ -26,6 +26,10 @@ namespace nbdjs {
 
 constexpr int kEventStride = 6;
 
+// Recorded in libnbd as a READ_ERROR chunk's error when libnbd had none;
+// larger than any errno, so it cannot be confused with one (lib/semantics.ts).
+constexpr int kReadErrorMarker = 0x4e424400;
+
 enum EventKind : uint32_t {
   kChunk = 1,
   kCompletion = 2,

@@ -132,6 +132,14 @@ int NbdHandle::ChunkCallback(void* user_data, const void* subbuf, size_t count, 
   e.sub_offset = static_cast<uint64_t>(static_cast<const uint8_t*>(subbuf) - c->base);
   e.count = count;
   c->owner->queue_.Push(e);
+  if (status == LIBNBD_READ_ERROR) {
+    // A plain error reply earlier in the same command leaves no event, so JS
+    // cannot tell whether libnbd already recorded an error. Ask libnbd: it
+    // records the marker only if it had none, and the command's next event
+    // (a chunk or the completion) carries what it recorded.
+    *error = kReadErrorMarker;
+    return -1;
+  }
   return 0;  // the facade applies the callback's result (DESIGN §4)
 }
 
@@ -444,13 +452,8 @@ void NbdHandle::OnSocketReady(bool readable, bool writable) {
   AfterLibnbdCall();
   try {
     Drain(env, false);
-  } catch (const Napi::Error& e) {
-    // Only a bug in lib/ can get here (it catches user callbacks' throws);
-    // report it as an uncaught exception rather than unwinding into libuv.
-    batch_.clear();
-    napi_fatal_exception(env, e.Value());
   } catch (...) {
-    batch_.clear();
+    // Drain reports JS exceptions itself; nothing may unwind into libuv.
     fprintf(stderr, "libnbd: unexpected C++ exception in event dispatch\n");
   }
 }
@@ -462,6 +465,7 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
     explicit Dispatching(bool& f) : flag(f) { flag = true; }
     ~Dispatching() { flag = false; }
   } dispatching(dispatching_);
+  Napi::Reference<Napi::Value> failure;
   bool closed = false;
   while (!closed) {
     queue_.TakeAll(batch_);
@@ -489,16 +493,30 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
       }
       i += n;
       events_data_[0] = 0;
+      Napi::Function fn = on_events_.Value();
+      if (fn.IsEmpty()) break;  // the facade is gone: nobody to tell
       Napi::Number count = Napi::Number::New(env, static_cast<double>(n));
-      if (from_js)
-        on_events_.Call({count});
-      else
-        on_events_.MakeCallback(env.Global(), {count});
+      // lib/ catches what user callbacks throw; an exception here is a bug
+      // there. Keep delivering the rest of the batch, then report it.
+      try {
+        if (from_js)
+          fn.Call({count});
+        else
+          fn.MakeCallback(env.Global(), {count});
+      } catch (const Napi::Error& e) {
+        if (failure.IsEmpty()) failure = Napi::Reference<Napi::Value>::New(e.Value(), 1);
+      }
       closed = h_ == nullptr;
     }
     batch_.clear();
   }
+  batch_.clear();
   UpdateActive();
+  if (!failure.IsEmpty()) {
+    Napi::Value e = failure.Value();
+    if (from_js) throw Napi::Error(env, e);
+    napi_fatal_exception(env, e);
+  }
 }
 
 Napi::Value NbdHandle::DrainJs(const Napi::CallbackInfo& info) {

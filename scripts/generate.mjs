@@ -187,6 +187,8 @@ function typings() {
   out.push('  strerror(errno: number): string;');
   out.push('  getVersion(): string;');
   out.push('  eventStride: number;');
+  out.push('  /** What libnbd records for a READ_ERROR chunk when it had no error (lib/semantics.ts). */');
+  out.push('  readErrorMarker: number;');
   out.push('}', '');
   return out.join('\n');
 }

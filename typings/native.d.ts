@@ -81,4 +81,6 @@ export interface NativeBinding {
   strerror(errno: number): string;
   getVersion(): string;
   eventStride: number;
+  /** What libnbd records for a READ_ERROR chunk when it had no error (lib/semantics.ts). */
+  readErrorMarker: number;
 }
