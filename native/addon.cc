@@ -26,9 +26,20 @@ Napi::Value GetVersion(const Napi::CallbackInfo& info) {
   return v;
 }
 
+void FreeAddonData(napi_env env, void* data, void*) {
+  auto* addon = static_cast<AddonData*>(data);
+  if (addon->async_context != nullptr) napi_async_destroy(env, addon->async_context);
+  delete addon;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* addon = new AddonData();
+  napi_value resource_name = Napi::String::New(env, "NbdHandle");
+  napi_async_init(env, nullptr, resource_name, &addon->async_context);
+  napi_set_instance_data(env, addon, FreeAddonData, nullptr);
+
   exports.Set("Handle", NbdHandle::Init(env));
   Napi::Object constants = Napi::Object::New(env);
   ExportConstants(env, constants);

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 
 #include "loop_driver.h"
 
@@ -18,19 +19,31 @@ constexpr double kMaxSafeInteger = 9007199254740991.0;
 // aio_connect_command and socket activation fork and exec the server with
 // fd 2 as it is; Node marks fd 2 close-on-exec, which would leave the server
 // without stderr (nbdkit then exits at once). Clear the flag around the call.
+// fd 2 belongs to the process, not to an env: workers connecting at the same
+// time share one clearing, counted under a process-wide lock.
 class InheritStderr {
  public:
   InheritStderr() {
-    flags_ = fcntl(2, F_GETFD);
-    if (flags_ != -1 && (flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, flags_ & ~FD_CLOEXEC);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (users_++ == 0) {
+      saved_flags_ = fcntl(2, F_GETFD);
+      if (saved_flags_ != -1 && (saved_flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, saved_flags_ & ~FD_CLOEXEC);
+    }
   }
   ~InheritStderr() {
-    if (flags_ != -1 && (flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, flags_);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (--users_ == 0 && saved_flags_ != -1 && (saved_flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, saved_flags_);
   }
 
  private:
-  int flags_;
+  static std::mutex mutex_;
+  static int users_;
+  static int saved_flags_;
 };
+
+std::mutex InheritStderr::mutex_;
+int InheritStderr::users_ = 0;
+int InheritStderr::saved_flags_ = -1;
 
 std::vector<std::string> StringArray(const Napi::Value& v) {
   std::vector<std::string> out;
@@ -92,6 +105,7 @@ NbdHandle::NbdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NbdHandl
     e.ThrowAsJavaScriptException();
     return;
   }
+  addon_ = env.GetInstanceData<AddonData>();
   driver_ = std::make_unique<LoopDriver>(this, env);
 }
 
@@ -426,12 +440,15 @@ void NbdHandle::UpdateActive() {
   active_ = want;
   // While active, this object and its JS event sink stay reachable (commands
   // hold buffers and callbacks) and the loop stays alive.
+  // Raw napi calls: these must not throw (this runs under libuv callbacks).
+  uint32_t count;
+  napi_env env = Env();
   if (want) {
-    Ref();
-    on_events_.Ref();
+    napi_reference_ref(env, napi_ref(*this), &count);
+    napi_reference_ref(env, on_events_, &count);
   } else {
-    Unref();
-    on_events_.Unref();
+    napi_reference_unref(env, napi_ref(*this), &count);
+    napi_reference_unref(env, on_events_, &count);
   }
   if (driver_) driver_->SetActive(want);
 }
@@ -451,7 +468,10 @@ void NbdHandle::OnSocketReady(bool readable, bool writable) {
   if (r == -1) RecordError();
   AfterLibnbdCall();
   try {
+    napi_callback_scope scope;
+    napi_open_callback_scope(env, nullptr, addon_->async_context, &scope);
     Drain(env, false);
+    napi_close_callback_scope(env, scope);  // runs microtasks and nextTicks
   } catch (...) {
     // Drain reports JS exceptions itself; nothing may unwind into libuv.
     fprintf(stderr, "libnbd: unexpected C++ exception in event dispatch\n");
@@ -459,6 +479,9 @@ void NbdHandle::OnSocketReady(bool readable, bool writable) {
 }
 
 void NbdHandle::Drain(Napi::Env env, bool from_js) {
+  // From the loop, the caller holds a callback scope: microtasks (a Promise's
+  // continuation issuing the next command) run once Drain is over, never
+  // while `dispatching_` would hold back the drain of their own events.
   if (dispatching_) return;  // the outer Drain delivers what JS queues meanwhile
   struct Dispatching {
     bool& flag;
@@ -499,10 +522,7 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
       // lib/ catches what user callbacks throw; an exception here is a bug
       // there. Keep delivering the rest of the batch, then report it.
       try {
-        if (from_js)
-          fn.Call({count});
-        else
-          fn.MakeCallback(env.Global(), {count});
+        fn.Call({count});
       } catch (const Napi::Error& e) {
         if (failure.IsEmpty()) failure = Napi::Reference<Napi::Value>::New(e.Value(), 1);
       }

@@ -24,6 +24,11 @@ struct CommandContext {
   const uint8_t* base = nullptr;
 };
 
+// Per-env state of the module (napi instance data).
+struct AddonData {
+  napi_async_context async_context = nullptr;  // for the callback scopes of event delivery
+};
+
 struct LastError {
   int errnum = 0;
   std::string message;
@@ -90,12 +95,13 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   void AfterLibnbdCall();
   void CheckConnectionState();
   void UpdateActive();
-  // Delivers queued events to JS. `from_js`: called inside a JS call (plain
-  // Call) rather than from the loop (MakeCallback, with microtasks).
+  // Delivers queued events to JS. `from_js`: called from a JS call, so a JS
+  // exception is rethrown there rather than reported as uncaught.
   void Drain(Napi::Env env, bool from_js);
   void CloseNative();
 
   nbd_handle* h_ = nullptr;
+  AddonData* addon_ = nullptr;
   std::unique_ptr<Driver> driver_;
   EventQueue queue_;
   std::vector<Event> batch_;
