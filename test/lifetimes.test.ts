@@ -497,6 +497,13 @@ describe('garbage collection', () => {
   });
 });
 
+test('an idle handle whose event sink went through gc() still delivers every command', async () => {
+  const r = await runNode(['--expose-gc', join(FIXTURES, 'idle-gc.js')]);
+  expect(r.stderr).not.toMatch(CRASH);
+  expect({ code: r.code, timedOut: r.timedOut }).toEqual({ code: 0, timedOut: false });
+  expect(r.lines).toEqual([{ ok: 10 }]);
+});
+
 // ================================================================ 4. liveness
 
 describe('process liveness', () => {
