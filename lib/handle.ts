@@ -262,8 +262,9 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (which === 'connect') this.#connectWaiter = undefined;
     else this.#disconnectWaiter = undefined;
     if (w === undefined) return;
-    if (err === 0) w.resolve();
-    else w.reject(this.#lastError());
+    if (err === 0) return w.resolve();
+    const [errnum, message] = this.#native.connectionError();
+    w.reject(new NbdError(message, errnum || err));
   }
 
   // ------------------------------------------------------------ commands

@@ -22,7 +22,7 @@ struct PollWatch {
     if (w->driver == nullptr) return;
     bool readable = status < 0 || (events & (UV_READABLE | UV_DISCONNECT)) != 0;
     bool writable = (events & UV_WRITABLE) != 0;
-    w->driver->owner_->OnSocketReady(readable, writable);
+    w->driver->owner_->OnLoopReady(readable, writable);
   }
 
   static void OnClosed(uv_handle_t* h) {
@@ -67,6 +67,8 @@ void LoopDriver::CloseWatch() {
   uv_poll_stop(&w->poll);
   uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), PollWatch::OnClosed);
 }
+
+int LoopDriver::Connect(ConnectTask task) { return task(owner_->handle()); }
 
 void LoopDriver::Rearm() {
   if (stopped_) return;

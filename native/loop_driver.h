@@ -17,6 +17,7 @@ class LoopDriver final : public Driver {
   LoopDriver(NbdHandle* owner, napi_env env);
   ~LoopDriver() override;
 
+  int Connect(ConnectTask task) override;
   void Rearm() override;
   void SetActive(bool active) override;
   void Stop() override;

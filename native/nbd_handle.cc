@@ -75,6 +75,7 @@ Napi::Function NbdHandle::Init(Napi::Env env) {
       InstanceMethod<&NbdHandle::AioInFlight>("aioInFlight"),
       InstanceMethod<&NbdHandle::Close>("close"),
       InstanceMethod<&NbdHandle::LastErrorJs>("lastError"),
+      InstanceMethod<&NbdHandle::ConnectionErrorJs>("connectionError"),
       InstanceMethod<&NbdHandle::DrainJs>("drain"),
       InstanceAccessor<&NbdHandle::EventsGetter>("events"),
       InstanceAccessor<&NbdHandle::QueuedGetter>("queued"),
@@ -324,74 +325,71 @@ Napi::Value NbdHandle::AioInFlight(const Napi::CallbackInfo& info) {
 
 // ------------------------------------------------------------ connecting
 
-Napi::Value NbdHandle::AfterConnectCall(Napi::Env env, int r) {
+Napi::Value NbdHandle::StartConnect(Napi::Env env, ConnectTask task) {
+  if (h_ == nullptr) {
+    RecordClosed();
+    return Napi::Number::New(env, -1);
+  }
+  {
+    std::lock_guard<std::mutex> lock(io_error_mutex_);
+    io_error_ = LastError();
+  }
+  connecting_ = true;
+  int r = driver_->Connect(std::move(task));
   if (r == -1) {
     RecordError();
-  } else {
-    connecting_ = true;
+    connecting_ = false;
   }
   AfterLibnbdCall();
   return Napi::Number::New(env, r);
 }
 
-#define REQUIRE_OPEN(env)                      \
-  if (h_ == nullptr) {                         \
-    RecordClosed();                            \
-    return Napi::Number::New((env), -1);       \
-  }                                            \
-  last_error_ = LastError()
-
 Napi::Value NbdHandle::AioConnectUri(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  REQUIRE_OPEN(env);
   std::string uri = info[0].As<Napi::String>().Utf8Value();
-  return AfterConnectCall(env, nbd_aio_connect_uri(h_, uri.c_str()));
+  return StartConnect(info.Env(), [uri](nbd_handle* h) { return nbd_aio_connect_uri(h, uri.c_str()); });
 }
 
 Napi::Value NbdHandle::AioConnectUnix(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  REQUIRE_OPEN(env);
   std::string path = info[0].As<Napi::String>().Utf8Value();
-  return AfterConnectCall(env, nbd_aio_connect_unix(h_, path.c_str()));
+  return StartConnect(info.Env(), [path](nbd_handle* h) { return nbd_aio_connect_unix(h, path.c_str()); });
 }
 
 Napi::Value NbdHandle::AioConnectTcp(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  REQUIRE_OPEN(env);
   std::string host = info[0].As<Napi::String>().Utf8Value();
   std::string port = info[1].As<Napi::String>().Utf8Value();
-  return AfterConnectCall(env, nbd_aio_connect_tcp(h_, host.c_str(), port.c_str()));
+  return StartConnect(info.Env(), [host, port](nbd_handle* h) {
+    return nbd_aio_connect_tcp(h, host.c_str(), port.c_str());
+  });
 }
 
 Napi::Value NbdHandle::AioConnectCommand(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  REQUIRE_OPEN(env);
   std::vector<std::string> strings = StringArray(info[0]);
-  std::vector<char*> argv = Argv(strings);
-  int r;
-  {
+  return StartConnect(info.Env(), [strings](nbd_handle* h) mutable {
+    std::vector<char*> argv = Argv(strings);
     InheritStderr keep_stderr;
-    r = nbd_aio_connect_command(h_, argv.data());
-  }
-  return AfterConnectCall(env, r);
+    return nbd_aio_connect_command(h, argv.data());
+  });
 }
 
 Napi::Value NbdHandle::AioConnectSystemdSocketActivation(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  REQUIRE_OPEN(env);
   std::vector<std::string> strings = StringArray(info[0]);
-  std::vector<char*> argv = Argv(strings);
-  int r;
-  {
+  return StartConnect(info.Env(), [strings](nbd_handle* h) mutable {
+    std::vector<char*> argv = Argv(strings);
     InheritStderr keep_stderr;
-    r = nbd_aio_connect_systemd_socket_activation(h_, argv.data());
-  }
-  return AfterConnectCall(env, r);
+    return nbd_aio_connect_systemd_socket_activation(h, argv.data());
+  });
 }
 
 Napi::Value NbdHandle::AioDisconnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  REQUIRE_OPEN(env);
+  if (h_ == nullptr) {
+    RecordClosed();
+    return Napi::Number::New(env, -1);
+  }
+  {
+    std::lock_guard<std::mutex> lock(io_error_mutex_);
+    io_error_ = LastError();
+  }
   int r = nbd_aio_disconnect(h_, info[0].As<Napi::Number>().Uint32Value());
   if (r == -1)
     RecordError();
@@ -401,34 +399,75 @@ Napi::Value NbdHandle::AioDisconnect(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, r);
 }
 
-#undef REQUIRE_OPEN
+// ------------------------------------------------------------ driving
 
-// ------------------------------------------------------------ state and delivery
+void NbdHandle::RecordIoError() {
+  const char* msg = nbd_get_error();
+  std::lock_guard<std::mutex> lock(io_error_mutex_);
+  io_error_.errnum = nbd_get_errno();
+  io_error_.message = msg ? msg : "unknown libnbd error";
+}
 
-void NbdHandle::CheckConnectionState() {
-  if (h_ == nullptr) return;
-  if (connecting_ && nbd_aio_is_connecting(h_) != 1) {
-    connecting_ = false;
+Napi::Value NbdHandle::ConnectionErrorJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::lock_guard<std::mutex> lock(io_error_mutex_);
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, io_error_.errnum));
+  a.Set(1u, Napi::String::New(env, io_error_.message));
+  return a;
+}
+
+void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
+  unsigned dir = nbd_aio_get_direction(h);
+  int r = 0;
+  // One notify per wake-up, read first; never notify_read an fd that is not
+  // readable (libnbd would park in REPLY.START and hang).
+  if (readable && (dir & LIBNBD_AIO_DIRECTION_READ))
+    r = nbd_aio_notify_read(h);
+  else if (writable && (dir & LIBNBD_AIO_DIRECTION_WRITE))
+    r = nbd_aio_notify_write(h);
+  if (r == -1) RecordIoError();
+  CheckConnectionState(h);
+}
+
+void NbdHandle::ConnectFailed() {
+  RecordIoError();
+  if (!connecting_.exchange(false)) return;
+  Event e{};
+  e.kind = kConnected;
+  std::lock_guard<std::mutex> lock(io_error_mutex_);
+  e.error = io_error_.errnum != 0 ? io_error_.errnum : ENOTCONN;
+  queue_.Push(e);
+}
+
+// Either thread may see the end first; the exchange makes one event of it.
+void NbdHandle::CheckConnectionState(nbd_handle* h) {
+  if (connecting_ && nbd_aio_is_connecting(h) != 1 && connecting_.exchange(false)) {
     Event e{};
     e.kind = kConnected;
-    if (nbd_aio_is_ready(h_) != 1 && nbd_aio_is_negotiating(h_) != 1) {
-      if (last_error_.errnum == 0 && last_error_.message.empty())
-        RecordErrno(ENOTCONN, "connection failed: server disconnected");
-      e.error = last_error_.errnum != 0 ? last_error_.errnum : ENOTCONN;
+    if (nbd_aio_is_ready(h) != 1 && nbd_aio_is_negotiating(h) != 1) {
+      std::lock_guard<std::mutex> lock(io_error_mutex_);
+      if (io_error_.errnum == 0 && io_error_.message.empty()) {
+        io_error_.errnum = ENOTCONN;
+        io_error_.message = "connection failed: server disconnected";
+      }
+      e.error = io_error_.errnum != 0 ? io_error_.errnum : ENOTCONN;
     }
     queue_.Push(e);
   }
-  if (disconnecting_ && (nbd_aio_is_closed(h_) == 1 || nbd_aio_is_dead(h_) == 1)) {
-    disconnecting_ = false;
+  if (disconnecting_ && (nbd_aio_is_closed(h) == 1 || nbd_aio_is_dead(h) == 1) && disconnecting_.exchange(false)) {
     Event e{};
     e.kind = kDisconnected;
-    if (nbd_aio_is_dead(h_) == 1) e.error = last_error_.errnum != 0 ? last_error_.errnum : ENOTCONN;
+    if (nbd_aio_is_dead(h) == 1) {
+      std::lock_guard<std::mutex> lock(io_error_mutex_);
+      e.error = io_error_.errnum != 0 ? io_error_.errnum : ENOTCONN;
+    }
     queue_.Push(e);
   }
 }
 
 void NbdHandle::AfterLibnbdCall() {
-  CheckConnectionState();
+  if (h_ != nullptr) CheckConnectionState(h_);
   if (driver_) driver_->Rearm();
   events_data_[0] = static_cast<double>(queue_.Size());
   UpdateActive();
@@ -453,25 +492,26 @@ void NbdHandle::UpdateActive() {
   if (driver_) driver_->SetActive(want);
 }
 
-void NbdHandle::OnSocketReady(bool readable, bool writable) {
+void NbdHandle::OnLoopReady(bool readable, bool writable) {
   if (h_ == nullptr) return;
+  RunStateMachine(h_, readable, writable);
+  AfterLibnbdCall();
+  DeliverFromLoop();
+}
+
+void NbdHandle::OnThreadWake() {
+  if (h_ == nullptr) return;
+  DeliverFromLoop();
+}
+
+void NbdHandle::DeliverFromLoop() {
   Napi::Env env = Env();
   Napi::HandleScope scope(env);
-  unsigned dir = nbd_aio_get_direction(h_);
-  int r = 0;
-  // One notify per wake-up, read first; never notify_read an fd that is not
-  // readable (libnbd would park in REPLY.START and hang).
-  if (readable && (dir & LIBNBD_AIO_DIRECTION_READ))
-    r = nbd_aio_notify_read(h_);
-  else if (writable && (dir & LIBNBD_AIO_DIRECTION_WRITE))
-    r = nbd_aio_notify_write(h_);
-  if (r == -1) RecordError();
-  AfterLibnbdCall();
   try {
-    napi_callback_scope scope;
-    napi_open_callback_scope(env, nullptr, addon_->async_context, &scope);
+    napi_callback_scope callback_scope;
+    napi_open_callback_scope(env, nullptr, addon_->async_context, &callback_scope);
     Drain(env, false);
-    napi_close_callback_scope(env, scope);  // runs microtasks and nextTicks
+    napi_close_callback_scope(env, callback_scope);  // runs microtasks and nextTicks
   } catch (...) {
     // Drain reports JS exceptions itself; nothing may unwind into libuv.
     fprintf(stderr, "libnbd: unexpected C++ exception in event dispatch\n");

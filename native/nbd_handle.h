@@ -4,7 +4,9 @@
 #include <libnbd.h>
 #include <napi.h>
 
+#include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,9 +42,22 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   NbdHandle(const Napi::CallbackInfo& info);
   ~NbdHandle() override;
 
-  // Driver entry points (JS thread).
-  void OnSocketReady(bool readable, bool writable);
   nbd_handle* handle() const { return h_; }
+
+  // Runs libnbd's state machine for a ready socket: one notify call, then
+  // notes the end of a connect or disconnect. On the thread that drives the
+  // handle (JS thread for the loop driver, the I/O thread for the thread
+  // driver); errors are kept in io_error_.
+  void RunStateMachine(nbd_handle* h, bool readable, bool writable);
+  // Notes the end of a connect or disconnect as an event (any thread).
+  void CheckConnectionState(nbd_handle* h);
+  // A connect task failed on the I/O thread.
+  void ConnectFailed();
+  bool HasEvents() { return queue_.Size() > 0; }
+
+  // JS-thread entry points of the drivers: deliver what was recorded.
+  void OnLoopReady(bool readable, bool writable);
+  void OnThreadWake();
 
   // Closes everything without calling JS: env teardown and finalization.
   void Teardown();
@@ -69,12 +84,15 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   Napi::Value AioInFlight(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value LastErrorJs(const Napi::CallbackInfo& info);
+  Napi::Value ConnectionErrorJs(const Napi::CallbackInfo& info);
   Napi::Value DrainJs(const Napi::CallbackInfo& info);
   Napi::Value EventsGetter(const Napi::CallbackInfo& info);
   Napi::Value QueuedGetter(const Napi::CallbackInfo& info);
 
   // Error capture: must run on the thread of the failed call, right after it.
+  // RecordError: a call made from JS; RecordIoError: the driving thread.
   void RecordError();
+  void RecordIoError();
   void RecordClosed();
   void RecordNotSupported(const char* fn);
   void RecordErrno(int errnum, const std::string& message);
@@ -87,14 +105,16 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   CommandContext* AcquireCommand(const uint8_t* base);
   void ReleaseCommand(CommandContext* c);
   Napi::Value IssueRead(const Napi::CallbackInfo& info, bool structured);
-  // Common tail of the aio_connect_* glue.
-  Napi::Value AfterConnectCall(Napi::Env env, int r);
+  // Common glue of the connect calls.
+  Napi::Value StartConnect(Napi::Env env, ConnectTask task);
 
-  // After a libnbd call: watch the right fd and direction, notice the end of
-  // a connect or disconnect, keep or release the loop.
+  // After a libnbd call from JS: watch the right fd and direction, notice the
+  // end of a connect or disconnect, keep or release the loop.
   void AfterLibnbdCall();
-  void CheckConnectionState();
   void UpdateActive();
+  // Runs Drain inside a callback scope (microtasks run after it), reporting
+  // a JS exception as uncaught: the loop and TSFN entry points.
+  void DeliverFromLoop();
   // Delivers queued events to JS. `from_js`: called from a JS call, so a JS
   // exception is rethrown there rather than reported as uncaught.
   void Drain(Napi::Env env, bool from_js);
@@ -110,8 +130,11 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   std::vector<std::unique_ptr<CommandContext>> command_storage_;
   std::vector<CommandContext*> free_commands_;
   int64_t in_flight_ = 0;   // issued, completion not yet delivered to JS
-  bool connecting_ = false;
-  bool disconnecting_ = false;
+  // Set by JS, cleared by whichever thread sees the connect/disconnect end.
+  std::atomic<bool> connecting_{false};
+  std::atomic<bool> disconnecting_{false};
+  std::mutex io_error_mutex_;
+  LastError io_error_;  // the error that ended a connect or the connection
   bool dispatching_ = false;
   bool active_ = false;
 

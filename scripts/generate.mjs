@@ -174,6 +174,8 @@ function typings() {
   for (const c of customCalls) out.push(`  ${c.native};`);
   out.push('  /** [errno, message] of the last failure recorded on this handle. */');
   out.push('  lastError(): [number, string];');
+  out.push('  /** [errno, message] of what ended the last connect or the connection (driving thread). */');
+  out.push('  connectionError(): [number, string];');
   out.push('  /** Deliver events queued by a call made from JS (no-op while dispatching). */');
   out.push('  drain(): void;');
   out.push('  /** Shared event records, 6 doubles each (see native/event_queue.h). */');

@@ -67,6 +67,8 @@ export interface NativeHandle {
   close(): void;
   /** [errno, message] of the last failure recorded on this handle. */
   lastError(): [number, string];
+  /** [errno, message] of what ended the last connect or the connection (driving thread). */
+  connectionError(): [number, string];
   /** Deliver events queued by a call made from JS (no-op while dispatching). */
   drain(): void;
   /** Shared event records, 6 doubles each (see native/event_queue.h). */
