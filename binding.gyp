@@ -10,6 +10,7 @@
         "native/addon.cc",
         "native/nbd_handle.cc",
         "native/loop_driver.cc",
+        "native/thread_driver.cc",
         "native/generated/api_methods.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

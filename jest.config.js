@@ -1,10 +1,21 @@
-/** @type {import('jest').Config} */
-module.exports = {
+// Every suite runs once per driver (DESIGN §2): the `loop` project and the
+// `thread` project differ only in LIBNBD_DRIVER, the default driver of the
+// handles the tests make.
+const common = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'test/tsconfig.json' }] },
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/test/tsconfig.json' }] },
+};
+
+/** @type {import('jest').Config} */
+module.exports = {
   testTimeout: 30000,
   // Servers are real processes; two workers fit the 2-core machines.
   maxWorkers: 2,
+  projects: ['loop', 'thread'].map((driver) => ({
+    ...common,
+    displayName: driver,
+    setupFiles: [`<rootDir>/test/helpers/driver-${driver}.js`],
+  })),
 };

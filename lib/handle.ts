@@ -49,10 +49,14 @@ export type ChunkCallback<B extends boolean = boolean> = (
  */
 export type CompletionCallback = (error: ErrorRef) => unknown;
 
-export type Driver = 'loop';
+export type Driver = 'loop' | 'thread';
 
 export interface HandleOptions<B extends boolean = false> {
-  /** Which driver runs libnbd's state machine. Only 'loop' exists so far. */
+  /**
+   * Which driver runs libnbd's state machine: 'loop' (a uv_poll in this
+   * thread's event loop) or 'thread' (an I/O thread of the handle's own;
+   * connects, name lookups included, run there).
+   */
   driver?: Driver;
   /** Return sizes and offsets as bigint, as fs.stat({ bigint: true }) does. */
   bigint?: B;
@@ -115,6 +119,12 @@ function reportLostCauses(causes: unknown[] | undefined): void {
   }
 }
 
+/** The driver of handles made without `driver`: LIBNBD_DRIVER, else 'loop'. */
+export function defaultDriver(): Driver {
+  const fromEnv = process.env.LIBNBD_DRIVER;
+  return fromEnv === 'thread' || fromEnv === 'loop' ? fromEnv : 'loop';
+}
+
 export class Handle<B extends boolean = false> extends HandleApi<B> {
   readonly #native: NativeHandle;
   readonly #eventSink: (count: number) => void;
@@ -134,8 +144,10 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (options === null || typeof options !== 'object') {
       throw invalidArgValue('options', 'must be an object', options);
     }
-    const driver = options.driver ?? 'loop';
-    if (driver !== 'loop') throw invalidArgValue('options.driver', "must be 'loop'", driver);
+    const driver = options.driver ?? defaultDriver();
+    if (driver !== 'loop' && driver !== 'thread') {
+      throw invalidArgValue('options.driver', "must be 'loop' or 'thread'", driver);
+    }
     this.#bigint = options.bigint === true;
     // The native side holds this sink only weakly while idle, so that an
     // unreachable idle handle can be collected: the facade must keep it.

@@ -1,7 +1,7 @@
 // libnbd for Node.js: the public entry point.
 import { binding } from './binding';
 
-export { Handle } from './handle';
+export { Handle, defaultDriver } from './handle';
 export type { ChunkCallback, CompletionCallback, ErrorRef, HandleOptions, Driver } from './handle';
 export type { Int64 } from './generated/handle-api';
 export { NbdError, errnoName } from './errors';

@@ -68,7 +68,11 @@ void LoopDriver::CloseWatch() {
   uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), PollWatch::OnClosed);
 }
 
-int LoopDriver::Connect(ConnectTask task) { return task(owner_->handle()); }
+int LoopDriver::Connect(ConnectTask task) {
+  int r = task(owner_->handle());
+  if (r != -1) owner_->ConnectStarted(true);
+  return r;
+}
 
 void LoopDriver::Rearm() {
   if (stopped_) return;

@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "loop_driver.h"
+#include "thread_driver.h"
 
 namespace nbdjs {
 
@@ -107,7 +109,12 @@ NbdHandle::NbdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NbdHandl
     return;
   }
   addon_ = env.GetInstanceData<AddonData>();
-  driver_ = std::make_unique<LoopDriver>(this, env);
+  js_thread_ = std::this_thread::get_id();
+  std::string driver = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "loop";
+  if (driver == "thread")
+    driver_ = std::make_unique<ThreadDriver>(this, env);
+  else
+    driver_ = std::make_unique<LoopDriver>(this, env);
 }
 
 NbdHandle::~NbdHandle() {
@@ -128,6 +135,7 @@ void NbdHandle::CloseNative() {
   nbd_close(h);
   queue_.Clear();
   in_flight_ = 0;
+  connect_queued_ = false;
   connecting_ = false;
   disconnecting_ = false;
   free_commands_.clear();
@@ -146,7 +154,7 @@ int NbdHandle::ChunkCallback(void* user_data, const void* subbuf, size_t count, 
   e.command = c;
   e.sub_offset = static_cast<uint64_t>(static_cast<const uint8_t*>(subbuf) - c->base);
   e.count = count;
-  c->owner->queue_.Push(e);
+  c->owner->Record(e);
   if (status == LIBNBD_READ_ERROR) {
     // A plain error reply earlier in the same command leaves no event, so JS
     // cannot tell whether libnbd already recorded an error. Ask libnbd: it
@@ -164,7 +172,7 @@ int NbdHandle::CompletionCallback(void* user_data, int* error) {
   e.kind = kCompletion;
   e.error = *error;
   e.command = c;
-  c->owner->queue_.Push(e);
+  c->owner->Record(e);
   return 0;  // never auto-retire: Drain retires, to see libnbd's short-read error
 }
 
@@ -334,12 +342,8 @@ Napi::Value NbdHandle::StartConnect(Napi::Env env, ConnectTask task) {
     std::lock_guard<std::mutex> lock(io_error_mutex_);
     io_error_ = LastError();
   }
-  connecting_ = true;
   int r = driver_->Connect(std::move(task));
-  if (r == -1) {
-    RecordError();
-    connecting_ = false;
-  }
+  if (r == -1) RecordError();
   AfterLibnbdCall();
   return Napi::Number::New(env, r);
 }
@@ -430,9 +434,12 @@ void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   CheckConnectionState(h);
 }
 
-void NbdHandle::ConnectFailed() {
+void NbdHandle::ConnectStarted(bool ok) {
+  if (ok) {
+    connecting_ = true;
+    return;
+  }
   RecordIoError();
-  if (!connecting_.exchange(false)) return;
   Event e{};
   e.kind = kConnected;
   std::lock_guard<std::mutex> lock(io_error_mutex_);
@@ -469,12 +476,16 @@ void NbdHandle::CheckConnectionState(nbd_handle* h) {
 void NbdHandle::AfterLibnbdCall() {
   if (h_ != nullptr) CheckConnectionState(h_);
   if (driver_) driver_->Rearm();
-  events_data_[0] = static_cast<double>(queue_.Size());
+  // Events libnbd recorded inside this very call (a completion on a dead
+  // connection) are delivered before the call returns, as in C; those of the
+  // I/O thread arrive through its own wake-up.
+  events_data_[0] = static_cast<double>(js_thread_events_);
   UpdateActive();
 }
 
 void NbdHandle::UpdateActive() {
-  bool want = h_ != nullptr && (in_flight_ > 0 || connecting_ || disconnecting_ || queue_.Size() > 0);
+  bool want = h_ != nullptr &&
+              (in_flight_ > 0 || connect_queued_ || connecting_ || disconnecting_ || queue_.Size() > 0);
   if (want == active_) return;
   active_ = want;
   // While active, this object and its JS event sink stay reachable (commands
@@ -555,6 +566,7 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
         }
       }
       i += n;
+      js_thread_events_ = 0;
       events_data_[0] = 0;
       Napi::Function fn = on_events_.Value();
       if (fn.IsEmpty()) break;  // the facade is gone: nobody to tell

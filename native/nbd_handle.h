@@ -9,6 +9,7 @@
 #include <mutex>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "driver.h"
@@ -51,9 +52,17 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   void RunStateMachine(nbd_handle* h, bool readable, bool writable);
   // Notes the end of a connect or disconnect as an event (any thread).
   void CheckConnectionState(nbd_handle* h);
-  // A connect task failed on the I/O thread.
-  void ConnectFailed();
+  // A connect task ran: from now on its end is awaited, or it failed (the
+  // error is this thread's) and that is reported as the connect's end.
+  void ConnectStarted(bool ok);
+  // The thread driver has a connect task queued (keeps the loop alive).
+  std::atomic<bool> connect_queued_{false};
   bool HasEvents() { return queue_.Size() > 0; }
+  // From libnbd's callbacks, on whichever thread runs them.
+  void Record(const Event& e) {
+    queue_.Push(e);
+    if (std::this_thread::get_id() == js_thread_) js_thread_events_++;
+  }
 
   // JS-thread entry points of the drivers: deliver what was recorded.
   void OnLoopReady(bool readable, bool writable);
@@ -130,7 +139,10 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   std::vector<std::unique_ptr<CommandContext>> command_storage_;
   std::vector<CommandContext*> free_commands_;
   int64_t in_flight_ = 0;   // issued, completion not yet delivered to JS
-  // Set by JS, cleared by whichever thread sees the connect/disconnect end.
+  std::thread::id js_thread_;
+  int64_t js_thread_events_ = 0;  // recorded on the JS thread, not yet delivered
+  // Set by the thread that started the connect/disconnect, cleared by
+  // whichever thread sees its end.
   std::atomic<bool> connecting_{false};
   std::atomic<bool> disconnecting_{false};
   std::mutex io_error_mutex_;

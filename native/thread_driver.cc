@@ -1,0 +1,151 @@
+#include "thread_driver.h"
+
+#include <libnbd.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+
+#include "nbd_handle.h"
+
+namespace nbdjs {
+
+namespace {
+
+short PollEvents(unsigned dir) {
+  return static_cast<short>(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
+                            ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0));
+}
+
+}  // namespace
+
+ThreadDriver::ThreadDriver(NbdHandle* owner, Napi::Env env) : owner_(owner), env_(env) {
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ == -1) {
+    Napi::Error::New(env, "eventfd failed").ThrowAsJavaScriptException();
+    return;
+  }
+  tsfn_ = Tsfn::New(env, "libnbd-io", 0, 1, this);
+  tsfn_.Unref(env);
+  // Registered after the TSFN, so it runs before Node's cleanup of the TSFN.
+  napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
+  cleanup_hook_ = true;
+}
+
+ThreadDriver::~ThreadDriver() {
+  Stop();
+  if (wake_fd_ != -1) close(wake_fd_);
+}
+
+// Env teardown (worker terminated, process exiting): stop the I/O thread and
+// close the handle without JS.
+void ThreadDriver::OnEnvCleanup(void* arg) {
+  auto* self = static_cast<ThreadDriver*>(arg);
+  self->cleanup_hook_ = false;  // Node drops it after running it
+  self->owner_->Teardown();
+}
+
+int ThreadDriver::Connect(ConnectTask task) {
+  if (stopped_) return 0;
+  owner_->connect_queued_ = true;  // before the I/O thread can clear it
+  {
+    std::lock_guard<std::mutex> lock(tasks_mutex_);
+    tasks_.push_back(std::move(task));
+  }
+  if (!started_) {
+    started_ = true;
+    thread_ = std::thread(&ThreadDriver::Run, this, owner_->handle());
+  }
+  Wake();
+  return 0;
+}
+
+void ThreadDriver::Wake() {
+  uint64_t one = 1;
+  ssize_t r;
+  do r = write(wake_fd_, &one, sizeof one);
+  while (r == -1 && errno == EINTR);
+}
+
+void ThreadDriver::Rearm() {
+  nbd_handle* h = owner_->handle();
+  if (!started_ || stopped_ || h == nullptr) return;
+  // Wake the I/O thread only when libnbd wants an event it is not polling
+  // for (issuing a command usually sends it at once and leaves READ).
+  if (PollEvents(nbd_aio_get_direction(h)) & ~polling_.load()) Wake();
+}
+
+void ThreadDriver::SetActive(bool active) {
+  if (stopped_) return;
+  if (active)
+    tsfn_.Ref(env_);
+  else
+    tsfn_.Unref(env_);
+}
+
+void ThreadDriver::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (started_) {
+    stop_ = true;
+    Wake();
+    thread_.join();
+  }
+  // Abort: calls still queued reach CallJs without an env and do nothing.
+  tsfn_.Abort();
+  if (cleanup_hook_) {
+    napi_remove_env_cleanup_hook(env_, OnEnvCleanup, this);
+    cleanup_hook_ = false;
+  }
+}
+
+void ThreadDriver::CallJs(Napi::Env env, Napi::Function, ThreadDriver* driver, void*) {
+  if (env == nullptr || driver == nullptr || driver->stopped_) return;
+  driver->wake_pending_ = false;
+  driver->owner_->OnThreadWake();
+}
+
+void ThreadDriver::Run(nbd_handle* h) {
+  int fd = -1;
+  while (!stop_) {
+    std::vector<ConnectTask> tasks;
+    {
+      std::lock_guard<std::mutex> lock(tasks_mutex_);
+      tasks.swap(tasks_);
+    }
+    for (auto& task : tasks) owner_->ConnectStarted(task(h) != -1);
+    if (!tasks.empty()) owner_->connect_queued_ = false;
+    // The fd only changes while connecting and vanishes at DEAD/CLOSED.
+    if (fd < 0 || (nbd_aio_is_ready(h) != 1 && nbd_aio_is_processing(h) != 1)) fd = nbd_aio_get_fd(h);
+    owner_->CheckConnectionState(h);
+    if (owner_->HasEvents() && !wake_pending_.exchange(true)) tsfn_.NonBlockingCall();
+
+    unsigned dir = nbd_aio_get_direction(h);
+    short events = fd >= 0 ? PollEvents(dir) : 0;
+    polling_ = events;
+    // JS reads `polling_` after changing the direction: look again after
+    // publishing, so that a change made in between is not slept through.
+    if (nbd_aio_get_direction(h) != dir) continue;
+
+    struct pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {fd, events, 0}};
+    int n = poll(fds, events != 0 ? 2 : 1, -1);
+    if (n == -1) continue;  // EINTR
+    if (fds[0].revents & POLLIN) {
+      uint64_t count;
+      while (read(wake_fd_, &count, sizeof count) == -1 && errno == EINTR) {
+      }
+    }
+    if (stop_) break;
+    if (events != 0 && fds[1].revents != 0) {
+      bool readable = (fds[1].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) != 0;
+      bool writable = (fds[1].revents & POLLOUT) != 0;
+      owner_->RunStateMachine(h, readable, writable);
+      if (owner_->HasEvents() && !wake_pending_.exchange(true)) tsfn_.NonBlockingCall();
+    }
+  }
+  polling_ = 0;
+}
+
+}  // namespace nbdjs

@@ -1,0 +1,1 @@
+process.env.LIBNBD_DRIVER = 'loop';
