@@ -57,6 +57,12 @@ class EventQueue {
     std::lock_guard<std::mutex> lock(mutex_);
     events_.push_back(e);
   }
+  // Appends `events` in order and empties it.
+  void PushAll(std::vector<Event>& events) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    events_.insert(events_.end(), events.begin(), events.end());
+    events.clear();
+  }
   // Moves everything queued into `out` (which must be empty); O(1).
   void TakeAll(std::vector<Event>& out) {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -63,6 +63,29 @@ std::vector<char*> Argv(std::vector<std::string>& strings) {
 
 }  // namespace
 
+// ------------------------------------------------------------ staged events
+
+namespace {
+thread_local StagedEvents* current_staged = nullptr;
+}  // namespace
+
+StagedEvents::StagedEvents(NbdHandle* owner) : owner_(owner), previous_(current_staged) { current_staged = this; }
+
+StagedEvents::~StagedEvents() {
+  if (!events.empty() && owner_->handle() != nullptr) Flush(owner_->handle());
+  current_staged = previous_;
+}
+
+StagedEvents* StagedEvents::Current() { return current_staged; }
+
+void StagedEvents::Flush(nbd_handle* h) {
+  if (events.empty()) return;
+  // A command whose issuing call has not returned yet is retired by Drain.
+  for (const Event& e : events)
+    if (e.kind == kCompletion) e.command->Retire(h);
+  owner_->Publish(events);
+}
+
 Napi::Function NbdHandle::Init(Napi::Env env) {
   std::vector<PropertyDescriptor> methods = {
       InstanceMethod<&NbdHandle::AioPreadStructured>("aioPreadStructured"),
@@ -265,6 +288,7 @@ CommandContext* NbdHandle::AcquireCommand(const uint8_t* base) {
     free_commands_.pop_back();
   }
   c->cookie = 0;
+  c->retired = false;
   c->base = base;
   return c;
 }
@@ -289,18 +313,22 @@ Napi::Value NbdHandle::IssueRead(const Napi::CallbackInfo& info, bool structured
   CommandContext* c = AcquireCommand(data);
   nbd_completion_callback completion = {CompletionCallback, c, nullptr};
   int64_t cookie;
-  if (structured) {
-    nbd_chunk_callback chunk = {ChunkCallback, c, nullptr};
-    cookie = nbd_aio_pread_structured(h_, data, length, offset, chunk, completion, flags);
-  } else {
-    cookie = nbd_aio_pread(h_, data, length, offset, completion, flags);
-  }
-  if (cookie == -1) {
-    RecordError();  // before any other libnbd call overwrites it
-    ReleaseCommand(c);
-  } else {
-    c->cookie = static_cast<uint64_t>(cookie);
-    in_flight_++;
+  {
+    StagedEvents staged(this);
+    if (structured) {
+      nbd_chunk_callback chunk = {ChunkCallback, c, nullptr};
+      cookie = nbd_aio_pread_structured(h_, data, length, offset, chunk, completion, flags);
+    } else {
+      cookie = nbd_aio_pread(h_, data, length, offset, completion, flags);
+    }
+    if (cookie == -1) {
+      RecordError();  // before any other libnbd call overwrites it
+      ReleaseCommand(c);
+    } else {
+      c->cookie = static_cast<uint64_t>(cookie);
+      in_flight_++;
+    }
+    staged.Flush(h_);  // a completion may have run already (dead connection)
   }
   AfterLibnbdCall();
   return Napi::Number::New(env, static_cast<double>(cookie));
@@ -394,11 +422,16 @@ Napi::Value NbdHandle::AioDisconnect(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(io_error_mutex_);
     io_error_ = LastError();
   }
-  int r = nbd_aio_disconnect(h_, info[0].As<Napi::Number>().Uint32Value());
-  if (r == -1)
-    RecordError();
-  else
-    disconnecting_ = true;
+  int r;
+  {
+    StagedEvents staged(this);
+    r = nbd_aio_disconnect(h_, info[0].As<Napi::Number>().Uint32Value());
+    if (r == -1)
+      RecordError();
+    else
+      disconnecting_ = true;
+    staged.Flush(h_);
+  }
   AfterLibnbdCall();
   return Napi::Number::New(env, r);
 }
@@ -424,6 +457,7 @@ Napi::Value NbdHandle::ConnectionErrorJs(const Napi::CallbackInfo& info) {
 void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   unsigned dir = nbd_aio_get_direction(h);
   int r = 0;
+  StagedEvents staged(this);
   // One notify per wake-up, read first; never notify_read an fd that is not
   // readable (libnbd would park in REPLY.START and hang).
   if (readable && (dir & LIBNBD_AIO_DIRECTION_READ))
@@ -431,6 +465,7 @@ void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   else if (writable && (dir & LIBNBD_AIO_DIRECTION_WRITE))
     r = nbd_aio_notify_write(h);
   if (r == -1) RecordIoError();
+  staged.Flush(h);
   CheckConnectionState(h);
 }
 
@@ -558,9 +593,8 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
         out[4] = static_cast<double>(e.sub_offset);
         out[5] = static_cast<double>(e.count);
         if (e.kind == kCompletion) {
-          // Retire now: libnbd reports a short structured read only here.
-          int r = nbd_aio_command_completed(h_, c->cookie);
-          out[4] = r == -1 ? nbd_get_errno() : 0;
+          if (!c->retired.load()) c->Retire(h_);
+          out[4] = c->retire_error;
           ReleaseCommand(c);
           in_flight_--;
         }

@@ -23,8 +23,40 @@ using PropertyDescriptor = Napi::ClassPropertyDescriptor<class NbdHandle>;
 // Pooled per handle so that issuing a command does not allocate.
 struct CommandContext {
   NbdHandle* owner = nullptr;
-  uint64_t cookie = 0;         // set once the aio call has returned it
+  // Set by the JS thread once the aio call has returned it; the I/O thread
+  // may see the command complete before that.
+  std::atomic<uint64_t> cookie{0};
   const uint8_t* base = nullptr;
+  std::atomic<bool> retired{false};
+  int retire_error = 0;        // errno of nbd_aio_command_completed, 0 = success
+
+  // Retires the completed command (once its cookie is known).
+  bool Retire(nbd_handle* h) {
+    uint64_t id = cookie.load();
+    if (id == 0) return false;
+    int r = nbd_aio_command_completed(h, id);
+    retire_error = r == -1 ? nbd_get_errno() : 0;
+    retired.store(true);
+    return true;
+  }
+};
+
+// The events libnbd's callbacks record during one libnbd call, on the stack
+// of the thread making the call. Flush retires the commands that completed
+// (libnbd reports a short structured read only at retirement, and it cannot
+// be asked from inside a callback) and then publishes the events in order.
+class StagedEvents {
+ public:
+  explicit StagedEvents(NbdHandle* owner);
+  ~StagedEvents();
+  void Flush(nbd_handle* h);
+  static StagedEvents* Current();
+  NbdHandle* owner() const { return owner_; }
+  std::vector<Event> events;
+
+ private:
+  NbdHandle* owner_;
+  StagedEvents* previous_;
 };
 
 // Per-env state of the module (napi instance data).
@@ -60,8 +92,16 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   bool HasEvents() { return queue_.Size() > 0; }
   // From libnbd's callbacks, on whichever thread runs them.
   void Record(const Event& e) {
-    queue_.Push(e);
-    if (std::this_thread::get_id() == js_thread_) js_thread_events_++;
+    StagedEvents* staged = StagedEvents::Current();
+    if (staged != nullptr && staged->owner() == this)
+      staged->events.push_back(e);
+    else
+      queue_.Push(e);  // nbd_close's callbacks (libnbd >= 1.18): dropped
+  }
+  // Publishes flushed events (StagedEvents::Flush).
+  void Publish(std::vector<Event>& events) {
+    if (std::this_thread::get_id() == js_thread_) js_thread_events_ += static_cast<int64_t>(events.size());
+    queue_.PushAll(events);
   }
 
   // JS-thread entry points of the drivers: deliver what was recorded.
