@@ -227,9 +227,14 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       return;
     }
     const buf = cmd.buf;
-    const subbuf = Buffer.isBuffer(buf)
-      ? buf.subarray(sub, sub + count)
-      : new Uint8Array(buf.buffer, buf.byteOffset + sub, count);
+    // One chunk for the whole request is the common case (nbdkit): the
+    // caller's own Uint8Array/Buffer is that view, no new object needed.
+    const subbuf =
+      sub === 0 && count === buf.byteLength && buf instanceof Uint8Array
+        ? buf
+        : Buffer.isBuffer(buf)
+          ? buf.subarray(sub, sub + count)
+          : new Uint8Array(buf.buffer, buf.byteOffset + sub, count);
     const error: ErrorRef = { value: entry };
     let ret: unknown;
     try {
