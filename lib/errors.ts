@@ -39,6 +39,11 @@ export function libnbdError(api: string, errnum: number, what: string, cause?: u
   return cause === undefined ? new NbdError(text, errnum) : new NbdError(text, errnum, { cause });
 }
 
+/** A call the installed libnbd lacks (compiled against an older header). */
+export function notSupported(api: string): NbdError {
+  return libnbdError(api, osConstants.errno.ENOTSUP, 'function missing because the binding was compiled against an older libnbd');
+}
+
 export function closedError(): NbdError {
   return new NbdError('handle is closed', osConstants.errno.EINVAL);
 }

@@ -1,12 +1,13 @@
-// The Handle facade: typed libnbd calls, the pending-command table, Promise
-// forms, and delivery of the events the native side records.
+// The Handle facade: the pending-command table, Promise forms, and delivery
+// of the events the native side records. The per-call methods are generated
+// (lib/generated/handle-api.ts) and call the protected hooks below.
 import { markAsUntransferable } from 'node:worker_threads';
-import type { NativeHandle } from '../typings/native';
+import type { NativeHandle, NativePayload } from '../typings/native';
 import { binding } from './binding';
+import type { ChunkCallback, CompletionCallback, DebugCallback, ErrorRef } from './callbacks';
 import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './errors';
-import { HandleApi, type Int64 } from './generated/handle-api';
+import { HandleApi, type Int64, type Settle } from './generated/handle-api';
 import {
-  READ_ERROR_STATUS,
   adoptLibnbdError,
   applyChunkResult,
   applyCompletionResult,
@@ -15,39 +16,7 @@ import {
   finalError,
   type CommandErrorState,
 } from './semantics';
-import {
-  toNativeUint64,
-  validateBuffer,
-  validateFunction,
-  validateOptionalFunction,
-  validateString,
-  validateStringArray,
-  validateUint32,
-  validateUint64,
-} from './validate';
-
-/** A mutable errno, as libnbd's `int *error`. */
-export interface ErrorRef {
-  value: number;
-}
-
-/**
- * Called for each chunk of a structured read, in libnbd's order.
- * `subbuf` is a zero-copy view of the caller's buffer; `offset` is absolute.
- * Return -1 (or throw) to fail the command; other values are ignored.
- */
-export type ChunkCallback<B extends boolean = boolean> = (
-  subbuf: Buffer | Uint8Array,
-  offset: Int64<B>,
-  status: number,
-  error: ErrorRef,
-) => unknown;
-
-/**
- * Called once per command after its chunks. Return -1 with a non-zero
- * `error.value` to replace the command's error; return 1 to auto-retire.
- */
-export type CompletionCallback = (error: ErrorRef) => unknown;
+import { validateFunction, validateUint32, validateUint64 } from './validate';
 
 export type Driver = 'loop' | 'thread';
 
@@ -55,21 +24,32 @@ export interface HandleOptions<B extends boolean = false> {
   /**
    * Which driver runs libnbd's state machine: 'loop' (a uv_poll in this
    * thread's event loop) or 'thread' (an I/O thread of the handle's own;
-   * connects, name lookups included, run there).
+   * connects, name lookups included, run there). Default: LIBNBD_DRIVER, else 'loop'.
    */
   driver?: Driver;
   /** Return sizes and offsets as bigint, as fs.stat({ bigint: true }) does. */
   bigint?: B;
 }
 
+/** The driver of handles made without `driver`: LIBNBD_DRIVER, else 'loop'. */
+export function defaultDriver(): Driver {
+  const fromEnv = process.env.LIBNBD_DRIVER;
+  return fromEnv === 'thread' || fromEnv === 'loop' ? fromEnv : 'loop';
+}
+
+// Event kinds (native/event_queue.h).
 const EVENT_CHUNK = 1;
 const EVENT_COMPLETION = 2;
 const EVENT_CONNECTED = 3;
 const EVENT_DISCONNECTED = 4;
+const EVENT_EXTENT = 5;
+const EVENT_LIST = 6;
+const EVENT_CONTEXT = 7;
+const EVENT_DEBUG = 8;
 const STRIDE = binding.eventStride;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
-type Settle = (error: number, cause: unknown) => void;
+type Closure = (...args: never[]) => unknown;
 
 /** One issued command, until JS has seen its completion. */
 class PendingCommand implements CommandErrorState {
@@ -77,14 +57,20 @@ class PendingCommand implements CommandErrorState {
   replaced = false;
   deferredReadError: CommandErrorState['deferredReadError'] = undefined;
   causes: unknown[] | undefined = undefined;
+  /** Calls of the list/context closure (what the Promise forms of opt* resolve with). */
+  closureCalls = 0;
 
   constructor(
-    readonly buf: ArrayBufferView,
-    readonly offset: number | bigint,
-    readonly chunk: ChunkCallback | undefined,
+    /** libnbd's name of the command, for "<type>: command failed". */
+    readonly type: string,
+    readonly buf: ArrayBufferView | undefined,
+    readonly offset: number | bigint | undefined,
+    readonly closure: Closure | undefined,
     readonly completion: CompletionCallback | undefined,
     /** Promise forms: settles the Promise (the command is then retired). */
     readonly settle: Settle | undefined,
+    /** Option commands: libnbd retires them itself. */
+    readonly opt: boolean,
   ) {}
 
   addCause(e: unknown): void {
@@ -107,37 +93,29 @@ interface Waiter {
  * Reports callback throws that no NbdError will carry. A string warning:
  * process.emitWarning refuses Error objects of another realm (jest, vm).
  */
-function reportLostCauses(causes: unknown[] | undefined): void {
+function reportLostCauses(causes: unknown[] | undefined, what = 'a libnbd callback threw but its command succeeded'): void {
   if (causes === undefined) return;
   for (const c of causes) {
     const stack = typeof c === 'object' && c !== null && 'stack' in c ? String((c as { stack: unknown }).stack) : undefined;
     const text = typeof c === 'object' && c !== null && 'message' in c ? String((c as { message: unknown }).message) : String(c);
-    process.emitWarning(`a libnbd callback threw but its command succeeded: ${text}`, {
-      type: 'NbdCallbackWarning',
-      detail: stack,
-    });
+    process.emitWarning(`${what}: ${text}`, { type: 'NbdCallbackWarning', detail: stack });
   }
-}
-
-/** The driver of handles made without `driver`: LIBNBD_DRIVER, else 'loop'. */
-export function defaultDriver(): Driver {
-  const fromEnv = process.env.LIBNBD_DRIVER;
-  return fromEnv === 'thread' || fromEnv === 'loop' ? fromEnv : 'loop';
 }
 
 export class Handle<B extends boolean = false> extends HandleApi<B> {
   readonly #native: NativeHandle;
-  readonly #eventSink: (count: number) => void;
+  readonly #eventSink: (count: number, payloads?: (NativePayload | undefined)[]) => void;
   readonly #events: Float64Array;
   readonly #bigint: boolean;
   #closed = false;
-  /** Issued commands whose completion JS has not yet seen, by cookie. */
+  /** Issued commands whose completion JS has not yet seen, by cookie (option commands: negative ids). */
   readonly #pending = new Map<number, PendingCommand>();
-  /** Completed, not auto-retired, not yet retired by aioCommandCompleted: cookie -> [errno, cause]. */
-  readonly #done = new Map<number, [number, unknown]>();
+  /** Completed, not auto-retired, not yet retired by aioCommandCompleted: cookie -> [errno, cause, type]. */
+  readonly #done = new Map<number, [number, unknown, string]>();
   #connectWaiter: Waiter | undefined;
   #disconnectWaiter: Waiter | undefined;
   #disconnectInFlight = false;
+  #debugCallback: DebugCallback | undefined;
 
   constructor(options: HandleOptions<B> = {}) {
     super();
@@ -151,12 +129,12 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     this.#bigint = options.bigint === true;
     // The native side holds this sink only weakly while idle, so that an
     // unreachable idle handle can be collected: the facade must keep it.
-    this.#eventSink = (n: number) => this.#onEvents(n);
+    this.#eventSink = (n, payloads) => this.#onEvents(n, payloads);
     this.#native = new binding.Handle(this.#eventSink, driver);
     this.#events = this.#native.events;
   }
 
-  // ------------------------------------------------------------ plumbing
+  // ------------------------------------------------------------ hooks of the generated methods
 
   protected _native(): NativeHandle {
     if (this.#closed) throw closedError();
@@ -171,15 +149,88 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     return (this.#bigint ? BigInt(v) : v) as Int64<B>;
   }
 
+  protected _afterCall(): void {
+    if (this.#events[0] !== 0) this.#native.drain();
+  }
+
+  protected _pin(buf: ArrayBufferView): void {
+    // libnbd accesses the buffer until the command completes: it must not be
+    // detached by a transfer meanwhile.
+    markAsUntransferable(buf.buffer);
+  }
+
+  protected _register(
+    cookie: number,
+    type: string,
+    buf: ArrayBufferView | undefined,
+    offset: number | bigint | undefined,
+    closure: Closure | undefined,
+    completion: CompletionCallback | null | undefined,
+    settle: Settle | undefined,
+  ): number {
+    if (cookie === -1) throw this.#lastError();
+    this.#pending.set(cookie, new PendingCommand(type, buf, offset, closure, completion ?? undefined, settle, false));
+    this._afterCall();
+    return cookie;
+  }
+
+  protected _registerOpt(
+    id: number,
+    closure: Closure | undefined,
+    completion: CompletionCallback | null | undefined,
+    settle: Settle | undefined,
+  ): void {
+    if (id === -1) throw this.#lastError();
+    this.#pending.set(id, new PendingCommand('option', undefined, undefined, closure, completion ?? undefined, settle, true));
+    this._afterCall();
+  }
+
+  protected _promise(api: string, type: string, start: (settle: Settle) => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const settle: Settle = (err, cause) => {
+        if (err === 0) {
+          reportLostCauses(cause === undefined ? undefined : [cause]);
+          resolve();
+        } else {
+          reject(libnbdError(api, err, `${type}: command failed`, cause));
+        }
+      };
+      try {
+        start(settle);
+      } catch (e) {
+        reject(e);
+      }
+    });
+  }
+
+  protected _promiseOpt(api: string, start: (settle: Settle) => void): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const settle: Settle = (err, cause, closureCalls) => {
+        if (err === 0) {
+          reportLostCauses(cause === undefined ? undefined : [cause]);
+          resolve(closureCalls);
+        } else {
+          reject(libnbdError(api, err, `server replied with error to ${api.replace(/^nbd_/, '')} request`, cause));
+        }
+      };
+      try {
+        start(settle);
+      } catch (e) {
+        reject(e);
+      }
+    });
+  }
+
+  protected _connect(start: (n: NativeHandle) => number): Promise<void> {
+    return this.#startConnection('connect', start);
+  }
+
+  // ------------------------------------------------------------ plumbing
+
   #lastError(): NbdError {
     if (this.#closed) return closedError();
     const [errnum, message] = this.#native.lastError();
     return new NbdError(message, errnum);
-  }
-
-  /** Delivers events a call from JS queued (e.g. a completion on a dead connection). */
-  #afterCall(): void {
-    if (this.#events[0] !== 0) this.#native.drain();
   }
 
   #offsetOut(base: number | bigint, sub: number): Int64<B> {
@@ -193,40 +244,42 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
 
   // ------------------------------------------------------------ event delivery
 
-  #onEvents(n: number): void {
+  #onEvents(n: number, payloads?: (NativePayload | undefined)[]): void {
     const ev = this.#events;
     for (let i = 0, p = STRIDE; i < n && !this.#closed; i++, p += STRIDE) {
-      switch (ev[p]) {
-        case EVENT_CHUNK: {
-          const cmd = this.#pending.get(ev[p + 1]);
-          if (cmd !== undefined) this.#deliverChunk(cmd, ev[p + 2], ev[p + 3], ev[p + 4], ev[p + 5]);
-          break;
-        }
-        case EVENT_COMPLETION: {
-          const cookie = ev[p + 1];
-          const cmd = this.#pending.get(cookie);
-          if (cmd !== undefined) this.#deliverCompletion(cookie, cmd, ev[p + 3], ev[p + 4]);
-          break;
-        }
-        case EVENT_CONNECTED:
-          this.#settleWaiter('connect', ev[p + 3]);
-          break;
-        case EVENT_DISCONNECTED:
-          this.#disconnectInFlight = false;
-          this.#settleWaiter('disconnect', ev[p + 3]);
-          break;
+      const kind = ev[p];
+      if (kind === EVENT_CHUNK) {
+        const cmd = this.#pending.get(ev[p + 1]);
+        if (cmd !== undefined) this.#deliverChunk(cmd, ev[p + 2], ev[p + 3], ev[p + 4], ev[p + 5]);
+      } else if (kind === EVENT_COMPLETION) {
+        const cookie = ev[p + 1];
+        const cmd = this.#pending.get(cookie);
+        if (cmd !== undefined) this.#deliverCompletion(cookie, cmd, ev[p + 3], ev[p + 4]);
+      } else if (kind === EVENT_EXTENT) {
+        const cmd = this.#pending.get(ev[p + 1]);
+        if (cmd !== undefined) this.#deliverExtent(cmd, ev[p + 3], payloads![i]!);
+      } else if (kind === EVENT_LIST || kind === EVENT_CONTEXT) {
+        const cmd = this.#pending.get(ev[p + 1]);
+        if (cmd !== undefined) this.#deliverListing(cmd, kind, payloads![i]!);
+      } else if (kind === EVENT_DEBUG) {
+        this.#deliverDebug(payloads![i]!);
+      } else if (kind === EVENT_CONNECTED) {
+        this.#settleWaiter('connect', ev[p + 3]);
+      } else if (kind === EVENT_DISCONNECTED) {
+        this.#disconnectInFlight = false;
+        this.#settleWaiter('disconnect', ev[p + 3]);
       }
     }
   }
 
   #deliverChunk(cmd: PendingCommand, status: number, eventError: number, sub: number, count: number): void {
     const entry = chunkErrorOnEntry(cmd, status, eventError);
-    const chunk = cmd.chunk;
-    if (chunk === undefined) {
+    const chunk = cmd.closure as ChunkCallback | undefined;
+    const buf = cmd.buf;
+    if (chunk === undefined || buf === undefined) {
       applyChunkResult(cmd, status, eventError, 0, 0);
       return;
     }
-    const buf = cmd.buf;
     // One chunk for the whole request is the common case (nbdkit): the
     // caller's own Uint8Array/Buffer is that view, no new object needed.
     const subbuf =
@@ -238,7 +291,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     const error: ErrorRef = { value: entry };
     let ret: unknown;
     try {
-      ret = chunk(subbuf, this.#offsetOut(cmd.offset, sub), status, error);
+      ret = chunk(subbuf, this.#offsetOut(cmd.offset!, sub), status, error);
     } catch (e) {
       ret = -1;
       cmd.addCause(e);
@@ -246,10 +299,49 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     applyChunkResult(cmd, status, eventError, ret, errnoValue(error.value));
   }
 
+  /** Block status: the chunk rule for DATA (first error sticks; -1 with 0 is EPROTO). */
+  #deliverExtent(cmd: PendingCommand, eventError: number, payload: NativePayload): void {
+    const entry = chunkErrorOnEntry(cmd, 0, eventError);
+    const extent = cmd.closure as ((...args: unknown[]) => unknown) | undefined;
+    if (extent === undefined) return;
+    const error: ErrorRef = { value: entry };
+    let ret: unknown;
+    try {
+      ret = extent(payload.context, this._int64(payload.offset!), payload.entries, error);
+    } catch (e) {
+      ret = -1;
+      cmd.addCause(e);
+    }
+    applyChunkResult(cmd, 0, eventError, ret, errnoValue(error.value));
+  }
+
+  /** list and context callbacks: libnbd ignores what they return. */
+  #deliverListing(cmd: PendingCommand, kind: number, payload: NativePayload): void {
+    cmd.closureCalls++;
+    const f = cmd.closure as ((...args: unknown[]) => unknown) | undefined;
+    if (f === undefined) return;
+    try {
+      if (kind === EVENT_LIST) f(payload.name, payload.description);
+      else f(payload.name);
+    } catch (e) {
+      cmd.addCause(e);
+    }
+  }
+
+  #deliverDebug(payload: NativePayload): void {
+    const f = this.#debugCallback;
+    if (f === undefined) return;
+    try {
+      f(payload.context!, payload.message!);
+    } catch (e) {
+      reportLostCauses([e], 'a libnbd debug callback threw');
+    }
+  }
+
   #deliverCompletion(cookie: number, cmd: PendingCommand, eventError: number, retireError: number): void {
     this.#pending.delete(cookie);
     adoptLibnbdError(cmd, eventError);
-    let autoRetire = false;
+    let autoRetire = cmd.opt;
     const completion = cmd.completion;
     if (completion !== undefined) {
       const error: ErrorRef = { value: cmd.error };
@@ -260,13 +352,14 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
         ret = -1;
         cmd.addCause(e);
       }
-      autoRetire = applyCompletionResult(cmd, ret, errnoValue(error.value));
+      // libnbd ignores what an option command's completion returns.
+      if (!cmd.opt) autoRetire = applyCompletionResult(cmd, ret, errnoValue(error.value));
     }
     const err = finalError(cmd, retireError);
     if (cmd.settle !== undefined) {
-      cmd.settle(err, cmd.cause());
+      cmd.settle(err, cmd.cause(), cmd.closureCalls);
     } else if (!autoRetire) {
-      this.#done.set(cookie, [err, cmd.cause()]);
+      this.#done.set(cookie, [err, cmd.cause(), cmd.type]);
       if (err === 0) reportLostCauses(cmd.causes);
     } else {
       // Nobody can ask about an auto-retired command: never lose a throw.
@@ -282,100 +375,6 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (err === 0) return w.resolve();
     const [errnum, message] = this.#native.connectionError();
     w.reject(new NbdError(message, errnum || err));
-  }
-
-  // ------------------------------------------------------------ commands
-
-  #issue(
-    structured: boolean,
-    buf: ArrayBufferView,
-    offset: number | bigint,
-    chunk: ChunkCallback | undefined,
-    completion: CompletionCallback | undefined,
-    flags: number,
-    settle: Settle | undefined,
-  ): number {
-    const n = this._native();
-    // libnbd writes into the buffer until the command completes: it must not
-    // be detached by a transfer meanwhile.
-    markAsUntransferable(buf.buffer);
-    const nativeOffset = toNativeUint64(offset);
-    const cookie = structured ? n.aioPreadStructured(buf, nativeOffset, flags) : n.aioPread(buf, nativeOffset, flags);
-    if (cookie === -1) throw this.#lastError();
-    this.#pending.set(cookie, new PendingCommand(buf, offset, chunk, completion, settle));
-    this.#afterCall();
-    return cookie;
-  }
-
-  /**
-   * `nbd_aio_pread_structured`: issue a structured read into `buf` (its
-   * byteLength is the count). Returns the cookie. Callbacks run after libnbd
-   * returns, never inside it, so they may issue further commands.
-   */
-  aioPreadStructured(
-    buf: ArrayBufferView,
-    offset: number | bigint,
-    chunk: ChunkCallback<B>,
-    completion?: CompletionCallback | null,
-    flags = 0,
-  ): number {
-    validateBuffer(buf, 'buf');
-    validateUint64(offset, 'offset');
-    validateFunction(chunk, 'chunk');
-    validateOptionalFunction(completion, 'completion');
-    validateUint32(flags, 'flags');
-    return this.#issue(true, buf, offset, chunk as ChunkCallback, completion ?? undefined, flags, undefined);
-  }
-
-  /** `nbd_aio_pread`: issue a read into `buf`. Returns the cookie. */
-  aioPread(buf: ArrayBufferView, offset: number | bigint, completion?: CompletionCallback | null, flags = 0): number {
-    validateBuffer(buf, 'buf');
-    validateUint64(offset, 'offset');
-    validateOptionalFunction(completion, 'completion');
-    validateUint32(flags, 'flags');
-    return this.#issue(false, buf, offset, undefined, completion ?? undefined, flags, undefined);
-  }
-
-  #promiseRead(
-    api: string,
-    structured: boolean,
-    buf: ArrayBufferView,
-    offset: number | bigint,
-    chunk: ChunkCallback | undefined,
-    flags: number,
-  ): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const settle: Settle = (err, cause) => {
-        if (err === 0) {
-          reportLostCauses(cause === undefined ? undefined : [cause]);
-          resolve();
-        } else {
-          reject(libnbdError(api, err, 'read: command failed', cause));
-        }
-      };
-      try {
-        this.#issue(structured, buf, offset, chunk, undefined, flags, settle);
-      } catch (e) {
-        reject(e);
-      }
-    });
-  }
-
-  /** `nbd_pread_structured` as a Promise: resolves when the read succeeded. */
-  preadStructured(buf: ArrayBufferView, offset: number | bigint, chunk: ChunkCallback<B>, flags = 0): Promise<void> {
-    validateBuffer(buf, 'buf');
-    validateUint64(offset, 'offset');
-    validateFunction(chunk, 'chunk');
-    validateUint32(flags, 'flags');
-    return this.#promiseRead('nbd_pread_structured', true, buf, offset, chunk as ChunkCallback, flags);
-  }
-
-  /** `nbd_pread` as a Promise: fills `buf` from `offset`. */
-  pread(buf: ArrayBufferView, offset: number | bigint, flags = 0): Promise<void> {
-    validateBuffer(buf, 'buf');
-    validateUint64(offset, 'offset');
-    validateUint32(flags, 'flags');
-    return this.#promiseRead('nbd_pread', false, buf, offset, undefined, flags);
   }
 
   // ------------------------------------------------------------ command tracking
@@ -396,8 +395,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     const done = this.#done.get(key);
     if (done === undefined) return false;
     this.#done.delete(key);
-    const [err, cause] = done;
-    if (err !== 0) throw libnbdError('nbd_aio_command_completed', err, 'read: command failed', cause);
+    const [err, cause, type] = done;
+    if (err !== 0) throw libnbdError('nbd_aio_command_completed', err, `${type}: command failed`, cause);
     return true;
   }
 
@@ -424,7 +423,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     return this.#pending.size + (this.#disconnectInFlight ? 1 : 0);
   }
 
-  // ------------------------------------------------------------ connecting
+  // ------------------------------------------------------------ connecting and disconnecting
 
   #startConnection(which: 'connect' | 'disconnect', start: (n: NativeHandle) => number): Promise<void> {
     let n: NativeHandle;
@@ -439,40 +438,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       if (which === 'connect') this.#connectWaiter = w;
       else this.#disconnectWaiter = w;
     });
-    this.#afterCall();
+    this._afterCall();
     return p;
-  }
-
-  /** Connect to an NBD URI (`nbd://`, `nbd+unix://`, ...). */
-  connectUri(uri: string): Promise<void> {
-    validateString(uri, 'uri');
-    return this.#startConnection('connect', (n) => n.aioConnectUri(uri));
-  }
-
-  /** Connect to a Unix domain socket. */
-  connectUnix(unixsocket: string): Promise<void> {
-    validateString(unixsocket, 'unixsocket');
-    return this.#startConnection('connect', (n) => n.aioConnectUnix(unixsocket));
-  }
-
-  /** Connect over TCP. The name lookup (getaddrinfo) runs in libnbd on this thread. */
-  connectTcp(hostname: string, port: string | number): Promise<void> {
-    validateString(hostname, 'hostname');
-    const portText = typeof port === 'number' ? String(port) : port;
-    validateString(portText, 'port');
-    return this.#startConnection('connect', (n) => n.aioConnectTcp(hostname, portText));
-  }
-
-  /** Run a server (e.g. `nbdkit -s ...`) and talk NBD over its stdin/stdout. */
-  connectCommand(argv: string[]): Promise<void> {
-    validateStringArray(argv, 'argv');
-    return this.#startConnection('connect', (n) => n.aioConnectCommand(argv));
-  }
-
-  /** Run a server with systemd socket activation and connect to it. */
-  connectSystemdSocketActivation(argv: string[]): Promise<void> {
-    validateStringArray(argv, 'argv');
-    return this.#startConnection('connect', (n) => n.aioConnectSystemdSocketActivation(argv));
   }
 
   /** `nbd_aio_disconnect`: queue NBD_CMD_DISC; commands pending are sent first unless SHUTDOWN_ABANDON_PENDING. */
@@ -481,7 +448,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     const n = this._native();
     if (n.aioDisconnect(flags) === -1) this._raise();
     this.#disconnectInFlight = true;
-    this.#afterCall();
+    this._afterCall();
   }
 
   /** `nbd_shutdown` as a Promise: disconnect cleanly and wait for the server to close. */
@@ -492,6 +459,41 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       if (r !== -1) this.#disconnectInFlight = true;
       return r;
     });
+  }
+
+  /** `nbd_aio_opt_abort`: end option negotiation without an export. */
+  aioOptAbort(): void {
+    const n = this._native();
+    if (n.aioOptAbort() === -1) this._raise();
+    this._afterCall();
+  }
+
+  /** `nbd_opt_abort` as a Promise: end negotiation and wait for the connection to close. */
+  optAbort(): Promise<void> {
+    return this.#startConnection('disconnect', (n) => n.aioOptAbort());
+  }
+
+  // ------------------------------------------------------------ debug messages
+
+  /**
+   * `nbd_set_debug_callback`: libnbd's debug messages (on with
+   * setDebug(true) or LIBNBD_DEBUG=1) go to `callback` instead of stderr,
+   * whatever thread produced them, after the libnbd call that produced them.
+   */
+  setDebugCallback(callback: DebugCallback): void {
+    validateFunction(callback, 'callback');
+    const n = this._native();
+    if (n.setDebugCallback() === -1) this._raise();
+    this.#debugCallback = callback;
+    this._afterCall();
+  }
+
+  /** `nbd_clear_debug_callback`: debug messages go to stderr again. */
+  clearDebugCallback(): void {
+    const n = this._native();
+    if (n.clearDebugCallback() === -1) this._raise();
+    this._afterCall();
+    this.#debugCallback = undefined;
   }
 
   // ------------------------------------------------------------ closing
@@ -519,12 +521,13 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       if (cmd.completion !== undefined) {
         const error: ErrorRef = { value: cmd.error };
         try {
-          applyCompletionResult(cmd, cmd.completion(error), errnoValue(error.value));
+          const ret = cmd.completion(error);
+          if (!cmd.opt) applyCompletionResult(cmd, ret, errnoValue(error.value));
         } catch (e) {
           cmd.addCause(e);
         }
       }
-      if (cmd.settle !== undefined) cmd.settle(cmd.error, cmd.cause());
+      if (cmd.settle !== undefined) cmd.settle(cmd.error, cmd.cause(), cmd.closureCalls);
       else reportLostCauses(cmd.causes);
     }
     const closedWhileConnecting = libnbdError('nbd_close', errno.ENOTCONN, 'handle closed');
@@ -533,3 +536,4 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     this.#connectWaiter = this.#disconnectWaiter = undefined;
   }
 }
+

@@ -70,3 +70,18 @@ export function validateOptionalFunction(
     throw invalidArgType(name, 'of type function', value);
   }
 }
+
+/** A file descriptor: a non-negative int32. */
+export function validateFd(value: unknown, name: string): asserts value is number {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
+  if (!Number.isInteger(value) || value < 0 || value > 2147483647) throw outOfRange(name, '>= 0 && <= 2147483647', value);
+}
+
+/** A TCP port or service name: a string, or an integer 0..65535. */
+export function validateService(value: unknown, name: string): asserts value is string | number {
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value) || value < 0 || value > 65535) throw outOfRange(name, '>= 0 && <= 65535', value);
+    return;
+  }
+  validateString(value, name);
+}

@@ -17,15 +17,6 @@ Napi::Value Strerror(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), strerror(info[0].As<Napi::Number>().Int32Value()));
 }
 
-// nbd_get_version needs a handle but reads nothing from it.
-Napi::Value GetVersion(const Napi::CallbackInfo& info) {
-  nbd_handle* h = nbd_create();
-  if (h == nullptr) return info.Env().Null();
-  Napi::String v = Napi::String::New(info.Env(), nbd_get_version(h));
-  nbd_close(h);
-  return v;
-}
-
 void FreeAddonData(napi_env env, void* data, void*) {
   auto* addon = static_cast<AddonData*>(data);
   if (addon->async_context != nullptr) napi_async_destroy(env, addon->async_context);
@@ -45,7 +36,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ExportConstants(env, constants);
   exports.Set("constants", constants);
   exports.Set("strerror", Napi::Function::New(env, Strerror, "strerror"));
-  exports.Set("getVersion", Napi::Function::New(env, GetVersion, "getVersion"));
+  ExportModuleFunctions(env, exports);
   exports.Set("eventStride", Napi::Number::New(env, kEventStride));
   exports.Set("readErrorMarker", Napi::Number::New(env, kReadErrorMarker));
   return exports;

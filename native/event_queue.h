@@ -19,6 +19,9 @@
 #pragma once
 
 #include <cstdint>
+#include <iterator>
+#include <memory>
+#include <string>
 #include <mutex>
 #include <vector>
 
@@ -35,32 +38,46 @@ enum EventKind : uint32_t {
   kCompletion = 2,
   kConnected = 3,
   kDisconnected = 4,
+  kExtent = 5,   // [3] libnbd's *error on entry; payload: context, offset, entries
+  kList = 6,     // payload: name, description
+  kContext = 7,  // payload: name
+  kDebug = 8,    // payload: context, message (no command)
 };
 
 struct CommandContext;
+
+// What an event carries beyond numbers (extent, list, context, debug). The
+// strings and arrays libnbd passes are valid only during the callback.
+struct Payload {
+  std::string text;   // extent: meta context; list, context: name; debug: context
+  std::string text2;  // list: description; debug: message
+  uint64_t offset = 0;
+  std::vector<uint32_t> entries32;  // extent: (length, flags) pairs
+  std::vector<uint64_t> entries64;  // extent64: (length, flags) pairs
+};
 
 struct Event {
   EventKind kind;
   uint32_t status;
   int32_t error;
-  int32_t retire_error;
-  CommandContext* command;  // null for connection events
+  CommandContext* command;  // null for connection and debug events
   uint64_t sub_offset;
   uint64_t count;
+  std::unique_ptr<Payload> payload;
 };
 
 // Shared between the thread that runs libnbd (JS thread for the loop driver,
 // I/O thread for the thread driver) and the JS thread that drains it.
 class EventQueue {
  public:
-  void Push(const Event& e) {
+  void Push(Event&& e) {
     std::lock_guard<std::mutex> lock(mutex_);
-    events_.push_back(e);
+    events_.push_back(std::move(e));
   }
   // Appends `events` in order and empties it.
   void PushAll(std::vector<Event>& events) {
     std::lock_guard<std::mutex> lock(mutex_);
-    events_.insert(events_.end(), events.begin(), events.end());
+    events_.insert(events_.end(), std::make_move_iterator(events.begin()), std::make_move_iterator(events.end()));
     events.clear();
   }
   // Moves everything queued into `out` (which must be empty); O(1).

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -18,50 +19,24 @@ namespace {
 constexpr size_t kEventCapacity = 1024;  // events per JS call
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 
-// aio_connect_command and socket activation fork and exec the server with
-// fd 2 as it is; Node marks fd 2 close-on-exec, which would leave the server
-// without stderr (nbdkit then exits at once). Clear the flag around the call.
-// fd 2 belongs to the process, not to an env: workers connecting at the same
-// time share one clearing, counted under a process-wide lock.
-class InheritStderr {
- public:
-  InheritStderr() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (users_++ == 0) {
-      saved_flags_ = fcntl(2, F_GETFD);
-      if (saved_flags_ != -1 && (saved_flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, saved_flags_ & ~FD_CLOEXEC);
-    }
-  }
-  ~InheritStderr() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--users_ == 0 && saved_flags_ != -1 && (saved_flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, saved_flags_);
-  }
+}  // namespace
 
- private:
-  static std::mutex mutex_;
-  static int users_;
-  static int saved_flags_;
-};
+InheritStderr::InheritStderr() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (users_++ == 0) {
+    saved_flags_ = fcntl(2, F_GETFD);
+    if (saved_flags_ != -1 && (saved_flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, saved_flags_ & ~FD_CLOEXEC);
+  }
+}
+
+InheritStderr::~InheritStderr() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (--users_ == 0 && saved_flags_ != -1 && (saved_flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, saved_flags_);
+}
 
 std::mutex InheritStderr::mutex_;
 int InheritStderr::users_ = 0;
 int InheritStderr::saved_flags_ = -1;
-
-std::vector<std::string> StringArray(const Napi::Value& v) {
-  std::vector<std::string> out;
-  Napi::Array a = v.As<Napi::Array>();
-  for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::String>().Utf8Value());
-  return out;
-}
-
-std::vector<char*> Argv(std::vector<std::string>& strings) {
-  std::vector<char*> argv;
-  for (auto& s : strings) argv.push_back(&s[0]);
-  argv.push_back(nullptr);
-  return argv;
-}
-
-}  // namespace
 
 // ------------------------------------------------------------ staged events
 
@@ -88,14 +63,10 @@ void StagedEvents::Flush(nbd_handle* h) {
 
 Napi::Function NbdHandle::Init(Napi::Env env) {
   std::vector<PropertyDescriptor> methods = {
-      InstanceMethod<&NbdHandle::AioPreadStructured>("aioPreadStructured"),
-      InstanceMethod<&NbdHandle::AioPread>("aioPread"),
-      InstanceMethod<&NbdHandle::AioConnectUri>("aioConnectUri"),
-      InstanceMethod<&NbdHandle::AioConnectUnix>("aioConnectUnix"),
-      InstanceMethod<&NbdHandle::AioConnectTcp>("aioConnectTcp"),
-      InstanceMethod<&NbdHandle::AioConnectCommand>("aioConnectCommand"),
-      InstanceMethod<&NbdHandle::AioConnectSystemdSocketActivation>("aioConnectSystemdSocketActivation"),
       InstanceMethod<&NbdHandle::AioDisconnect>("aioDisconnect"),
+      InstanceMethod<&NbdHandle::AioOptAbort>("aioOptAbort"),
+      InstanceMethod<&NbdHandle::SetDebugCallback>("setDebugCallback"),
+      InstanceMethod<&NbdHandle::ClearDebugCallback>("clearDebugCallback"),
       InstanceMethod<&NbdHandle::AioCommandCompleted>("aioCommandCompleted"),
       InstanceMethod<&NbdHandle::AioInFlight>("aioInFlight"),
       InstanceMethod<&NbdHandle::Close>("close"),
@@ -177,7 +148,7 @@ int NbdHandle::ChunkCallback(void* user_data, const void* subbuf, size_t count, 
   e.command = c;
   e.sub_offset = static_cast<uint64_t>(static_cast<const uint8_t*>(subbuf) - c->base);
   e.count = count;
-  c->owner->Record(e);
+  c->owner->Record(std::move(e));
   if (status == LIBNBD_READ_ERROR) {
     // A plain error reply earlier in the same command leaves no event, so JS
     // cannot tell whether libnbd already recorded an error. Ask libnbd: it
@@ -195,8 +166,77 @@ int NbdHandle::CompletionCallback(void* user_data, int* error) {
   e.kind = kCompletion;
   e.error = *error;
   e.command = c;
-  c->owner->Record(e);
-  return 0;  // never auto-retire: Drain retires, to see libnbd's short-read error
+  c->owner->Record(std::move(e));
+  return 0;  // never auto-retire: StagedEvents::Flush retires, to see libnbd's short-read error
+}
+
+int NbdHandle::ExtentCallback(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries,
+                              size_t nr_entries, int* error) {
+  auto* c = static_cast<CommandContext*>(user_data);
+  Event e{};
+  e.kind = kExtent;
+  e.error = *error;
+  e.command = c;
+  e.payload = std::make_unique<Payload>();
+  e.payload->text = metacontext;
+  e.payload->offset = offset;
+  e.payload->entries32.assign(entries, entries + nr_entries);
+  c->owner->Record(std::move(e));
+  return 0;  // the facade applies the callback's result (lib/semantics.ts)
+}
+
+#ifdef LIBNBD_HAVE_NBD_EXTENT64_CALLBACK
+int NbdHandle::Extent64Callback(void* user_data, const char* metacontext, uint64_t offset, nbd_extent* entries,
+                                size_t nr_entries, int* error) {
+  auto* c = static_cast<CommandContext*>(user_data);
+  Event e{};
+  e.kind = kExtent;
+  e.error = *error;
+  e.command = c;
+  e.payload = std::make_unique<Payload>();
+  e.payload->text = metacontext;
+  e.payload->offset = offset;
+  for (size_t i = 0; i < nr_entries; i++) {
+    e.payload->entries64.push_back(entries[i].length);
+    e.payload->entries64.push_back(entries[i].flags);
+  }
+  c->owner->Record(std::move(e));
+  return 0;
+}
+#endif
+
+int NbdHandle::ListCallback(void* user_data, const char* name, const char* description) {
+  auto* c = static_cast<CommandContext*>(user_data);
+  Event e{};
+  e.kind = kList;
+  e.command = c;
+  e.payload = std::make_unique<Payload>();
+  e.payload->text = name;
+  e.payload->text2 = description;
+  c->owner->Record(std::move(e));
+  return 0;
+}
+
+int NbdHandle::ContextCallback(void* user_data, const char* name) {
+  auto* c = static_cast<CommandContext*>(user_data);
+  Event e{};
+  e.kind = kContext;
+  e.command = c;
+  e.payload = std::make_unique<Payload>();
+  e.payload->text = name;
+  c->owner->Record(std::move(e));
+  return 0;
+}
+
+int NbdHandle::DebugCallback(void* user_data, const char* context, const char* msg) {
+  auto* self = static_cast<NbdHandle*>(user_data);
+  Event e{};
+  e.kind = kDebug;
+  e.payload = std::make_unique<Payload>();
+  e.payload->text = context ? context : "";
+  e.payload->text2 = msg ? msg : "";
+  self->Record(std::move(e));
+  return 0;
 }
 
 // ------------------------------------------------------------ errors
@@ -230,6 +270,25 @@ Napi::Value NbdHandle::LastErrorJs(const Napi::CallbackInfo& info) {
 
 // ------------------------------------------------------------ arguments
 
+std::vector<std::string> NbdHandle::ArgStrings(const Napi::Value& v) {
+  std::vector<std::string> out;
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+  return out;
+}
+
+std::vector<char*> NbdHandle::Argv(std::vector<std::string>& strings) {
+  std::vector<char*> argv;
+  for (auto& s : strings) argv.push_back(&s[0]);
+  argv.push_back(nullptr);
+  return argv;
+}
+
+Napi::Value NbdHandle::ThrowBufferType(Napi::Env env) {
+  Napi::TypeError::New(env, "buf must be an ArrayBufferView").ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
 uint64_t NbdHandle::ArgUint64(const Napi::Value& v) {
   if (v.IsBigInt()) {
     bool lossless;
@@ -241,6 +300,11 @@ uint64_t NbdHandle::ArgUint64(const Napi::Value& v) {
 Napi::Value NbdHandle::Int64ToJs(Napi::Env env, int64_t v) {
   double d = static_cast<double>(v);
   if (d <= kMaxSafeInteger && d >= -kMaxSafeInteger) return Napi::Number::New(env, d);
+  return Napi::BigInt::New(env, v);
+}
+
+Napi::Value NbdHandle::Uint64ToJs(Napi::Env env, uint64_t v) {
+  if (v <= static_cast<uint64_t>(kMaxSafeInteger)) return Napi::Number::New(env, static_cast<double>(v));
   return Napi::BigInt::New(env, v);
 }
 
@@ -277,7 +341,7 @@ bool NbdHandle::ArgBuffer(const Napi::Value& v, uint8_t** data, size_t* length) 
 
 // ------------------------------------------------------------ commands
 
-CommandContext* NbdHandle::AcquireCommand(const uint8_t* base) {
+CommandContext* NbdHandle::AcquireCommand(const uint8_t* base, bool opt) {
   CommandContext* c;
   if (free_commands_.empty()) {
     command_storage_.push_back(std::make_unique<CommandContext>());
@@ -288,54 +352,13 @@ CommandContext* NbdHandle::AcquireCommand(const uint8_t* base) {
     free_commands_.pop_back();
   }
   c->cookie = 0;
-  c->retired = false;
+  c->retired = opt;
+  c->retire_error = 0;
   c->base = base;
   return c;
 }
 
 void NbdHandle::ReleaseCommand(CommandContext* c) { free_commands_.push_back(c); }
-
-Napi::Value NbdHandle::IssueRead(const Napi::CallbackInfo& info, bool structured) {
-  Napi::Env env = info.Env();
-  if (h_ == nullptr) {
-    RecordClosed();
-    return Napi::Number::New(env, -1);
-  }
-  uint8_t* data = nullptr;
-  size_t length = 0;
-  if (!ArgBuffer(info[0], &data, &length)) {
-    Napi::TypeError::New(env, "buf must be an ArrayBufferView").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  uint64_t offset = ArgUint64(info[1]);
-  uint32_t flags = info[2].As<Napi::Number>().Uint32Value();
-
-  CommandContext* c = AcquireCommand(data);
-  nbd_completion_callback completion = {CompletionCallback, c, nullptr};
-  int64_t cookie;
-  {
-    StagedEvents staged(this);
-    if (structured) {
-      nbd_chunk_callback chunk = {ChunkCallback, c, nullptr};
-      cookie = nbd_aio_pread_structured(h_, data, length, offset, chunk, completion, flags);
-    } else {
-      cookie = nbd_aio_pread(h_, data, length, offset, completion, flags);
-    }
-    if (cookie == -1) {
-      RecordError();  // before any other libnbd call overwrites it
-      ReleaseCommand(c);
-    } else {
-      c->cookie = static_cast<uint64_t>(cookie);
-      in_flight_++;
-    }
-    staged.Flush(h_);  // a completion may have run already (dead connection)
-  }
-  AfterLibnbdCall();
-  return Napi::Number::New(env, static_cast<double>(cookie));
-}
-
-Napi::Value NbdHandle::AioPreadStructured(const Napi::CallbackInfo& info) { return IssueRead(info, true); }
-Napi::Value NbdHandle::AioPread(const Napi::CallbackInfo& info) { return IssueRead(info, false); }
 
 Napi::Value NbdHandle::AioCommandCompleted(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -376,40 +399,13 @@ Napi::Value NbdHandle::StartConnect(Napi::Env env, ConnectTask task) {
   return Napi::Number::New(env, r);
 }
 
-Napi::Value NbdHandle::AioConnectUri(const Napi::CallbackInfo& info) {
-  std::string uri = info[0].As<Napi::String>().Utf8Value();
-  return StartConnect(info.Env(), [uri](nbd_handle* h) { return nbd_aio_connect_uri(h, uri.c_str()); });
-}
-
-Napi::Value NbdHandle::AioConnectUnix(const Napi::CallbackInfo& info) {
-  std::string path = info[0].As<Napi::String>().Utf8Value();
-  return StartConnect(info.Env(), [path](nbd_handle* h) { return nbd_aio_connect_unix(h, path.c_str()); });
-}
-
-Napi::Value NbdHandle::AioConnectTcp(const Napi::CallbackInfo& info) {
-  std::string host = info[0].As<Napi::String>().Utf8Value();
-  std::string port = info[1].As<Napi::String>().Utf8Value();
-  return StartConnect(info.Env(), [host, port](nbd_handle* h) {
-    return nbd_aio_connect_tcp(h, host.c_str(), port.c_str());
-  });
-}
-
-Napi::Value NbdHandle::AioConnectCommand(const Napi::CallbackInfo& info) {
-  std::vector<std::string> strings = StringArray(info[0]);
-  return StartConnect(info.Env(), [strings](nbd_handle* h) mutable {
-    std::vector<char*> argv = Argv(strings);
-    InheritStderr keep_stderr;
-    return nbd_aio_connect_command(h, argv.data());
-  });
-}
-
-Napi::Value NbdHandle::AioConnectSystemdSocketActivation(const Napi::CallbackInfo& info) {
-  std::vector<std::string> strings = StringArray(info[0]);
-  return StartConnect(info.Env(), [strings](nbd_handle* h) mutable {
-    std::vector<char*> argv = Argv(strings);
-    InheritStderr keep_stderr;
-    return nbd_aio_connect_systemd_socket_activation(h, argv.data());
-  });
+Napi::Value NbdHandle::AfterDisconnectCall(Napi::Env env, int r) {
+  if (r == -1)
+    RecordError();
+  else
+    disconnecting_ = true;
+  AfterLibnbdCall();
+  return Napi::Number::New(env, r);
 }
 
 Napi::Value NbdHandle::AioDisconnect(const Napi::CallbackInfo& info) {
@@ -418,21 +414,50 @@ Napi::Value NbdHandle::AioDisconnect(const Napi::CallbackInfo& info) {
     RecordClosed();
     return Napi::Number::New(env, -1);
   }
+  uint32_t flags = info[0].As<Napi::Number>().Uint32Value();
+  int r;
   {
-    std::lock_guard<std::mutex> lock(io_error_mutex_);
-    io_error_ = LastError();
+    StagedEvents staged(this);
+    r = nbd_aio_disconnect(h_, flags);
+  }
+  return AfterDisconnectCall(env, r);
+}
+
+Napi::Value NbdHandle::AioOptAbort(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (h_ == nullptr) {
+    RecordClosed();
+    return Napi::Number::New(env, -1);
   }
   int r;
   {
     StagedEvents staged(this);
-    r = nbd_aio_disconnect(h_, info[0].As<Napi::Number>().Uint32Value());
-    if (r == -1)
-      RecordError();
-    else
-      disconnecting_ = true;
-    staged.Flush(h_);
+    r = nbd_aio_opt_abort(h_);
   }
-  AfterLibnbdCall();
+  return AfterDisconnectCall(env, r);
+}
+
+Napi::Value NbdHandle::SetDebugCallback(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (h_ == nullptr) {
+    RecordClosed();
+    return Napi::Number::New(env, -1);
+  }
+  StagedEvents staged(this);
+  int r = nbd_set_debug_callback(h_, nbd_debug_callback{DebugCallback, this, nullptr});
+  if (r == -1) RecordError();
+  return Napi::Number::New(env, r);
+}
+
+Napi::Value NbdHandle::ClearDebugCallback(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (h_ == nullptr) {
+    RecordClosed();
+    return Napi::Number::New(env, -1);
+  }
+  StagedEvents staged(this);
+  int r = nbd_clear_debug_callback(h_);
+  if (r == -1) RecordError();
   return Napi::Number::New(env, r);
 }
 
@@ -479,7 +504,7 @@ void NbdHandle::ConnectStarted(bool ok) {
   e.kind = kConnected;
   std::lock_guard<std::mutex> lock(io_error_mutex_);
   e.error = io_error_.errnum != 0 ? io_error_.errnum : ENOTCONN;
-  queue_.Push(e);
+  PushConnectionEvent(std::move(e));
 }
 
 // Either thread may see the end first; the exchange makes one event of it.
@@ -495,7 +520,7 @@ void NbdHandle::CheckConnectionState(nbd_handle* h) {
       }
       e.error = io_error_.errnum != 0 ? io_error_.errnum : ENOTCONN;
     }
-    queue_.Push(e);
+    PushConnectionEvent(std::move(e));
   }
   if (disconnecting_ && (nbd_aio_is_closed(h) == 1 || nbd_aio_is_dead(h) == 1) && disconnecting_.exchange(false)) {
     Event e{};
@@ -504,7 +529,7 @@ void NbdHandle::CheckConnectionState(nbd_handle* h) {
       std::lock_guard<std::mutex> lock(io_error_mutex_);
       e.error = io_error_.errnum != 0 ? io_error_.errnum : ENOTCONN;
     }
-    queue_.Push(e);
+    PushConnectionEvent(std::move(e));
   }
 }
 
@@ -583,8 +608,13 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
     while (i < batch_.size() && !closed) {
       size_t n = std::min(events_capacity_, batch_.size() - i);
       double* out = events_data_ + kEventStride;
+      Napi::Array payloads;
       for (size_t j = 0; j < n; j++, out += kEventStride) {
         const Event& e = batch_[i + j];
+        if (e.payload) {
+          if (payloads.IsEmpty()) payloads = Napi::Array::New(env, n);
+          payloads.Set(static_cast<uint32_t>(j), PayloadToJs(env, e));
+        }
         CommandContext* c = e.command;
         out[0] = e.kind;
         out[1] = c ? static_cast<double>(c->cookie) : 0;
@@ -608,7 +638,10 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
       // lib/ catches what user callbacks throw; an exception here is a bug
       // there. Keep delivering the rest of the batch, then report it.
       try {
-        fn.Call({count});
+        if (payloads.IsEmpty())
+          fn.Call({count});
+        else
+          fn.Call({count, payloads});
       } catch (const Napi::Error& e) {
         if (failure.IsEmpty()) failure = Napi::Reference<Napi::Value>::New(e.Value(), 1);
       }
@@ -623,6 +656,38 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
     if (from_js) throw Napi::Error(env, e);
     napi_fatal_exception(env, e);
   }
+}
+
+Napi::Value NbdHandle::PayloadToJs(Napi::Env env, const Event& e) {
+  const Payload& p = *e.payload;
+  Napi::Object o = Napi::Object::New(env);
+  switch (e.kind) {
+    case kExtent: {
+      o.Set("context", Napi::String::New(env, p.text));
+      o.Set("offset", Int64ToJs(env, static_cast<int64_t>(p.offset)));
+      if (!p.entries64.empty()) {
+        auto a = Napi::BigUint64Array::New(env, p.entries64.size());
+        std::copy(p.entries64.begin(), p.entries64.end(), a.Data());
+        o.Set("entries", a);
+      } else {
+        auto a = Napi::Uint32Array::New(env, p.entries32.size());
+        std::copy(p.entries32.begin(), p.entries32.end(), a.Data());
+        o.Set("entries", a);
+      }
+      break;
+    }
+    case kList:
+      o.Set("name", Napi::String::New(env, p.text));
+      o.Set("description", Napi::String::New(env, p.text2));
+      break;
+    case kDebug:
+      o.Set("context", Napi::String::New(env, p.text));
+      o.Set("message", Napi::String::New(env, p.text2));
+      break;
+    default:
+      o.Set("name", Napi::String::New(env, p.text));
+  }
+  return o;
 }
 
 Napi::Value NbdHandle::DrainJs(const Napi::CallbackInfo& info) {

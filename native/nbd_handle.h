@@ -23,18 +23,20 @@ using PropertyDescriptor = Napi::ClassPropertyDescriptor<class NbdHandle>;
 // Pooled per handle so that issuing a command does not allocate.
 struct CommandContext {
   NbdHandle* owner = nullptr;
-  // Set by the JS thread once the aio call has returned it; the I/O thread
-  // may see the command complete before that.
-  std::atomic<uint64_t> cookie{0};
+  // The cookie (an option command's id, negative), set by the JS thread once
+  // the aio call has returned; the I/O thread may see the command complete
+  // before that.
+  std::atomic<int64_t> cookie{0};
   const uint8_t* base = nullptr;
+  // Option commands are retired by libnbd itself: they start out retired.
   std::atomic<bool> retired{false};
   int retire_error = 0;        // errno of nbd_aio_command_completed, 0 = success
 
   // Retires the completed command (once its cookie is known).
   bool Retire(nbd_handle* h) {
-    uint64_t id = cookie.load();
-    if (id == 0) return false;
-    int r = nbd_aio_command_completed(h, id);
+    int64_t id = cookie.load();
+    if (id <= 0 || retired.load()) return false;
+    int r = nbd_aio_command_completed(h, static_cast<uint64_t>(id));
     retire_error = r == -1 ? nbd_get_errno() : 0;
     retired.store(true);
     return true;
@@ -91,17 +93,29 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   std::atomic<bool> connect_queued_{false};
   bool HasEvents() { return queue_.Size() > 0; }
   // From libnbd's callbacks, on whichever thread runs them.
-  void Record(const Event& e) {
+  void Record(Event&& e) {
     StagedEvents* staged = StagedEvents::Current();
     if (staged != nullptr && staged->owner() == this)
-      staged->events.push_back(e);
+      staged->events.push_back(std::move(e));
     else
-      queue_.Push(e);  // nbd_close's callbacks (libnbd >= 1.18): dropped
+      queue_.Push(std::move(e));  // nbd_close's callbacks (libnbd >= 1.18): dropped
   }
-  // Publishes flushed events (StagedEvents::Flush).
+  // Publishes flushed events (StagedEvents::Flush). Events libnbd recorded
+  // inside a call made from JS (a completion on a dead connection, debug
+  // messages) are delivered before that call returns, as in C; the header
+  // slot tells lib/ to drain.
   void Publish(std::vector<Event>& events) {
-    if (std::this_thread::get_id() == js_thread_) js_thread_events_ += static_cast<int64_t>(events.size());
+    bool js = std::this_thread::get_id() == js_thread_;
+    if (js) js_thread_events_ += static_cast<int64_t>(events.size());
     queue_.PushAll(events);
+    if (js) events_data_[0] = static_cast<double>(js_thread_events_);
+  }
+
+  // A connection event (connect or disconnect ended), from either thread.
+  void PushConnectionEvent(Event&& e) {
+    std::vector<Event> one;
+    one.push_back(std::move(e));
+    Publish(one);
   }
 
   // JS-thread entry points of the drivers: deliver what was recorded.
@@ -115,20 +129,62 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   static int ChunkCallback(void* user_data, const void* subbuf, size_t count,
                            uint64_t offset, unsigned status, int* error);
   static int CompletionCallback(void* user_data, int* error);
+  static int ExtentCallback(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries,
+                            size_t nr_entries, int* error);
+#ifdef LIBNBD_HAVE_NBD_EXTENT64_CALLBACK
+  static int Extent64Callback(void* user_data, const char* metacontext, uint64_t offset, nbd_extent* entries,
+                              size_t nr_entries, int* error);
+#endif
+  static int ListCallback(void* user_data, const char* name, const char* description);
+  static int ContextCallback(void* user_data, const char* name);
+  static int DebugCallback(void* user_data, const char* context, const char* msg);
+
+  // Issues one command: `call(c)` makes the libnbd call with closures whose
+  // user_data is `c` and returns libnbd's result (a cookie, or 0 for an
+  // option command). Returns the cookie (an option command's id) or -1.
+  template <typename F>
+  Napi::Value Issue(Napi::Env env, const uint8_t* base, bool opt, F&& call) {
+    if (h_ == nullptr) {
+      RecordClosed();
+      return Napi::Number::New(env, -1);
+    }
+    CommandContext* c = AcquireCommand(base, opt);
+    int64_t id;
+    {
+      StagedEvents staged(this);
+      int64_t r = call(c);
+      if (r == -1) {
+        RecordError();  // before any other libnbd call overwrites it
+        ReleaseCommand(c);
+        id = -1;
+      } else {
+        id = opt ? -(++opt_counter_) : r;
+        c->cookie = id;
+        in_flight_++;
+      }
+      staged.Flush(h_);  // a completion may have run already (dead connection)
+    }
+    AfterLibnbdCall();
+    return Napi::Number::New(env, static_cast<double>(id));
+  }
+  static nbd_completion_callback Completion(CommandContext* c) { return {CompletionCallback, c, nullptr}; }
+  static nbd_chunk_callback Chunk(CommandContext* c) { return {ChunkCallback, c, nullptr}; }
+  static nbd_extent_callback Extent(CommandContext* c) { return {ExtentCallback, c, nullptr}; }
+#ifdef LIBNBD_HAVE_NBD_EXTENT64_CALLBACK
+  static nbd_extent64_callback Extent64(CommandContext* c) { return {Extent64Callback, c, nullptr}; }
+#endif
+  static nbd_list_callback List(CommandContext* c) { return {ListCallback, c, nullptr}; }
+  static nbd_context_callback Context(CommandContext* c) { return {ContextCallback, c, nullptr}; }
 
  private:
 #include "generated/api_methods.h"
   static void AddGeneratedMethods(std::vector<PropertyDescriptor>& methods);
 
   // Hand-written glue.
-  Napi::Value AioPreadStructured(const Napi::CallbackInfo& info);
-  Napi::Value AioPread(const Napi::CallbackInfo& info);
-  Napi::Value AioConnectUri(const Napi::CallbackInfo& info);
-  Napi::Value AioConnectUnix(const Napi::CallbackInfo& info);
-  Napi::Value AioConnectTcp(const Napi::CallbackInfo& info);
-  Napi::Value AioConnectCommand(const Napi::CallbackInfo& info);
-  Napi::Value AioConnectSystemdSocketActivation(const Napi::CallbackInfo& info);
   Napi::Value AioDisconnect(const Napi::CallbackInfo& info);
+  Napi::Value AioOptAbort(const Napi::CallbackInfo& info);
+  Napi::Value SetDebugCallback(const Napi::CallbackInfo& info);
+  Napi::Value ClearDebugCallback(const Napi::CallbackInfo& info);
   Napi::Value AioCommandCompleted(const Napi::CallbackInfo& info);
   Napi::Value AioInFlight(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
@@ -148,12 +204,20 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
 
   static uint64_t ArgUint64(const Napi::Value& v);
   static Napi::Value Int64ToJs(Napi::Env env, int64_t v);
+  static Napi::Value Uint64ToJs(Napi::Env env, uint64_t v);
   // Reads a Buffer/TypedArray/DataView; false if `v` is none of them.
   static bool ArgBuffer(const Napi::Value& v, uint8_t** data, size_t* length);
+  static std::vector<std::string> ArgStrings(const Napi::Value& v);
+  // NULL-terminated argv pointing into `strings`.
+  static std::vector<char*> Argv(std::vector<std::string>& strings);
+  static Napi::Value ThrowBufferType(Napi::Env env);
+  // Ends a disconnect-like call (aio_disconnect, aio_opt_abort): its end is
+  // awaited as a kDisconnected event.
+  Napi::Value AfterDisconnectCall(Napi::Env env, int r);
 
-  CommandContext* AcquireCommand(const uint8_t* base);
+  CommandContext* AcquireCommand(const uint8_t* base, bool opt);
   void ReleaseCommand(CommandContext* c);
-  Napi::Value IssueRead(const Napi::CallbackInfo& info, bool structured);
+  Napi::Value PayloadToJs(Napi::Env env, const Event& e);
   // Common glue of the connect calls.
   Napi::Value StartConnect(Napi::Env env, ConnectTask task);
 
@@ -179,6 +243,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   std::vector<std::unique_ptr<CommandContext>> command_storage_;
   std::vector<CommandContext*> free_commands_;
   int64_t in_flight_ = 0;   // issued, completion not yet delivered to JS
+  int64_t opt_counter_ = 0;  // ids of option commands (negative cookies)
   std::thread::id js_thread_;
   int64_t js_thread_events_ = 0;  // recorded on the JS thread, not yet delivered
   // Set by the thread that started the connect/disconnect, cleared by
@@ -198,5 +263,22 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
 };
 
 void ExportConstants(Napi::Env env, Napi::Object target);
+void ExportModuleFunctions(Napi::Env env, Napi::Object target);
+
+// aio_connect_command and socket activation fork and exec the server with
+// fd 2 as it is; Node marks fd 2 close-on-exec, which would leave the server
+// without stderr (nbdkit then exits at once). Clear the flag around the call.
+// fd 2 belongs to the process, not to an env: workers connecting at the same
+// time share one clearing, counted under a process-wide lock.
+class InheritStderr {
+ public:
+  InheritStderr();
+  ~InheritStderr();
+
+ private:
+  static std::mutex mutex_;
+  static int users_;
+  static int saved_flags_;
+};
 
 }  // namespace nbdjs

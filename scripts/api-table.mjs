@@ -3,18 +3,33 @@
 // glue), lib/generated/handle-api.ts (typed, validated TS methods),
 // typings/native.d.ts (the native surface) and docs/api.md.
 //
-// Kinds of argument:
-//   bool     JS boolean            -> C bool
-//   int      JS int32              -> C int            (enums such as TLS_*)
-//   flags    JS uint32             -> C uint32_t       (bitmasks, `flagsOf` names the constant family)
-//   string   JS string without NUL -> C const char *
-//   uint64   JS number | bigint    -> C uint64_t
-// Kinds of return (C's error value in brackets):
-//   void (-1), bool (-1), int (-1), int64 (-1),
-//   string (NULL; the C string is freed), static_string (NULL; not freed)
+// Families (each its own list below): simple synchronous calls; data
+// commands (aio_* returning a cookie, plus a Promise form built on them);
+// option-negotiation commands (aio_opt_*, plus Promise forms); connects
+// (aio_connect_*, Promise forms, run by the driver); module functions; calls
+// written by hand; and the calls the binding owns instead of exposing.
 //
-// `glue: 'custom'` entries are written by hand in native/ and lib/; the table
-// still carries them so that the typings and the reference stay complete.
+// Kinds of argument:
+//   bool        JS boolean              -> C bool
+//   int         JS int32                -> C int        (enums such as TLS_*; third field: constant family)
+//   uint32      JS uint32               -> C uint32_t
+//   flags       JS uint32               -> C uint32_t   (bitmasks; third field: constant family)
+//   size        JS uint32               -> C size_t
+//   string      JS string without NUL   -> C const char *
+//   service     JS string | number      -> C const char * (a port)
+//   strings     JS string[]             -> C char ** (NULL-terminated)
+//   uint64      JS number | bigint      -> C uint64_t
+//   fd          JS int32 (a socket fd)  -> C int
+//   buffer_out  Buffer/TypedArray/DataView libnbd writes into (its byteLength is the count)
+//   buffer_in   Buffer/TypedArray/DataView libnbd reads from
+// Kinds of return (C's error value in brackets):
+//   void (-1), bool (-1), int (-1), int64 (-1), uint64 (never fails),
+//   string (NULL; the C string is freed), static_string (NULL; not freed)
+// Closures of commands: chunk, extent, extent64, list, context (the
+// completion closure is always there for commands).
+//
+// The hand-written entries are carried too, so that the typings and the
+// reference stay complete and the coverage test can check the header.
 // `have` is the LIBNBD_HAVE_* macro: glue for a call the installed libnbd
 // lacks is compiled to fail with ENOTSUP.
 // `state` is the permitted-state note from libnbd's documentation.
@@ -80,23 +95,131 @@ export const simpleCalls = [
   { name: 'aio_is_closed', args: [], ret: 'bool', doc: 'The connection was shut down.' },
   { name: 'connection_state', args: [], ret: 'static_string', doc: 'A description of the state machine state.' },
 
+  // TLS
+  { name: 'set_tls_certificates', args: [['dir', 'string']], ret: 'void', state: pre, doc: 'Directory of X.509 certificates.' },
+  { name: 'set_tls_verify_peer', args: [['verify', 'bool']], ret: 'void', state: pre, doc: 'Whether to verify the server\'s certificate.' },
+  { name: 'get_tls_verify_peer', args: [], ret: 'bool', doc: 'Whether the server\'s certificate is verified.' },
+  { name: 'set_tls_username', args: [['username', 'string']], ret: 'void', state: pre, doc: 'User name for TLS authentication (PSK).' },
+  { name: 'get_tls_username', args: [], ret: 'string', doc: 'The TLS user name.' },
+  { name: 'set_tls_psk_file', args: [['filename', 'string']], ret: 'void', state: pre, doc: 'File of TLS pre-shared keys.' },
+
+  // URIs
+  { name: 'set_uri_allow_transports', args: [['mask', 'flags', 'ALLOW_TRANSPORT']], ret: 'void', state: pre, doc: 'Transports a URI may name.' },
+  { name: 'set_uri_allow_tls', args: [['tls', 'int', 'TLS']], ret: 'void', state: pre, doc: 'Whether URIs may ask for TLS (TLS_DISABLE/ALLOW/REQUIRE).' },
+  { name: 'set_uri_allow_local_file', args: [['allow', 'bool']], ret: 'void', state: pre, doc: 'Whether URIs may name local files (tls-psk-file=...).' },
+
+  // Meta contexts
+  { name: 'add_meta_context', args: [['name', 'string']], ret: 'void', state: `${pre} or negotiating`, doc: 'Request a meta context, e.g. "base:allocation".' },
+  { name: 'get_nr_meta_contexts', args: [], ret: 'int', doc: 'Number of meta contexts requested.' },
+  { name: 'get_meta_context', args: [['i', 'size']], ret: 'string', doc: 'The i-th meta context requested.' },
+  { name: 'clear_meta_contexts', args: [], ret: 'void', state: `${pre} or negotiating`, doc: 'Forget the meta contexts requested.' },
+  { name: 'can_meta_context', args: [['metacontext', 'string']], ret: 'bool', state: 'negotiating, connected, closed or dead', doc: 'Whether the server negotiated this meta context.' },
+  { name: 'set_request_meta_context', args: [['request', 'bool']], ret: 'void', have: true, state: `${pre} or negotiating`, doc: 'Whether opt_go/info request the meta contexts (libnbd ≥ 1.16).' },
+  { name: 'get_request_meta_context', args: [], ret: 'bool', have: true, doc: 'Whether meta contexts are requested by opt_go/info (libnbd ≥ 1.16).' },
+
+  // Added after libnbd 1.14
+  { name: 'set_socket_activation_name', args: [['socket_name', 'string']], ret: 'void', have: true, state: pre, doc: 'LISTEN_FDNAMES for socket activation (libnbd ≥ 1.16).' },
+  { name: 'get_socket_activation_name', args: [], ret: 'string', have: true, doc: 'The socket activation name (libnbd ≥ 1.16).' },
+  { name: 'set_request_extended_headers', args: [['request', 'bool']], ret: 'void', have: true, state: pre, doc: 'Whether to request extended headers (libnbd ≥ 1.18).' },
+  { name: 'get_request_extended_headers', args: [], ret: 'bool', have: true, doc: 'Whether extended headers are requested (libnbd ≥ 1.18).' },
+  { name: 'get_extended_headers_negotiated', args: [], ret: 'bool', have: true, state: post, doc: 'Whether extended headers were negotiated (libnbd ≥ 1.18).' },
+  { name: 'can_block_status_payload', args: [], ret: 'bool', have: true, state: post, doc: 'Whether the server accepts filtered block status (libnbd ≥ 1.18).' },
+  { name: 'stats_bytes_sent', args: [], ret: 'uint64', have: true, doc: 'Bytes sent to the server (libnbd ≥ 1.16).' },
+  { name: 'stats_chunks_sent', args: [], ret: 'uint64', have: true, doc: 'Messages sent to the server (libnbd ≥ 1.16).' },
+  { name: 'stats_bytes_received', args: [], ret: 'uint64', have: true, doc: 'Bytes received from the server (libnbd ≥ 1.16).' },
+  { name: 'stats_chunks_received', args: [], ret: 'uint64', have: true, doc: 'Messages received from the server (libnbd ≥ 1.16).' },
+  { name: 'get_subprocess_pid', args: [], ret: 'int64', have: true, doc: 'PID of the server started by connectCommand (libnbd ≥ 1.22).' },
+
   // Misc
   { name: 'kill_subprocess', args: [['signum', 'int']], ret: 'void', doc: 'Kill the server started by connectCommand (0 means SIGTERM).' },
 ];
 
+/**
+ * Data commands: `aio<Name>(args..., [closure,] completion?, flags?)` returns
+ * a cookie; `sync` names the Promise form `<sync>(args..., [closure,] flags?)`.
+ * `type` is libnbd's name of the command in "<type>: command failed".
+ * `flags: false`: the call takes no flags argument.
+ */
+export const commandCalls = [
+  { name: 'aio_pread', sync: 'pread', type: 'read', args: [['buf', 'buffer_out'], ['offset', 'uint64']], doc: 'Read into buf from offset.' },
+  { name: 'aio_pread_structured', sync: 'pread_structured', type: 'read', args: [['buf', 'buffer_out'], ['offset', 'uint64']], closure: 'chunk', doc: 'Read with a chunk callback per DATA/HOLE/ERROR chunk.' },
+  { name: 'aio_pwrite', sync: 'pwrite', type: 'write', args: [['buf', 'buffer_in'], ['offset', 'uint64']], doc: 'Write buf at offset.' },
+  { name: 'aio_flush', sync: 'flush', type: 'flush', args: [], doc: 'Flush the server\'s caches.' },
+  { name: 'aio_trim', sync: 'trim', type: 'trim', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Discard (trim) a range.' },
+  { name: 'aio_cache', sync: 'cache', type: 'cache', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Ask the server to prefetch a range.' },
+  { name: 'aio_zero', sync: 'zero', type: 'zero', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Write zeroes to a range.' },
+  { name: 'aio_block_status', sync: 'block_status', type: 'block-status', args: [['count', 'uint64'], ['offset', 'uint64']], closure: 'extent', doc: 'Block status: extent callback per meta context, entries as (length, flags) pairs.' },
+  { name: 'aio_block_status_64', sync: 'block_status_64', type: 'block-status', have: true, args: [['count', 'uint64'], ['offset', 'uint64']], closure: 'extent64', doc: 'Block status with 64-bit extents (libnbd ≥ 1.18).' },
+  { name: 'aio_block_status_filter', sync: 'block_status_filter', type: 'block-status', have: true, args: [['count', 'uint64'], ['offset', 'uint64'], ['contexts', 'strings']], closure: 'extent64', doc: 'Block status limited to some meta contexts (libnbd ≥ 1.18).' },
+];
+
+/**
+ * Option negotiation (opt mode, negotiating state): `aio<Name>([closure,]
+ * completion?)` returns an id, the completion callback runs once and is
+ * auto-retired; `sync` names the Promise form, which resolves with the
+ * number of closure calls where there is a closure.
+ */
+export const optCalls = [
+  { name: 'aio_opt_go', sync: 'opt_go', args: [], doc: 'End negotiation and move to transmission.' },
+  { name: 'aio_opt_info', sync: 'opt_info', args: [], doc: 'Ask for the current export\'s details.' },
+  { name: 'aio_opt_list', sync: 'opt_list', args: [], closure: 'list', doc: 'List the exports.' },
+  { name: 'aio_opt_list_meta_context', sync: 'opt_list_meta_context', args: [], closure: 'context', doc: 'List the meta contexts the server offers.' },
+  { name: 'aio_opt_list_meta_context_queries', sync: 'opt_list_meta_context_queries', have: true, args: [['queries', 'strings']], closure: 'context', doc: 'List meta contexts matching queries (libnbd ≥ 1.16).' },
+  { name: 'aio_opt_set_meta_context', sync: 'opt_set_meta_context', have: true, args: [], closure: 'context', doc: 'Select the requested meta contexts (libnbd ≥ 1.16).' },
+  { name: 'aio_opt_set_meta_context_queries', sync: 'opt_set_meta_context_queries', have: true, args: [['queries', 'strings']], closure: 'context', doc: 'Select meta contexts matching queries (libnbd ≥ 1.16).' },
+  { name: 'aio_opt_starttls', sync: 'opt_starttls', have: true, args: [], doc: 'Upgrade to TLS during negotiation (libnbd ≥ 1.16).' },
+  { name: 'aio_opt_structured_reply', sync: 'opt_structured_reply', have: true, args: [], doc: 'Request structured replies (libnbd ≥ 1.16).' },
+  { name: 'aio_opt_extended_headers', sync: 'opt_extended_headers', have: true, args: [], doc: 'Request extended headers (libnbd ≥ 1.18).' },
+];
+
+/** Connects: `connect<Name>(args)` returns a Promise; the driver runs nbd_aio_connect_<name>. */
+export const connectCalls = [
+  { name: 'uri', args: [['uri', 'string']], doc: 'Connect to an NBD URI (nbd://, nbds://, nbd+unix://, ...).' },
+  { name: 'unix', args: [['unixsocket', 'string']], doc: 'Connect to a Unix domain socket.' },
+  { name: 'vsock', args: [['cid', 'uint32'], ['port', 'uint32']], doc: 'Connect over AF_VSOCK.' },
+  { name: 'tcp', args: [['hostname', 'string'], ['port', 'service']], doc: 'Connect over TCP; the name lookup (getaddrinfo) blocks the thread that runs it (the I/O thread with the thread driver).' },
+  { name: 'socket', args: [['sock', 'fd']], doc: 'Talk NBD over a connected socket; libnbd takes ownership of the fd.' },
+  { name: 'command', args: [['argv', 'strings']], subprocess: true, doc: 'Run a server (e.g. nbdkit -s) and talk over its stdin/stdout.' },
+  { name: 'systemd_socket_activation', args: [['argv', 'strings']], subprocess: true, doc: 'Run a server with systemd socket activation.' },
+];
+
+/** Module functions: libnbd calls that read nothing from the handle. */
+export const moduleCalls = [
+  { name: 'get_version', ret: 'static_string', doc: 'The version of the libnbd library loaded.' },
+  { name: 'get_package_name', ret: 'static_string', doc: 'libnbd\'s package name ("libnbd").' },
+  { name: 'supports_tls', ret: 'bool', doc: 'Whether libnbd was built with TLS.' },
+  { name: 'supports_uri', ret: 'bool', doc: 'Whether libnbd was built with URI support.' },
+  { name: 'supports_vsock', ret: 'bool', have: true, doc: 'Whether libnbd was built with AF_VSOCK (libnbd ≥ 1.16).' },
+];
+
+/** libnbd calls the binding owns instead of exposing, and why. */
+export const ownedCalls = [
+  { name: 'create', why: '`new Handle()`.' },
+  { name: 'close', why: '`close()` (synchronous, idempotent; completes pending commands).' },
+  { name: 'get_error', why: 'folded into NbdError (message).' },
+  { name: 'get_errno', why: 'folded into NbdError (errno, code).' },
+  { name: 'poll', why: 'the drivers own the event loop; nbd_poll would block holding the handle lock.' },
+  { name: 'poll2', why: 'the drivers own the event loop.' },
+  { name: 'aio_get_fd', why: 'the drivers own the event loop.' },
+  { name: 'aio_get_direction', why: 'the drivers own the event loop.' },
+  { name: 'aio_notify_read', why: 'the drivers own the event loop.' },
+  { name: 'aio_notify_write', why: 'the drivers own the event loop.' },
+  { name: 'set_private_data', why: 'a JS object can carry its own data.' },
+  { name: 'get_private_data', why: 'a JS object can carry its own data.' },
+  { name: 'aio_connect', why: 'takes a struct sockaddr; connectUnix/connectTcp/connectSocket cover it.' },
+];
+
 /** Calls whose glue is written by hand (the facade and native/nbd_handle.cc). */
 export const customCalls = [
-  { name: 'aio_pread_structured', public: 'aioPreadStructured, preadStructured', native: 'aioPreadStructured(buf: ArrayBufferView, offset: number | bigint, flags: number): number', doc: 'Issue a structured read; returns a cookie or -1.' },
-  { name: 'aio_pread', public: 'aioPread, pread', native: 'aioPread(buf: ArrayBufferView, offset: number | bigint, flags: number): number', doc: 'Issue a read; returns a cookie or -1.' },
-  { name: 'aio_connect_uri', public: 'connectUri', native: 'aioConnectUri(uri: string): number', doc: 'Start connecting to an NBD URI.' },
-  { name: 'aio_connect_unix', public: 'connectUnix', native: 'aioConnectUnix(path: string): number', doc: 'Start connecting to a Unix socket.' },
-  { name: 'aio_connect_tcp', public: 'connectTcp', native: 'aioConnectTcp(hostname: string, port: string): number', doc: 'Start connecting over TCP.' },
-  { name: 'aio_connect_command', public: 'connectCommand', native: 'aioConnectCommand(argv: string[]): number', doc: 'Start a server subprocess and connect to its stdin/stdout.' },
-  { name: 'aio_connect_systemd_socket_activation', public: 'connectSystemdSocketActivation', native: 'aioConnectSystemdSocketActivation(argv: string[]): number', doc: 'Start a server with systemd socket activation and connect.' },
-  { name: 'aio_disconnect', public: 'aioDisconnect, shutdown', native: 'aioDisconnect(flags: number): number', doc: 'Queue NBD_CMD_DISC.' },
+  { name: 'aio_disconnect', public: 'aioDisconnect', native: 'aioDisconnect(flags: number): number', doc: 'Queue NBD_CMD_DISC (pending commands are sent first unless SHUTDOWN_ABANDON_PENDING).' },
+  { name: 'shutdown', public: 'shutdown', native: 'aioDisconnect(flags: number): number', doc: 'Disconnect and wait until the server has closed the connection (a Promise).' },
+  { name: 'aio_opt_abort', public: 'aioOptAbort', native: 'aioOptAbort(): number', doc: 'End negotiation without an export.' },
+  { name: 'opt_abort', public: 'optAbort', native: 'aioOptAbort(): number', doc: 'End negotiation and wait for the connection to close (a Promise).' },
   { name: 'aio_command_completed', public: 'aioCommandCompleted', native: 'aioCommandCompleted(cookie: number | bigint): number', doc: 'Tracked in lib/ (native retires every command at once); native is asked only for cookie 0, for libnbd\'s own error.' },
+  { name: 'aio_peek_command_completed', public: 'aioPeekCommandCompleted', native: 'aioInFlight(): number', doc: 'Tracked in lib/: the oldest completed, unretired cookie.' },
   { name: 'aio_in_flight', public: 'aioInFlight', native: 'aioInFlight(): number', doc: 'Counted in lib/ (commands whose completion JS has not seen, plus a pending disconnect); native is asked for libnbd\'s state checks.' },
-  { name: 'close', public: 'close', native: 'close(): void', doc: 'nbd_close.' },
+  { name: 'set_debug_callback', public: 'setDebugCallback', native: 'setDebugCallback(): number', doc: 'Deliver libnbd\'s debug messages to a JS function (context, message), whatever thread produced them.' },
+  { name: 'clear_debug_callback', public: 'clearDebugCallback', native: 'clearDebugCallback(): number', doc: 'Back to debug messages on stderr.' },
 ];
 
 /** libnbd constants exported with their installed values (LIBNBD_ prefix dropped).

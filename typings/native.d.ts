@@ -53,17 +53,67 @@ export interface NativeHandle {
   aioIsDead(): boolean | -1;
   aioIsClosed(): boolean | -1;
   connectionState(): string | null;
+  setTlsCertificates(dir: string): number;
+  setTlsVerifyPeer(verify: boolean): number;
+  getTlsVerifyPeer(): boolean | -1;
+  setTlsUsername(username: string): number;
+  getTlsUsername(): string | null;
+  setTlsPskFile(filename: string): number;
+  setUriAllowTransports(mask: number): number;
+  setUriAllowTls(tls: number): number;
+  setUriAllowLocalFile(allow: boolean): number;
+  addMetaContext(name: string): number;
+  getNrMetaContexts(): number;
+  getMetaContext(i: number): string | null;
+  clearMetaContexts(): number;
+  canMetaContext(metacontext: string): boolean | -1;
+  setRequestMetaContext(request: boolean): number;
+  getRequestMetaContext(): boolean | -1;
+  setSocketActivationName(socketName: string): number;
+  getSocketActivationName(): string | null;
+  setRequestExtendedHeaders(request: boolean): number;
+  getRequestExtendedHeaders(): boolean | -1;
+  getExtendedHeadersNegotiated(): boolean | -1;
+  canBlockStatusPayload(): boolean | -1;
+  statsBytesSent(): number | bigint;
+  statsChunksSent(): number | bigint;
+  statsBytesReceived(): number | bigint;
+  statsChunksReceived(): number | bigint;
+  getSubprocessPid(): number | bigint;
   killSubprocess(signum: number): number;
-  aioPreadStructured(buf: ArrayBufferView, offset: number | bigint, flags: number): number;
   aioPread(buf: ArrayBufferView, offset: number | bigint, flags: number): number;
+  aioPreadStructured(buf: ArrayBufferView, offset: number | bigint, flags: number): number;
+  aioPwrite(buf: ArrayBufferView, offset: number | bigint, flags: number): number;
+  aioFlush(flags: number): number;
+  aioTrim(count: number | bigint, offset: number | bigint, flags: number): number;
+  aioCache(count: number | bigint, offset: number | bigint, flags: number): number;
+  aioZero(count: number | bigint, offset: number | bigint, flags: number): number;
+  aioBlockStatus(count: number | bigint, offset: number | bigint, flags: number): number;
+  aioBlockStatus64(count: number | bigint, offset: number | bigint, flags: number): number;
+  aioBlockStatusFilter(count: number | bigint, offset: number | bigint, contexts: string[], flags: number): number;
+  aioOptGo(): number;
+  aioOptInfo(): number;
+  aioOptList(): number;
+  aioOptListMetaContext(): number;
+  aioOptListMetaContextQueries(queries: string[]): number;
+  aioOptSetMetaContext(): number;
+  aioOptSetMetaContextQueries(queries: string[]): number;
+  aioOptStarttls(): number;
+  aioOptStructuredReply(): number;
+  aioOptExtendedHeaders(): number;
   aioConnectUri(uri: string): number;
-  aioConnectUnix(path: string): number;
+  aioConnectUnix(unixsocket: string): number;
+  aioConnectVsock(cid: number, port: number): number;
   aioConnectTcp(hostname: string, port: string): number;
+  aioConnectSocket(sock: number): number;
   aioConnectCommand(argv: string[]): number;
   aioConnectSystemdSocketActivation(argv: string[]): number;
   aioDisconnect(flags: number): number;
+  aioOptAbort(): number;
   aioCommandCompleted(cookie: number | bigint): number;
   aioInFlight(): number;
+  setDebugCallback(): number;
+  clearDebugCallback(): number;
   close(): void;
   /** [errno, message] of the last failure recorded on this handle. */
   lastError(): [number, string];
@@ -77,11 +127,25 @@ export interface NativeHandle {
   readonly queued: number;
 }
 
+/** What an extent, list, context or debug event carries. */
+export interface NativePayload {
+  context?: string;
+  offset?: number | bigint;
+  entries?: Uint32Array | BigUint64Array;
+  name?: string;
+  description?: string;
+  message?: string;
+}
+
 export interface NativeBinding {
-  Handle: new (onEvents: (count: number) => void, driver: string) => NativeHandle;
+  Handle: new (onEvents: (count: number, payloads?: (NativePayload | undefined)[]) => void, driver: string) => NativeHandle;
   constants: NbdConstants;
   strerror(errno: number): string;
-  getVersion(): string;
+  getVersion(): string | undefined;
+  getPackageName(): string | undefined;
+  supportsTls(): boolean | undefined;
+  supportsUri(): boolean | undefined;
+  supportsVsock(): boolean | undefined;
   eventStride: number;
   /** What libnbd records for a READ_ERROR chunk when it had no error (lib/semantics.ts). */
   readErrorMarker: number;
