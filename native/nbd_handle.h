@@ -54,7 +54,8 @@ class StagedEvents {
   void Flush(nbd_handle* h);
   static StagedEvents* Current();
   NbdHandle* owner() const { return owner_; }
-  std::vector<Event> events;
+  // A per-thread buffer, reused from call to call (no allocation per call).
+  std::vector<Event>& events;
 
  private:
   NbdHandle* owner_;
