@@ -10,6 +10,8 @@ for (const [name, value] of Object.entries(osConstants.errno)) {
 // libnbd speaks of ENOTSUP and EAGAIN where Linux has aliases.
 errnoNames.set(osConstants.errno.ENOTSUP, 'ENOTSUP');
 errnoNames.set(osConstants.errno.EAGAIN, 'EAGAIN');
+// Linux errnos NBD servers send that Node's table lacks (NBD_ESHUTDOWN).
+if (process.platform === 'linux' && !errnoNames.has(108)) errnoNames.set(108, 'ESHUTDOWN');
 
 export const errno = osConstants.errno;
 

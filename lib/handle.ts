@@ -87,6 +87,20 @@ class PendingCommand implements CommandErrorState {
 interface Waiter {
   resolve(): void;
   reject(e: Error): void;
+  /** The libnbd call the Promise stands for, in its error messages. */
+  api: string;
+}
+
+/**
+ * The error as the synchronous libnbd call would word it: a sync call runs
+ * its aio twin (and the state machine) under its own name, so libnbd's
+ * message starts "nbd_pwrite: ", not "nbd_aio_pwrite: ".
+ */
+function renameApi<T>(e: T, api: string): T {
+  if (!(e instanceof NbdError) || !/^nbd_\w+: /.test(e.message)) return e;
+  const renamed = new NbdError(e.message.replace(/^nbd_\w+: /, `${api}: `), e.errno, e.cause === undefined ? undefined : { cause: e.cause });
+  renamed.stack = e.stack;
+  return renamed as T;
 }
 
 /**
@@ -113,7 +127,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   /** Completed, not auto-retired, not yet retired by aioCommandCompleted: cookie -> [errno, cause, type]. */
   readonly #done = new Map<number, [number, unknown, string]>();
   #connectWaiter: Waiter | undefined;
-  #disconnectWaiter: Waiter | undefined;
+  /** shutdown()/optAbort() calls waiting for the connection to close. */
+  #disconnectWaiters: Waiter[] = [];
   #disconnectInFlight = false;
   #debugCallback: DebugCallback | undefined;
 
@@ -198,7 +213,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       try {
         start(settle);
       } catch (e) {
-        reject(e);
+        reject(renameApi(e, api));
       }
     });
   }
@@ -216,13 +231,13 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       try {
         start(settle);
       } catch (e) {
-        reject(e);
+        reject(renameApi(e, api));
       }
     });
   }
 
-  protected _connect(start: (n: NativeHandle) => number): Promise<void> {
-    return this.#startConnection('connect', start);
+  protected _connect(api: string, start: (n: NativeHandle) => number): Promise<void> {
+    return this.#startConnection('connect', api, start);
   }
 
   // ------------------------------------------------------------ plumbing
@@ -368,13 +383,18 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   }
 
   #settleWaiter(which: 'connect' | 'disconnect', err: number): void {
-    const w = which === 'connect' ? this.#connectWaiter : this.#disconnectWaiter;
-    if (which === 'connect') this.#connectWaiter = undefined;
-    else this.#disconnectWaiter = undefined;
-    if (w === undefined) return;
-    if (err === 0) return w.resolve();
+    let waiters: Waiter[];
+    if (which === 'connect') {
+      waiters = this.#connectWaiter ? [this.#connectWaiter] : [];
+      this.#connectWaiter = undefined;
+    } else {
+      waiters = this.#disconnectWaiters;
+      this.#disconnectWaiters = [];
+    }
+    if (waiters.length === 0) return;
+    if (err === 0) return waiters.forEach((w) => w.resolve());
     const [errnum, message] = this.#native.connectionError();
-    w.reject(new NbdError(message, errnum || err));
+    for (const w of waiters) w.reject(renameApi(new NbdError(message, errnum || err), w.api));
   }
 
   // ------------------------------------------------------------ command tracking
@@ -425,21 +445,26 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
 
   // ------------------------------------------------------------ connecting and disconnecting
 
-  #startConnection(which: 'connect' | 'disconnect', start: (n: NativeHandle) => number): Promise<void> {
+  /** Starts a connect or disconnect; `api` names the libnbd call the Promise stands for. */
+  #startConnection(which: 'connect' | 'disconnect', api: string, start: (n: NativeHandle) => number): Promise<void> {
     let n: NativeHandle;
     try {
       n = this._native();
     } catch (e) {
       return Promise.reject(e);
     }
-    if (start(n) === -1) return Promise.reject(this.#lastError());
-    const p = new Promise<void>((resolve, reject) => {
-      const w = { resolve, reject };
-      if (which === 'connect') this.#connectWaiter = w;
-      else this.#disconnectWaiter = w;
-    });
+    if (start(n) === -1) return Promise.reject(renameApi(this.#lastError(), api));
+    const p = this.#waitFor(which, api);
     this._afterCall();
     return p;
+  }
+
+  #waitFor(which: 'connect' | 'disconnect', api: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const w = { resolve, reject, api };
+      if (which === 'connect') this.#connectWaiter = w;
+      else this.#disconnectWaiters.push(w);
+    });
   }
 
   /** `nbd_aio_disconnect`: queue NBD_CMD_DISC; commands pending are sent first unless SHUTDOWN_ABANDON_PENDING. */
@@ -451,11 +476,23 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     this._afterCall();
   }
 
-  /** `nbd_shutdown` as a Promise: disconnect cleanly and wait for the server to close. */
+  /**
+   * `nbd_shutdown` as a Promise: disconnect cleanly (unless a disconnect is
+   * already queued) and wait for the server to close the connection.
+   */
   shutdown(flags = 0): Promise<void> {
     validateUint32(flags, 'flags');
-    return this.#startConnection('disconnect', (n) => {
-      const r = n.aioDisconnect(flags);
+    let n: NativeHandle;
+    try {
+      n = this._native();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // As nbd_shutdown: no second NBD_CMD_DISC when one is already on its way.
+    if (this.#disconnectInFlight) return this.#waitFor('disconnect', 'nbd_shutdown');
+    void n;
+    return this.#startConnection('disconnect', 'nbd_shutdown', (native) => {
+      const r = native.aioDisconnect(flags);
       if (r !== -1) this.#disconnectInFlight = true;
       return r;
     });
@@ -470,7 +507,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
 
   /** `nbd_opt_abort` as a Promise: end negotiation and wait for the connection to close. */
   optAbort(): Promise<void> {
-    return this.#startConnection('disconnect', (n) => n.aioOptAbort());
+    return this.#startConnection('disconnect', 'nbd_opt_abort', (n) => n.aioOptAbort());
   }
 
   // ------------------------------------------------------------ debug messages
@@ -532,8 +569,9 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     }
     const closedWhileConnecting = libnbdError('nbd_close', errno.ENOTCONN, 'handle closed');
     this.#connectWaiter?.reject(closedWhileConnecting);
-    this.#disconnectWaiter?.reject(closedWhileConnecting);
-    this.#connectWaiter = this.#disconnectWaiter = undefined;
+    for (const w of this.#disconnectWaiters) w.reject(closedWhileConnecting);
+    this.#connectWaiter = undefined;
+    this.#disconnectWaiters = [];
   }
 }
 

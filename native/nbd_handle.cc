@@ -19,6 +19,12 @@ namespace {
 constexpr size_t kEventCapacity = 1024;  // events per JS call
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 
+// What a zero-length buffer points at: C callers always pass some address.
+uint8_t* EmptyBuffer() {
+  static uint8_t byte;
+  return &byte;
+}
+
 }  // namespace
 
 InheritStderr::InheritStderr() {
@@ -341,13 +347,14 @@ bool NbdHandle::ArgBuffer(const Napi::Value& v, uint8_t** data, size_t* length) 
     }
     *data = static_cast<uint8_t*>(ptr);
     *length = elements * size;
+    if (*data == nullptr) *data = EmptyBuffer();  // an empty view has no memory; libnbd wants non-NULL
     return true;
   }
   if (napi_is_dataview(env, v, &is) == napi_ok && is) {
     napi_value ab;
     size_t offset;
     if (napi_get_dataview_info(env, v, length, &ptr, &ab, &offset) != napi_ok) return false;
-    *data = static_cast<uint8_t*>(ptr);
+    *data = ptr != nullptr ? static_cast<uint8_t*>(ptr) : EmptyBuffer();
     return true;
   }
   return false;

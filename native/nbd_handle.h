@@ -159,7 +159,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
         ReleaseCommand(c);
         id = -1;
       } else {
-        id = opt ? -(++opt_counter_) : r;
+        id = opt ? -(++opt_counter_) - 1 : r;  // -2, -3, ...: -1 means failure
         c->cookie = id;
         in_flight_++;
       }

@@ -147,7 +147,7 @@ export const commandCalls = [
   { name: 'aio_flush', sync: 'flush', type: 'flush', args: [], doc: 'Flush the server\'s caches.' },
   { name: 'aio_trim', sync: 'trim', type: 'trim', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Discard (trim) a range.' },
   { name: 'aio_cache', sync: 'cache', type: 'cache', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Ask the server to prefetch a range.' },
-  { name: 'aio_zero', sync: 'zero', type: 'zero', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Write zeroes to a range.' },
+  { name: 'aio_zero', sync: 'zero', type: 'write-zeroes', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Write zeroes to a range.' },
   { name: 'aio_block_status', sync: 'block_status', type: 'block-status', args: [['count', 'uint64'], ['offset', 'uint64']], closure: 'extent', doc: 'Block status: extent callback per meta context, entries as (length, flags) pairs.' },
   { name: 'aio_block_status_64', sync: 'block_status_64', type: 'block-status', have: true, args: [['count', 'uint64'], ['offset', 'uint64']], closure: 'extent64', doc: 'Block status with 64-bit extents (libnbd ≥ 1.18).' },
   { name: 'aio_block_status_filter', sync: 'block_status_filter', type: 'block-status', have: true, args: [['count', 'uint64'], ['offset', 'uint64'], ['contexts', 'strings']], closure: 'extent64', doc: 'Block status limited to some meta contexts (libnbd ≥ 1.18).' },

@@ -71,7 +71,8 @@ function guarded(fnName, body, failValue) {
 function simpleMethod(call) {
   const fn = `nbd_${call.name}`;
   const { pre, exprs } = nativeArgs(call.args);
-  const failValue = call.ret === 'string' || call.ret === 'static_string' ? 'env.Null()' : 'Napi::Number::New(env, -1)';
+  // uint64 results never fail in libnbd: null marks "closed" or "not built".
+  const failValue = ['string', 'static_string', 'uint64'].includes(call.ret) ? 'env.Null()' : 'Napi::Number::New(env, -1)';
   const callExpr = `${fn}(${['h_', ...exprs].join(', ')})`;
   const body = [`  if (h_ == nullptr) { RecordClosed(); return ${failValue}; }`, ...pre,
     '  StagedEvents staged(this);  // debug messages'];
@@ -203,7 +204,7 @@ const tsType = {
 };
 const nativeTsType = { ...tsType, service: 'string' };
 const tsRet = { void: 'void', bool: 'boolean', int: 'number', flags: 'number', int64: 'Int64<B>', uint64: 'Int64<B>', string: 'string', static_string: 'string' };
-const nativeRet = { void: 'number', bool: 'boolean | -1', int: 'number', flags: 'number', int64: 'number | bigint', uint64: 'number | bigint', string: 'string | null', static_string: 'string | null' };
+const nativeRet = { void: 'number', bool: 'boolean | -1', int: 'number', flags: 'number', int64: 'number | bigint', uint64: 'number | bigint | null', string: 'string | null', static_string: 'string | null' };
 const validator = {
   bool: 'validateBoolean', int: 'validateInt32', uint32: 'validateUint32', flags: 'validateUint32', size: 'validateUint32',
   fd: 'validateFd', string: 'validateString', service: 'validateService', strings: 'validateStringArray', uint64: 'validateUint64',
@@ -217,11 +218,11 @@ const docLine = (parts) => `  /** ${parts.filter(Boolean).join(' ')} */`;
 
 function tsSimpleMethod(call) {
   const names = call.args.map(([n]) => camel(n));
-  const failTest = call.ret === 'string' || call.ret === 'static_string' ? 'r === null' : 'r === -1';
+  const failTest = ['string', 'static_string', 'uint64'].includes(call.ret) ? 'r === null' : 'r === -1';
   const lines = [docLine([`\`nbd_${call.name}\`: ${call.doc}`, call.state && `Permitted in state: ${call.state}.`]),
     `  ${camel(call.name)}(${params(call.args).join(', ')}): ${tsRet[call.ret]} {`, ...validations(call.args),
-    `    const r = this._native().${camel(call.name)}(${names.join(', ')});`, '    this._afterCall();'];
-  if (call.ret !== 'uint64') lines.push(`    if (${failTest}) this._raise();`);
+    `    const r = this._native().${camel(call.name)}(${names.join(', ')});`, '    this._afterCall();',
+    `    if (${failTest}) this._raise();`];
   if (call.ret === 'void') lines.push('    return;');
   else if (call.ret === 'int64' || call.ret === 'uint64') lines.push('    return this._int64(r as number | bigint);');
   else lines.push(`    return r as ${tsRet[call.ret]};`);
@@ -275,7 +276,7 @@ function tsConnectMethod(call) {
   const name = connectName(call);
   return [docLine([`\`nbd_connect_${call.name}\` as a Promise (the driver runs \`nbd_${name}\`): ${call.doc}`]),
     `  connect${pascal(call.name)}(${params(call.args).join(', ')}): Promise<void> {`, ...validations(call.args),
-    `    return this._connect((n) => n.${camel(name)}(${call.args.map(toNative).join(', ')}));`, '  }'].join('\n');
+    `    return this._connect('nbd_connect_${call.name}', (n) => n.${camel(name)}(${call.args.map(toNative).join(', ')}));`, '  }'].join('\n');
 }
 
 function tsApi() {
@@ -310,7 +311,7 @@ function tsApi() {
     '    completion: CompletionCallback | null | undefined, settle: Settle | undefined): void;',
     '  protected abstract _promise(api: string, type: string, start: (settle: Settle) => void): Promise<void>;',
     '  protected abstract _promiseOpt(api: string, start: (settle: Settle) => void): Promise<number>;',
-    '  protected abstract _connect(start: (n: NativeHandle) => number): Promise<void>;', '',
+    '  protected abstract _connect(api: string, start: (n: NativeHandle) => number): Promise<void>;', '',
     '  // ---------------------------------------------------------------- synchronous calls', ''];
   for (const c of simpleCalls) out.push(tsSimpleMethod(c), '');
   out.push('  // ---------------------------------------------------------------- data commands', '');

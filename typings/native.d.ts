@@ -75,10 +75,10 @@ export interface NativeHandle {
   getRequestExtendedHeaders(): boolean | -1;
   getExtendedHeadersNegotiated(): boolean | -1;
   canBlockStatusPayload(): boolean | -1;
-  statsBytesSent(): number | bigint;
-  statsChunksSent(): number | bigint;
-  statsBytesReceived(): number | bigint;
-  statsChunksReceived(): number | bigint;
+  statsBytesSent(): number | bigint | null;
+  statsChunksSent(): number | bigint | null;
+  statsBytesReceived(): number | bigint | null;
+  statsChunksReceived(): number | bigint | null;
   getSubprocessPid(): number | bigint;
   killSubprocess(signum: number): number;
   aioPread(buf: ArrayBufferView, offset: number | bigint, flags: number): number;

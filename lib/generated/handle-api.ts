@@ -46,7 +46,7 @@ export abstract class HandleApi<B extends boolean = false> {
     completion: CompletionCallback | null | undefined, settle: Settle | undefined): void;
   protected abstract _promise(api: string, type: string, start: (settle: Settle) => void): Promise<void>;
   protected abstract _promiseOpt(api: string, start: (settle: Settle) => void): Promise<number>;
-  protected abstract _connect(start: (n: NativeHandle) => number): Promise<void>;
+  protected abstract _connect(api: string, start: (n: NativeHandle) => number): Promise<void>;
 
   // ---------------------------------------------------------------- synchronous calls
 
@@ -639,6 +639,7 @@ export abstract class HandleApi<B extends boolean = false> {
   statsBytesSent(): Int64<B> {
     const r = this._native().statsBytesSent();
     this._afterCall();
+    if (r === null) this._raise();
     return this._int64(r as number | bigint);
   }
 
@@ -646,6 +647,7 @@ export abstract class HandleApi<B extends boolean = false> {
   statsChunksSent(): Int64<B> {
     const r = this._native().statsChunksSent();
     this._afterCall();
+    if (r === null) this._raise();
     return this._int64(r as number | bigint);
   }
 
@@ -653,6 +655,7 @@ export abstract class HandleApi<B extends boolean = false> {
   statsBytesReceived(): Int64<B> {
     const r = this._native().statsBytesReceived();
     this._afterCall();
+    if (r === null) this._raise();
     return this._int64(r as number | bigint);
   }
 
@@ -660,6 +663,7 @@ export abstract class HandleApi<B extends boolean = false> {
   statsChunksReceived(): Int64<B> {
     const r = this._native().statsChunksReceived();
     this._afterCall();
+    if (r === null) this._raise();
     return this._int64(r as number | bigint);
   }
 
@@ -819,7 +823,7 @@ export abstract class HandleApi<B extends boolean = false> {
     validateOptionalFunction(completion, 'completion');
     validateUint32(flags, 'flags');
     const n = this._native();
-    return this._register(n.aioZero(toNativeUint64(count), toNativeUint64(offset), flags), 'zero', undefined, offset, undefined, completion, undefined);
+    return this._register(n.aioZero(toNativeUint64(count), toNativeUint64(offset), flags), 'write-zeroes', undefined, offset, undefined, completion, undefined);
   }
 
   /** `nbd_zero` as a Promise: Write zeroes to a range. */
@@ -827,9 +831,9 @@ export abstract class HandleApi<B extends boolean = false> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
     validateUint32(flags, 'flags');
-    return this._promise('nbd_zero', 'zero', (settle) => {
+    return this._promise('nbd_zero', 'write-zeroes', (settle) => {
       const n = this._native();
-      this._register(n.aioZero(toNativeUint64(count), toNativeUint64(offset), flags), 'zero', undefined, offset, undefined, undefined, settle);
+      this._register(n.aioZero(toNativeUint64(count), toNativeUint64(offset), flags), 'write-zeroes', undefined, offset, undefined, undefined, settle);
     });
   }
 
@@ -1035,45 +1039,45 @@ export abstract class HandleApi<B extends boolean = false> {
   /** `nbd_connect_uri` as a Promise (the driver runs `nbd_aio_connect_uri`): Connect to an NBD URI (nbd://, nbds://, nbd+unix://, ...). */
   connectUri(uri: string): Promise<void> {
     validateString(uri, 'uri');
-    return this._connect((n) => n.aioConnectUri(uri));
+    return this._connect('nbd_connect_uri', (n) => n.aioConnectUri(uri));
   }
 
   /** `nbd_connect_unix` as a Promise (the driver runs `nbd_aio_connect_unix`): Connect to a Unix domain socket. */
   connectUnix(unixsocket: string): Promise<void> {
     validateString(unixsocket, 'unixsocket');
-    return this._connect((n) => n.aioConnectUnix(unixsocket));
+    return this._connect('nbd_connect_unix', (n) => n.aioConnectUnix(unixsocket));
   }
 
   /** `nbd_connect_vsock` as a Promise (the driver runs `nbd_aio_connect_vsock`): Connect over AF_VSOCK. */
   connectVsock(cid: number, port: number): Promise<void> {
     validateUint32(cid, 'cid');
     validateUint32(port, 'port');
-    return this._connect((n) => n.aioConnectVsock(cid, port));
+    return this._connect('nbd_connect_vsock', (n) => n.aioConnectVsock(cid, port));
   }
 
   /** `nbd_connect_tcp` as a Promise (the driver runs `nbd_aio_connect_tcp`): Connect over TCP; the name lookup (getaddrinfo) blocks the thread that runs it (the I/O thread with the thread driver). */
   connectTcp(hostname: string, port: string | number): Promise<void> {
     validateString(hostname, 'hostname');
     validateService(port, 'port');
-    return this._connect((n) => n.aioConnectTcp(hostname, String(port)));
+    return this._connect('nbd_connect_tcp', (n) => n.aioConnectTcp(hostname, String(port)));
   }
 
   /** `nbd_connect_socket` as a Promise (the driver runs `nbd_aio_connect_socket`): Talk NBD over a connected socket; libnbd takes ownership of the fd. */
   connectSocket(sock: number): Promise<void> {
     validateFd(sock, 'sock');
-    return this._connect((n) => n.aioConnectSocket(sock));
+    return this._connect('nbd_connect_socket', (n) => n.aioConnectSocket(sock));
   }
 
   /** `nbd_connect_command` as a Promise (the driver runs `nbd_aio_connect_command`): Run a server (e.g. nbdkit -s) and talk over its stdin/stdout. */
   connectCommand(argv: string[]): Promise<void> {
     validateStringArray(argv, 'argv');
-    return this._connect((n) => n.aioConnectCommand(argv));
+    return this._connect('nbd_connect_command', (n) => n.aioConnectCommand(argv));
   }
 
   /** `nbd_connect_systemd_socket_activation` as a Promise (the driver runs `nbd_aio_connect_systemd_socket_activation`): Run a server with systemd socket activation. */
   connectSystemdSocketActivation(argv: string[]): Promise<void> {
     validateStringArray(argv, 'argv');
-    return this._connect((n) => n.aioConnectSystemdSocketActivation(argv));
+    return this._connect('nbd_connect_systemd_socket_activation', (n) => n.aioConnectSystemdSocketActivation(argv));
   }
 
 }

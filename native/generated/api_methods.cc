@@ -1009,52 +1009,52 @@ Napi::Value NbdHandle::CanBlockStatusPayload(const Napi::CallbackInfo& info) {
 Napi::Value NbdHandle::StatsBytesSent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_STATS_BYTES_SENT
-  if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
+  if (h_ == nullptr) { RecordClosed(); return env.Null(); }
   StagedEvents staged(this);  // debug messages
   uint64_t r = nbd_stats_bytes_sent(h_);
   return Uint64ToJs(env, r);
 #else
   RecordNotSupported("nbd_stats_bytes_sent");
-  return Napi::Number::New(env, -1);
+  return env.Null();
 #endif
 }
 
 Napi::Value NbdHandle::StatsChunksSent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_STATS_CHUNKS_SENT
-  if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
+  if (h_ == nullptr) { RecordClosed(); return env.Null(); }
   StagedEvents staged(this);  // debug messages
   uint64_t r = nbd_stats_chunks_sent(h_);
   return Uint64ToJs(env, r);
 #else
   RecordNotSupported("nbd_stats_chunks_sent");
-  return Napi::Number::New(env, -1);
+  return env.Null();
 #endif
 }
 
 Napi::Value NbdHandle::StatsBytesReceived(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_STATS_BYTES_RECEIVED
-  if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
+  if (h_ == nullptr) { RecordClosed(); return env.Null(); }
   StagedEvents staged(this);  // debug messages
   uint64_t r = nbd_stats_bytes_received(h_);
   return Uint64ToJs(env, r);
 #else
   RecordNotSupported("nbd_stats_bytes_received");
-  return Napi::Number::New(env, -1);
+  return env.Null();
 #endif
 }
 
 Napi::Value NbdHandle::StatsChunksReceived(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_STATS_CHUNKS_RECEIVED
-  if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
+  if (h_ == nullptr) { RecordClosed(); return env.Null(); }
   StagedEvents staged(this);  // debug messages
   uint64_t r = nbd_stats_chunks_received(h_);
   return Uint64ToJs(env, r);
 #else
   RecordNotSupported("nbd_stats_chunks_received");
-  return Napi::Number::New(env, -1);
+  return env.Null();
 #endif
 }
 
