@@ -190,14 +190,20 @@ int NbdHandle::CompletionCallback(void* user_data, int* error) {
   return 0;  // never auto-retire: StagedEvents::Flush retires, to see libnbd's short-read error
 }
 
+// An event of a command that carries a payload.
+static Event PayloadEvent(EventKind kind, CommandContext* c, int error) {
+  Event e{};
+  e.kind = kind;
+  e.error = error;
+  e.command = c;
+  e.payload = std::make_unique<Payload>();
+  return e;
+}
+
 int NbdHandle::ExtentCallback(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries,
                               size_t nr_entries, int* error) {
   auto* c = static_cast<CommandContext*>(user_data);
-  Event e{};
-  e.kind = kExtent;
-  e.error = *error;
-  e.command = c;
-  e.payload = std::make_unique<Payload>();
+  Event e = PayloadEvent(kExtent, c, *error);
   e.payload->text = metacontext;
   e.payload->offset = offset;
   e.payload->entries32.assign(entries, entries + nr_entries);
@@ -209,11 +215,7 @@ int NbdHandle::ExtentCallback(void* user_data, const char* metacontext, uint64_t
 int NbdHandle::Extent64Callback(void* user_data, const char* metacontext, uint64_t offset, nbd_extent* entries,
                                 size_t nr_entries, int* error) {
   auto* c = static_cast<CommandContext*>(user_data);
-  Event e{};
-  e.kind = kExtent;
-  e.error = *error;
-  e.command = c;
-  e.payload = std::make_unique<Payload>();
+  Event e = PayloadEvent(kExtent, c, *error);
   e.payload->text = metacontext;
   e.payload->offset = offset;
   for (size_t i = 0; i < nr_entries; i++) {
@@ -227,10 +229,7 @@ int NbdHandle::Extent64Callback(void* user_data, const char* metacontext, uint64
 
 int NbdHandle::ListCallback(void* user_data, const char* name, const char* description) {
   auto* c = static_cast<CommandContext*>(user_data);
-  Event e{};
-  e.kind = kList;
-  e.command = c;
-  e.payload = std::make_unique<Payload>();
+  Event e = PayloadEvent(kList, c, 0);
   e.payload->text = name;
   e.payload->text2 = description;
   c->owner->Record(std::move(e));
@@ -239,10 +238,7 @@ int NbdHandle::ListCallback(void* user_data, const char* name, const char* descr
 
 int NbdHandle::ContextCallback(void* user_data, const char* name) {
   auto* c = static_cast<CommandContext*>(user_data);
-  Event e{};
-  e.kind = kContext;
-  e.command = c;
-  e.payload = std::make_unique<Payload>();
+  Event e = PayloadEvent(kContext, c, 0);
   e.payload->text = name;
   c->owner->Record(std::move(e));
   return 0;
@@ -250,9 +246,7 @@ int NbdHandle::ContextCallback(void* user_data, const char* name) {
 
 int NbdHandle::DebugCallback(void* user_data, const char* context, const char* msg) {
   auto* self = static_cast<NbdHandle*>(user_data);
-  Event e{};
-  e.kind = kDebug;
-  e.payload = std::make_unique<Payload>();
+  Event e = PayloadEvent(kDebug, nullptr, 0);
   e.payload->text = context ? context : "";
   e.payload->text2 = msg ? msg : "";
   self->Record(std::move(e));
@@ -273,6 +267,11 @@ void NbdHandle::RecordErrno(int errnum, const std::string& message) {
 }
 
 void NbdHandle::RecordClosed() { RecordErrno(EINVAL, "handle is closed"); }
+
+Napi::Value NbdHandle::ClosedResult(Napi::Env env) {
+  RecordClosed();
+  return Napi::Number::New(env, -1);
+}
 
 void NbdHandle::RecordNotSupported(const char* fn) {
   RecordErrno(ENOTSUP, std::string(fn) +
@@ -383,10 +382,7 @@ void NbdHandle::ReleaseCommand(CommandContext* c) { free_commands_.push_back(c);
 
 Napi::Value NbdHandle::AioCommandCompleted(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (h_ == nullptr) {
-    RecordClosed();
-    return Napi::Number::New(env, -1);
-  }
+  if (h_ == nullptr) return ClosedResult(env);
   int r = nbd_aio_command_completed(h_, ArgUint64(info[0]));
   if (r == -1) RecordError();
   return Napi::Number::New(env, r);
@@ -394,10 +390,7 @@ Napi::Value NbdHandle::AioCommandCompleted(const Napi::CallbackInfo& info) {
 
 Napi::Value NbdHandle::AioInFlight(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (h_ == nullptr) {
-    RecordClosed();
-    return Napi::Number::New(env, -1);
-  }
+  if (h_ == nullptr) return ClosedResult(env);
   int r = nbd_aio_in_flight(h_);
   if (r == -1) RecordError();
   return Napi::Number::New(env, r);
@@ -406,10 +399,7 @@ Napi::Value NbdHandle::AioInFlight(const Napi::CallbackInfo& info) {
 // ------------------------------------------------------------ connecting
 
 Napi::Value NbdHandle::StartConnect(Napi::Env env, ConnectTask task) {
-  if (h_ == nullptr) {
-    RecordClosed();
-    return Napi::Number::New(env, -1);
-  }
+  if (h_ == nullptr) return ClosedResult(env);
   {
     std::lock_guard<std::mutex> lock(io_error_mutex_);
     io_error_ = LastError();
@@ -431,10 +421,7 @@ Napi::Value NbdHandle::AfterDisconnectCall(Napi::Env env, int r) {
 
 Napi::Value NbdHandle::AioDisconnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (h_ == nullptr) {
-    RecordClosed();
-    return Napi::Number::New(env, -1);
-  }
+  if (h_ == nullptr) return ClosedResult(env);
   uint32_t flags = info[0].As<Napi::Number>().Uint32Value();
   int r;
   {
@@ -446,10 +433,7 @@ Napi::Value NbdHandle::AioDisconnect(const Napi::CallbackInfo& info) {
 
 Napi::Value NbdHandle::AioOptAbort(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (h_ == nullptr) {
-    RecordClosed();
-    return Napi::Number::New(env, -1);
-  }
+  if (h_ == nullptr) return ClosedResult(env);
   int r;
   {
     StagedEvents staged(this);
@@ -460,10 +444,7 @@ Napi::Value NbdHandle::AioOptAbort(const Napi::CallbackInfo& info) {
 
 Napi::Value NbdHandle::SetDebugCallback(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (h_ == nullptr) {
-    RecordClosed();
-    return Napi::Number::New(env, -1);
-  }
+  if (h_ == nullptr) return ClosedResult(env);
   StagedEvents staged(this);
   int r = nbd_set_debug_callback(h_, nbd_debug_callback{DebugCallback, this, nullptr});
   if (r == -1) RecordError();
@@ -472,10 +453,7 @@ Napi::Value NbdHandle::SetDebugCallback(const Napi::CallbackInfo& info) {
 
 Napi::Value NbdHandle::ClearDebugCallback(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (h_ == nullptr) {
-    RecordClosed();
-    return Napi::Number::New(env, -1);
-  }
+  if (h_ == nullptr) return ClosedResult(env);
   StagedEvents staged(this);
   int r = nbd_clear_debug_callback(h_);
   if (r == -1) RecordError();

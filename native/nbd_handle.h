@@ -145,10 +145,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   // option command). Returns the cookie (an option command's id) or -1.
   template <typename F>
   Napi::Value Issue(Napi::Env env, const uint8_t* base, bool opt, F&& call) {
-    if (h_ == nullptr) {
-      RecordClosed();
-      return Napi::Number::New(env, -1);
-    }
+    if (h_ == nullptr) return ClosedResult(env);
     CommandContext* c = AcquireCommand(base, opt);
     int64_t id;
     {
@@ -200,6 +197,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   void RecordError();
   void RecordIoError();
   void RecordClosed();
+  Napi::Value ClosedResult(Napi::Env env);  // records "handle is closed", returns -1
   void RecordNotSupported(const char* fn);
   void RecordErrno(int errnum, const std::string& message);
 
