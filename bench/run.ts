@@ -1,0 +1,547 @@
+// `npm run bench`: this binding beside a plain C libnbd loop (bench/c_loop.c)
+// and, where installed, libnbd's Python binding (bench/py_loop.py), all on one
+// `nbdkit memory size=1G` server over a Unix socket, in one run.
+//
+//   npm run bench -- [--quick] [--workload W1[,W2...]] [--runs N] [--markdown] [--json PATH] [--no-rss]
+//
+// Every measurement runs in a child process of its own; each is repeated and
+// the median reported. See bench/README.md.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import type { Driver } from '../lib';
+import type { EventLoopDelay, Form, Job, JsResult } from './js_loop';
+
+const SOURCE_DIR = resolve(__dirname, '../../bench');
+const JS_LOOP = join(__dirname, 'js_loop.js');
+const PYTHON = '/usr/bin/python3';
+const KiB = 1024;
+const MiB = 1024 * 1024;
+const DRIVERS: Driver[] = ['loop', 'thread'];
+
+// ------------------------------------------------------------------ options
+
+interface Workload {
+  name: string;
+  block: number;
+  qd: number;
+  total: number;
+  what: string;
+}
+
+/** The standard workloads (shared/anchors/README.md). */
+const WORKLOADS: Workload[] = [
+  { name: 'W1', block: 256 * KiB, qd: 16, total: 4 * 1024 * MiB, what: 'throughput' },
+  { name: 'W2', block: 4 * KiB, qd: 64, total: 400_000_000, what: 'per-command overhead' },
+  { name: 'W3', block: 4 * KiB, qd: 1, total: 40_000_000, what: 'latency' },
+];
+const QUICK_DIVISOR = 8;
+/** The RSS check: commands of RSS_BLOCK bytes at RSS_QD, after a warm-up. */
+const RSS_COMMANDS = 1_000_000;
+const RSS_WARMUP = 100_000;
+const RSS_BLOCK = 4 * KiB;
+const RSS_QD = 64;
+
+interface Options {
+  quick: boolean;
+  workloads: Workload[];
+  rss: boolean;
+  runs: number;
+  markdown: boolean;
+  json: string;
+}
+
+const USAGE = `usage: npm run bench -- [options]
+  --quick            totals / ${QUICK_DIVISOR}, 3 runs, no RSS check
+  --workload LIST    some of W1,W2,W3,RSS (repeatable; default: all)
+  --runs N           runs per measurement (default 5, --quick 3; at least 3)
+  --markdown         print README-ready markdown tables
+  --json PATH        where to write the results (default bench/results.json)
+  --no-rss           skip the RSS check (1M commands)`;
+
+function parseArgs(argv: string[]): Options {
+  let quick = false;
+  let markdown = false;
+  let noRss = false;
+  let runs: number | undefined;
+  let json = join(SOURCE_DIR, 'results.json');
+  const picked = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length) throw new UsageError(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--quick') quick = true;
+    else if (a === '--markdown') markdown = true;
+    else if (a === '--no-rss') noRss = true;
+    else if (a === '--json') json = resolve(value());
+    else if (a === '--runs') {
+      runs = Number(value());
+      if (!Number.isSafeInteger(runs) || runs < 3) throw new UsageError('--runs needs an integer >= 3');
+    } else if (a === '--workload' || a === '-w') {
+      for (const w of value().toUpperCase().split(',')) {
+        if (w !== 'RSS' && !WORKLOADS.some((x) => x.name === w)) throw new UsageError(`unknown workload ${w}`);
+        picked.add(w);
+      }
+    } else if (a === '--help' || a === '-h') {
+      console.log(USAGE);
+      process.exit(0);
+    } else throw new UsageError(`unknown argument ${a}`);
+  }
+  const all = picked.size === 0;
+  return {
+    quick,
+    markdown,
+    json,
+    runs: runs ?? (quick ? 3 : 5),
+    workloads: WORKLOADS.filter((w) => all || picked.has(w.name)).map((w) =>
+      quick ? { ...w, total: Math.floor(w.total / QUICK_DIVISOR) } : w,
+    ),
+    // The RSS check takes 1M commands: asked for by name, or in a full run.
+    rss: !noRss && (picked.has('RSS') || (all && !quick)),
+  };
+}
+
+class UsageError extends Error {}
+
+// ------------------------------------------------------------------ processes
+
+/** Everything to undo on exit: servers, the running child, the temp dir. */
+const live = new Set<ChildProcess>();
+let workDir: string | undefined;
+
+function cleanup(): void {
+  for (const p of live) p.kill('SIGTERM');
+  live.clear();
+  if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true });
+  workDir = undefined;
+}
+process.on('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    console.error(`\nbench: ${sig}, stopping`);
+    cleanup();
+    process.exit(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const)[sig]);
+  });
+}
+
+/** Fails with a clear message unless `cmd` can be run. */
+function need(cmd: string, why: string, args = ['--version']): void {
+  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  if (r.error !== undefined || r.status !== 0) {
+    throw new SetupError(`${cmd} is needed ${why} but ${r.error !== undefined ? 'was not found' : `failed (${cmd} ${args.join(' ')})`}`);
+  }
+}
+
+class SetupError extends Error {}
+
+/** A child that failed: `message` is short, `detail` has its command line and stderr. */
+class ChildError extends Error {
+  constructor(
+    message: string,
+    readonly detail: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Runs a command to its end; resolves with its stdout, rejects with its stderr. */
+function runChild(cmd: string, args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    live.add(child);
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      live.delete(child);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      live.delete(child);
+      if (code === 0) resolvePromise(out);
+      else {
+        const how = timedOut ? `hung: killed after ${timeoutMs / 1000} s` : signal !== null ? `killed by ${signal}` : `exit status ${code}`;
+        reject(new ChildError(`${how}: ${err.trim().split('\n')[0] || '(no stderr)'}`, `${cmd} ${args.join(' ')}\n${err.trim()}`));
+      }
+    });
+  });
+}
+
+/** The last line of a child's stdout, as JSON. */
+/** No child takes this long: W1 at 500 MiB/s, or the RSS check at 20k ops/s, takes under a minute. */
+const CHILD_TIMEOUT_MS = 120_000;
+
+async function runJson<T>(cmd: string, args: string[], timeoutMs = CHILD_TIMEOUT_MS): Promise<T> {
+  const out = await runChild(cmd, args, timeoutMs);
+  const line = out.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line) as T;
+  } catch {
+    throw new ChildError('no JSON result line', `${cmd} ${args.join(' ')}\nprinted: ${out.trim() || '(nothing)'}`);
+  }
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+interface Server {
+  uri: string;
+  /** Why the server is gone, or undefined while it runs. */
+  exited(): string | undefined;
+}
+
+/** `nbdkit memory size=1G` on a Unix socket in `dir`, ready for connections. */
+async function startServer(dir: string): Promise<Server> {
+  const socket = join(dir, 'nbd.sock');
+  const pidFile = join(dir, 'nbdkit.pid');
+  const server = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', socket, '-P', pidFile, 'memory', 'size=1G'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  live.add(server);
+  let exited: string | undefined;
+  server.on('exit', (code, signal) => {
+    live.delete(server);
+    exited = `nbdkit exited (${signal ?? `status ${code}`})`;
+  });
+  server.on('error', (e) => (exited = `nbdkit: ${e.message}`));
+  // nbdkit writes its pid file once the socket is listening.
+  for (const deadline = Date.now() + 15_000; !existsSync(pidFile) || readFileSync(pidFile, 'utf8') === ''; ) {
+    if (exited !== undefined) throw new SetupError(exited);
+    if (Date.now() > deadline) throw new SetupError('nbdkit did not start within 15 s');
+    await sleep(20);
+  }
+  return { uri: `nbd+unix:///?socket=${socket}`, exited: () => exited };
+}
+
+function compileC(dir: string): string {
+  const flags = spawnSync('pkg-config', ['--cflags', '--libs', 'libnbd'], { encoding: 'utf8' });
+  if (flags.status !== 0) throw new SetupError(`pkg-config libnbd failed (is libnbd-dev installed?): ${flags.stderr}`);
+  const bin = join(dir, 'c_loop');
+  const args = ['-O2', '-Wall', '-o', bin, join(SOURCE_DIR, 'c_loop.c'), ...flags.stdout.trim().split(/\s+/)];
+  const cc = spawnSync('cc', args, { encoding: 'utf8' });
+  if (cc.status !== 0) throw new SetupError(`cc ${args.join(' ')} failed:\n${cc.stderr}`);
+  return bin;
+}
+
+// ------------------------------------------------------------------ clients
+
+interface RunResult {
+  ops: number;
+  bytes: number;
+  seconds: number;
+  maxRssKiB: number;
+  eld?: EventLoopDelay;
+}
+
+interface Client {
+  id: string;
+  client: string;
+  variant: string;
+  run(w: Workload, withEld: boolean): Promise<RunResult>;
+}
+
+function jsJob(job: Job, nodeFlags: string[] = []): Promise<JsResult> {
+  return runJson<JsResult>(process.execPath, [...nodeFlags, JS_LOOP, JSON.stringify(job)]);
+}
+
+function clients(uri: string, cBin: string, python: boolean, defaultDriver: Driver): Client[] {
+  const native = (cmd: string, pre: string[]) => (w: Workload) =>
+    runJson<RunResult>(cmd, [...pre, uri, String(w.block), String(w.qd), String(w.total)]);
+  const list: Client[] = [{ id: 'c', client: 'C', variant: 'libnbd aio', run: native(cBin, []) }];
+  if (python) list.push({ id: 'python', client: 'Python', variant: 'libnbd aio', run: native(PYTHON, [join(SOURCE_DIR, 'py_loop.py')]) });
+  for (const form of ['callback', 'promise'] as Form[]) {
+    for (const driver of DRIVERS) {
+      list.push({
+        id: `node-${driver}-${form}`,
+        client: 'Node',
+        variant: `${driver}${driver === defaultDriver ? ' (default)' : ''} / ${form}`,
+        run: async (w, eld) => {
+          const r = await jsJob({ mode: 'measure', uri, driver, form, block: w.block, qd: w.qd, total: w.total, eld });
+          return r as RunResult;
+        },
+      });
+    }
+  }
+  return list;
+}
+
+// ------------------------------------------------------------------ figures
+
+/** The median; NaN for no values. */
+function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+interface Measured {
+  id: string;
+  client: string;
+  variant: string;
+  /** The runs that failed, and why; the figures are those of the other runs (NaN if none). */
+  failures: string[];
+  runs: RunResult[];
+  opsPerSec: number;
+  mibPerSec: number;
+  ratioToC: number;
+  /** (max - min) / median of the runs' ops/s. */
+  spread: number;
+  maxRssKiB: number;
+  eld?: { p50Ms: number; p99Ms: number; maxMs: number };
+}
+
+function summarize(c: Client, runs: RunResult[], cOpsPerSec: number | undefined, failures: string[]): Measured {
+  const ops = runs.map((r) => r.ops / r.seconds);
+  const opsPerSec = median(ops);
+  const eld = runs.map((r) => r.eld).filter((e): e is EventLoopDelay => e !== undefined);
+  return {
+    id: c.id,
+    client: c.client,
+    variant: c.variant,
+    failures,
+    runs,
+    opsPerSec,
+    mibPerSec: median(runs.map((r) => r.bytes / r.seconds / MiB)),
+    ratioToC: cOpsPerSec === undefined ? NaN : opsPerSec / cOpsPerSec,
+    spread: (Math.max(...ops) - Math.min(...ops)) / opsPerSec,
+    maxRssKiB: median(runs.map((r) => r.maxRssKiB)),
+    eld:
+      eld.length === 0
+        ? undefined
+        : { p50Ms: median(eld.map((e) => e.p50Ms)), p99Ms: median(eld.map((e) => e.p99Ms)), maxMs: Math.max(...eld.map((e) => e.maxMs)) },
+  };
+}
+
+interface Table {
+  title: string;
+  headers: string[];
+  /** 'l' or 'r' per column. */
+  align: string;
+  rows: string[][];
+  notes?: string[];
+}
+
+function renderText(t: Table): string {
+  const widths = t.headers.map((h, i) => Math.max(h.length, ...t.rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (t.align[i] === 'r' ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  return [t.title, line(t.headers), widths.map((w) => '-'.repeat(w)).join('  '), ...t.rows.map(line), ...(t.notes ?? [])].join('\n');
+}
+
+function renderMarkdown(t: Table): string {
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  const rule = line([...t.align].map((a) => (a === 'r' ? '---:' : '---')));
+  return [`**${t.title}**`, '', line(t.headers), rule, ...t.rows.map(line), ...(t.notes ?? []).map((n) => `\n${n}`)].join('\n');
+}
+
+const fmt = (x: number, digits = 0) => x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const fmtBytes = (n: number) => (n % MiB === 0 ? `${n / MiB} MiB` : n % KiB === 0 ? `${n / KiB} KiB` : `${n} B`);
+const fmtTotal = (n: number) => (n % (1024 * MiB) === 0 ? `${n / (1024 * MiB)} GiB` : n % MiB === 0 ? `${n / MiB} MiB` : `${fmt(n / 1e6)} MB`);
+
+function workloadTable(w: Workload, results: Measured[], runs: number): Table {
+  return {
+    title: `${w.name} (${w.what}): ${fmtBytes(w.block)} reads at queue depth ${w.qd}, ${fmtTotal(w.total)} per run, median of ${runs} runs`,
+    headers: ['client', 'driver / form', 'ops/s', 'MiB/s', '× C', 'spread', 'peak RSS'],
+    align: 'llrrrrr',
+    rows: results.map((m) =>
+      m.runs.length === 0
+        ? [m.client, `${m.variant} *`, 'failed', '-', '-', '-', '-']
+        : [
+            m.client,
+            m.failures.length === 0 ? m.variant : `${m.variant} *`,
+            fmt(m.opsPerSec),
+            fmt(m.mibPerSec, 1),
+            Number.isNaN(m.ratioToC) ? '-' : fmt(m.ratioToC, 2),
+            `${fmt(m.spread * 100)}%`,
+            `${fmt(m.maxRssKiB / KiB)} MiB`,
+          ],
+    ),
+    notes: results
+      .filter((m) => m.failures.length > 0)
+      .map((m) => {
+        const which = m.runs.length === 0 ? `all ${runs} runs failed` : `${m.failures.length} of ${runs} runs failed (figures from the others)`;
+        return `* ${m.client} ${m.variant}: ${which}: ${[...new Set(m.failures)].join('; ')}`;
+      }),
+  };
+}
+
+function eldTable(w1: Measured[], idle: EventLoopDelay | undefined, runs: number): Table {
+  const ms = (x: number) => fmt(x, 2);
+  const rows = w1.filter((m) => m.eld !== undefined).map((m) => [m.variant, ms(m.eld!.p50Ms), ms(m.eld!.p99Ms), ms(m.eld!.maxMs)]);
+  if (idle !== undefined) rows.unshift(['idle process (floor)', ms(idle.p50Ms), ms(idle.p99Ms), ms(idle.maxMs)]);
+  return {
+    title: `Event-loop delay during W1 (monitorEventLoopDelay, resolution 1 ms; medians of ${runs} runs' p50/p99, max of maxima)`,
+    headers: ['driver / form', 'p50 ms', 'p99 ms', 'max ms'],
+    align: 'lrrr',
+    rows,
+    notes: ['The histogram records whole timer intervals, so an idle loop shows about 1 ms (the resolution), not 0.'],
+  };
+}
+
+interface RssResult {
+  form: Form;
+  driver: Driver;
+  result: JsResult | { failed: string };
+}
+
+function rssTable(rss: RssResult[]): Table {
+  const mib = (b: number) => `${fmt(b / MiB, 1)} MiB`;
+  const label = (driver: Driver, form: Form) => `${driver} (default) / ${form}`;
+  return {
+    title: `RSS over ${fmt(RSS_COMMANDS)} ${fmtBytes(RSS_BLOCK)} reads at queue depth ${RSS_QD}, after ${fmt(RSS_WARMUP)} warm-up reads (gc() before each sample)`,
+    headers: ['driver / form', 'RSS after warm-up', 'after 0.5M', 'after 1M', 'growth', 'growth 0.5M→1M', 'V8 heapTotal growth', 'heapTotal 0.5M→1M', 'ops/s'],
+    align: 'lrrrrrrrr',
+    rows: rss.map(({ driver, form, result: r }) => {
+      if ('failed' in r) return [`${label(driver, form)} *`, 'failed', '-', '-', '-', '-', '-', '-', '-'];
+      const { afterWarmup: w, afterHalf: h, afterCommands: c } = r.memory!;
+      return [label(driver, form), mib(w.rss), mib(h.rss), mib(c.rss), mib(c.rss - w.rss), mib(c.rss - h.rss), mib(c.heapTotal - w.heapTotal), mib(c.heapTotal - h.heapTotal), fmt(r.ops! / r.seconds!)];
+    }),
+    notes: [
+      ...rss.flatMap(({ driver, form, result: r }) => ('failed' in r ? [`* ${driver} / ${form}: ${r.failed}`] : [])),
+      'RSS figures are process RSS. V8 grows its young generation under a high allocation rate (heapTotal, not heapUsed), which gc() does not give back; a leak keeps growing from 0.5M to 1M.',
+    ],
+  };
+}
+
+// ------------------------------------------------------------------ main
+
+function firstLine(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return (r.stdout ?? '').split('\n')[0].trim();
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const log = (s: string) => process.stderr.write(s + '\n');
+
+  let lib: typeof import('../lib');
+  try {
+    lib = require('../lib') as typeof import('../lib');
+  } catch (e) {
+    throw new SetupError(`cannot load the binding (build it first: npm run build): ${(e as Error).message}`);
+  }
+  need('nbdkit', 'to serve the export');
+  need('nbdcopy', 'to fill the export with random data');
+  need('cc', 'to build the C loop (bench/c_loop.c)');
+  need('pkg-config', 'to find libnbd for the C loop', ['--exists', 'libnbd']);
+  const python = spawnSync(PYTHON, ['-c', 'import nbd'], { stdio: 'ignore' }).status === 0;
+  if (!python) log(`bench: ${PYTHON} cannot import nbd (python3-libnbd): Python figures skipped`);
+  const defaultDriver = lib.defaultDriver();
+
+  workDir = mkdtempSync(join(tmpdir(), 'libnbd-bench-'));
+  const cBin = compileC(workDir);
+  const server = await startServer(workDir);
+  const uri = server.uri;
+  log(`bench: server ${uri}; filling 1 GiB from nbdkit random seed=1 ...`);
+  await runChild('nbdcopy', ['--', '[', 'nbdkit', 'random', 'size=1G', 'seed=1', ']', uri], 300_000);
+
+  const meta = {
+    date: new Date().toISOString(),
+    node: process.version,
+    libnbd: lib.getVersion(),
+    nbdkit: firstLine('nbdkit', ['--version']),
+    python: python ? firstLine(PYTHON, ['--version']) : null,
+    /** The source tree measured (the addon is whatever build/ holds). */
+    commit: firstLine('git', ['-C', SOURCE_DIR, 'describe', '--always', '--dirty']) || 'unknown',
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cpus: cpus().length,
+    runs: opts.runs,
+    quick: opts.quick,
+    defaultDriver,
+    server: 'nbdkit memory size=1G, Unix socket, filled by nbdcopy from nbdkit random size=1G seed=1',
+  };
+  const all = clients(uri, cBin, python, defaultDriver);
+  const tables: Table[] = [];
+  const json: Record<string, unknown> = { meta, workloads: {} as Record<string, unknown> };
+
+  let failures = 0;
+  /** Runs one child; one that fails is logged, counted and comes back as its ChildError. */
+  const attempt = async <T>(what: string, run: () => Promise<T>): Promise<T | ChildError> => {
+    try {
+      return await run();
+    } catch (e) {
+      if (!(e instanceof ChildError)) throw e;
+      failures++;
+      log(`${what}: FAILED, ${e.detail}`);
+      const gone = server.exited();
+      if (gone !== undefined) throw new SetupError(`the server is gone (${gone}) after ${what} failed`);
+      return e;
+    }
+  };
+
+  for (const w of opts.workloads) {
+    const runs = new Map<string, RunResult[]>(all.map((c) => [c.id, []]));
+    const failed = new Map<string, string[]>(all.map((c) => [c.id, []]));
+    // Runs interleave the clients, so that drift hits them all alike.
+    for (let i = 1; i <= opts.runs; i++) {
+      for (const c of all) {
+        const what = `${w.name} run ${i}/${opts.runs} ${c.client} ${c.variant}`;
+        const r = await attempt(what, () => c.run(w, w.name === 'W1'));
+        if (r instanceof ChildError) {
+          failed.get(c.id)!.push(r.message);
+        } else {
+          runs.get(c.id)!.push(r);
+          log(`${what}: ${fmt(r.ops / r.seconds)} ops/s, ${fmt(r.bytes / r.seconds / MiB, 1)} MiB/s`);
+        }
+      }
+    }
+    const cRuns = runs.get('c')!;
+    const cOps = cRuns.length === 0 ? undefined : median(cRuns.map((r) => r.ops / r.seconds));
+    const results = all.map((c) => summarize(c, runs.get(c.id)!, cOps, failed.get(c.id)!));
+    tables.push(workloadTable(w, results, opts.runs));
+    (json.workloads as Record<string, unknown>)[w.name] = { ...w, results };
+    if (w.name === 'W1') {
+      const idle = await attempt('idle event-loop delay', () => jsJob({ mode: 'idle', ms: opts.quick ? 1000 : 3000 }));
+      const idleEld = idle instanceof ChildError ? undefined : idle.eld;
+      json.idleEventLoopDelay = idleEld;
+      tables.push(eldTable(results, idleEld, opts.runs));
+    }
+  }
+
+  if (opts.rss) {
+    const rss: RssResult[] = [];
+    for (const form of ['callback', 'promise'] as Form[]) {
+      log(`RSS: ${fmt(RSS_COMMANDS)} commands, ${defaultDriver} / ${form} ...`);
+      const job: Job = { mode: 'rss', uri, driver: defaultDriver, form, block: RSS_BLOCK, qd: RSS_QD, warmup: RSS_WARMUP, commands: RSS_COMMANDS };
+      const result = await attempt(`RSS ${defaultDriver} / ${form}`, () => jsJob(job, ['--expose-gc']));
+      rss.push({ driver: defaultDriver, form, result: result instanceof ChildError ? { failed: result.message } : result });
+    }
+    json.rss = { commands: RSS_COMMANDS, warmup: RSS_WARMUP, block: RSS_BLOCK, qd: RSS_QD, results: rss };
+    tables.push(rssTable(rss));
+  }
+
+  writeFileSync(opts.json, JSON.stringify(json, null, 2) + '\n');
+  const header = `libnbd for Node.js ${meta.commit}; node ${meta.node}, libnbd ${meta.libnbd}, ${meta.nbdkit}${python ? `, ${meta.python}` : ''}; ${meta.cpus} × ${meta.cpu}
+Server: ${meta.server}. Each figure is the median of ${opts.runs} runs, each run a child process of its own; "× C" = median ops/s over the C loop's median ops/s; "spread" = (max - min) / median over the runs.`;
+  if (opts.markdown) console.log([header, ...tables.map(renderMarkdown)].join('\n\n'));
+  else console.log([header, ...tables.map(renderText)].join('\n\n'));
+  log(`bench: results written to ${relative(process.cwd(), opts.json)}`);
+  if (failures > 0) {
+    log(`bench: ${failures} measurement(s) failed (see the tables)`);
+    process.exitCode = 1;
+  }
+}
+
+main().then(
+  () => cleanup(),
+  (e: unknown) => {
+    cleanup();
+    if (e instanceof UsageError) console.error(`bench: ${e.message}\n${USAGE}`);
+    else if (e instanceof SetupError) console.error(`bench: ${e.message}`);
+    else console.error('bench:', e);
+    process.exitCode = 1;
+  },
+);
