@@ -482,15 +482,9 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
    */
   shutdown(flags = 0): Promise<void> {
     validateUint32(flags, 'flags');
-    let n: NativeHandle;
-    try {
-      n = this._native();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    // As nbd_shutdown: no second NBD_CMD_DISC when one is already on its way.
-    if (this.#disconnectInFlight) return this.#waitFor('disconnect', 'nbd_shutdown');
-    void n;
+    // As nbd_shutdown: no second NBD_CMD_DISC when one is already on its way
+    // (#disconnectInFlight is false once closed: close() rejects as usual).
+    if (this.#disconnectInFlight && !this.#closed) return this.#waitFor('disconnect', 'nbd_shutdown');
     return this.#startConnection('disconnect', 'nbd_shutdown', (native) => {
       const r = native.aioDisconnect(flags);
       if (r !== -1) this.#disconnectInFlight = true;

@@ -94,7 +94,6 @@ Napi::Function NbdHandle::Init(Napi::Env env) {
       InstanceMethod<&NbdHandle::ConnectionErrorJs>("connectionError"),
       InstanceMethod<&NbdHandle::DrainJs>("drain"),
       InstanceAccessor<&NbdHandle::EventsGetter>("events"),
-      InstanceAccessor<&NbdHandle::QueuedGetter>("queued"),
   };
   std::vector<PropertyDescriptor> generated;
   AddGeneratedMethods(generated);
@@ -696,9 +695,6 @@ Napi::Value NbdHandle::DrainJs(const Napi::CallbackInfo& info) {
 
 Napi::Value NbdHandle::EventsGetter(const Napi::CallbackInfo& info) { return events_array_.Value(); }
 
-Napi::Value NbdHandle::QueuedGetter(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(queue_.Size()));
-}
 
 Napi::Value NbdHandle::Close(const Napi::CallbackInfo& info) {
   CloseNative();

@@ -190,7 +190,6 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   Napi::Value ConnectionErrorJs(const Napi::CallbackInfo& info);
   Napi::Value DrainJs(const Napi::CallbackInfo& info);
   Napi::Value EventsGetter(const Napi::CallbackInfo& info);
-  Napi::Value QueuedGetter(const Napi::CallbackInfo& info);
 
   // Error capture: must run on the thread of the failed call, right after it.
   // RecordError: a call made from JS; RecordIoError: the driving thread.

@@ -373,8 +373,6 @@ function typings() {
   out.push('  drain(): void;');
   out.push('  /** Shared event records, 6 doubles each (see native/event_queue.h). */');
   out.push('  readonly events: Float64Array;');
-  out.push('  /** Number of events queued and not yet delivered. */');
-  out.push('  readonly queued: number;');
   out.push('}', '');
   out.push('/** What an extent, list, context or debug event carries. */');
   out.push('export interface NativePayload {');

@@ -123,8 +123,6 @@ export interface NativeHandle {
   drain(): void;
   /** Shared event records, 6 doubles each (see native/event_queue.h). */
   readonly events: Float64Array;
-  /** Number of events queued and not yet delivered. */
-  readonly queued: number;
 }
 
 /** What an extent, list, context or debug event carries. */
