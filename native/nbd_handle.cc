@@ -135,9 +135,7 @@ NbdHandle::~NbdHandle() {
   driver_.reset();
 }
 
-void NbdHandle::Teardown() { CloseNative(); }
-
-void NbdHandle::CloseNative() {
+void NbdHandle::Teardown() {
   if (h_ == nullptr) return;
   // Stop polling before libnbd closes the fd.
   if (driver_) driver_->Stop();
@@ -254,11 +252,19 @@ int NbdHandle::DebugCallback(void* user_data, const char* context, const char* m
 
 // ------------------------------------------------------------ errors
 
-void NbdHandle::RecordError() {
+LastError LastError::Capture() {
   const char* msg = nbd_get_error();
-  last_error_.errnum = nbd_get_errno();
-  last_error_.message = msg ? msg : "unknown libnbd error";
+  return LastError{nbd_get_errno(), msg ? msg : "unknown libnbd error"};
 }
+
+Napi::Value LastError::ToJs(Napi::Env env) const {
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, errnum));
+  a.Set(1u, Napi::String::New(env, message));
+  return a;
+}
+
+void NbdHandle::RecordError() { last_error_ = LastError::Capture(); }
 
 void NbdHandle::RecordErrno(int errnum, const std::string& message) {
   last_error_.errnum = errnum;
@@ -278,13 +284,7 @@ void NbdHandle::RecordNotSupported(const char* fn) {
                            strerror(ENOTSUP));
 }
 
-Napi::Value NbdHandle::LastErrorJs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Array a = Napi::Array::New(env, 2);
-  a.Set(0u, Napi::Number::New(env, last_error_.errnum));
-  a.Set(1u, Napi::String::New(env, last_error_.message));
-  return a;
-}
+Napi::Value NbdHandle::LastErrorJs(const Napi::CallbackInfo& info) { return last_error_.ToJs(info.Env()); }
 
 // ------------------------------------------------------------ arguments
 
@@ -409,36 +409,29 @@ Napi::Value NbdHandle::StartConnect(Napi::Env env, ConnectTask task) {
   return Napi::Number::New(env, r);
 }
 
-Napi::Value NbdHandle::AfterDisconnectCall(Napi::Env env, int r) {
-  if (r == -1)
-    RecordError();
-  else
-    disconnecting_ = true;
+template <typename F>
+Napi::Value NbdHandle::StartDisconnect(Napi::Env env, F&& call) {
+  if (h_ == nullptr) return ClosedResult(env);
+  int r;
+  {
+    StagedEvents staged(this);
+    r = call();
+    if (r == -1)
+      RecordError();  // before the staged events' flush makes libnbd calls
+    else
+      disconnecting_ = true;
+  }
   AfterLibnbdCall();
   return Napi::Number::New(env, r);
 }
 
 Napi::Value NbdHandle::AioDisconnect(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (h_ == nullptr) return ClosedResult(env);
   uint32_t flags = info[0].As<Napi::Number>().Uint32Value();
-  int r;
-  {
-    StagedEvents staged(this);
-    r = nbd_aio_disconnect(h_, flags);
-  }
-  return AfterDisconnectCall(env, r);
+  return StartDisconnect(info.Env(), [&] { return nbd_aio_disconnect(h_, flags); });
 }
 
 Napi::Value NbdHandle::AioOptAbort(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (h_ == nullptr) return ClosedResult(env);
-  int r;
-  {
-    StagedEvents staged(this);
-    r = nbd_aio_opt_abort(h_);
-  }
-  return AfterDisconnectCall(env, r);
+  return StartDisconnect(info.Env(), [&] { return nbd_aio_opt_abort(h_); });
 }
 
 Napi::Value NbdHandle::SetDebugCallback(const Napi::CallbackInfo& info) {
@@ -462,19 +455,14 @@ Napi::Value NbdHandle::ClearDebugCallback(const Napi::CallbackInfo& info) {
 // ------------------------------------------------------------ driving
 
 void NbdHandle::RecordIoError() {
-  const char* msg = nbd_get_error();
+  LastError e = LastError::Capture();
   std::lock_guard<std::mutex> lock(io_error_mutex_);
-  io_error_.errnum = nbd_get_errno();
-  io_error_.message = msg ? msg : "unknown libnbd error";
+  io_error_ = std::move(e);
 }
 
 Napi::Value NbdHandle::ConnectionErrorJs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   std::lock_guard<std::mutex> lock(io_error_mutex_);
-  Napi::Array a = Napi::Array::New(env, 2);
-  a.Set(0u, Napi::Number::New(env, io_error_.errnum));
-  a.Set(1u, Napi::String::New(env, io_error_.message));
-  return a;
+  return io_error_.ToJs(info.Env());
 }
 
 void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
@@ -697,7 +685,7 @@ Napi::Value NbdHandle::EventsGetter(const Napi::CallbackInfo& info) { return eve
 
 
 Napi::Value NbdHandle::Close(const Napi::CallbackInfo& info) {
-  CloseNative();
+  Teardown();
   UpdateActive();
   return info.Env().Undefined();
 }

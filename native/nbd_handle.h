@@ -70,6 +70,9 @@ struct AddonData {
 struct LastError {
   int errnum = 0;
   std::string message;
+  // libnbd's thread-local error: right after the failed call, on its thread.
+  static LastError Capture();
+  Napi::Value ToJs(Napi::Env env) const;  // [errno, message]
 };
 
 class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
@@ -123,7 +126,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   void OnLoopReady(bool readable, bool writable);
   void OnThreadWake();
 
-  // Closes everything without calling JS: env teardown and finalization.
+  // Closes everything without calling JS: close(), env teardown, finalization.
   void Teardown();
 
   // Libnbd callbacks (run inside libnbd with the handle lock held).
@@ -209,9 +212,10 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   // NULL-terminated argv pointing into `strings`.
   static std::vector<char*> Argv(std::vector<std::string>& strings);
   static Napi::Value ThrowBufferType(Napi::Env env);
-  // Ends a disconnect-like call (aio_disconnect, aio_opt_abort): its end is
+  // A disconnect-like call (aio_disconnect, aio_opt_abort): its end is
   // awaited as a kDisconnected event.
-  Napi::Value AfterDisconnectCall(Napi::Env env, int r);
+  template <typename F>
+  Napi::Value StartDisconnect(Napi::Env env, F&& call);
 
   CommandContext* AcquireCommand(const uint8_t* base, bool opt);
   void ReleaseCommand(CommandContext* c);
@@ -229,7 +233,6 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   // Delivers queued events to JS. `from_js`: called from a JS call, so a JS
   // exception is rethrown there rather than reported as uncaught.
   void Drain(Napi::Env env, bool from_js);
-  void CloseNative();
 
   nbd_handle* h_ = nullptr;
   AddonData* addon_ = nullptr;
