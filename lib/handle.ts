@@ -201,31 +201,23 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   }
 
   protected _promise(api: string, type: string, start: (settle: Settle) => void): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const settle: Settle = (err, cause) => {
-        if (err === 0) {
-          reportLostCauses(cause === undefined ? undefined : [cause]);
-          resolve();
-        } else {
-          reject(libnbdError(api, err, `${type}: command failed`, cause));
-        }
-      };
-      try {
-        start(settle);
-      } catch (e) {
-        reject(renameApi(e, api));
-      }
-    });
+    return this.#commandPromise(api, `${type}: command failed`, () => undefined, start);
   }
 
   protected _promiseOpt(api: string, start: (settle: Settle) => void): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
+    const request = api.replace(/^nbd_/, '');
+    return this.#commandPromise(api, `server replied with error to ${request} request`, (calls) => calls, start);
+  }
+
+  /** A Promise form: settles with the command; errors worded as the sync call `api` words them. */
+  #commandPromise<T>(api: string, failure: string, result: (closureCalls: number) => T, start: (settle: Settle) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       const settle: Settle = (err, cause, closureCalls) => {
         if (err === 0) {
           reportLostCauses(cause === undefined ? undefined : [cause]);
-          resolve(closureCalls);
+          resolve(result(closureCalls));
         } else {
-          reject(libnbdError(api, err, `server replied with error to ${api.replace(/^nbd_/, '')} request`, cause));
+          reject(libnbdError(api, err, failure, cause));
         }
       };
       try {
