@@ -49,11 +49,16 @@ function track(proc: ChildProcess): () => void {
 
 /** `nbdkit -U SOCKET ARGS` in the foreground, stopped after the test file. */
 export async function startNbdkit(...args: string[]): Promise<Server> {
-  const socket = join(tempDir(), 'nbd.sock');
-  const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', socket, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const dir = tempDir();
+  const socket = join(dir, 'nbd.sock');
+  // nbdkit writes its pidfile once it accepts connections (the socket file
+  // alone exists from bind(), before listen()).
+  const pidfile = join(dir, 'nbdkit.pid');
+  const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', socket, '-P', pidfile, ...args], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const stop = track(proc);
-  await waitFor(() => existsSync(socket) || proc.exitCode !== null, `nbdkit socket ${socket}`);
-  if (proc.exitCode !== null) throw new Error(`nbdkit ${args.join(' ')} exited with ${proc.exitCode}`);
+  await untilReady(proc, `nbdkit ${args.join(' ')}`, () => existsSync(pidfile));
   return { socket, uri: `nbd+unix:///?socket=${socket}`, process: proc, stop };
 }
 
@@ -64,8 +69,7 @@ export async function startQemuNbd(file: string, ...args: string[]): Promise<Ser
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const stop = track(proc);
-  await waitFor(() => existsSync(socket) || proc.exitCode !== null, `qemu-nbd socket ${socket}`);
-  if (proc.exitCode !== null) throw new Error(`qemu-nbd exited with ${proc.exitCode}`);
+  await untilReady(proc, `qemu-nbd ${file}`, () => canConnect({ path: socket }));
   return { socket, uri: `nbd+unix:///?socket=${socket}`, process: proc, stop };
 }
 
@@ -127,16 +131,29 @@ export async function startNbdkitTcp(port: string, ...args: string[]): Promise<C
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   track(proc);
+  await untilReady(proc, `nbdkit on port ${port}`, () => canConnect({ host: '127.0.0.1', port: Number(port) }));
+  return proc;
+}
+
+/** Whether a connection to the server succeeds (a probe, closed at once). */
+function canConnect(to: { path: string } | { host: string; port: number }): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const s = createConnection(to);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Waits until `ready()` holds, failing if the server exits first. */
+async function untilReady(proc: ChildProcess, what: string, ready: () => boolean | Promise<boolean>): Promise<void> {
   const until = Date.now() + 10000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`nbdkit exited with ${proc.exitCode}`);
-    const listening = await new Promise<boolean>((resolve) => {
-      const s = createConnection({ host: '127.0.0.1', port: Number(port) });
-      s.once('connect', () => { s.destroy(); resolve(true); });
-      s.once('error', () => resolve(false));
-    });
-    if (listening) return proc;
-    if (Date.now() > until) throw new Error(`timed out waiting for nbdkit on port ${port}`);
-    await new Promise((r) => setTimeout(r, 20));
+    if (proc.exitCode !== null) throw new Error(`${what} exited with ${proc.exitCode}`);
+    if (await ready()) return;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
