@@ -20,18 +20,44 @@ export function errnoName(value: number): string {
   return errnoNames.get(value) ?? `E${value}`;
 }
 
+// libnbd reports a failed name lookup with errno 0 and gai_strerror's text;
+// these are the codes Node's own dns and net give for the same failures.
+const lookupCodes: [RegExp, string][] = [
+  [/Name or service not known|No address associated with hostname/, 'ENOTFOUND'],
+  [/Temporary failure in name resolution/, 'EAI_AGAIN'],
+  [/Non-recoverable failure in name resolution/, 'EAI_FAIL'],
+  [/Servname not supported/, 'EAI_SERVICE'],
+  [/family not supported/, 'EAI_FAMILY'],
+];
+
+/**
+ * The `code` of an error: the errno's name; for errno 0 (libnbd has none
+ * for some failures), a name lookup's code as Node gives it, else 'UNKNOWN'.
+ */
+export function errorCode(errnum: number, message: string): string {
+  if (errnum !== 0) return errnoName(errnum);
+  if (message.includes('getaddrinfo')) {
+    for (const [pattern, code] of lookupCodes) if (pattern.test(message)) return code;
+  }
+  return 'UNKNOWN';
+}
+
 /** A failure reported by libnbd, or by a command the server failed. */
 export class NbdError extends Error {
   /** errno value: libnbd's nbd_get_errno(), or the command's error. */
   readonly errno: number;
-  /** Symbolic errno name: 'EIO', 'ENOTCONN', ... */
+  /**
+   * Symbolic errno name: 'EIO', 'ENOTCONN', ...; when libnbd reports errno
+   * 0, 'ENOTFOUND' (or another of Node's EAI_* codes) for a failed name
+   * lookup, else 'UNKNOWN'.
+   */
   readonly code: string;
 
   constructor(message: string, errnum: number, options?: { cause?: unknown }) {
     super(message, options && 'cause' in options ? { cause: options.cause } : undefined);
     this.name = 'NbdError';
     this.errno = errnum;
-    this.code = errnoName(errnum);
+    this.code = errorCode(errnum, message);
   }
 }
 

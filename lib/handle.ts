@@ -48,6 +48,8 @@ const EVENT_CONTEXT = 7;
 const EVENT_DEBUG = 8;
 const STRIDE = binding.eventStride;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+/** A read whose buffer was detached or shrunk while in flight fails with this. */
+const BUFFER_LOST = 'the buffer was detached or shrunk while the command was in flight';
 
 type Closure = (...args: never[]) => unknown;
 
@@ -59,6 +61,10 @@ class PendingCommand implements CommandErrorState {
   causes: unknown[] | undefined = undefined;
   /** Calls of the list/context closure (what the Promise forms of opt* resolve with). */
   closureCalls = 0;
+  /** What failed, in place of "<type>: command failed" (a lost buffer). */
+  what: string | undefined = undefined;
+  /** The buffer's length when issued: a smaller one now means it was detached or shrunk. */
+  readonly length: number;
 
   constructor(
     /** libnbd's name of the command, for "<type>: command failed". */
@@ -71,7 +77,18 @@ class PendingCommand implements CommandErrorState {
     readonly settle: Settle | undefined,
     /** Option commands: libnbd retires them itself. */
     readonly opt: boolean,
-  ) {}
+  ) {
+    this.length = buf === undefined ? 0 : buf.byteLength;
+  }
+
+  /** True once the buffer of a read can no longer be seen whole: the command then fails EFAULT. */
+  bufferLost(): boolean {
+    const buf = this.buf;
+    if (buf === undefined || buf.byteLength === this.length) return false;
+    if (this.error === 0) this.error = errno.EFAULT;
+    this.what ??= `${this.type}: ${BUFFER_LOST}`;
+    return true;
+  }
 
   addCause(e: unknown): void {
     (this.causes ??= []).push(e);
@@ -99,20 +116,55 @@ interface Waiter {
 function renameApi<T>(e: T, api: string): T {
   if (!(e instanceof NbdError) || !/^nbd_\w+: /.test(e.message)) return e;
   const renamed = new NbdError(e.message.replace(/^nbd_\w+: /, `${api}: `), e.errno, e.cause === undefined ? undefined : { cause: e.cause });
-  renamed.stack = e.stack;
+  // Keep where it was thrown, with the message the stack's first line shows.
+  if (typeof e.stack === 'string') renamed.stack = e.stack.replace(e.message, renamed.message);
   return renamed as T;
+}
+
+/** `error.value` as libnbd's int, set before a callback returned or threw; a getter of the user's may throw too. */
+function errorValue(error: ErrorRef): number {
+  try {
+    return errnoValue(error.value);
+  } catch {
+    return 0;
+  }
+}
+
+/** Reads a property of a thrown value that may throw itself (a getter, a Proxy). */
+function shown(value: unknown, read: (v: object) => unknown): string | undefined {
+  try {
+    if (typeof value !== 'object' || value === null) return undefined;
+    const v = read(value);
+    return v === undefined ? undefined : String(v);
+  } catch {
+    return undefined;
+  }
+}
+
+function text(value: unknown): string {
+  const message = shown(value, (v) => ('message' in v ? (v as { message: unknown }).message : undefined));
+  if (message !== undefined) return message;
+  try {
+    return String(value);
+  } catch {
+    return '(a thrown value that cannot be shown)';
+  }
 }
 
 /**
  * Reports callback throws that no NbdError will carry. A string warning:
  * process.emitWarning refuses Error objects of another realm (jest, vm).
+ * Never throws, whatever was thrown: event delivery must go on.
  */
 function reportLostCauses(causes: unknown[] | undefined, what = 'a libnbd callback threw but its command succeeded'): void {
   if (causes === undefined) return;
   for (const c of causes) {
-    const stack = typeof c === 'object' && c !== null && 'stack' in c ? String((c as { stack: unknown }).stack) : undefined;
-    const text = typeof c === 'object' && c !== null && 'message' in c ? String((c as { message: unknown }).message) : String(c);
-    process.emitWarning(`${what}: ${text}`, { type: 'NbdCallbackWarning', detail: stack });
+    try {
+      const stack = shown(c, (v) => ('stack' in v ? (v as { stack: unknown }).stack : undefined));
+      process.emitWarning(`${what}: ${text(c)}`, { type: 'NbdCallbackWarning', detail: stack });
+    } catch {
+      // Nothing left to report it with.
+    }
   }
 }
 
@@ -124,9 +176,10 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   #closed = false;
   /** Issued commands whose completion JS has not yet seen, by cookie (option commands: negative ids). */
   readonly #pending = new Map<number, PendingCommand>();
-  /** Completed, not auto-retired, not yet retired by aioCommandCompleted: cookie -> [errno, cause, type]. */
+  /** Completed, not auto-retired, not yet retired by aioCommandCompleted: cookie -> [errno, cause, what failed]. */
   readonly #done = new Map<number, [number, unknown, string]>();
-  #connectWaiter: Waiter | undefined;
+  /** connect*() calls waiting for their connect to end, by the id the native side gave it. */
+  readonly #connectWaiters = new Map<number, Waiter>();
   /** shutdown()/optAbort() calls waiting for the connection to close. */
   #disconnectWaiters: Waiter[] = [];
   #disconnectInFlight = false;
@@ -212,12 +265,12 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   /** A Promise form: settles with the command; errors worded as the sync call `api` words them. */
   #commandPromise<T>(api: string, failure: string, result: (closureCalls: number) => T, start: (settle: Settle) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const settle: Settle = (err, cause, closureCalls) => {
+      const settle: Settle = (err, cause, closureCalls, what) => {
         if (err === 0) {
           reportLostCauses(cause === undefined ? undefined : [cause]);
           resolve(result(closureCalls));
         } else {
-          reject(libnbdError(api, err, failure, cause));
+          reject(libnbdError(api, err, what ?? failure, cause));
         }
       };
       try {
@@ -253,30 +306,43 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
 
   #onEvents(n: number, payloads?: (NativePayload | undefined)[]): void {
     const ev = this.#events;
+    let failed = false;
+    let failure: unknown;
     for (let i = 0, p = STRIDE; i < n && !this.#closed; i++, p += STRIDE) {
-      const kind = ev[p];
-      if (kind === EVENT_CHUNK) {
-        const cmd = this.#pending.get(ev[p + 1]);
-        if (cmd !== undefined) this.#deliverChunk(cmd, ev[p + 2], ev[p + 3], ev[p + 4], ev[p + 5]);
-      } else if (kind === EVENT_COMPLETION) {
-        const cookie = ev[p + 1];
-        const cmd = this.#pending.get(cookie);
-        if (cmd !== undefined) this.#deliverCompletion(cookie, cmd, ev[p + 3], ev[p + 4]);
-      } else if (kind === EVENT_EXTENT) {
-        const cmd = this.#pending.get(ev[p + 1]);
-        if (cmd !== undefined) this.#deliverExtent(cmd, ev[p + 3], payloads![i]!);
-      } else if (kind === EVENT_LIST || kind === EVENT_CONTEXT) {
-        const cmd = this.#pending.get(ev[p + 1]);
-        if (cmd !== undefined) this.#deliverListing(cmd, kind, payloads![i]!);
-      } else if (kind === EVENT_DEBUG) {
-        this.#deliverDebug(payloads![i]!);
-      } else if (kind === EVENT_CONNECTED) {
-        this.#settleWaiter('connect', ev[p + 3]);
-      } else if (kind === EVENT_DISCONNECTED) {
-        this.#disconnectInFlight = false;
-        this.#settleWaiter('disconnect', ev[p + 3]);
+      // User code is caught where it runs; whatever else throws must not
+      // cost the rest of the batch its delivery (the native side has
+      // retired those commands already).
+      try {
+        const kind = ev[p];
+        if (kind === EVENT_CHUNK) {
+          const cmd = this.#pending.get(ev[p + 1]);
+          if (cmd !== undefined) this.#deliverChunk(cmd, ev[p + 2], ev[p + 3], ev[p + 4], ev[p + 5]);
+        } else if (kind === EVENT_COMPLETION) {
+          const cookie = ev[p + 1];
+          const cmd = this.#pending.get(cookie);
+          if (cmd !== undefined) this.#deliverCompletion(cookie, cmd, ev[p + 3], ev[p + 4]);
+        } else if (kind === EVENT_EXTENT) {
+          const cmd = this.#pending.get(ev[p + 1]);
+          if (cmd !== undefined) this.#deliverExtent(cmd, ev[p + 3], payloads![i]!);
+        } else if (kind === EVENT_LIST || kind === EVENT_CONTEXT) {
+          const cmd = this.#pending.get(ev[p + 1]);
+          if (cmd !== undefined) this.#deliverListing(cmd, kind, payloads![i]!);
+        } else if (kind === EVENT_DEBUG) {
+          this.#deliverDebug(payloads![i]!);
+        } else if (kind === EVENT_CONNECTED) {
+          this.#connectEnded(ev[p + 1], ev[p + 3], payloads?.[i]);
+        } else if (kind === EVENT_DISCONNECTED) {
+          this.#disconnectInFlight = false;
+          this.#disconnectEnded(ev[p + 3], payloads?.[i]);
+        }
+      } catch (e) {
+        if (!failed) {
+          failed = true;
+          failure = e;
+        }
       }
     }
+    if (failed) throw failure; // a bug of the binding's own: reported once the batch is delivered
   }
 
   #deliverChunk(cmd: PendingCommand, status: number, eventError: number, sub: number, count: number): void {
@@ -285,6 +351,11 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     const buf = cmd.buf;
     if (chunk === undefined || buf === undefined) {
       applyChunkResult(cmd, status, eventError, 0, 0);
+      return;
+    }
+    if (cmd.bufferLost()) {
+      // No view of it can be made: the chunk fails as a callback returning -1 would.
+      applyChunkResult(cmd, status, eventError, -1, errno.EFAULT);
       return;
     }
     // One chunk for the whole request is the common case (nbdkit): the
@@ -303,7 +374,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       ret = -1;
       cmd.addCause(e);
     }
-    applyChunkResult(cmd, status, eventError, ret, errnoValue(error.value));
+    applyChunkResult(cmd, status, eventError, ret, errorValue(error));
   }
 
   /** Block status: the chunk rule for DATA (first error sticks; -1 with 0 is EPROTO). */
@@ -319,7 +390,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       ret = -1;
       cmd.addCause(e);
     }
-    applyChunkResult(cmd, 0, eventError, ret, errnoValue(error.value));
+    applyChunkResult(cmd, 0, eventError, ret, errorValue(error));
   }
 
   /** list and context callbacks: libnbd ignores what they return. */
@@ -348,25 +419,13 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   #deliverCompletion(cookie: number, cmd: PendingCommand, eventError: number, retireError: number): void {
     this.#pending.delete(cookie);
     adoptLibnbdError(cmd, eventError);
-    let autoRetire = cmd.opt;
-    const completion = cmd.completion;
-    if (completion !== undefined) {
-      const error: ErrorRef = { value: cmd.error };
-      let ret: unknown;
-      try {
-        ret = completion(error);
-      } catch (e) {
-        ret = -1;
-        cmd.addCause(e);
-      }
-      // libnbd ignores what an option command's completion returns.
-      if (!cmd.opt) autoRetire = applyCompletionResult(cmd, ret, errnoValue(error.value));
-    }
+    if (cmd.type === 'read') cmd.bufferLost();
+    const autoRetire = this.#runCompletion(cmd) || cmd.opt;
     const err = finalError(cmd, retireError);
     if (cmd.settle !== undefined) {
-      cmd.settle(err, cmd.cause(), cmd.closureCalls);
+      cmd.settle(err, cmd.cause(), cmd.closureCalls, cmd.what);
     } else if (!autoRetire) {
-      this.#done.set(cookie, [err, cmd.cause(), cmd.type]);
+      this.#done.set(cookie, [err, cmd.cause(), cmd.what ?? `${cmd.type}: command failed`]);
       if (err === 0) reportLostCauses(cmd.causes);
     } else {
       // Nobody can ask about an auto-retired command: never lose a throw.
@@ -374,19 +433,37 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     }
   }
 
-  #settleWaiter(which: 'connect' | 'disconnect', err: number): void {
-    let waiters: Waiter[];
-    if (which === 'connect') {
-      waiters = this.#connectWaiter ? [this.#connectWaiter] : [];
-      this.#connectWaiter = undefined;
-    } else {
-      waiters = this.#disconnectWaiters;
-      this.#disconnectWaiters = [];
+  /** Runs a command's completion callback, if any; true when it asked for auto-retirement. */
+  #runCompletion(cmd: PendingCommand): boolean {
+    const completion = cmd.completion;
+    if (completion === undefined) return false;
+    const error: ErrorRef = { value: cmd.error };
+    let ret: unknown;
+    try {
+      ret = completion(error);
+    } catch (e) {
+      ret = -1;
+      cmd.addCause(e);
     }
-    if (waiters.length === 0) return;
-    if (err === 0) return waiters.forEach((w) => w.resolve());
-    const [errnum, message] = this.#native.connectionError();
-    for (const w of waiters) w.reject(renameApi(new NbdError(message, errnum || err), w.api));
+    // libnbd ignores what an option command's completion returns.
+    return cmd.opt ? false : applyCompletionResult(cmd, ret, errorValue(error));
+  }
+
+  #connectEnded(id: number, errnum: number, failure: NativePayload | undefined): void {
+    const w = this.#connectWaiters.get(id);
+    if (w === undefined) return;
+    this.#connectWaiters.delete(id);
+    if (failure === undefined) w.resolve();
+    else w.reject(renameApi(new NbdError(failure.message!, errnum), w.api));
+  }
+
+  #disconnectEnded(errnum: number, failure: NativePayload | undefined): void {
+    const waiters = this.#disconnectWaiters;
+    this.#disconnectWaiters = [];
+    for (const w of waiters) {
+      if (failure === undefined) w.resolve();
+      else w.reject(renameApi(new NbdError(failure.message!, errnum), w.api));
+    }
   }
 
   // ------------------------------------------------------------ command tracking
@@ -407,8 +484,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     const done = this.#done.get(key);
     if (done === undefined) return false;
     this.#done.delete(key);
-    const [err, cause, type] = done;
-    if (err !== 0) throw libnbdError('nbd_aio_command_completed', err, `${type}: command failed`, cause);
+    const [err, cause, what] = done;
+    if (err !== 0) throw libnbdError('nbd_aio_command_completed', err, what, cause);
     return true;
   }
 
@@ -437,7 +514,11 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
 
   // ------------------------------------------------------------ connecting and disconnecting
 
-  /** Starts a connect or disconnect; `api` names the libnbd call the Promise stands for. */
+  /**
+   * Starts a connect or disconnect; `api` names the libnbd call the Promise
+   * stands for. `start` returns -1 on failure, else a connect's id (its end
+   * is reported with it) or 0 for a disconnect.
+   */
   #startConnection(which: 'connect' | 'disconnect', api: string, start: (n: NativeHandle) => number): Promise<void> {
     let n: NativeHandle;
     try {
@@ -445,17 +526,22 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (start(n) === -1) return Promise.reject(renameApi(this.#lastError(), api));
-    const p = this.#waitFor(which, api);
+    const id = start(n);
+    if (id === -1) return Promise.reject(renameApi(this.#lastError(), api));
+    const p = which === 'connect' ? this.#waitForConnect(id, api) : this.#waitFor('disconnect', api);
     this._afterCall();
     return p;
   }
 
-  #waitFor(which: 'connect' | 'disconnect', api: string): Promise<void> {
+  #waitForConnect(id: number, api: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const w = { resolve, reject, api };
-      if (which === 'connect') this.#connectWaiter = w;
-      else this.#disconnectWaiters.push(w);
+      this.#connectWaiters.set(id, { resolve, reject, api });
+    });
+  }
+
+  #waitFor(_which: 'disconnect', api: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#disconnectWaiters.push({ resolve, reject, api });
     });
   }
 
@@ -541,23 +627,19 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     this.#disconnectInFlight = false;
     for (const cmd of pending) {
       if (cmd.error === 0) cmd.error = errno.ENOTCONN;
-      if (cmd.completion !== undefined) {
-        const error: ErrorRef = { value: cmd.error };
-        try {
-          const ret = cmd.completion(error);
-          if (!cmd.opt) applyCompletionResult(cmd, ret, errnoValue(error.value));
-        } catch (e) {
-          cmd.addCause(e);
-        }
+      try {
+        this.#runCompletion(cmd);
+        if (cmd.settle !== undefined) cmd.settle(cmd.error, cmd.cause(), cmd.closureCalls, cmd.what);
+        else reportLostCauses(cmd.causes);
+      } catch {
+        // Each pending command settles whatever another one did.
       }
-      if (cmd.settle !== undefined) cmd.settle(cmd.error, cmd.cause(), cmd.closureCalls);
-      else reportLostCauses(cmd.causes);
     }
     const closedWhileConnecting = libnbdError('nbd_close', errno.ENOTCONN, 'handle closed');
-    this.#connectWaiter?.reject(closedWhileConnecting);
-    for (const w of this.#disconnectWaiters) w.reject(closedWhileConnecting);
-    this.#connectWaiter = undefined;
+    const waiters = [...this.#connectWaiters.values(), ...this.#disconnectWaiters];
+    this.#connectWaiters.clear();
     this.#disconnectWaiters = [];
+    for (const w of waiters) w.reject(closedWhileConnecting);
   }
 }
 

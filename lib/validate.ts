@@ -56,6 +56,12 @@ export function validateBuffer(value: unknown, name: string): asserts value is A
   if (!ArrayBuffer.isView(value)) {
     throw invalidArgType(name, 'an instance of Buffer, TypedArray, or DataView', value);
   }
+  // libnbd keeps the buffer's address until the command completes; a
+  // resizable ArrayBuffer can give its pages back meanwhile (resize(0)).
+  // A growable SharedArrayBuffer never shrinks, so it is fine.
+  if ((value.buffer as { resizable?: boolean }).resizable === true) {
+    throw invalidArgValue(name, 'must not be backed by a resizable ArrayBuffer', value);
+  }
 }
 
 export function validateFunction(value: unknown, name: string): asserts value is (...args: never[]) => unknown {

@@ -3,31 +3,46 @@
 // differ in where that happens (LoopDriver: the JS thread's libuv loop;
 // ThreadDriver: an I/O thread of the handle's own); both feed the handle's
 // EventQueue and leave delivery to NbdHandle::Drain on the JS thread.
+//
+// Connects run off the JS thread with both drivers (libnbd resolves host
+// names and forks servers inside nbd_aio_connect_*, holding the handle lock),
+// one at a time in the order they were asked for.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 
 struct nbd_handle;
 
 namespace nbdjs {
 
-// One nbd_aio_connect_* call, returning its result.
-using ConnectTask = std::function<int(nbd_handle*)>;
+// One nbd_aio_connect_* call. `id` names it in the kConnected event that
+// reports its end (or its failure to start).
+struct ConnectTask {
+  uint64_t id = 0;
+  std::function<int(nbd_handle*)> run;
+};
+
+// Closes the libnbd handle (NbdHandle::Teardown builds it). Runs exactly
+// once, on a thread that is the only one inside libnbd for that handle.
+using CloseFn = std::function<void()>;
 
 class Driver {
  public:
   virtual ~Driver() = default;
-  // Starts a connect. The loop driver runs it now and returns its result
-  // (-1: the error is this thread's); the thread driver runs it on its I/O
-  // thread (name lookups and forks stay off the JS thread) and returns 0.
-  virtual int Connect(ConnectTask task) = 0;
+  // Queues a connect; it runs on another thread, and its outcome comes back
+  // through NbdHandle::ConnectStarted and the state machine.
+  virtual void Connect(ConnectTask task) = 0;
   // After any libnbd call from JS that may change the fd or the direction.
   virtual void Rearm() = 0;
   // Keep the event loop alive (commands or a connect in flight) or not.
   virtual void SetActive(bool active) = 0;
-  // Stop driving for good; called before libnbd closes the fd. No libnbd
-  // call is made by the driver once this returns.
-  virtual void Stop() = 0;
+  // Stops driving for good and closes the handle with `close`: now, or, when
+  // a thread of the driver is still inside a libnbd call that may take long
+  // (a connect resolving a name), on that thread once the call returns. The
+  // JS thread never waits for it. No libnbd call is made for the NbdHandle
+  // once this returns, and connects still queued are dropped.
+  virtual void Stop(CloseFn close) = 0;
 };
 
 }  // namespace nbdjs

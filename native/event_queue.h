@@ -6,7 +6,7 @@
 // doubles per event:
 //
 //   [0] kind        kChunk | kCompletion | kConnected | kDisconnected
-//   [1] cookie      command cookie (0 for connection events)
+//   [1] cookie      command cookie; connection events: the connect's id (0 for a disconnect)
 //   [2] status      chunk: READ_DATA / READ_HOLE / READ_ERROR
 //   [3] error       chunk: libnbd's *error on entry; completion: libnbd's *error;
 //                   connection events: errno of the failure, 0 on success
@@ -36,8 +36,8 @@ constexpr int kReadErrorMarker = 0x4e424400;
 enum EventKind : uint32_t {
   kChunk = 1,
   kCompletion = 2,
-  kConnected = 3,
-  kDisconnected = 4,
+  kConnected = 3,     // payload on failure: libnbd's message
+  kDisconnected = 4,  // payload on failure: libnbd's message
   kExtent = 5,   // [3] libnbd's *error on entry; payload: context, offset, entries
   kList = 6,     // payload: name, description
   kContext = 7,  // payload: name
@@ -49,7 +49,7 @@ struct CommandContext;
 // What an event carries beyond numbers (extent, list, context, debug). The
 // strings and arrays libnbd passes are valid only during the callback.
 struct Payload {
-  std::string text;   // extent: meta context; list, context: name; debug: context
+  std::string text;   // extent: meta context; list, context: name; debug: context; connection: message
   std::string text2;  // list: description; debug: message
   uint64_t offset = 0;
   std::vector<uint32_t> entries32;  // extent: (length, flags) pairs
@@ -61,6 +61,7 @@ struct Event {
   uint32_t status;
   int32_t error;
   CommandContext* command;  // null for connection and debug events
+  uint64_t id;              // connection events: the connect's id
   uint64_t sub_offset;
   uint64_t count;
   std::unique_ptr<Payload> payload;

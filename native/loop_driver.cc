@@ -4,6 +4,8 @@
 
 #include "nbd_handle.h"
 
+#include <cerrno>
+
 namespace nbdjs {
 
 // One watched fd. Heap-allocated on its own because uv_close completes
@@ -15,14 +17,22 @@ struct PollWatch {
   LoopDriver* driver;  // null once the watch is closing
   napi_async_cleanup_hook_handle hook = nullptr;
   int fd;
-  int events = 0;
+  int events = 0;  // what the poll watches; 0 while stopped
 
   static void OnPoll(uv_poll_t* p, int status, int events) {
     auto* w = reinterpret_cast<PollWatch*>(p->data);
     if (w->driver == nullptr) return;
-    bool readable = status < 0 || (events & (UV_READABLE | UV_DISCONNECT)) != 0;
+    if (status < 0) {
+      // A socket error (POLLERR): libuv has stopped the poll and reports no
+      // events. libnbd must read until it sees the error (every command in
+      // flight then completes); the poll restarts on the next Rearm.
+      w->events = 0;
+      w->driver->owner_->OnLoopReady(true, true, true);
+      return;
+    }
+    bool readable = (events & (UV_READABLE | UV_DISCONNECT)) != 0;
     bool writable = (events & UV_WRITABLE) != 0;
-    w->driver->owner_->OnLoopReady(readable, writable);
+    w->driver->owner_->OnLoopReady(readable, writable, false);
   }
 
   static void OnClosed(uv_handle_t* h) {
@@ -39,11 +49,52 @@ struct PollWatch {
   }
 };
 
+// One connect on libuv's thread pool. Its async cleanup hook keeps a
+// worker's env alive until the call has returned: the handle cannot be
+// closed while libnbd is inside it, and a pending request would make the
+// loop refuse to close.
+struct ConnectWork {
+  uv_work_t req;
+  LoopDriver* driver;  // null once the driver stopped: then `close` is ours
+  nbd_handle* h;
+  ConnectTask task;
+  int result = 0;
+  LastError error;
+  CloseFn close;
+  napi_async_cleanup_hook_handle hook = nullptr;
+
+  static void Run(uv_work_t* req) {
+    auto* w = static_cast<ConnectWork*>(req->data);
+    w->result = w->task.run(w->h);
+    if (w->result == -1) w->error = LastError::Capture();  // this thread's error
+  }
+
+  static void Done(uv_work_t* req, int /*status*/) {
+    auto* w = static_cast<ConnectWork*>(req->data);
+    if (w->hook != nullptr) napi_remove_async_cleanup_hook(w->hook);
+    LoopDriver* d = w->driver;
+    if (d == nullptr) {
+      if (w->close) w->close();
+    } else {
+      d->work_ = nullptr;
+      d->owner_->ConnectStarted(w->task.id, w->result != -1, w->error);
+      d->StartNextConnect();
+      d->owner_->OnConnectTaskDone();
+    }
+    delete w;
+  }
+
+  static void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
+    auto* w = static_cast<ConnectWork*>(arg);
+    if (w->driver != nullptr) w->driver->owner_->Teardown();
+  }
+};
+
 LoopDriver::LoopDriver(NbdHandle* owner, napi_env env) : owner_(owner), env_(env) {
   napi_get_uv_event_loop(env, &loop_);
 }
 
-LoopDriver::~LoopDriver() { Stop(); }
+LoopDriver::~LoopDriver() { Stop(nullptr); }
 
 void LoopDriver::OpenWatch(int fd) {
   auto* w = new PollWatch();
@@ -68,14 +119,36 @@ void LoopDriver::CloseWatch() {
   uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), PollWatch::OnClosed);
 }
 
-int LoopDriver::Connect(ConnectTask task) {
-  int r = task(owner_->handle());
-  if (r != -1) owner_->ConnectStarted(true);
-  return r;
+void LoopDriver::Connect(ConnectTask task) {
+  if (stopped_) return;
+  queued_.push_back(std::move(task));
+  StartNextConnect();
+}
+
+void LoopDriver::StartNextConnect() {
+  if (stopped_ || work_ != nullptr || queued_.empty()) return;
+  auto* w = new ConnectWork();
+  w->req.data = w;
+  w->driver = this;
+  w->h = owner_->handle();
+  w->task = std::move(queued_.front());
+  queued_.pop_front();
+  if (uv_queue_work(loop_, &w->req, ConnectWork::Run, ConnectWork::Done) != 0) {
+    // Cannot happen with a valid loop; report it as the connect's failure.
+    LastError e{EAGAIN, "uv_queue_work failed"};
+    owner_->ConnectStarted(w->task.id, false, e);
+    delete w;
+    return;
+  }
+  napi_add_async_cleanup_hook(env_, ConnectWork::OnEnvCleanup, w, &w->hook);
+  work_ = w;
 }
 
 void LoopDriver::Rearm() {
   if (stopped_) return;
+  // A connect on the thread pool holds libnbd's handle lock: nothing to
+  // watch until it returns, and nbd_aio_get_fd would wait for it.
+  if (work_ != nullptr) return;
   nbd_handle* h = owner_->handle();
   if (h == nullptr) return CloseWatch();
   // The fd only changes while connecting and vanishes at DEAD/CLOSED; in the
@@ -109,9 +182,20 @@ void LoopDriver::SetActive(bool active) {
     uv_unref(h);
 }
 
-void LoopDriver::Stop() {
-  stopped_ = true;
-  CloseWatch();
+void LoopDriver::Stop(CloseFn close) {
+  if (!stopped_) {
+    stopped_ = true;
+    CloseWatch();
+    queued_.clear();
+  }
+  if (work_ != nullptr) {
+    // libnbd is inside the connect on a pool thread: ConnectWork::Done closes.
+    work_->driver = nullptr;
+    work_->close = std::move(close);
+    work_ = nullptr;
+    return;
+  }
+  if (close) close();
 }
 
 }  // namespace nbdjs

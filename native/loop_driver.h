@@ -1,9 +1,12 @@
 // The loop driver: a uv_poll_t on libnbd's socket in the JS thread's own
-// loop; libnbd's state machine runs on the JS thread when the socket is ready.
+// loop; libnbd's state machine runs on the JS thread when the socket is
+// ready. Connects run on libuv's thread pool.
 #pragma once
 
 #include <node_api.h>
 #include <uv.h>
+
+#include <deque>
 
 #include "driver.h"
 
@@ -11,26 +14,34 @@ namespace nbdjs {
 
 class NbdHandle;
 struct PollWatch;
+struct ConnectWork;
 
 class LoopDriver final : public Driver {
  public:
   LoopDriver(NbdHandle* owner, napi_env env);
   ~LoopDriver() override;
 
-  int Connect(ConnectTask task) override;
+  void Connect(ConnectTask task) override;
   void Rearm() override;
   void SetActive(bool active) override;
-  void Stop() override;
+  void Stop(CloseFn close) override;
 
  private:
   friend struct PollWatch;
+  friend struct ConnectWork;
   void OpenWatch(int fd);
   void CloseWatch();
+  // Starts the next queued connect on the thread pool, if none runs.
+  void StartNextConnect();
 
   NbdHandle* owner_;
   napi_env env_;
   uv_loop_t* loop_ = nullptr;
   PollWatch* watch_ = nullptr;
+  // The connect running on the thread pool (it holds libnbd's handle lock:
+  // no locking libnbd call may be made from JS meanwhile), and those queued.
+  ConnectWork* work_ = nullptr;
+  std::deque<ConnectTask> queued_;
   bool active_ = false;
   bool stopped_ = false;
 };

@@ -1,12 +1,14 @@
 #include "nbd_handle.h"
 
 #include <fcntl.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "loop_driver.h"
@@ -18,6 +20,37 @@ namespace {
 
 constexpr size_t kEventCapacity = 1024;  // events per JS call
 constexpr double kMaxSafeInteger = 9007199254740991.0;
+// notify calls after a poll error, per wake-up (one reply each); the poll
+// reports the error again if more remain.
+constexpr int kMaxErrorRounds = 1024;
+
+short PollEvents(unsigned dir) {
+  return static_cast<short>(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
+                            ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0));
+}
+
+// What nbd_close needs once no other thread is inside libnbd for the handle.
+struct ClosingHandle {
+  nbd_handle* h = nullptr;
+  // The user_data of callbacks libnbd may still run (nbd_close on >= 1.18).
+  std::vector<std::unique_ptr<CommandContext>> commands;
+  bool subprocess = false;
+
+  static void Close(const std::shared_ptr<ClosingHandle>& self) {
+    for (auto& c : self->commands) c->owner = nullptr;
+    if (self->subprocess) {
+      // nbd_close waits for the server process to exit, however long it
+      // lingers: never on the JS thread (nor in a finalizer or env teardown).
+      try {
+        std::thread([self] { nbd_close(self->h); }).detach();
+        return;
+      } catch (const std::system_error&) {
+        // No thread to be had: closing here is all that is left.
+      }
+    }
+    nbd_close(self->h);
+  }
+};
 
 // What a zero-length buffer points at: C callers always pass some address.
 uint8_t* EmptyBuffer() {
@@ -27,22 +60,25 @@ uint8_t* EmptyBuffer() {
 
 }  // namespace
 
-InheritStderr::InheritStderr() {
+InheritStdio::InheritStdio() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (users_++ == 0) {
-    saved_flags_ = fcntl(2, F_GETFD);
-    if (saved_flags_ != -1 && (saved_flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, saved_flags_ & ~FD_CLOEXEC);
+  if (users_++ != 0) return;
+  for (int fd = 0; fd < 3; fd++) {
+    saved_flags_[fd] = fcntl(fd, F_GETFD);
+    if (saved_flags_[fd] != -1 && (saved_flags_[fd] & FD_CLOEXEC)) fcntl(fd, F_SETFD, saved_flags_[fd] & ~FD_CLOEXEC);
   }
 }
 
-InheritStderr::~InheritStderr() {
+InheritStdio::~InheritStdio() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (--users_ == 0 && saved_flags_ != -1 && (saved_flags_ & FD_CLOEXEC)) fcntl(2, F_SETFD, saved_flags_);
+  if (--users_ != 0) return;
+  for (int fd = 0; fd < 3; fd++)
+    if (saved_flags_[fd] != -1 && (saved_flags_[fd] & FD_CLOEXEC)) fcntl(fd, F_SETFD, saved_flags_[fd]);
 }
 
-std::mutex InheritStderr::mutex_;
-int InheritStderr::users_ = 0;
-int InheritStderr::saved_flags_ = -1;
+std::mutex InheritStdio::mutex_;
+int InheritStdio::users_ = 0;
+int InheritStdio::saved_flags_[3] = {-1, -1, -1};
 
 // ------------------------------------------------------------ staged events
 
@@ -91,7 +127,6 @@ Napi::Function NbdHandle::Init(Napi::Env env) {
       InstanceMethod<&NbdHandle::AioInFlight>("aioInFlight"),
       InstanceMethod<&NbdHandle::Close>("close"),
       InstanceMethod<&NbdHandle::LastErrorJs>("lastError"),
-      InstanceMethod<&NbdHandle::ConnectionErrorJs>("connectionError"),
       InstanceMethod<&NbdHandle::DrainJs>("drain"),
       InstanceAccessor<&NbdHandle::EventsGetter>("events"),
   };
@@ -137,20 +172,30 @@ NbdHandle::~NbdHandle() {
 
 void NbdHandle::Teardown() {
   if (h_ == nullptr) return;
-  // Stop polling before libnbd closes the fd.
-  if (driver_) driver_->Stop();
-  nbd_handle* h = h_;
+  auto closing = std::make_shared<ClosingHandle>();
+  closing->h = h_;
+  closing->commands = std::move(command_storage_);
+  closing->subprocess = subprocess_;
   h_ = nullptr;
-  // libnbd >= 1.18 runs pending completion callbacks here; their events are
-  // dropped below and the facade completes every pending command itself.
-  nbd_close(h);
+  if (debug_sink_ != nullptr) {
+    debug_sink_->Detach();  // libnbd frees it with the handle
+    debug_sink_ = nullptr;
+  }
+  // The driver stops polling before libnbd closes the fd, and closes now or
+  // once its own thread has left libnbd. libnbd >= 1.18 runs pending
+  // completion callbacks in nbd_close: they record nothing, and the facade
+  // completes every pending command itself.
+  CloseFn close = [closing] { ClosingHandle::Close(closing); };
+  if (driver_)
+    driver_->Stop(std::move(close));
+  else
+    close();
   queue_.Clear();
   in_flight_ = 0;
-  connect_queued_ = false;
-  connecting_ = false;
+  connects_queued_ = 0;
+  connecting_id_ = 0;
   disconnecting_ = false;
   free_commands_.clear();
-  for (auto& c : command_storage_) free_commands_.push_back(c.get());
 }
 
 // ------------------------------------------------------------ libnbd callbacks
@@ -158,6 +203,7 @@ void NbdHandle::Teardown() {
 int NbdHandle::ChunkCallback(void* user_data, const void* subbuf, size_t count, uint64_t /*offset*/,
                              unsigned status, int* error) {
   auto* c = static_cast<CommandContext*>(user_data);
+  if (c->owner == nullptr) return 0;  // closing
   Event e{};
   e.kind = kChunk;
   e.status = status;
@@ -179,6 +225,7 @@ int NbdHandle::ChunkCallback(void* user_data, const void* subbuf, size_t count, 
 
 int NbdHandle::CompletionCallback(void* user_data, int* error) {
   auto* c = static_cast<CommandContext*>(user_data);
+  if (c->owner == nullptr) return 0;  // closing
   Event e{};
   e.kind = kCompletion;
   e.error = *error;
@@ -200,6 +247,7 @@ static Event PayloadEvent(EventKind kind, CommandContext* c, int error) {
 int NbdHandle::ExtentCallback(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries,
                               size_t nr_entries, int* error) {
   auto* c = static_cast<CommandContext*>(user_data);
+  if (c->owner == nullptr) return 0;  // closing
   Event e = PayloadEvent(kExtent, c, *error);
   e.payload->text = metacontext;
   e.payload->offset = offset;
@@ -212,6 +260,7 @@ int NbdHandle::ExtentCallback(void* user_data, const char* metacontext, uint64_t
 int NbdHandle::Extent64Callback(void* user_data, const char* metacontext, uint64_t offset, nbd_extent* entries,
                                 size_t nr_entries, int* error) {
   auto* c = static_cast<CommandContext*>(user_data);
+  if (c->owner == nullptr) return 0;  // closing
   Event e = PayloadEvent(kExtent, c, *error);
   e.payload->text = metacontext;
   e.payload->offset = offset;
@@ -226,6 +275,7 @@ int NbdHandle::Extent64Callback(void* user_data, const char* metacontext, uint64
 
 int NbdHandle::ListCallback(void* user_data, const char* name, const char* description) {
   auto* c = static_cast<CommandContext*>(user_data);
+  if (c->owner == nullptr) return 0;  // closing
   Event e = PayloadEvent(kList, c, 0);
   e.payload->text = name;
   e.payload->text2 = description;
@@ -235,6 +285,7 @@ int NbdHandle::ListCallback(void* user_data, const char* name, const char* descr
 
 int NbdHandle::ContextCallback(void* user_data, const char* name) {
   auto* c = static_cast<CommandContext*>(user_data);
+  if (c->owner == nullptr) return 0;  // closing
   Event e = PayloadEvent(kContext, c, 0);
   e.payload->text = name;
   c->owner->Record(std::move(e));
@@ -242,11 +293,13 @@ int NbdHandle::ContextCallback(void* user_data, const char* name) {
 }
 
 int NbdHandle::DebugCallback(void* user_data, const char* context, const char* msg) {
-  auto* self = static_cast<NbdHandle*>(user_data);
+  auto* sink = static_cast<DebugSink*>(user_data);
+  std::lock_guard<std::mutex> lock(sink->mutex);
+  if (sink->owner == nullptr) return 0;  // the handle is closed
   Event e = PayloadEvent(kDebug, nullptr, 0);
   e.payload->text = context ? context : "";
   e.payload->text2 = msg ? msg : "";
-  self->Record(std::move(e));
+  sink->owner->Record(std::move(e));
   return 0;
 }
 
@@ -397,16 +450,14 @@ Napi::Value NbdHandle::AioInFlight(const Napi::CallbackInfo& info) {
 
 // ------------------------------------------------------------ connecting
 
-Napi::Value NbdHandle::StartConnect(Napi::Env env, ConnectTask task) {
+Napi::Value NbdHandle::StartConnect(Napi::Env env, std::function<int(nbd_handle*)> run, bool subprocess) {
   if (h_ == nullptr) return ClosedResult(env);
-  {
-    std::lock_guard<std::mutex> lock(io_error_mutex_);
-    io_error_ = LastError();
-  }
-  int r = driver_->Connect(std::move(task));
-  if (r == -1) RecordError();
+  if (subprocess) subprocess_ = true;
+  uint64_t id = ++next_connect_id_;
+  connects_queued_++;
+  driver_->Connect(ConnectTask{id, std::move(run)});
   AfterLibnbdCall();
-  return Napi::Number::New(env, r);
+  return Napi::Number::New(env, static_cast<double>(id));
 }
 
 template <typename F>
@@ -438,8 +489,13 @@ Napi::Value NbdHandle::SetDebugCallback(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (h_ == nullptr) return ClosedResult(env);
   StagedEvents staged(this);
-  int r = nbd_set_debug_callback(h_, nbd_debug_callback{DebugCallback, this, nullptr});
-  if (r == -1) RecordError();
+  auto* sink = new DebugSink(this);
+  // libnbd frees the previous callback's sink inside the call.
+  int r = nbd_set_debug_callback(h_, nbd_debug_callback{DebugCallback, sink, DebugSink::Free});
+  if (r == -1)
+    RecordError();
+  else
+    debug_sink_ = sink;
   return Napi::Number::New(env, r);
 }
 
@@ -447,8 +503,11 @@ Napi::Value NbdHandle::ClearDebugCallback(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (h_ == nullptr) return ClosedResult(env);
   StagedEvents staged(this);
-  int r = nbd_clear_debug_callback(h_);
-  if (r == -1) RecordError();
+  int r = nbd_clear_debug_callback(h_);  // frees the sink
+  if (r == -1)
+    RecordError();
+  else
+    debug_sink_ = nullptr;
   return Napi::Number::New(env, r);
 }
 
@@ -458,11 +517,6 @@ void NbdHandle::RecordIoError() {
   LastError e = LastError::Capture();
   std::lock_guard<std::mutex> lock(io_error_mutex_);
   io_error_ = std::move(e);
-}
-
-Napi::Value NbdHandle::ConnectionErrorJs(const Napi::CallbackInfo& info) {
-  std::lock_guard<std::mutex> lock(io_error_mutex_);
-  return io_error_.ToJs(info.Env());
 }
 
 void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
@@ -480,42 +534,61 @@ void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   CheckConnectionState(h);
 }
 
-void NbdHandle::ConnectStarted(bool ok) {
+namespace {
+
+// A connection event; a failure carries libnbd's message (its errno may be 0).
+Event ConnectionEvent(EventKind kind, uint64_t id, const LastError* failure) {
+  Event e{};
+  e.kind = kind;
+  e.id = id;
+  if (failure != nullptr) {
+    e.error = failure->errnum;
+    e.payload = std::make_unique<Payload>();
+    e.payload->text = failure->message;
+  }
+  return e;
+}
+
+}  // namespace
+
+void NbdHandle::ConnectStarted(uint64_t id, bool ok, const LastError& error) {
+  connects_queued_--;
   if (ok) {
-    connecting_ = true;
+    {
+      std::lock_guard<std::mutex> lock(io_error_mutex_);
+      io_error_ = LastError();
+    }
+    connecting_id_ = id;
     return;
   }
-  RecordIoError();
-  Event e{};
-  e.kind = kConnected;
-  std::lock_guard<std::mutex> lock(io_error_mutex_);
-  e.error = io_error_.errnum != 0 ? io_error_.errnum : ENOTCONN;
-  PushConnectionEvent(std::move(e));
+  PushConnectionEvent(ConnectionEvent(kConnected, id, &error));
+}
+
+// The error that ended the connection (RecordIoError), or one that says so.
+static LastError ConnectionFailure(std::mutex& mutex, const LastError& recorded) {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (recorded.errnum != 0 || !recorded.message.empty()) return recorded;
+  return LastError{ENOTCONN, "connection failed: server disconnected"};
 }
 
 // Either thread may see the end first; the exchange makes one event of it.
 void NbdHandle::CheckConnectionState(nbd_handle* h) {
-  if (connecting_ && nbd_aio_is_connecting(h) != 1 && connecting_.exchange(false)) {
-    Event e{};
-    e.kind = kConnected;
-    if (nbd_aio_is_ready(h) != 1 && nbd_aio_is_negotiating(h) != 1) {
-      std::lock_guard<std::mutex> lock(io_error_mutex_);
-      if (io_error_.errnum == 0 && io_error_.message.empty()) {
-        io_error_.errnum = ENOTCONN;
-        io_error_.message = "connection failed: server disconnected";
-      }
-      e.error = io_error_.errnum != 0 ? io_error_.errnum : ENOTCONN;
+  uint64_t id = connecting_id_.load();
+  if (id != 0 && nbd_aio_is_connecting(h) != 1 && connecting_id_.compare_exchange_strong(id, 0)) {
+    if (nbd_aio_is_ready(h) == 1 || nbd_aio_is_negotiating(h) == 1) {
+      PushConnectionEvent(ConnectionEvent(kConnected, id, nullptr));
+    } else {
+      LastError failure = ConnectionFailure(io_error_mutex_, io_error_);
+      PushConnectionEvent(ConnectionEvent(kConnected, id, &failure));
     }
-    PushConnectionEvent(std::move(e));
   }
   if (disconnecting_ && (nbd_aio_is_closed(h) == 1 || nbd_aio_is_dead(h) == 1) && disconnecting_.exchange(false)) {
-    Event e{};
-    e.kind = kDisconnected;
     if (nbd_aio_is_dead(h) == 1) {
-      std::lock_guard<std::mutex> lock(io_error_mutex_);
-      e.error = io_error_.errnum != 0 ? io_error_.errnum : ENOTCONN;
+      LastError failure = ConnectionFailure(io_error_mutex_, io_error_);
+      PushConnectionEvent(ConnectionEvent(kDisconnected, 0, &failure));
+    } else {
+      PushConnectionEvent(ConnectionEvent(kDisconnected, 0, nullptr));
     }
-    PushConnectionEvent(std::move(e));
   }
 }
 
@@ -531,7 +604,7 @@ void NbdHandle::AfterLibnbdCall() {
 
 void NbdHandle::UpdateActive() {
   bool want = h_ != nullptr &&
-              (in_flight_ > 0 || connect_queued_ || connecting_ || disconnecting_ || queue_.Size() > 0);
+              (in_flight_ > 0 || connects_queued_ > 0 || connecting_id_ != 0 || disconnecting_ || queue_.Size() > 0);
   if (want == active_) return;
   active_ = want;
   // While active, this object and its JS event sink stay reachable (commands
@@ -549,9 +622,33 @@ void NbdHandle::UpdateActive() {
   if (driver_) driver_->SetActive(want);
 }
 
-void NbdHandle::OnLoopReady(bool readable, bool writable) {
+void NbdHandle::OnLoopReady(bool readable, bool writable, bool error) {
   if (h_ == nullptr) return;
-  RunStateMachine(h_, readable, writable);
+  if (error)
+    DriveAfterSocketError();
+  else
+    RunStateMachine(h_, readable, writable);
+  AfterLibnbdCall();
+  DeliverFromLoop();
+}
+
+void NbdHandle::DriveAfterSocketError() {
+  // One notify_read handles one reply: replies queued ahead of the error (or
+  // EOF) each take a call, and the last one leaves libnbd DEAD, completing
+  // every command in flight. Stop when the socket has nothing more to say.
+  for (int round = 0; round < kMaxErrorRounds && h_ != nullptr; round++) {
+    if (nbd_aio_is_dead(h_) == 1 || nbd_aio_is_closed(h_) == 1) break;
+    int fd = nbd_aio_get_fd(h_);
+    if (fd < 0) break;
+    struct pollfd p = {fd, PollEvents(nbd_aio_get_direction(h_)), 0};
+    if (p.events == 0 || poll(&p, 1, 0) <= 0 || p.revents == 0) break;
+    bool failed = (p.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0;
+    RunStateMachine(h_, failed || (p.revents & POLLIN) != 0, failed || (p.revents & POLLOUT) != 0);
+  }
+}
+
+void NbdHandle::OnConnectTaskDone() {
+  if (h_ == nullptr) return;
   AfterLibnbdCall();
   DeliverFromLoop();
 }
@@ -603,7 +700,7 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
         }
         CommandContext* c = e.command;
         out[0] = e.kind;
-        out[1] = c ? static_cast<double>(c->cookie) : 0;
+        out[1] = c ? static_cast<double>(c->cookie) : static_cast<double>(e.id);
         out[2] = e.status;
         out[3] = e.error;
         out[4] = static_cast<double>(e.sub_offset);
@@ -669,6 +766,10 @@ Napi::Value NbdHandle::PayloadToJs(Napi::Env env, const Event& e) {
     case kDebug:
       o.Set("context", Napi::String::New(env, p.text));
       o.Set("message", Napi::String::New(env, p.text2));
+      break;
+    case kConnected:
+    case kDisconnected:
+      o.Set("message", Napi::String::New(env, p.text));
       break;
     default:
       o.Set("name", Napi::String::New(env, p.text));

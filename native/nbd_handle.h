@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <mutex>
 #include <memory>
@@ -22,6 +23,8 @@ using PropertyDescriptor = Napi::ClassPropertyDescriptor<class NbdHandle>;
 // One issued command, as seen by libnbd's callbacks (their user_data).
 // Pooled per handle so that issuing a command does not allocate.
 struct CommandContext {
+  // Null once the handle is being closed: callbacks libnbd still runs (those
+  // of nbd_close on libnbd >= 1.18) then record nothing.
   NbdHandle* owner = nullptr;
   // The cookie (an option command's id, negative), set by the JS thread once
   // the aio call has returned; the I/O thread may see the command complete
@@ -41,6 +44,21 @@ struct CommandContext {
     retired.store(true);
     return true;
   }
+};
+
+// The debug callback's user_data. libnbd may call it on a thread that is
+// still inside a connect after the NbdHandle is gone (close() does not wait
+// for a name lookup), so the link to the handle is cut under a lock; libnbd
+// frees the sink with the callback.
+struct DebugSink {
+  std::mutex mutex;
+  NbdHandle* owner;
+  explicit DebugSink(NbdHandle* o) : owner(o) {}
+  void Detach() {
+    std::lock_guard<std::mutex> lock(mutex);
+    owner = nullptr;
+  }
+  static void Free(void* user_data) { delete static_cast<DebugSink*>(user_data); }
 };
 
 // The events libnbd's callbacks record during one libnbd call, on the stack
@@ -68,7 +86,7 @@ struct AddonData {
 };
 
 struct LastError {
-  int errnum = 0;
+  int errnum = 0;  // may be 0: libnbd has no errno for some failures (a name lookup)
   std::string message;
   // libnbd's thread-local error: right after the failed call, on its thread.
   static LastError Capture();
@@ -90,11 +108,11 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   void RunStateMachine(nbd_handle* h, bool readable, bool writable);
   // Notes the end of a connect or disconnect as an event (any thread).
   void CheckConnectionState(nbd_handle* h);
-  // A connect task ran: from now on its end is awaited, or it failed (the
-  // error is this thread's) and that is reported as the connect's end.
-  void ConnectStarted(bool ok);
-  // The thread driver has a connect task queued (keeps the loop alive).
-  std::atomic<bool> connect_queued_{false};
+  // A connect task ran (on the thread of `error`): from now on its end is
+  // awaited, or it failed and that is reported as the connect's end.
+  void ConnectStarted(uint64_t id, bool ok, const LastError& error);
+  // Connects asked for whose task has not run yet (keeps the loop alive).
+  std::atomic<int> connects_queued_{0};
   bool HasEvents() { return queue_.Size() > 0; }
   // From libnbd's callbacks, on whichever thread runs them.
   void Record(Event&& e) {
@@ -123,10 +141,14 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   }
 
   // JS-thread entry points of the drivers: deliver what was recorded.
-  void OnLoopReady(bool readable, bool writable);
+  // `error`: the poll failed (a socket error); libnbd reads until it sees it.
+  void OnLoopReady(bool readable, bool writable, bool error);
   void OnThreadWake();
+  void OnConnectTaskDone();
 
-  // Closes everything without calling JS: close(), env teardown, finalization.
+  // Closes everything without calling JS: close(), env teardown,
+  // finalization. Returns at once: closing that may wait (a server
+  // subprocess to reap, a connect resolving a name) happens on another thread.
   void Teardown();
 
   // Libnbd callbacks (run inside libnbd with the handle lock held).
@@ -190,7 +212,6 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   Napi::Value AioInFlight(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value LastErrorJs(const Napi::CallbackInfo& info);
-  Napi::Value ConnectionErrorJs(const Napi::CallbackInfo& info);
   Napi::Value DrainJs(const Napi::CallbackInfo& info);
   Napi::Value EventsGetter(const Napi::CallbackInfo& info);
 
@@ -220,8 +241,12 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   CommandContext* AcquireCommand(const uint8_t* base, bool opt);
   void ReleaseCommand(CommandContext* c);
   Napi::Value PayloadToJs(Napi::Env env, const Event& e);
-  // Common glue of the connect calls.
-  Napi::Value StartConnect(Napi::Env env, ConnectTask task);
+  // Common glue of the connect calls: queues `run` on the driver and returns
+  // the connect's id (its kConnected event carries it). `subprocess`: the
+  // call starts a server process that nbd_close will wait for.
+  Napi::Value StartConnect(Napi::Env env, std::function<int(nbd_handle*)> run, bool subprocess);
+  // After a poll error: drives libnbd while its socket has something to say.
+  void DriveAfterSocketError();
 
   // After a libnbd call from JS: watch the right fd and direction, notice the
   // end of a connect or disconnect, keep or release the loop.
@@ -247,9 +272,12 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   int64_t opt_counter_ = 0;  // ids of option commands (negative cookies)
   std::thread::id js_thread_;
   int64_t js_thread_events_ = 0;  // recorded on the JS thread, not yet delivered
-  // Set by the thread that started the connect/disconnect, cleared by
-  // whichever thread sees its end.
-  std::atomic<bool> connecting_{false};
+  // Set by the thread that started the connect (its id) or disconnect,
+  // cleared by whichever thread sees its end.
+  std::atomic<uint64_t> connecting_id_{0};
+  uint64_t next_connect_id_ = 0;
+  bool subprocess_ = false;         // a connect started a server process
+  DebugSink* debug_sink_ = nullptr;  // owned by libnbd's debug closure
   std::atomic<bool> disconnecting_{false};
   std::mutex io_error_mutex_;
   LastError io_error_;  // the error that ended a connect or the connection
@@ -267,19 +295,21 @@ void ExportConstants(Napi::Env env, Napi::Object target);
 void ExportModuleFunctions(Napi::Env env, Napi::Object target);
 
 // aio_connect_command and socket activation fork and exec the server with
-// fd 2 as it is; Node marks fd 2 close-on-exec, which would leave the server
-// without stderr (nbdkit then exits at once). Clear the flag around the call.
-// fd 2 belongs to the process, not to an env: workers connecting at the same
-// time share one clearing, counted under a process-wide lock.
-class InheritStderr {
+// fds 0-2 as they are (connect_command replaces 0 and 1 with the socket,
+// socket activation passes it as fd 3); Node marks them close-on-exec, which
+// leaves the server without them (nbdkit then refuses or exits at once).
+// Clear the flag around the call. The fds belong to the process, not to an
+// env: workers connecting at the same time share one clearing per fd,
+// counted under a process-wide lock.
+class InheritStdio {
  public:
-  InheritStderr();
-  ~InheritStderr();
+  InheritStdio();
+  ~InheritStdio();
 
  private:
   static std::mutex mutex_;
   static int users_;
-  static int saved_flags_;
+  static int saved_flags_[3];
 };
 
 }  // namespace nbdjs

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <system_error>
 
 #include "nbd_handle.h"
 
@@ -34,10 +35,7 @@ ThreadDriver::ThreadDriver(NbdHandle* owner, Napi::Env env) : owner_(owner), env
   cleanup_hook_ = true;
 }
 
-ThreadDriver::~ThreadDriver() {
-  Stop();
-  if (wake_fd_ != -1) close(wake_fd_);
-}
+ThreadDriver::~ThreadDriver() { Stop(nullptr); }
 
 // Env teardown (worker terminated, process exiting): stop the I/O thread and
 // close the handle without JS.
@@ -47,19 +45,27 @@ void ThreadDriver::OnEnvCleanup(void* arg) {
   self->owner_->Teardown();
 }
 
-int ThreadDriver::Connect(ConnectTask task) {
-  if (stopped_) return 0;
-  owner_->connect_queued_ = true;  // before the I/O thread can clear it
+void ThreadDriver::Connect(ConnectTask task) {
+  if (stopped_) return;
+  uint64_t id = task.id;
   {
-    std::lock_guard<std::mutex> lock(tasks_mutex_);
-    tasks_.push_back(std::move(task));
+    std::lock_guard<std::mutex> lock(control_->mutex);
+    control_->tasks.push_back(std::move(task));
   }
   if (!started_) {
-    started_ = true;
-    thread_ = std::thread(&ThreadDriver::Run, this, owner_->handle());
+    try {
+      thread_ = std::thread(&ThreadDriver::Run, this, control_, owner_->handle());
+      started_ = true;
+    } catch (const std::system_error& e) {
+      {
+        std::lock_guard<std::mutex> lock(control_->mutex);
+        control_->tasks.clear();
+      }
+      owner_->ConnectStarted(id, false, LastError{e.code().value(), std::string("cannot start the I/O thread: ") + e.what()});
+      return;
+    }
   }
   Wake();
-  return 0;
 }
 
 void ThreadDriver::Wake() {
@@ -85,19 +91,43 @@ void ThreadDriver::SetActive(bool active) {
     tsfn_.Unref(env_);
 }
 
-void ThreadDriver::Stop() {
-  if (stopped_) return;
-  stopped_ = true;
-  if (started_) {
-    stop_ = true;
-    Wake();
-    thread_.join();
+void ThreadDriver::Stop(CloseFn close) {
+  if (stopped_) {
+    if (close) close();
+    return;
   }
+  stopped_ = true;
+  bool handed_off = false;
+  if (started_) {
+    {
+      std::lock_guard<std::mutex> lock(control_->mutex);
+      control_->stop = true;
+      control_->tasks.clear();
+      if (control_->in_task) {
+        // A connect may be resolving a name: never wait for it. The thread
+        // closes the handle when libnbd returns, and touches nothing else.
+        control_->close = std::move(close);
+        handed_off = true;
+      }
+    }
+    if (handed_off) {
+      thread_.detach();
+    } else {
+      Wake();
+      thread_.join();  // it is in poll(2) or a non-blocking notify call
+    }
+  }
+  if (!handed_off && close) close();
   // Abort: calls still queued reach CallJs without an env and do nothing.
   tsfn_.Abort();
   if (cleanup_hook_) {
     napi_remove_env_cleanup_hook(env_, OnEnvCleanup, this);
     cleanup_hook_ = false;
+  }
+  // Every OS resource goes with close(), not with garbage collection.
+  if (wake_fd_ != -1) {
+    ::close(wake_fd_);
+    wake_fd_ = -1;
   }
 }
 
@@ -107,16 +137,41 @@ void ThreadDriver::CallJs(Napi::Env env, Napi::Function, ThreadDriver* driver, v
   driver->owner_->OnThreadWake();
 }
 
-void ThreadDriver::Run(nbd_handle* h) {
-  int fd = -1;
-  while (!stop_) {
-    std::vector<ConnectTask> tasks;
+bool ThreadDriver::RunTasks(const std::shared_ptr<Control>& control, ThreadDriver* self, nbd_handle* h) {
+  for (;;) {
+    ConnectTask task;
     {
-      std::lock_guard<std::mutex> lock(tasks_mutex_);
-      tasks.swap(tasks_);
+      std::lock_guard<std::mutex> lock(control->mutex);
+      if (control->stop || control->tasks.empty()) return true;
+      task = std::move(control->tasks.front());
+      control->tasks.pop_front();
+      control->in_task = true;
     }
-    for (auto& task : tasks) owner_->ConnectStarted(task(h) != -1);
-    if (!tasks.empty()) owner_->connect_queued_ = false;
+    int r = task.run(h);
+    LastError error;
+    if (r == -1) error = LastError::Capture();  // this thread's error, right after the call
+    CloseFn close;
+    bool handed_off;
+    {
+      std::lock_guard<std::mutex> lock(control->mutex);
+      control->in_task = false;
+      handed_off = control->stop;
+      close = std::move(control->close);
+    }
+    if (handed_off) {
+      // Stop detached this thread: `self` may be gone.
+      if (close) close();
+      return false;
+    }
+    self->owner_->ConnectStarted(task.id, r != -1, error);
+  }
+}
+
+void ThreadDriver::Run(std::shared_ptr<Control> control, nbd_handle* h) {
+  int fd = -1;
+  for (;;) {
+    if (!RunTasks(control, this, h)) return;
+    if (control->stop) break;  // Stop is joining: `this` is alive
     // The fd only changes while connecting and vanishes at DEAD/CLOSED.
     if (fd < 0 || (nbd_aio_is_ready(h) != 1 && nbd_aio_is_processing(h) != 1)) fd = nbd_aio_get_fd(h);
     owner_->CheckConnectionState(h);
@@ -137,10 +192,11 @@ void ThreadDriver::Run(nbd_handle* h) {
       while (read(wake_fd_, &count, sizeof count) == -1 && errno == EINTR) {
       }
     }
-    if (stop_) break;
+    if (control->stop) break;
     if (events != 0 && fds[1].revents != 0) {
       bool readable = (fds[1].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) != 0;
-      bool writable = (fds[1].revents & POLLOUT) != 0;
+      // An error or hang-up ends libnbd's wait whichever way it waits.
+      bool writable = (fds[1].revents & (POLLOUT | POLLHUP | POLLERR | POLLNVAL)) != 0;
       owner_->RunStateMachine(h, readable, writable);
       if (owner_->HasEvents() && !wake_pending_.exchange(true)) tsfn_.NonBlockingCall();
     }

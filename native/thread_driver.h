@@ -7,9 +7,10 @@
 #include <napi.h>
 
 #include <atomic>
+#include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
-#include <vector>
 
 #include "driver.h"
 
@@ -22,15 +23,30 @@ class ThreadDriver final : public Driver {
   ThreadDriver(NbdHandle* owner, Napi::Env env);
   ~ThreadDriver() override;
 
-  int Connect(ConnectTask task) override;
+  void Connect(ConnectTask task) override;
   void Rearm() override;
   void SetActive(bool active) override;
-  void Stop() override;
+  void Stop(CloseFn close) override;
 
  private:
+  // What the I/O thread and Stop decide together under `mutex`: whether the
+  // thread is inside a connect (then Stop hands it the handle to close and
+  // does not wait) and the connects queued.
+  struct Control {
+    std::mutex mutex;
+    std::atomic<bool> stop{false};
+    bool in_task = false;
+    std::deque<ConnectTask> tasks;
+    CloseFn close;  // set by Stop while in_task
+  };
+
   static void CallJs(Napi::Env env, Napi::Function, ThreadDriver* driver, void*);
   static void OnEnvCleanup(void* arg);
-  void Run(nbd_handle* h);
+  // Touches `this` only while `control->stop` is false or Stop is joining.
+  void Run(std::shared_ptr<Control> control, nbd_handle* h);
+  // Runs queued connects; false when Stop took over the handle meanwhile
+  // (the thread must then leave without touching `this`).
+  static bool RunTasks(const std::shared_ptr<Control>& control, ThreadDriver* self, nbd_handle* h);
   void Wake();
 
   using Tsfn = Napi::TypedThreadSafeFunction<ThreadDriver, void, CallJs>;
@@ -39,17 +55,15 @@ class ThreadDriver final : public Driver {
   napi_env env_;
   Tsfn tsfn_;
   int wake_fd_ = -1;
+  std::shared_ptr<Control> control_ = std::make_shared<Control>();
   std::thread thread_;
   bool started_ = false;
   bool stopped_ = false;
   bool cleanup_hook_ = false;
-  std::atomic<bool> stop_{false};
   // poll(2) events the I/O thread waits for; JS wakes it when libnbd wants more.
   std::atomic<int> polling_{0};
   // A TSFN call is queued and has not reached JS yet: one wake-up per batch.
   std::atomic<bool> wake_pending_{false};
-  std::mutex tasks_mutex_;
-  std::vector<ConnectTask> tasks_;
 };
 
 }  // namespace nbdjs

@@ -138,10 +138,10 @@ function connectMethod(call) {
   const captures = call.args.map(([n, k]) => (k === 'strings' ? `a_${n}_strings` : `a_${n}`));
   const taskPre = call.args.filter(([, k]) => k === 'strings').map(([n]) => `std::vector<char*> a_${n} = Argv(a_${n}_strings); `);
   const taskExprs = exprs.map((e) => e);
-  const lock = call.subprocess ? 'InheritStderr keep_stderr; ' : '';
+  const lock = call.subprocess ? 'InheritStdio keep_stdio; ' : '';
   const body = [...pre.filter((l) => !/std::vector<char\*>/.test(l)),
     `  return StartConnect(env, [${captures.join(', ')}](nbd_handle* h) mutable {`,
-    `    ${taskPre.join('')}${lock}return nbd_${name}(${['h', ...taskExprs].join(', ')});`, '  });'];
+    `    ${taskPre.join('')}${lock}return nbd_${name}(${['h', ...taskExprs].join(', ')});`, `  }, ${call.subprocess ? 'true' : 'false'});`];
   return [`Napi::Value NbdHandle::${pascal(name)}(const Napi::CallbackInfo& info) {`, '  Napi::Env env = info.Env();',
     ...guarded(name, body, 'Napi::Number::New(env, -1)'), '}'].join('\n');
 }
@@ -288,7 +288,7 @@ function tsApi() {
     '/** A 64-bit output: number, or bigint on a handle made with `{ bigint: true }`. */',
     'export type Int64<B extends boolean> = B extends true ? bigint : number;', '',
     '/** Settles a Promise form: the command\'s errno, a callback\'s throw, the calls of its list/context closure. */',
-    'export type Settle = (error: number, cause: unknown, closureCalls: number) => void;', '',
+    'export type Settle = (error: number, cause: unknown, closureCalls: number, what?: string) => void;', '',
     '// Keep every validator referenced even when no call of the table uses one.',
     'void [validateBoolean, validateBuffer, validateFd, validateFunction, validateInt32, validateOptionalFunction,',
     '  validateService, validateString, validateStringArray, validateUint32, validateUint64, toNativeUint64];', '',
@@ -367,14 +367,12 @@ function typings() {
   out.push('  close(): void;');
   out.push('  /** [errno, message] of the last failure recorded on this handle. */');
   out.push('  lastError(): [number, string];');
-  out.push('  /** [errno, message] of what ended the last connect or the connection (driving thread). */');
-  out.push('  connectionError(): [number, string];');
   out.push('  /** Deliver events queued by a call made from JS (no-op while dispatching). */');
   out.push('  drain(): void;');
   out.push('  /** Shared event records, 6 doubles each (see native/event_queue.h). */');
   out.push('  readonly events: Float64Array;');
   out.push('}', '');
-  out.push('/** What an extent, list, context or debug event carries. */');
+  out.push('/** What an extent, list, context or debug event carries, or a failed connect or disconnect (message). */');
   out.push('export interface NativePayload {');
   out.push('  context?: string;');
   out.push('  offset?: number | bigint;');

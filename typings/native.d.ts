@@ -117,15 +117,13 @@ export interface NativeHandle {
   close(): void;
   /** [errno, message] of the last failure recorded on this handle. */
   lastError(): [number, string];
-  /** [errno, message] of what ended the last connect or the connection (driving thread). */
-  connectionError(): [number, string];
   /** Deliver events queued by a call made from JS (no-op while dispatching). */
   drain(): void;
   /** Shared event records, 6 doubles each (see native/event_queue.h). */
   readonly events: Float64Array;
 }
 
-/** What an extent, list, context or debug event carries. */
+/** What an extent, list, context or debug event carries, or a failed connect or disconnect (message). */
 export interface NativePayload {
   context?: string;
   offset?: number | bigint;

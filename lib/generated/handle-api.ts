@@ -21,7 +21,7 @@ import {
 export type Int64<B extends boolean> = B extends true ? bigint : number;
 
 /** Settles a Promise form: the command's errno, a callback's throw, the calls of its list/context closure. */
-export type Settle = (error: number, cause: unknown, closureCalls: number) => void;
+export type Settle = (error: number, cause: unknown, closureCalls: number, what?: string) => void;
 
 // Keep every validator referenced even when no call of the table uses one.
 void [validateBoolean, validateBuffer, validateFd, validateFunction, validateInt32, validateOptionalFunction,

@@ -1338,7 +1338,7 @@ Napi::Value NbdHandle::AioConnectUri(const Napi::CallbackInfo& info) {
   std::string a_uri = info[0].As<Napi::String>().Utf8Value();
   return StartConnect(env, [a_uri](nbd_handle* h) mutable {
     return nbd_aio_connect_uri(h, a_uri.c_str());
-  });
+  }, false);
 #else
   RecordNotSupported("nbd_aio_connect_uri");
   return Napi::Number::New(env, -1);
@@ -1351,7 +1351,7 @@ Napi::Value NbdHandle::AioConnectUnix(const Napi::CallbackInfo& info) {
   std::string a_unixsocket = info[0].As<Napi::String>().Utf8Value();
   return StartConnect(env, [a_unixsocket](nbd_handle* h) mutable {
     return nbd_aio_connect_unix(h, a_unixsocket.c_str());
-  });
+  }, false);
 #else
   RecordNotSupported("nbd_aio_connect_unix");
   return Napi::Number::New(env, -1);
@@ -1365,7 +1365,7 @@ Napi::Value NbdHandle::AioConnectVsock(const Napi::CallbackInfo& info) {
   uint32_t a_port = info[1].As<Napi::Number>().Uint32Value();
   return StartConnect(env, [a_cid, a_port](nbd_handle* h) mutable {
     return nbd_aio_connect_vsock(h, a_cid, a_port);
-  });
+  }, false);
 #else
   RecordNotSupported("nbd_aio_connect_vsock");
   return Napi::Number::New(env, -1);
@@ -1379,7 +1379,7 @@ Napi::Value NbdHandle::AioConnectTcp(const Napi::CallbackInfo& info) {
   std::string a_port = info[1].As<Napi::String>().Utf8Value();
   return StartConnect(env, [a_hostname, a_port](nbd_handle* h) mutable {
     return nbd_aio_connect_tcp(h, a_hostname.c_str(), a_port.c_str());
-  });
+  }, false);
 #else
   RecordNotSupported("nbd_aio_connect_tcp");
   return Napi::Number::New(env, -1);
@@ -1392,7 +1392,7 @@ Napi::Value NbdHandle::AioConnectSocket(const Napi::CallbackInfo& info) {
   int a_sock = info[0].As<Napi::Number>().Int32Value();
   return StartConnect(env, [a_sock](nbd_handle* h) mutable {
     return nbd_aio_connect_socket(h, a_sock);
-  });
+  }, false);
 #else
   RecordNotSupported("nbd_aio_connect_socket");
   return Napi::Number::New(env, -1);
@@ -1404,8 +1404,8 @@ Napi::Value NbdHandle::AioConnectCommand(const Napi::CallbackInfo& info) {
 #ifdef LIBNBD_HAVE_NBD_AIO_CONNECT_COMMAND
   std::vector<std::string> a_argv_strings = ArgStrings(info[0]);
   return StartConnect(env, [a_argv_strings](nbd_handle* h) mutable {
-    std::vector<char*> a_argv = Argv(a_argv_strings); InheritStderr keep_stderr; return nbd_aio_connect_command(h, a_argv.data());
-  });
+    std::vector<char*> a_argv = Argv(a_argv_strings); InheritStdio keep_stdio; return nbd_aio_connect_command(h, a_argv.data());
+  }, true);
 #else
   RecordNotSupported("nbd_aio_connect_command");
   return Napi::Number::New(env, -1);
@@ -1417,8 +1417,8 @@ Napi::Value NbdHandle::AioConnectSystemdSocketActivation(const Napi::CallbackInf
 #ifdef LIBNBD_HAVE_NBD_AIO_CONNECT_SYSTEMD_SOCKET_ACTIVATION
   std::vector<std::string> a_argv_strings = ArgStrings(info[0]);
   return StartConnect(env, [a_argv_strings](nbd_handle* h) mutable {
-    std::vector<char*> a_argv = Argv(a_argv_strings); InheritStderr keep_stderr; return nbd_aio_connect_systemd_socket_activation(h, a_argv.data());
-  });
+    std::vector<char*> a_argv = Argv(a_argv_strings); InheritStdio keep_stdio; return nbd_aio_connect_systemd_socket_activation(h, a_argv.data());
+  }, true);
 #else
   RecordNotSupported("nbd_aio_connect_systemd_socket_activation");
   return Napi::Number::New(env, -1);
