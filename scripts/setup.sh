@@ -5,7 +5,7 @@
 # then `npm ci` (node-gyp build of the addon and the TypeScript build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(libnbd-dev nbdkit qemu-utils python3-libnbd pkg-config g++ make cmake)
+packages=(libnbd-dev libnbd-bin nbdkit qemu-utils python3-libnbd pkg-config g++ make cmake iproute2 procps util-linux)
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
