@@ -46,6 +46,7 @@ const EVENT_EXTENT = 5;
 const EVENT_LIST = 6;
 const EVENT_CONTEXT = 7;
 const EVENT_DEBUG = 8;
+const EVENT_CONNECTION_LOST = 9;
 const STRIDE = binding.eventStride;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 /** A read whose buffer was detached or shrunk while in flight fails with this. */
@@ -168,6 +169,13 @@ function reportLostCauses(causes: unknown[] | undefined, what = 'a libnbd callba
   }
 }
 
+/**
+ * One libnbd handle. An EventEmitter: `'disconnect'` is emitted once per
+ * connection when it ends — with `undefined` after a clean shutdown, with an
+ * NbdError when it ended any other way (the server went away, even while
+ * idle), without a command having to be issued to find out. It never emits
+ * `'error'`: no listener is needed.
+ */
 export class Handle<B extends boolean = false> extends HandleApi<B> {
   readonly #native: NativeHandle;
   readonly #eventSink: (count: number, payloads?: (NativePayload | undefined)[]) => void;
@@ -334,6 +342,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
         } else if (kind === EVENT_DISCONNECTED) {
           this.#disconnectInFlight = false;
           this.#disconnectEnded(ev[p + 3], payloads?.[i]);
+        } else if (kind === EVENT_CONNECTION_LOST) {
+          this.emit('disconnect', new NbdError(payloads![i]!.message!, ev[p + 3]));
         }
       } catch (e) {
         if (!failed) {
@@ -464,6 +474,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       if (failure === undefined) w.resolve();
       else w.reject(renameApi(new NbdError(failure.message!, errnum), w.api));
     }
+    this.emit('disconnect', failure === undefined ? undefined : new NbdError(failure.message!, errnum));
   }
 
   // ------------------------------------------------------------ command tracking

@@ -5,7 +5,7 @@
 // The records reach JS through one shared Float64Array of kEventStride
 // doubles per event:
 //
-//   [0] kind        kChunk | kCompletion | kConnected | kDisconnected
+//   [0] kind        an EventKind
 //   [1] cookie      command cookie; connection events: the connect's id (0 for a disconnect)
 //   [2] status      chunk: READ_DATA / READ_HOLE / READ_ERROR
 //   [3] error       chunk: libnbd's *error on entry; completion: libnbd's *error;
@@ -42,6 +42,9 @@ enum EventKind : uint32_t {
   kList = 6,     // payload: name, description
   kContext = 7,  // payload: name
   kDebug = 8,    // payload: context, message (no command)
+  // The connection ended without a disconnect being asked for (the server
+  // went away, even while idle): [3] errno; payload: libnbd's message.
+  kConnectionLost = 9,
 };
 
 struct CommandContext;

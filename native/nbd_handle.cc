@@ -194,6 +194,7 @@ void NbdHandle::Teardown() {
   in_flight_ = 0;
   connects_queued_ = 0;
   connecting_id_ = 0;
+  connected_ = false;
   disconnecting_ = false;
   free_commands_.clear();
 }
@@ -576,19 +577,32 @@ void NbdHandle::CheckConnectionState(nbd_handle* h) {
   uint64_t id = connecting_id_.load();
   if (id != 0 && nbd_aio_is_connecting(h) != 1 && connecting_id_.compare_exchange_strong(id, 0)) {
     if (nbd_aio_is_ready(h) == 1 || nbd_aio_is_negotiating(h) == 1) {
+      connected_ = true;
       PushConnectionEvent(ConnectionEvent(kConnected, id, nullptr));
     } else {
       LastError failure = ConnectionFailure(io_error_mutex_, io_error_);
       PushConnectionEvent(ConnectionEvent(kConnected, id, &failure));
     }
   }
-  if (disconnecting_ && (nbd_aio_is_closed(h) == 1 || nbd_aio_is_dead(h) == 1) && disconnecting_.exchange(false)) {
+  bool ended = nbd_aio_is_closed(h) == 1 || nbd_aio_is_dead(h) == 1;
+  if (disconnecting_ && ended && disconnecting_.exchange(false)) {
+    connected_ = false;
     if (nbd_aio_is_dead(h) == 1) {
       LastError failure = ConnectionFailure(io_error_mutex_, io_error_);
       PushConnectionEvent(ConnectionEvent(kDisconnected, 0, &failure));
     } else {
       PushConnectionEvent(ConnectionEvent(kDisconnected, 0, nullptr));
     }
+  } else if (ended && !disconnecting_ && connected_.exchange(false)) {
+    // libnbd 1.14 reports a server that hung up on an idle connection as
+    // CLOSED, not DEAD, with no error recorded: say what happened.
+    LastError failure;
+    {
+      std::lock_guard<std::mutex> lock(io_error_mutex_);
+      failure = io_error_;
+    }
+    if (failure.errnum == 0 && failure.message.empty()) failure = LastError{ENOTCONN, "the server closed the connection"};
+    PushConnectionEvent(ConnectionEvent(kConnectionLost, 0, &failure));
   }
 }
 
@@ -769,6 +783,7 @@ Napi::Value NbdHandle::PayloadToJs(Napi::Env env, const Event& e) {
       break;
     case kConnected:
     case kDisconnected:
+    case kConnectionLost:
       o.Set("message", Napi::String::New(env, p.text));
       break;
     default:

@@ -275,6 +275,9 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   // Set by the thread that started the connect (its id) or disconnect,
   // cleared by whichever thread sees its end.
   std::atomic<uint64_t> connecting_id_{0};
+  // A connect succeeded and the end of that connection is not reported yet
+  // (kDisconnected or kConnectionLost reports it, once).
+  std::atomic<bool> connected_{false};
   uint64_t next_connect_id_ = 0;
   bool subprocess_ = false;         // a connect started a server process
   DebugSink* debug_sink_ = nullptr;  // owned by libnbd's debug closure

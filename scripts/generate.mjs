@@ -280,7 +280,7 @@ function tsConnectMethod(call) {
 }
 
 function tsApi() {
-  const out = [banner('//'), "import type { NativeHandle } from '../../typings/native';",
+  const out = [banner('//'), "import { EventEmitter } from 'node:events';", "import type { NativeHandle } from '../../typings/native';",
     "import type { ChunkCallback, CompletionCallback, ContextCallback, ExtentCallback, Extent64Callback, ListCallback } from '../callbacks';",
     'import {', '  toNativeUint64,', '  validateBoolean,', '  validateBuffer,', '  validateFd,', '  validateFunction,', '  validateInt32,',
     '  validateOptionalFunction,', '  validateService,', '  validateString,', '  validateStringArray,', '  validateUint32,', '  validateUint64,',
@@ -292,8 +292,8 @@ function tsApi() {
     '// Keep every validator referenced even when no call of the table uses one.',
     'void [validateBoolean, validateBuffer, validateFd, validateFunction, validateInt32, validateOptionalFunction,',
     '  validateService, validateString, validateStringArray, validateUint32, validateUint64, toNativeUint64];', '',
-    '/** The libnbd calls whose glue is generated from the API table. */',
-    'export abstract class HandleApi<B extends boolean = false> {',
+    '/** The libnbd calls whose glue is generated from the API table (an EventEmitter: see Handle). */',
+    'export abstract class HandleApi<B extends boolean = false> extends EventEmitter {',
     '  /** The open native handle; throws NbdError EINVAL when closed. */',
     '  protected abstract _native(): NativeHandle;',
     '  /** Throws the NbdError libnbd recorded for the failed call. */',
