@@ -47,6 +47,11 @@ const EVENT_LIST = 6;
 const EVENT_CONTEXT = 7;
 const EVENT_DEBUG = 8;
 const EVENT_CONNECTION_LOST = 9;
+/** Header slot of the shared event array: the slot of the command the last aio call issued (native/event_queue.h). */
+const SLOT_OF_LAST_ISSUE = 1;
+let issueOrder = 0;
+/** ArrayBuffers already marked untransferable (Handle#_pin). */
+const untransferable = new WeakSet<ArrayBufferLike>();
 const STRIDE = binding.eventStride;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 /** A read whose buffer was detached or shrunk while in flight fails with this. */
@@ -62,12 +67,16 @@ class PendingCommand implements CommandErrorState {
   causes: unknown[] | undefined = undefined;
   /** Calls of the list/context closure (what the Promise forms of opt* resolve with). */
   closureCalls = 0;
+  /** When it was issued, for close(): completions in issue order. */
+  readonly order = issueOrder++;
   /** What failed, in place of "<type>: command failed" (a lost buffer). */
   what: string | undefined = undefined;
   /** The buffer's length when issued: a smaller one now means it was detached or shrunk. */
   readonly length: number;
 
   constructor(
+    /** The cookie (an option command's id, negative). */
+    readonly cookie: number,
     /** libnbd's name of the command, for "<type>: command failed". */
     readonly type: string,
     readonly buf: ArrayBufferView | undefined,
@@ -182,8 +191,13 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   readonly #events: Float64Array;
   readonly #bigint: boolean;
   #closed = false;
-  /** Issued commands whose completion JS has not yet seen, by cookie (option commands: negative ids). */
-  readonly #pending = new Map<number, PendingCommand>();
+  /**
+   * Issued commands whose completion JS has not yet seen, by the slot the
+   * native side gave each (events name commands by slot; a slot is reused
+   * only after JS has seen its completion).
+   */
+  readonly #slots: (PendingCommand | undefined)[] = [];
+  #pendingCount = 0;
   /** Completed, not auto-retired, not yet retired by aioCommandCompleted: cookie -> [errno, cause, what failed]. */
   readonly #done = new Map<number, [number, unknown, string]>();
   /** connect*() calls waiting for their connect to end, by the id the native side gave it. */
@@ -231,8 +245,13 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
 
   protected _pin(buf: ArrayBufferView): void {
     // libnbd accesses the buffer until the command completes: it must not be
-    // detached by a transfer meanwhile.
-    markAsUntransferable(buf.buffer);
+    // detached by a transfer meanwhile. Marked once per ArrayBuffer: a
+    // WeakSet lookup is cheaper than marking it again per command.
+    const ab = buf.buffer;
+    if (!untransferable.has(ab)) {
+      markAsUntransferable(ab);
+      untransferable.add(ab);
+    }
   }
 
   protected _register(
@@ -245,7 +264,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     settle: Settle | undefined,
   ): number {
     if (cookie === -1) throw this.#lastError();
-    this.#pending.set(cookie, new PendingCommand(type, buf, offset, closure, completion ?? undefined, settle, false));
+    this.#slots[this.#events[SLOT_OF_LAST_ISSUE]] = new PendingCommand(cookie, type, buf, offset, closure, completion ?? undefined, settle, false);
+    this.#pendingCount++;
     this._afterCall();
     return cookie;
   }
@@ -257,7 +277,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     settle: Settle | undefined,
   ): void {
     if (id === -1) throw this.#lastError();
-    this.#pending.set(id, new PendingCommand('option', undefined, undefined, closure, completion ?? undefined, settle, true));
+    this.#slots[this.#events[SLOT_OF_LAST_ISSUE]] = new PendingCommand(id, 'option', undefined, undefined, closure, completion ?? undefined, settle, true);
+    this.#pendingCount++;
     this._afterCall();
   }
 
@@ -323,17 +344,21 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       try {
         const kind = ev[p];
         if (kind === EVENT_CHUNK) {
-          const cmd = this.#pending.get(ev[p + 1]);
+          const cmd = this.#slots[ev[p + 1]];
           if (cmd !== undefined) this.#deliverChunk(cmd, ev[p + 2], ev[p + 3], ev[p + 4], ev[p + 5]);
         } else if (kind === EVENT_COMPLETION) {
-          const cookie = ev[p + 1];
-          const cmd = this.#pending.get(cookie);
-          if (cmd !== undefined) this.#deliverCompletion(cookie, cmd, ev[p + 3], ev[p + 4]);
+          const slot = ev[p + 1];
+          const cmd = this.#slots[slot];
+          if (cmd !== undefined) {
+            this.#slots[slot] = undefined;
+            this.#pendingCount--;
+            this.#deliverCompletion(cmd, ev[p + 3], ev[p + 4]);
+          }
         } else if (kind === EVENT_EXTENT) {
-          const cmd = this.#pending.get(ev[p + 1]);
+          const cmd = this.#slots[ev[p + 1]];
           if (cmd !== undefined) this.#deliverExtent(cmd, ev[p + 3], payloads![i]!);
         } else if (kind === EVENT_LIST || kind === EVENT_CONTEXT) {
-          const cmd = this.#pending.get(ev[p + 1]);
+          const cmd = this.#slots[ev[p + 1]];
           if (cmd !== undefined) this.#deliverListing(cmd, kind, payloads![i]!);
         } else if (kind === EVENT_DEBUG) {
           this.#deliverDebug(payloads![i]!);
@@ -426,8 +451,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     }
   }
 
-  #deliverCompletion(cookie: number, cmd: PendingCommand, eventError: number, retireError: number): void {
-    this.#pending.delete(cookie);
+  #deliverCompletion(cmd: PendingCommand, eventError: number, retireError: number): void {
     adoptLibnbdError(cmd, eventError);
     if (cmd.type === 'read') cmd.bufferLost();
     const autoRetire = this.#runCompletion(cmd) || cmd.opt;
@@ -435,7 +459,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (cmd.settle !== undefined) {
       cmd.settle(err, cmd.cause(), cmd.closureCalls, cmd.what);
     } else if (!autoRetire) {
-      this.#done.set(cookie, [err, cmd.cause(), cmd.what ?? `${cmd.type}: command failed`]);
+      this.#done.set(cmd.cookie, [err, cmd.cause(), cmd.what ?? `${cmd.type}: command failed`]);
       if (err === 0) reportLostCauses(cmd.causes);
     } else {
       // Nobody can ask about an auto-retired command: never lose a throw.
@@ -520,7 +544,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   }
 
   #inFlight(): number {
-    return this.#pending.size + (this.#disconnectInFlight ? 1 : 0);
+    return this.#pendingCount + (this.#disconnectInFlight ? 1 : 0);
   }
 
   // ------------------------------------------------------------ connecting and disconnecting
@@ -632,8 +656,10 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (this.#closed) return;
     this.#closed = true;
     this.#native.close();
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
+    // In issue order, as libnbd 1.18's nbd_close completes them.
+    const pending = this.#slots.filter((c): c is PendingCommand => c !== undefined).sort((a, b) => a.order - b.order);
+    this.#slots.length = 0;
+    this.#pendingCount = 0;
     this.#done.clear();
     this.#disconnectInFlight = false;
     for (const cmd of pending) {

@@ -6,7 +6,8 @@
 // doubles per event:
 //
 //   [0] kind        an EventKind
-//   [1] cookie      command cookie; connection events: the connect's id (0 for a disconnect)
+//   [1] slot        the command's slot (CommandContext::slot); connection events:
+//                   the connect's id (0 otherwise)
 //   [2] status      chunk: READ_DATA / READ_HOLE / READ_ERROR
 //   [3] error       chunk: libnbd's *error on entry; completion: libnbd's *error;
 //                   connection events: errno of the failure, 0 on success
@@ -28,6 +29,9 @@
 namespace nbdjs {
 
 constexpr int kEventStride = 6;
+// Record 0 of the shared array is a header, not an event.
+constexpr int kHeaderQueued = 0;  // events a call made from JS queued (lib/ drains them)
+constexpr int kHeaderSlot = 1;    // slot of the command the last aio call issued
 
 // Recorded in libnbd as a READ_ERROR chunk's error when libnbd had none;
 // larger than any errno, so it cannot be confused with one (lib/semantics.ts).

@@ -420,6 +420,7 @@ CommandContext* NbdHandle::AcquireCommand(const uint8_t* base, bool opt) {
     command_storage_.push_back(std::make_unique<CommandContext>());
     c = command_storage_.back().get();
     c->owner = this;
+    c->slot = static_cast<uint32_t>(command_storage_.size() - 1);
   } else {
     c = free_commands_.back();
     free_commands_.pop_back();
@@ -612,7 +613,7 @@ void NbdHandle::AfterLibnbdCall() {
   // Events libnbd recorded inside this very call (a completion on a dead
   // connection) are delivered before the call returns, as in C; those of the
   // I/O thread arrive through its own wake-up.
-  events_data_[0] = static_cast<double>(js_thread_events_);
+  events_data_[kHeaderQueued] = static_cast<double>(js_thread_events_);
   UpdateActive();
 }
 
@@ -714,7 +715,7 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
         }
         CommandContext* c = e.command;
         out[0] = e.kind;
-        out[1] = c ? static_cast<double>(c->cookie) : static_cast<double>(e.id);
+        out[1] = c ? static_cast<double>(c->slot) : static_cast<double>(e.id);
         out[2] = e.status;
         out[3] = e.error;
         out[4] = static_cast<double>(e.sub_offset);
@@ -722,15 +723,19 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
         if (e.kind == kCompletion) {
           if (!c->retired.load()) c->Retire(h_);
           out[4] = c->retire_error;
-          ReleaseCommand(c);
+          delivered_.push_back(c);  // its slot is reused once JS has seen this
           in_flight_--;
         }
       }
       i += n;
       js_thread_events_ = 0;
-      events_data_[0] = 0;
+      events_data_[kHeaderQueued] = 0;
       Napi::Function fn = on_events_.Value();
-      if (fn.IsEmpty()) break;  // the facade is gone: nobody to tell
+      if (fn.IsEmpty()) {  // the facade is gone: nobody to tell
+        for (CommandContext* c : delivered_) ReleaseCommand(c);
+        delivered_.clear();
+        break;
+      }
       Napi::Number count = Napi::Number::New(env, static_cast<double>(n));
       // lib/ catches what user callbacks throw; an exception here is a bug
       // there. Keep delivering the rest of the batch, then report it.
@@ -743,6 +748,10 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
         if (failure.IsEmpty()) failure = Napi::Reference<Napi::Value>::New(e.Value(), 1);
       }
       closed = h_ == nullptr;
+      // After close() the pool is gone (Teardown emptied the free list).
+      if (!closed)
+        for (CommandContext* c : delivered_) ReleaseCommand(c);
+      delivered_.clear();
     }
     batch_.clear();
   }

@@ -26,6 +26,10 @@ struct CommandContext {
   // Null once the handle is being closed: callbacks libnbd still runs (those
   // of nbd_close on libnbd >= 1.18) then record nothing.
   NbdHandle* owner = nullptr;
+  // Its index in the handle's pool: events name the command by slot, and
+  // lib/ keeps its own state for the command in the same slot. Released for
+  // reuse only once JS has seen the completion.
+  uint32_t slot = 0;
   // The cookie (an option command's id, negative), set by the JS thread once
   // the aio call has returned; the I/O thread may see the command complete
   // before that.
@@ -130,7 +134,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
     bool js = std::this_thread::get_id() == js_thread_;
     if (js) js_thread_events_ += static_cast<int64_t>(events.size());
     queue_.PushAll(events);
-    if (js) events_data_[0] = static_cast<double>(js_thread_events_);
+    if (js) events_data_[kHeaderQueued] = static_cast<double>(js_thread_events_);
   }
 
   // A connection event (connect or disconnect ended), from either thread.
@@ -184,6 +188,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
         id = opt ? -(++opt_counter_) - 1 : r;  // -2, -3, ...: -1 means failure
         c->cookie = id;
         in_flight_++;
+        events_data_[kHeaderSlot] = c->slot;  // lib/ registers the command in this slot
       }
       staged.Flush(h_);  // a completion may have run already (dead connection)
     }
@@ -268,6 +273,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
 
   std::vector<std::unique_ptr<CommandContext>> command_storage_;
   std::vector<CommandContext*> free_commands_;
+  std::vector<CommandContext*> delivered_;  // completed in the batch JS is being handed
   int64_t in_flight_ = 0;   // issued, completion not yet delivered to JS
   int64_t opt_counter_ = 0;  // ids of option commands (negative cookies)
   std::thread::id js_thread_;
