@@ -6,6 +6,38 @@ import type { NativeHandle, NativePayload } from '../typings/native';
 import { binding } from './binding';
 import type { ChunkCallback, CompletionCallback, DebugCallback, ErrorRef } from './callbacks';
 import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './errors';
+import {
+  CHUNK_COUNT,
+  CHUNK_ERROR,
+  CHUNK_SLOT,
+  CHUNK_STATUS,
+  CHUNK_SUB_OFFSET,
+  COMPLETION_ERROR,
+  COMPLETION_RETIRE_ERROR,
+  COMPLETION_SLOT,
+  CONNECTED_ERROR,
+  CONNECTED_ID,
+  CONNECTION_LOST_ERROR,
+  CONTEXT_SLOT,
+  DISCONNECTED_ERROR,
+  EVENT_CHUNK,
+  EVENT_COMPLETION,
+  EVENT_CONNECTED,
+  EVENT_CONNECTION_LOST,
+  EVENT_CONTEXT,
+  EVENT_DEBUG,
+  EVENT_DISCONNECTED,
+  EVENT_EXTENT,
+  EVENT_LIST,
+  EVENT_STRIDE,
+  EXTENT_ERROR,
+  EXTENT_SLOT,
+  FIELD_KIND,
+  HEADER_QUEUED,
+  HEADER_SLOT,
+  LIST_SLOT,
+  READ_ERROR_MARKER,
+} from './generated/event-wire';
 import { HandleApi, type Int64, type Settle } from './generated/handle-api';
 import {
   adoptLibnbdError,
@@ -37,22 +69,15 @@ export function defaultDriver(): Driver {
   return fromEnv === 'thread' || fromEnv === 'loop' ? fromEnv : 'loop';
 }
 
-// Event kinds (native/event_queue.h).
-const EVENT_CHUNK = 1;
-const EVENT_COMPLETION = 2;
-const EVENT_CONNECTED = 3;
-const EVENT_DISCONNECTED = 4;
-const EVENT_EXTENT = 5;
-const EVENT_LIST = 6;
-const EVENT_CONTEXT = 7;
-const EVENT_DEBUG = 8;
-const EVENT_CONNECTION_LOST = 9;
-/** Header slot of the shared event array: the slot of the command the last aio call issued (native/event_queue.h). */
-const SLOT_OF_LAST_ISSUE = 1;
+// The event wire's layout comes from one table (scripts/event-wire.mjs),
+// compiled into the native module too: a stale build must not misread it.
+if (binding.eventStride !== EVENT_STRIDE || binding.readErrorMarker !== READ_ERROR_MARKER) {
+  throw new Error('libnbd: the native module was built from another event wire; rebuild it (npm run build)');
+}
 let issueOrder = 0;
 /** ArrayBuffers already marked untransferable (Handle#_pin). */
 const untransferable = new WeakSet<ArrayBufferLike>();
-const STRIDE = binding.eventStride;
+const STRIDE = EVENT_STRIDE;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 /** A read whose buffer was detached or shrunk while in flight fails with this. */
 const BUFFER_LOST = 'the buffer was detached or shrunk while the command was in flight';
@@ -240,7 +265,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   }
 
   protected _afterCall(): void {
-    if (this.#events[0] !== 0) this.#native.drain();
+    if (this.#events[HEADER_QUEUED] !== 0) this.#native.drain();
   }
 
   protected _pin(buf: ArrayBufferView): void {
@@ -264,7 +289,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     settle: Settle | undefined,
   ): number {
     if (cookie === -1) throw this.#lastError();
-    this.#slots[this.#events[SLOT_OF_LAST_ISSUE]] = new PendingCommand(cookie, type, buf, offset, closure, completion ?? undefined, settle, false);
+    this.#slots[this.#events[HEADER_SLOT]] = new PendingCommand(cookie, type, buf, offset, closure, completion ?? undefined, settle, false);
     this.#pendingCount++;
     this._afterCall();
     return cookie;
@@ -277,7 +302,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     settle: Settle | undefined,
   ): void {
     if (id === -1) throw this.#lastError();
-    this.#slots[this.#events[SLOT_OF_LAST_ISSUE]] = new PendingCommand(id, 'option', undefined, undefined, closure, completion ?? undefined, settle, true);
+    this.#slots[this.#events[HEADER_SLOT]] = new PendingCommand(id, 'option', undefined, undefined, closure, completion ?? undefined, settle, true);
     this.#pendingCount++;
     this._afterCall();
   }
@@ -342,33 +367,33 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       // cost the rest of the batch its delivery (the native side has
       // retired those commands already).
       try {
-        const kind = ev[p];
+        const kind = ev[p + FIELD_KIND];
         if (kind === EVENT_CHUNK) {
-          const cmd = this.#slots[ev[p + 1]];
-          if (cmd !== undefined) this.#deliverChunk(cmd, ev[p + 2], ev[p + 3], ev[p + 4], ev[p + 5]);
+          const cmd = this.#slots[ev[p + CHUNK_SLOT]];
+          if (cmd !== undefined) this.#deliverChunk(cmd, ev[p + CHUNK_STATUS], ev[p + CHUNK_ERROR], ev[p + CHUNK_SUB_OFFSET], ev[p + CHUNK_COUNT]);
         } else if (kind === EVENT_COMPLETION) {
-          const slot = ev[p + 1];
+          const slot = ev[p + COMPLETION_SLOT];
           const cmd = this.#slots[slot];
           if (cmd !== undefined) {
             this.#slots[slot] = undefined;
             this.#pendingCount--;
-            this.#deliverCompletion(cmd, ev[p + 3], ev[p + 4]);
+            this.#deliverCompletion(cmd, ev[p + COMPLETION_ERROR], ev[p + COMPLETION_RETIRE_ERROR]);
           }
         } else if (kind === EVENT_EXTENT) {
-          const cmd = this.#slots[ev[p + 1]];
-          if (cmd !== undefined) this.#deliverExtent(cmd, ev[p + 3], payloads![i]!);
+          const cmd = this.#slots[ev[p + EXTENT_SLOT]];
+          if (cmd !== undefined) this.#deliverExtent(cmd, ev[p + EXTENT_ERROR], payloads![i]!);
         } else if (kind === EVENT_LIST || kind === EVENT_CONTEXT) {
-          const cmd = this.#slots[ev[p + 1]];
+          const cmd = this.#slots[ev[p + (kind === EVENT_LIST ? LIST_SLOT : CONTEXT_SLOT)]];
           if (cmd !== undefined) this.#deliverListing(cmd, kind, payloads![i]!);
         } else if (kind === EVENT_DEBUG) {
           this.#deliverDebug(payloads![i]!);
         } else if (kind === EVENT_CONNECTED) {
-          this.#connectEnded(ev[p + 1], ev[p + 3], payloads?.[i]);
+          this.#connectEnded(ev[p + CONNECTED_ID], ev[p + CONNECTED_ERROR], payloads?.[i]);
         } else if (kind === EVENT_DISCONNECTED) {
           this.#disconnectInFlight = false;
-          this.#disconnectEnded(ev[p + 3], payloads?.[i]);
+          this.#disconnectEnded(ev[p + DISCONNECTED_ERROR], payloads?.[i]);
         } else if (kind === EVENT_CONNECTION_LOST) {
-          this.emit('disconnect', new NbdError(payloads![i]!.message!, ev[p + 3]));
+          this.emit('disconnect', new NbdError(payloads![i]!.message!, ev[p + CONNECTION_LOST_ERROR]));
         }
       } catch (e) {
         if (!failed) {

@@ -13,12 +13,14 @@ const EPROTO = 71;
 export const READ_ERROR_STATUS = 3;
 
 /**
- * What libnbd records for a READ_ERROR chunk when it had no error before
- * (native/nbd_handle.cc). A plain error reply leaves no event, so only the
- * command's next event tells whether libnbd had recorded one before that
- * chunk: that event's error is then this marker, or the earlier error.
+ * READ_ERROR_MARKER is what libnbd records for a READ_ERROR chunk when it had
+ * no error before (native/nbd_handle.cc). A plain error reply leaves no
+ * event, so only the command's next event tells whether libnbd had recorded
+ * one before that chunk: that event's error is then this marker, or the
+ * earlier error.
  */
-export const READ_ERROR_MARKER = 0x4e424400;
+import { READ_ERROR_MARKER } from './generated/event-wire';
+export { READ_ERROR_MARKER };
 
 /** A READ_ERROR chunk whose effect waits for the command's next event. */
 type DeferredReadError = [serverError: number, ret: unknown, value: number];

@@ -2,21 +2,10 @@
 //
 // libnbd runs its callbacks with the handle lock held, so they only append a
 // record here (no JS, no allocation once the vector has grown) and return.
-// The records reach JS through one shared Float64Array of kEventStride
-// doubles per event:
-//
-//   [0] kind        an EventKind
-//   [1] slot        the command's slot (CommandContext::slot); connection events:
-//                   the connect's id (0 otherwise)
-//   [2] status      chunk: READ_DATA / READ_HOLE / READ_ERROR
-//   [3] error       chunk: libnbd's *error on entry; completion: libnbd's *error;
-//                   connection events: errno of the failure, 0 on success
-//   [4] a           chunk: offset of the chunk within the caller's buffer;
-//                   completion: errno of nbd_aio_command_completed (0 = success)
-//   [5] count       chunk: byte count
-//
-// Every field is below 2^53, so doubles carry them exactly; absolute offsets
-// are rebuilt in JS from the request offset, which JS already has.
+// NbdHandle::Drain hands them to JS through one shared Float64Array laid out
+// as scripts/event-wire.mjs says (generated/event_wire.h here,
+// lib/generated/event-wire.ts there). Absolute offsets are rebuilt in JS from
+// the request offset, which JS already has.
 #pragma once
 
 #include <cstdint>
@@ -26,30 +15,9 @@
 #include <mutex>
 #include <vector>
 
+#include "generated/event_wire.h"
+
 namespace nbdjs {
-
-constexpr int kEventStride = 6;
-// Record 0 of the shared array is a header, not an event.
-constexpr int kHeaderQueued = 0;  // events a call made from JS queued (lib/ drains them)
-constexpr int kHeaderSlot = 1;    // slot of the command the last aio call issued
-
-// Recorded in libnbd as a READ_ERROR chunk's error when libnbd had none;
-// larger than any errno, so it cannot be confused with one (lib/semantics.ts).
-constexpr int kReadErrorMarker = 0x4e424400;
-
-enum EventKind : uint32_t {
-  kChunk = 1,
-  kCompletion = 2,
-  kConnected = 3,     // payload on failure: libnbd's message
-  kDisconnected = 4,  // payload on failure: libnbd's message
-  kExtent = 5,   // [3] libnbd's *error on entry; payload: context, offset, entries
-  kList = 6,     // payload: name, description
-  kContext = 7,  // payload: name
-  kDebug = 8,    // payload: context, message (no command)
-  // The connection ended without a disconnect being asked for (the server
-  // went away, even while idle): [3] errno; payload: libnbd's message.
-  kConnectionLost = 9,
-};
 
 struct CommandContext;
 

@@ -714,17 +714,45 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
           payloads.Set(static_cast<uint32_t>(j), PayloadToJs(env, e));
         }
         CommandContext* c = e.command;
-        out[0] = e.kind;
-        out[1] = c ? static_cast<double>(c->slot) : static_cast<double>(e.id);
-        out[2] = e.status;
-        out[3] = e.error;
-        out[4] = static_cast<double>(e.sub_offset);
-        out[5] = static_cast<double>(e.count);
-        if (e.kind == kCompletion) {
-          if (!c->retired.load()) c->Retire(h_);
-          out[4] = c->retire_error;
-          delivered_.push_back(c);  // its slot is reused once JS has seen this
-          in_flight_--;
+        out[field::kKind] = e.kind;
+        switch (e.kind) {
+          case kChunk:
+            out[field::kChunkSlot] = c->slot;
+            out[field::kChunkStatus] = e.status;
+            out[field::kChunkError] = e.error;
+            out[field::kChunkSubOffset] = static_cast<double>(e.sub_offset);
+            out[field::kChunkCount] = static_cast<double>(e.count);
+            break;
+          case kCompletion:
+            if (!c->retired.load()) c->Retire(h_);
+            out[field::kCompletionSlot] = c->slot;
+            out[field::kCompletionError] = e.error;
+            out[field::kCompletionRetireError] = c->retire_error;
+            delivered_.push_back(c);  // its slot is reused once JS has seen this
+            in_flight_--;
+            break;
+          case kConnected:
+            out[field::kConnectedId] = static_cast<double>(e.id);
+            out[field::kConnectedError] = e.error;
+            break;
+          case kDisconnected:
+            out[field::kDisconnectedError] = e.error;
+            break;
+          case kConnectionLost:
+            out[field::kConnectionLostError] = e.error;
+            break;
+          case kExtent:
+            out[field::kExtentSlot] = c->slot;
+            out[field::kExtentError] = e.error;
+            break;
+          case kList:
+            out[field::kListSlot] = c->slot;
+            break;
+          case kContext:
+            out[field::kContextSlot] = c->slot;
+            break;
+          case kDebug:
+            break;
         }
       }
       i += n;
