@@ -28,6 +28,9 @@ class Driver {
   // Stop driving for good; called before libnbd closes the fd. No libnbd
   // call is made by the driver once this returns.
   virtual void Stop() = 0;
+  // Stop() has begun on another thread: the driving thread should return
+  // to its loop rather than keep reading (the thread driver's I/O thread).
+  virtual bool Stopping() const { return false; }
 };
 
 }  // namespace nbdjs

@@ -83,7 +83,8 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
 
   nbd_handle* handle() const { return h_; }
 
-  // Runs libnbd's state machine for a ready socket: one notify call, then
+  // Runs libnbd's state machine for a ready socket: one notify call (and,
+  // after a reply, the replies already waiting: DrainReadyReplies), then
   // notes the end of a connect or disconnect. On the thread that drives the
   // handle (JS thread for the loop driver, the I/O thread for the thread
   // driver); errors are kept in io_error_.
@@ -222,6 +223,11 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   Napi::Value PayloadToJs(Napi::Env env, const Event& e);
   // Common glue of the connect calls.
   Napi::Value StartConnect(Napi::Env env, ConnectTask task);
+
+  // After a notify_read that completed a command: reads the replies already
+  // in the socket (zero-timeout poll, one notify_read each), so that one
+  // wake-up delivers them all. See nbd_handle.cc.
+  void DrainReadyReplies(nbd_handle* h, StagedEvents& staged);
 
   // After a libnbd call from JS: watch the right fd and direction, notice the
   // end of a connect or disconnect, keep or release the loop.

@@ -26,6 +26,7 @@ class ThreadDriver final : public Driver {
   void Rearm() override;
   void SetActive(bool active) override;
   void Stop() override;
+  bool Stopping() const override { return stop_.load(); }
 
  private:
   static void CallJs(Napi::Env env, Napi::Function, ThreadDriver* driver, void*);
