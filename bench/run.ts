@@ -3,9 +3,11 @@
 // `nbdkit memory size=1G` server over a Unix socket, in one run.
 //
 //   npm run bench -- [--quick] [--workload W1[,W2...]] [--runs N] [--markdown] [--json PATH] [--no-rss]
+//   npm run bench -- --instructions [--commands A,B] [--runs N] [--quick]
 //
 // Every measurement runs in a child process of its own; each is repeated and
-// the median reported. See bench/README.md.
+// the median reported. --instructions counts instructions per command under
+// valgrind's callgrind instead of timing. See bench/README.md.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -42,6 +44,12 @@ const RSS_COMMANDS = 1_000_000;
 const RSS_WARMUP = 100_000;
 const RSS_BLOCK = 4 * KiB;
 const RSS_QD = 64;
+/** --instructions: W2's shape, at two command counts whose difference cancels start-up. */
+const INSTR_BLOCK = 4 * KiB;
+const INSTR_QD = 64;
+const INSTR_COMMANDS: [number, number] = [20_000, 40_000];
+/** A client under callgrind runs ~50 times slower than natively. */
+const INSTR_CHILD_TIMEOUT_MS = 900_000;
 
 interface Options {
   quick: boolean;
@@ -50,6 +58,9 @@ interface Options {
   runs: number;
   markdown: boolean;
   json: string;
+  /** --instructions: count instructions per command under callgrind instead. */
+  instructions: boolean;
+  commands: [number, number];
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -58,12 +69,18 @@ const USAGE = `usage: npm run bench -- [options]
   --runs N           runs per measurement (default 5, --quick 3; at least 3)
   --markdown         print README-ready markdown tables
   --json PATH        where to write the results (default bench/results.json)
-  --no-rss           skip the RSS check (1M commands)`;
+  --no-rss           skip the RSS check (1M commands)
+  --instructions     instructions per command under valgrind --tool=callgrind
+                     (W2's shape; default 3 runs, --quick 1) instead of timing
+  --commands A,B     the two command counts --instructions differences
+                     (default ${INSTR_COMMANDS.join(',')})`;
 
 function parseArgs(argv: string[]): Options {
   let quick = false;
   let markdown = false;
   let noRss = false;
+  let instructions = false;
+  let commands = INSTR_COMMANDS;
   let runs: number | undefined;
   let json = join(SOURCE_DIR, 'results.json');
   const picked = new Set<string>();
@@ -76,10 +93,18 @@ function parseArgs(argv: string[]): Options {
     if (a === '--quick') quick = true;
     else if (a === '--markdown') markdown = true;
     else if (a === '--no-rss') noRss = true;
+    else if (a === '--instructions') instructions = true;
+    else if (a === '--commands') {
+      const c = value().split(',').map(Number);
+      if (c.length !== 2 || !c.every((x) => Number.isSafeInteger(x) && x > 0) || c[0] >= c[1]) {
+        throw new UsageError('--commands needs two positive integers A,B with A < B');
+      }
+      commands = [c[0], c[1]];
+    }
     else if (a === '--json') json = resolve(value());
     else if (a === '--runs') {
       runs = Number(value());
-      if (!Number.isSafeInteger(runs) || runs < 3) throw new UsageError('--runs needs an integer >= 3');
+      if (!Number.isSafeInteger(runs) || runs < 1) throw new UsageError('--runs needs a positive integer');
     } else if (a === '--workload' || a === '-w') {
       for (const w of value().toUpperCase().split(',')) {
         if (w !== 'RSS' && !WORKLOADS.some((x) => x.name === w)) throw new UsageError(`unknown workload ${w}`);
@@ -91,11 +116,16 @@ function parseArgs(argv: string[]): Options {
     } else throw new UsageError(`unknown argument ${a}`);
   }
   const all = picked.size === 0;
+  if (instructions && picked.size > 0) throw new UsageError('--instructions measures W2\'s shape only; no --workload');
+  // Medians of timed runs need at least 3; instruction counts barely vary.
+  if (!instructions && runs !== undefined && runs < 3) throw new UsageError('--runs needs an integer >= 3');
   return {
     quick,
     markdown,
     json,
-    runs: runs ?? (quick ? 3 : 5),
+    instructions,
+    commands,
+    runs: runs ?? (instructions ? (quick ? 1 : 3) : quick ? 3 : 5),
     workloads: WORKLOADS.filter((w) => all || picked.has(w.name)).map((w) =>
       quick ? { ...w, total: Math.floor(w.total / QUICK_DIVISOR) } : w,
     ),
@@ -416,6 +446,98 @@ function rssTable(rss: RssResult[]): Table {
   };
 }
 
+// ------------------------------------------------------------------ instructions
+
+/** A client of --instructions: the command line that issues `n` commands of W2's shape. */
+interface InstrClient {
+  id: string;
+  client: string;
+  variant: string;
+  argv(n: number): string[];
+}
+
+function instrClients(uri: string, cBin: string, defaultDriver: Driver): InstrClient[] {
+  const total = (n: number) => n * INSTR_BLOCK;
+  const list: InstrClient[] = [
+    { id: 'c', client: 'C', variant: 'libnbd aio', argv: (n) => [cBin, uri, String(INSTR_BLOCK), String(INSTR_QD), String(total(n))] },
+  ];
+  for (const form of ['callback', 'promise'] as Form[]) {
+    for (const driver of DRIVERS) {
+      list.push({
+        id: `node-${driver}-${form}`,
+        client: 'Node',
+        variant: `${driver}${driver === defaultDriver ? ' (default)' : ''} / ${form}`,
+        argv: (n) => {
+          const job: Job = { mode: 'measure', uri, driver, form, block: INSTR_BLOCK, qd: INSTR_QD, total: total(n), eld: false };
+          return [process.execPath, JS_LOOP, JSON.stringify(job)];
+        },
+      });
+    }
+  }
+  return list;
+}
+
+/**
+ * Runs `argv` under callgrind and resolves with the instructions the client
+ * process executed, all its threads (the thread driver's I/O thread, V8's
+ * helpers) included; children (a server it forks) are not traced.
+ */
+async function countInstructions(argv: string[], n: number, outFile: string): Promise<number> {
+  const args = ['--tool=callgrind', '--trace-children=no', `--callgrind-out-file=${outFile}`, ...argv];
+  const result = await runJson<{ ops?: number }>('valgrind', args, INSTR_CHILD_TIMEOUT_MS);
+  if (result.ops !== n) throw new ChildError(`completed ${result.ops} commands, expected ${n}`, `valgrind ${args.join(' ')}`);
+  let text: string;
+  try {
+    text = readFileSync(outFile, 'utf8');
+  } finally {
+    rmSync(outFile, { force: true });
+  }
+  // Without --separate-threads one file holds every thread; "summary" is their total Ir.
+  const m = /^summary:\s*(\d+)/m.exec(text) ?? /^totals:\s*(\d+)/m.exec(text);
+  if (m === null) throw new ChildError('no summary line in the callgrind output', `valgrind ${args.join(' ')}`);
+  return Number(m[1]);
+}
+
+interface InstrMeasured {
+  id: string;
+  client: string;
+  variant: string;
+  failures: string[];
+  /** Per run: instruction totals at the two command counts. */
+  totals: [number, number][];
+  /** Per run: (total(B) - total(A)) / (B - A). */
+  perCommand: number[];
+  /** Median of perCommand. */
+  instructionsPerCommand: number;
+  relativeToC: number;
+}
+
+function instrTable(results: InstrMeasured[], commands: [number, number], runs: number): Table {
+  return {
+    title:
+      `Instructions per command under callgrind: ${fmtBytes(INSTR_BLOCK)} reads at queue depth ${INSTR_QD} (W2's shape), ` +
+      `(I(${fmt(commands[1])}) − I(${fmt(commands[0])})) / ${fmt(commands[1] - commands[0])}, client process only, median of ${runs} run${runs === 1 ? '' : 's'}`,
+    headers: ['client', 'driver / form', 'instructions / command', '÷ C', 'runs (min–max)'],
+    align: 'llrrr',
+    rows: results.map((m) =>
+      m.perCommand.length === 0
+        ? [m.client, `${m.variant} *`, 'failed', '-', '-']
+        : [
+            m.client,
+            m.failures.length === 0 ? m.variant : `${m.variant} *`,
+            fmt(m.instructionsPerCommand),
+            Number.isNaN(m.relativeToC) ? '-' : fmt(m.relativeToC, 2),
+            `${fmt(Math.min(...m.perCommand))}–${fmt(Math.max(...m.perCommand))}`,
+          ],
+    ),
+    notes: [
+      ...results.filter((m) => m.failures.length > 0).map((m) => `* ${m.client} ${m.variant}: ${[...new Set(m.failures)].join('; ')}`),
+      'Counts do not move with machine load, but under callgrind the client runs ~50× slower than the server, so replies are',
+      'usually already waiting in the socket: this is the client-bound regime. Threads are serialized (the thread driver included).',
+    ],
+  };
+}
+
 // ------------------------------------------------------------------ main
 
 function firstLine(cmd: string, args: string[]): string {
@@ -437,6 +559,7 @@ async function main(): Promise<void> {
   need('nbdcopy', 'to fill the export with random data');
   need('cc', 'to build the C loop (bench/c_loop.c)');
   need('pkg-config', 'to find libnbd for the C loop', ['--exists', 'libnbd']);
+  if (opts.instructions) need('valgrind', 'for --instructions (apt-get install valgrind)');
   const python = spawnSync(PYTHON, ['-c', 'import nbd'], { stdio: 'ignore' }).status === 0;
   if (!python) log(`bench: ${PYTHON} cannot import nbd (python3-libnbd): Python figures skipped`);
   const defaultDriver = lib.defaultDriver();
@@ -482,7 +605,39 @@ async function main(): Promise<void> {
     }
   };
 
-  for (const w of opts.workloads) {
+  if (opts.instructions) {
+    const list = instrClients(uri, cBin, defaultDriver);
+    const [a, b] = opts.commands;
+    const totals = new Map<string, [number, number][]>(list.map((c) => [c.id, []]));
+    const failed = new Map<string, string[]>(list.map((c) => [c.id, []]));
+    for (let i = 1; i <= opts.runs; i++) {
+      for (const c of list) {
+        const counted: number[] = [];
+        for (const n of [a, b]) {
+          const what = `instructions run ${i}/${opts.runs} ${c.client} ${c.variant}, ${fmt(n)} commands`;
+          const r = await attempt(what, () => countInstructions(c.argv(n), n, join(workDir!, `callgrind.${c.id}.${n}.out`)));
+          if (r instanceof ChildError) {
+            failed.get(c.id)!.push(r.message);
+            break;
+          }
+          counted.push(r);
+          log(`${what}: ${fmt(r)} instructions`);
+        }
+        if (counted.length === 2) totals.get(c.id)!.push([counted[0], counted[1]]);
+      }
+    }
+    const perCommand = (t: [number, number][]) => t.map(([x, y]) => (y - x) / (b - a));
+    const cPer = median(perCommand(totals.get('c')!));
+    const results: InstrMeasured[] = list.map((c) => {
+      const per = perCommand(totals.get(c.id)!);
+      const m = median(per);
+      return { id: c.id, client: c.client, variant: c.variant, failures: failed.get(c.id)!, totals: totals.get(c.id)!, perCommand: per, instructionsPerCommand: m, relativeToC: m / cPer };
+    });
+    json.instructions = { block: INSTR_BLOCK, qd: INSTR_QD, commands: opts.commands, results };
+    tables.push(instrTable(results, opts.commands, opts.runs));
+  }
+
+  for (const w of opts.instructions ? [] : opts.workloads) {
     const runs = new Map<string, RunResult[]>(all.map((c) => [c.id, []]));
     const failed = new Map<string, string[]>(all.map((c) => [c.id, []]));
     // Runs interleave the clients, so that drift hits them all alike.
@@ -511,7 +666,7 @@ async function main(): Promise<void> {
     }
   }
 
-  if (opts.rss) {
+  if (opts.rss && !opts.instructions) {
     const rss: RssResult[] = [];
     for (const form of ['callback', 'promise'] as Form[]) {
       log(`RSS: ${fmt(RSS_COMMANDS)} commands, ${defaultDriver} / ${form} ...`);
@@ -525,7 +680,11 @@ async function main(): Promise<void> {
 
   writeFileSync(opts.json, JSON.stringify(json, null, 2) + '\n');
   const header = `libnbd for Node.js ${meta.commit}; node ${meta.node}, libnbd ${meta.libnbd}, ${meta.nbdkit}${python ? `, ${meta.python}` : ''}; ${meta.cpus} × ${meta.cpu}
-Server: ${meta.server}. Each figure is the median of ${opts.runs} runs, each run a child process of its own; "× C" = median ops/s over the C loop's median ops/s; "spread" = (max - min) / median over the runs.`;
+Server: ${meta.server}. ${
+    opts.instructions
+      ? `Each client runs under valgrind --tool=callgrind --trace-children=no; "÷ C" = its instructions per command over the C loop's.`
+      : `Each figure is the median of ${opts.runs} runs, each run a child process of its own; "× C" = median ops/s over the C loop's median ops/s; "spread" = (max - min) / median over the runs.`
+  }`;
   if (opts.markdown) console.log([header, ...tables.map(renderMarkdown)].join('\n\n'));
   else console.log([header, ...tables.map(renderText)].join('\n\n'));
   log(`bench: results written to ${relative(process.cwd(), opts.json)}`);

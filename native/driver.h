@@ -43,6 +43,9 @@ class Driver {
   // JS thread never waits for it. No libnbd call is made for the NbdHandle
   // once this returns, and connects still queued are dropped.
   virtual void Stop(CloseFn close) = 0;
+  // Stop() has begun: the driving thread should go back to its loop rather
+  // than keep reading replies (the thread driver's I/O thread).
+  virtual bool Stopping() const { return false; }
 };
 
 }  // namespace nbdjs

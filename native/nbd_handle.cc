@@ -19,6 +19,8 @@ namespace nbdjs {
 namespace {
 
 constexpr size_t kEventCapacity = 1024;  // events per JS call
+// Extra notify_read calls per wake-up at most (DrainReadyReplies).
+constexpr int kMaxDrainedReplies = 64;
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 // notify calls after a poll error, per wake-up (one reply each); the poll
 // reports the error again if more remain.
@@ -525,15 +527,56 @@ void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   unsigned dir = nbd_aio_get_direction(h);
   int r = 0;
   StagedEvents staged(this);
-  // One notify per wake-up, read first; never notify_read an fd that is not
-  // readable (libnbd would park in REPLY.START and hang).
-  if (readable && (dir & LIBNBD_AIO_DIRECTION_READ))
+  // Read first; never notify_read an fd that is not readable (libnbd would
+  // park in REPLY.START and hang).
+  if (readable && (dir & LIBNBD_AIO_DIRECTION_READ)) {
     r = nbd_aio_notify_read(h);
-  else if (writable && (dir & LIBNBD_AIO_DIRECTION_WRITE))
+    if (r != -1) DrainReadyReplies(h, staged);
+  } else if (writable && (dir & LIBNBD_AIO_DIRECTION_WRITE)) {
     r = nbd_aio_notify_write(h);
+  }
   if (r == -1) RecordIoError();
   staged.Flush(h);
   CheckConnectionState(h);
+}
+
+// libnbd's notify_read returns at READY after each reply, so waiting for the
+// socket again would cost one wake-up (a libuv turn and a JS delivery, or an
+// I/O-thread poll) per reply. After a notify_read that completed a command,
+// while commands are in flight and libnbd still wants to read, ask the socket
+// with a zero-timeout poll(2) whether more is waiting and read it with
+// another notify_read; the driver's own wait resumes afterwards (the loop
+// driver re-arms from libnbd's direction as after any notify). Only after a
+// completion: probing after every notify (a write, part of a reply) finds an
+// empty socket at queue depth 1. Each round's events are flushed (retired,
+// published) before the next, as separate wake-ups would do: libnbd's order,
+// JS callbacks after libnbd returns. Stops after kMaxDrainedReplies rounds,
+// on an error, or when the driver is stopping.
+void NbdHandle::DrainReadyReplies(nbd_handle* h, StagedEvents& staged) {
+  int fd = -1;
+  for (int round = 0; round < kMaxDrainedReplies; round++) {
+    // A data command's completion: option commands (negotiation, when
+    // nbd_aio_in_flight is not allowed) start out retired, data commands are
+    // retired by the flush below.
+    bool completed = false;
+    for (const Event& e : staged.events) {
+      if (e.kind == kCompletion && !e.command->retired.load()) {
+        completed = true;
+        break;
+      }
+    }
+    staged.Flush(h);
+    if (!completed || driver_->Stopping()) return;
+    if (nbd_aio_in_flight(h) <= 0) return;
+    if ((nbd_aio_get_direction(h) & LIBNBD_AIO_DIRECTION_READ) == 0) return;
+    if (fd < 0 && (fd = nbd_aio_get_fd(h)) < 0) return;
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 0) != 1 || (p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) return;
+    if (nbd_aio_notify_read(h) == -1) {
+      RecordIoError();
+      return;
+    }
+  }
 }
 
 namespace {

@@ -105,7 +105,8 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
 
   nbd_handle* handle() const { return h_; }
 
-  // Runs libnbd's state machine for a ready socket: one notify call, then
+  // Runs libnbd's state machine for a ready socket: one notify call (and,
+  // after a reply, the replies already waiting: DrainReadyReplies), then
   // notes the end of a connect or disconnect. On the thread that drives the
   // handle (JS thread for the loop driver, the I/O thread for the thread
   // driver); errors are kept in io_error_.
@@ -252,6 +253,11 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   Napi::Value StartConnect(Napi::Env env, std::function<int(nbd_handle*)> run, bool subprocess);
   // After a poll error: drives libnbd while its socket has something to say.
   void DriveAfterSocketError();
+
+  // After a notify_read that completed a command: reads the replies already
+  // in the socket (zero-timeout poll, one notify_read each), so that one
+  // wake-up delivers them all. See nbd_handle.cc.
+  void DrainReadyReplies(nbd_handle* h, StagedEvents& staged);
 
   // After a libnbd call from JS: watch the right fd and direction, notice the
   // end of a connect or disconnect, keep or release the loop.

@@ -27,6 +27,7 @@ class ThreadDriver final : public Driver {
   void Rearm() override;
   void SetActive(bool active) override;
   void Stop(CloseFn close) override;
+  bool Stopping() const override { return control_->stop.load(); }
 
  private:
   // What the I/O thread and Stop decide together under `mutex`: whether the

@@ -2,10 +2,11 @@
 # Installs what the binding needs on a fresh Debian machine, then builds it:
 # libnbd's headers (libnbd-dev), the test servers (nbdkit, qemu-nbd), libnbd's
 # Python binding (the reference the tests compare against), a C++ toolchain,
+# for `npm run bench` nbdcopy (libnbd-bin) and valgrind (--instructions),
 # then `npm ci` (node-gyp build of the addon and the TypeScript build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(libnbd-dev libnbd-bin nbdkit qemu-utils python3-libnbd pkg-config g++ make cmake iproute2 procps util-linux)
+packages=(libnbd-dev libnbd-bin nbdkit qemu-utils python3-libnbd pkg-config g++ make cmake iproute2 procps util-linux valgrind)
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
 export DEBIAN_FRONTEND=noninteractive

@@ -102,6 +102,15 @@ export interface ScriptedServer {
   connections: number;
   /** Replace the read script (applies to later requests). */
   script: ReadScript;
+  /** From now on, keep transmission replies instead of sending them (until release()). */
+  hold(): void;
+  /**
+   * Sends the replies held so far, each connection's in one write (so that
+   * they are all in the client's socket at once), and stops holding. With
+   * `count`, sends only each connection's first `count` held replies and
+   * keeps holding the rest.
+   */
+  release(count?: number): void;
   close(): Promise<void>;
 }
 
@@ -205,6 +214,13 @@ export async function startScriptedServer(script: ReadScript, options: ScriptedS
   const structured = options.structuredReplies ?? true;
   const socket = join(tempDir(), 'scripted.sock');
   const sockets = new Set<Socket>();
+  /** Replies held per connection while holding. */
+  let held: Map<Socket, Buffer[]> | undefined;
+  const sendReply = (sock: Socket, reply: Buffer) => {
+    if (held === undefined) sock.write(reply);
+    else if (held.has(sock)) held.get(sock)!.push(reply);
+    else held.set(sock, [reply]);
+  };
 
   const state: ScriptedServer = {
     socket,
@@ -212,6 +228,17 @@ export async function startScriptedServer(script: ReadScript, options: ScriptedS
     requests: [],
     connections: 0,
     script,
+    hold: () => {
+      held ??= new Map();
+    },
+    release: (count?: number) => {
+      const replies = held;
+      if (count === undefined) held = undefined;
+      for (const [sock, bufs] of replies ?? []) {
+        const send = count === undefined ? bufs : bufs.splice(0, count);
+        if (send.length > 0 && !sock.destroyed) sock.write(Buffer.concat(send));
+      }
+    },
     close: () =>
       new Promise<void>((resolve) => {
         running.delete(state);
@@ -268,7 +295,7 @@ export async function startScriptedServer(script: ReadScript, options: ScriptedS
       if (type === CMD_READ && sr) {
         const chunks = state.script(offset, length);
         if (chunks.length === 0) throw new Error('a read script must return at least one chunk');
-        sock.write(Buffer.concat(chunks.map((c, i) => chunkBytes(c, i === chunks.length - 1, handle))));
+        sendReply(sock, Buffer.concat(chunks.map((c, i) => chunkBytes(c, i === chunks.length - 1, handle))));
         continue;
       }
       if (type === CMD_WRITE) await r.read(length);
@@ -281,7 +308,7 @@ export async function startScriptedServer(script: ReadScript, options: ScriptedS
       } else if (type === CMD_WRITE) {
         errno = NBD_EPERM;
       }
-      sock.write(Buffer.concat([u32(SIMPLE_REPLY_MAGIC), u32(errno), handle, payload]));
+      sendReply(sock, Buffer.concat([u32(SIMPLE_REPLY_MAGIC), u32(errno), handle, payload]));
     }
   }
 
