@@ -151,6 +151,9 @@ NbdHandle::NbdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NbdHandl
   events_data_ = events.Data();
   events_array_ = Napi::Persistent(events);
 
+  link_ = new HandleLink{this, 1};
+  AddRawMethods(env, info.This(), link_);
+
   h_ = nbd_create();
   if (h_ == nullptr) {
     Napi::Error e = Napi::Error::New(env, nbd_get_error() ? nbd_get_error() : "nbd_create failed");
@@ -170,6 +173,10 @@ NbdHandle::NbdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NbdHandl
 NbdHandle::~NbdHandle() {
   Teardown();
   driver_.reset();
+  if (link_ != nullptr) {
+    link_->handle = nullptr;  // its functions may be finalized later
+    HandleLink::Release(link_);
+  }
 }
 
 void NbdHandle::Teardown() {

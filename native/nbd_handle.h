@@ -15,6 +15,7 @@
 
 #include "driver.h"
 #include "event_queue.h"
+#include "raw_method.h"
 
 namespace nbdjs {
 
@@ -208,6 +209,8 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
  private:
 #include "generated/api_methods.h"
   static void AddGeneratedMethods(std::vector<PropertyDescriptor>& methods);
+  // The data commands, as own properties of `target` (native/raw_method.h).
+  static void AddRawMethods(napi_env env, napi_value target, HandleLink* link);
 
   // Hand-written glue.
   Napi::Value AioDisconnect(const Napi::CallbackInfo& info);
@@ -272,6 +275,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
 
   nbd_handle* h_ = nullptr;
   AddonData* addon_ = nullptr;
+  HandleLink* link_ = nullptr;  // what this handle's raw functions point at
   std::unique_ptr<Driver> driver_;
   EventQueue queue_;
   std::vector<Event> batch_;

@@ -128,7 +128,9 @@ function commandMethod(call, opt) {
   let lines = guarded(call.name, body, 'Napi::Number::New(env, -1)');
   const cm = closureMacro[call.closure];
   if (cm) lines = [`#if defined(${macro(call.name)}) && defined(${cm})`, ...lines.slice(1)];
-  return [`Napi::Value NbdHandle::${pascal(call.name)}(const Napi::CallbackInfo& info) {`, '  Napi::Env env = info.Env();',
+  // Data commands are the hot path: raw per-handle functions (native/raw_method.h).
+  const infoType = opt ? 'Napi::CallbackInfo' : 'RawArgs';
+  return [`Napi::Value NbdHandle::${pascal(call.name)}(const ${infoType}& info) {`, '  Napi::Env env = info.Env();',
     ...lines, '}'].join('\n');
 }
 
@@ -159,16 +161,17 @@ function moduleFunction(call) {
     '#else', `  return ${fail};`, '#endif', '}'].join('\n');
 }
 
+/** Methods on the native class's prototype (the data commands are per-handle raw functions instead). */
 const nativeHandleMethods = () => [
   ...simpleCalls.map((c) => c.name),
-  ...commandCalls.map((c) => c.name),
   ...optCalls.map((c) => c.name),
   ...connectCalls.map(connectName),
 ];
 
 function nativeDecls() {
   return banner('//') + '// Included inside class NbdHandle (native/nbd_handle.h).\n' +
-    nativeHandleMethods().map((n) => `Napi::Value ${pascal(n)}(const Napi::CallbackInfo& info);`).join('\n') + '\n';
+    nativeHandleMethods().map((n) => `Napi::Value ${pascal(n)}(const Napi::CallbackInfo& info);`).join('\n') + '\n' +
+    commandCalls.map((c) => `Napi::Value ${pascal(c.name)}(const RawArgs& info);`).join('\n') + '\n';
 }
 
 function nativeDefs() {
@@ -183,6 +186,9 @@ function nativeDefs() {
   for (const c of connectCalls) out.push(connectMethod(c), '');
   out.push('void NbdHandle::AddGeneratedMethods(std::vector<PropertyDescriptor>& methods) {');
   for (const n of nativeHandleMethods()) out.push(`  methods.push_back(InstanceMethod<&NbdHandle::${pascal(n)}>("${camel(n)}"));`);
+  out.push('}', '');
+  out.push('void NbdHandle::AddRawMethods(napi_env env, napi_value target, HandleLink* link) {');
+  for (const c of commandCalls) out.push(`  InstallRawMethod<&NbdHandle::${pascal(c.name)}>(env, target, "${camel(c.name)}", link);`);
   out.push('}', '');
   out.push('// ---------------------------------------------------------------- module functions', '');
   for (const c of moduleCalls) out.push(moduleFunction(c), '');

@@ -1088,7 +1088,7 @@ Napi::Value NbdHandle::KillSubprocess(const Napi::CallbackInfo& info) {
 
 // ---------------------------------------------------------------- data commands
 
-Napi::Value NbdHandle::AioPread(const Napi::CallbackInfo& info) {
+Napi::Value NbdHandle::AioPread(const RawArgs& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_PREAD
   uint8_t* a_buf = nullptr;
@@ -1103,7 +1103,7 @@ Napi::Value NbdHandle::AioPread(const Napi::CallbackInfo& info) {
 #endif
 }
 
-Napi::Value NbdHandle::AioPreadStructured(const Napi::CallbackInfo& info) {
+Napi::Value NbdHandle::AioPreadStructured(const RawArgs& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_PREAD_STRUCTURED
   uint8_t* a_buf = nullptr;
@@ -1118,7 +1118,7 @@ Napi::Value NbdHandle::AioPreadStructured(const Napi::CallbackInfo& info) {
 #endif
 }
 
-Napi::Value NbdHandle::AioPwrite(const Napi::CallbackInfo& info) {
+Napi::Value NbdHandle::AioPwrite(const RawArgs& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_PWRITE
   uint8_t* a_buf = nullptr;
@@ -1133,7 +1133,7 @@ Napi::Value NbdHandle::AioPwrite(const Napi::CallbackInfo& info) {
 #endif
 }
 
-Napi::Value NbdHandle::AioFlush(const Napi::CallbackInfo& info) {
+Napi::Value NbdHandle::AioFlush(const RawArgs& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_FLUSH
   uint32_t a_flags = info[0].As<Napi::Number>().Uint32Value();
@@ -1144,7 +1144,7 @@ Napi::Value NbdHandle::AioFlush(const Napi::CallbackInfo& info) {
 #endif
 }
 
-Napi::Value NbdHandle::AioTrim(const Napi::CallbackInfo& info) {
+Napi::Value NbdHandle::AioTrim(const RawArgs& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_TRIM
   uint64_t a_count = ArgUint64(info[0]);
@@ -1157,7 +1157,7 @@ Napi::Value NbdHandle::AioTrim(const Napi::CallbackInfo& info) {
 #endif
 }
 
-Napi::Value NbdHandle::AioCache(const Napi::CallbackInfo& info) {
+Napi::Value NbdHandle::AioCache(const RawArgs& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_CACHE
   uint64_t a_count = ArgUint64(info[0]);
@@ -1170,7 +1170,7 @@ Napi::Value NbdHandle::AioCache(const Napi::CallbackInfo& info) {
 #endif
 }
 
-Napi::Value NbdHandle::AioZero(const Napi::CallbackInfo& info) {
+Napi::Value NbdHandle::AioZero(const RawArgs& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_ZERO
   uint64_t a_count = ArgUint64(info[0]);
@@ -1183,7 +1183,7 @@ Napi::Value NbdHandle::AioZero(const Napi::CallbackInfo& info) {
 #endif
 }
 
-Napi::Value NbdHandle::AioBlockStatus(const Napi::CallbackInfo& info) {
+Napi::Value NbdHandle::AioBlockStatus(const RawArgs& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS
   uint64_t a_count = ArgUint64(info[0]);
@@ -1196,7 +1196,7 @@ Napi::Value NbdHandle::AioBlockStatus(const Napi::CallbackInfo& info) {
 #endif
 }
 
-Napi::Value NbdHandle::AioBlockStatus64(const Napi::CallbackInfo& info) {
+Napi::Value NbdHandle::AioBlockStatus64(const RawArgs& info) {
   Napi::Env env = info.Env();
 #if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_64) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
   uint64_t a_count = ArgUint64(info[0]);
@@ -1209,7 +1209,7 @@ Napi::Value NbdHandle::AioBlockStatus64(const Napi::CallbackInfo& info) {
 #endif
 }
 
-Napi::Value NbdHandle::AioBlockStatusFilter(const Napi::CallbackInfo& info) {
+Napi::Value NbdHandle::AioBlockStatusFilter(const RawArgs& info) {
   Napi::Env env = info.Env();
 #if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_FILTER) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
   uint64_t a_count = ArgUint64(info[0]);
@@ -1502,16 +1502,6 @@ void NbdHandle::AddGeneratedMethods(std::vector<PropertyDescriptor>& methods) {
   methods.push_back(InstanceMethod<&NbdHandle::StatsChunksReceived>("statsChunksReceived"));
   methods.push_back(InstanceMethod<&NbdHandle::GetSubprocessPid>("getSubprocessPid"));
   methods.push_back(InstanceMethod<&NbdHandle::KillSubprocess>("killSubprocess"));
-  methods.push_back(InstanceMethod<&NbdHandle::AioPread>("aioPread"));
-  methods.push_back(InstanceMethod<&NbdHandle::AioPreadStructured>("aioPreadStructured"));
-  methods.push_back(InstanceMethod<&NbdHandle::AioPwrite>("aioPwrite"));
-  methods.push_back(InstanceMethod<&NbdHandle::AioFlush>("aioFlush"));
-  methods.push_back(InstanceMethod<&NbdHandle::AioTrim>("aioTrim"));
-  methods.push_back(InstanceMethod<&NbdHandle::AioCache>("aioCache"));
-  methods.push_back(InstanceMethod<&NbdHandle::AioZero>("aioZero"));
-  methods.push_back(InstanceMethod<&NbdHandle::AioBlockStatus>("aioBlockStatus"));
-  methods.push_back(InstanceMethod<&NbdHandle::AioBlockStatus64>("aioBlockStatus64"));
-  methods.push_back(InstanceMethod<&NbdHandle::AioBlockStatusFilter>("aioBlockStatusFilter"));
   methods.push_back(InstanceMethod<&NbdHandle::AioOptGo>("aioOptGo"));
   methods.push_back(InstanceMethod<&NbdHandle::AioOptInfo>("aioOptInfo"));
   methods.push_back(InstanceMethod<&NbdHandle::AioOptList>("aioOptList"));
@@ -1529,6 +1519,19 @@ void NbdHandle::AddGeneratedMethods(std::vector<PropertyDescriptor>& methods) {
   methods.push_back(InstanceMethod<&NbdHandle::AioConnectSocket>("aioConnectSocket"));
   methods.push_back(InstanceMethod<&NbdHandle::AioConnectCommand>("aioConnectCommand"));
   methods.push_back(InstanceMethod<&NbdHandle::AioConnectSystemdSocketActivation>("aioConnectSystemdSocketActivation"));
+}
+
+void NbdHandle::AddRawMethods(napi_env env, napi_value target, HandleLink* link) {
+  InstallRawMethod<&NbdHandle::AioPread>(env, target, "aioPread", link);
+  InstallRawMethod<&NbdHandle::AioPreadStructured>(env, target, "aioPreadStructured", link);
+  InstallRawMethod<&NbdHandle::AioPwrite>(env, target, "aioPwrite", link);
+  InstallRawMethod<&NbdHandle::AioFlush>(env, target, "aioFlush", link);
+  InstallRawMethod<&NbdHandle::AioTrim>(env, target, "aioTrim", link);
+  InstallRawMethod<&NbdHandle::AioCache>(env, target, "aioCache", link);
+  InstallRawMethod<&NbdHandle::AioZero>(env, target, "aioZero", link);
+  InstallRawMethod<&NbdHandle::AioBlockStatus>(env, target, "aioBlockStatus", link);
+  InstallRawMethod<&NbdHandle::AioBlockStatus64>(env, target, "aioBlockStatus64", link);
+  InstallRawMethod<&NbdHandle::AioBlockStatusFilter>(env, target, "aioBlockStatusFilter", link);
 }
 
 // ---------------------------------------------------------------- module functions
