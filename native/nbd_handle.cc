@@ -658,8 +658,13 @@ void NbdHandle::CheckConnectionState(nbd_handle* h) {
 }
 
 void NbdHandle::AfterLibnbdCall() {
-  if (h_ != nullptr) CheckConnectionState(h_);
-  if (driver_) driver_->Rearm();
+  if (dispatching_) {
+    // Commands issued from callbacks: the delivery re-arms once at its end.
+    rearm_pending_ = true;
+  } else {
+    if (h_ != nullptr) CheckConnectionState(h_);
+    if (driver_) driver_->Rearm();
+  }
   // Events libnbd recorded inside this very call (a completion on a dead
   // connection) are delivered before the call returns, as in C; those of the
   // I/O thread arrive through its own wake-up.
@@ -834,6 +839,11 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
     batch_.clear();
   }
   batch_.clear();
+  if (rearm_pending_) {
+    rearm_pending_ = false;
+    if (h_ != nullptr) CheckConnectionState(h_);
+    if (driver_) driver_->Rearm();
+  }
   UpdateActive();
   if (!failure.IsEmpty()) {
     Napi::Value e = failure.Value();

@@ -301,6 +301,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   std::mutex io_error_mutex_;
   LastError io_error_;  // the error that ended a connect or the connection
   bool dispatching_ = false;
+  bool rearm_pending_ = false;  // a call made during delivery left the re-arm to its end
   bool active_ = false;
 
   Napi::FunctionReference on_events_;
