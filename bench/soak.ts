@@ -10,8 +10,9 @@
 // concurrent loops), with sizes from 512 B to 256 KiB at random 512-aligned
 // offsets; every read's data is checked against the pattern. Every CHURN
 // rounds a short-lived second handle connects, reads and closes. RSS,
-// heapUsed and the open fd count are sampled (after gc()) once warmed up and
-// at the end, the handle still connected both times. Exits 1 if a read
+// heapUsed and the open fd count are sampled (after gc() and a turn of the
+// event loop) once warmed up and at the end, the handle still connected both
+// times. Exits 1 if a read
 // failed or the fd count grew.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -259,8 +260,15 @@ interface Sample {
   fds: number;
 }
 
-function sample(): Sample {
+/**
+ * After gc() and a turn of the event loop: Node-API finalizers run after the
+ * collection, and a closed thread-driver handle keeps its wake-up eventfd
+ * until its finalizer runs.
+ */
+async function sample(): Promise<Sample> {
   (globalThis as { gc?: () => void }).gc?.();
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 10));
   const { rss, heapUsed } = process.memoryUsage();
   return { rss, heapUsed, fds: readdirSync('/proc/self/fd').length - 1 }; // less readdir's own fd
 }
@@ -279,7 +287,7 @@ async function soak(uri: string, driver: Driver, reads: number, qd: number): Pro
   for (const form of FORMS) await round(h, form, warmupPerForm, qd, reader, tally);
   await churn(uri, driver, reader, tally);
   const warmupReads = tally.reads;
-  const before = sample();
+  const before = await sample();
 
   const t0 = process.hrtime.bigint();
   let done = 0;
@@ -290,7 +298,7 @@ async function soak(uri: string, driver: Driver, reads: number, qd: number): Pro
     done += tally.reads - was;
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const after = sample();
+  const after = await sample();
   await h.shutdown().catch((e: unknown) => (tally.failure ??= e));
   h.close();
 
