@@ -9,7 +9,8 @@
 #   --no-build      reuse build-asan/ (still compiles the TypeScript)
 #   --summary FILE  write {"passed","failed","reports","status"} as JSON
 #                   (failed counts failed tests, test files that did not run,
-#                   and reports; .ci/run adds it to its totals)
+#                   and reports; .ci/run adds it to its totals). Not written
+#                   when the script stops before the tests (build failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -17,7 +18,7 @@ root=$PWD
 # The tests run under the sanitizers: files, directories (their *.test.ts) or
 # globs, relative to the repository root; missing entries are skipped. Every
 # suite that drives the addon (all but generated.test.ts, which checks
-# generated files): about 1 min under the sanitizers on a 2-core machine.
+# generated files): 1.5-2 min under the sanitizers on the 2-core CI machine.
 SUBSET=(
   test/lifetimes.test.ts
   test/pread-structured.test.ts
