@@ -56,12 +56,13 @@ function issue(h: Handle, rng: Rng, ledger: Ledger, depth: number): void {
 type Via = 'unix' | 'command';
 
 /** One kill: what went wrong, and whether it cut off any command. */
-async function killRound(rng: Rng, via: Via, round: number): Promise<{ problems: string[]; cut: boolean }> {
+async function killRound(seed: number, via: Via, round: number): Promise<{ problems: string[]; cut: boolean }> {
+  const rng = Rng.forRound(seed, round);
   const depth = rng.int(1, 64);
   const readDelay = rng.int(0, 8);
   const killAfter = rng.int(0, 20);
   const args = ['--filter=delay', 'memory', `size=${EXPORT}`, `delay-read=${readDelay}ms`, `delay-write=${rng.int(0, 4)}ms`];
-  const where = `seed ${SEED} ${via} round ${round} (${depth} in flight, delay-read ${readDelay} ms, kill after ${killAfter} ms)`;
+  const where = `seed ${seed} ${via} round ${round} (${depth} in flight, delay-read ${readDelay} ms, kill after ${killAfter} ms)`;
   const h = new Handle();
   handles.push(h);
   let kill: () => void;
@@ -100,12 +101,12 @@ async function killRound(rng: Rng, via: Via, round: number): Promise<{ problems:
 
 /** The rounds for one kind of server: every problem, and how many kills cut commands off. */
 async function killRounds(via: Via): Promise<{ failures: string[]; cutRounds: number }> {
-  const rng = new Rng(SEED + (via === 'unix' ? 0 : 1));
+  const seed = SEED + (via === 'unix' ? 0 : 1);
   const failures: string[] = [];
   let failedRounds = 0;
   let cutRounds = 0;
   for (let round = 0; round < ROUNDS && failedRounds < GIVE_UP_AFTER; round++) {
-    const { problems, cut } = await killRound(rng, via, round);
+    const { problems, cut } = await killRound(seed, via, round);
     if (problems.length > 0) failedRounds++;
     if (cut) cutRounds++;
     failures.push(...problems.slice(0, 6));

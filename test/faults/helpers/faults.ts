@@ -15,6 +15,11 @@ export class Rng {
     this.#state = seed >>> 0;
   }
 
+  /** The stream of one round of a seeded test: replays without the rounds before it. */
+  static forRound(seed: number, round: number, stream = 0): Rng {
+    return new Rng((seed ^ Math.imul(round + 1, 0x9e3779b1) ^ Math.imul(stream, 0x85ebca6b)) >>> 0);
+  }
+
   /** A float in [0, 1). */
   next(): number {
     let t = (this.#state = (this.#state + 0x6d2b79f5) >>> 0);
