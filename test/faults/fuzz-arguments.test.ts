@@ -92,6 +92,24 @@ describe('a callback that throws an odd value or breaks its error argument', () 
   });
 });
 
+describe('a buffer that shrinks or is detached while its read is in flight', () => {
+  const CASES = ['resize', 'wasm-grow'].flatMap((c) => ['aio', 'pread', 'preadStructured'].map((f) => [c, f] as const));
+
+  test.each(CASES)('%s under %s: refused up front, or the read settles once and the connection stays usable; no crash', async (which, form) => {
+    const r = await runFixture('mid-read-buffer.js', [which, form], { timeoutMs: 10000 });
+    const line = r.lines[0];
+    expect({ ended: howItEnded(r), stalled: line?.stalled }).toEqual({ ended: 'exit 0', stalled: undefined });
+    expect(r.stderr).not.toMatch(CRASH);
+    expect(line.stray).toEqual([]);
+    if (line.refused !== null) {
+      // A buffer that can change size is refused like any bad argument.
+      expect(line.refused).toEqual({ name: expect.stringMatching(/^(TypeError|RangeError)$/), code: expect.stringMatching(/^ERR_/) });
+    } else {
+      expect({ calls: line.calls, next: line.next }).toEqual({ calls: 1, next: 'ok' });
+    }
+  });
+});
+
 test('no unhandled rejection or uncaught exception in this file', async () => {
   await sleep(20);
   expect(stray).toEqual([]);

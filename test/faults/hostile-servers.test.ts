@@ -53,6 +53,14 @@ async function connectTo(h: Handle, s: (w: Wire) => Promise<void>) {
   return within(h.connectUnix(server.socket), CONNECT_MS);
 }
 
+/** A new handle's connect to the server running `s`, then close(): what the connect settled with. */
+async function connectOnce(s: (w: Wire) => Promise<void>) {
+  const h = newHandle();
+  const c = await connectTo(h, s);
+  h.close();
+  return c;
+}
+
 /** Why a connect outcome is not "rejected with a proper NbdError" (undefined if it is). */
 function rejectionProblem(c: Awaited<ReturnType<typeof connectTo>>): string | undefined {
   if (!c.settled) return `connect did not settle within ${CONNECT_MS} ms`;
@@ -116,7 +124,7 @@ describe('a connect to a server that breaks the handshake rejects with an NbdErr
     for (let i = 0; i < 16; i++) {
       const rng = Rng.forRound(SEED, i);
       const garbage = rng.bytes(rng.int(1, 200));
-      const c = await connectTo(newHandle(), async (w) => {
+      const c = await connectOnce(async (w) => {
         await w.write(garbage);
         await sleep(rng.int(0, 5));
         w.destroy();
@@ -133,7 +141,7 @@ describe('a connect to a server that breaks the handshake rejects with an NbdErr
       const rng = Rng.forRound(SEED + 1, i);
       const garbage = rng.bytes(rng.int(1, 64));
       const afterOption = rng.chance(0.5);
-      const c = await connectTo(newHandle(), async (w) => {
+      const c = await connectOnce(async (w) => {
         await w.write(greeting());
         await w.read(4); // client flags
         if (afterOption) await w.read(16); // the first option's header
@@ -151,7 +159,7 @@ describe('a connect to a server that breaks the handshake rejects with an NbdErr
     // libnbd's default handshake: greeting 18, structured-reply ACK 20, GO INFO 32 and ACK 20.
     const problems: string[] = [];
     for (let n = 0; n < 90; n++) {
-      const c = await connectTo(newHandle(), async (w) => {
+      const c = await connectOnce(async (w) => {
         w.sendBudget = n;
         await handshake(w);
         problems.push(`budget ${n}: the handshake ended within it`);
@@ -166,7 +174,7 @@ describe('a connect to a server that breaks the handshake rejects with an NbdErr
     const problems: string[] = [];
     // Client flags 4, structured-reply option 16, then GO: 16 + its data.
     for (let n = 0; n < 44; n++) {
-      const c = await connectTo(newHandle(), async (w) => {
+      const c = await connectOnce(async (w) => {
         w.recvBudget = n;
         await handshake(w);
       });

@@ -97,15 +97,6 @@ export function nbdErrorProblem(e: unknown): string | undefined {
   return undefined;
 }
 
-/** Why a synchronous throw or rejection is neither Node-style argument validation nor an NbdError. */
-export function thrownProblem(e: unknown): string | undefined {
-  if (e instanceof TypeError || e instanceof RangeError) {
-    const code = (e as { code?: unknown }).code;
-    return typeof code === 'string' && code.startsWith('ERR_') ? undefined : `${e.name} without an ERR_ code: ${e.message}`;
-  }
-  return nbdErrorProblem(e);
-}
-
 interface Entry {
   label: string;
   settles: number;
