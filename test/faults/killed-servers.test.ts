@@ -21,6 +21,7 @@ const stray = collectStrayErrors();
 function blockThread(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
+
 const handles: Handle[] = [];
 afterAll(() => handles.forEach((h) => h.close()));
 
