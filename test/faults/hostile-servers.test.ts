@@ -4,6 +4,7 @@
 // unknown cookie, corrupted replies. A connect rejects with an NbdError;
 // every command issued on a connection that dies settles exactly once;
 // nothing hangs (every wait is bounded and reported, never a jest timeout).
+import { existsSync } from 'node:fs';
 import { Handle } from '../../lib';
 import { pattern } from '../helpers/servers';
 import { Ledger, Rng, collectStrayErrors, nbdErrorProblem, sleep, within } from './helpers/faults';
@@ -233,6 +234,22 @@ describe('a connect to a server that breaks the handshake rejects with an NbdErr
     expect(problems).toEqual([]);
     expect(rejected).toBeGreaterThan(10); // most corruptions are fatal
   });
+});
+
+// An error that arrives on the socket while connect(2) is in progress (a
+// vsock peer that resets at once: cid 2, a port nobody listens on) is the
+// loop driver's poll error case during a connect.
+(existsSync('/dev/vsock') ? test : test.skip)('a vsock connect refused after connect(2) returned rejects with an NbdError within 2 s, 5 times out of 5', async () => {
+  const problems: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const h = newHandle();
+    const c = await within(h.connectVsock(2, 1), CONNECT_MS);
+    const p = rejectionProblem(c);
+    if (p) problems.push(`try ${i}: ${p} (state ${h.connectionState()})`);
+    h.close();
+    if (p) break; // a hang costs CONNECT_MS
+  }
+  expect(problems).toEqual([]);
 });
 
 // ================================================================ transmission
