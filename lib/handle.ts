@@ -6,38 +6,7 @@ import type { NativeHandle, NativePayload } from '../typings/native';
 import { binding } from './binding';
 import type { ChunkCallback, CompletionCallback, DebugCallback, ErrorRef } from './callbacks';
 import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './errors';
-import {
-  CHUNK_COUNT,
-  CHUNK_ERROR,
-  CHUNK_SLOT,
-  CHUNK_STATUS,
-  CHUNK_SUB_OFFSET,
-  COMPLETION_ERROR,
-  COMPLETION_RETIRE_ERROR,
-  COMPLETION_SLOT,
-  CONNECTED_ERROR,
-  CONNECTED_ID,
-  CONNECTION_LOST_ERROR,
-  CONTEXT_SLOT,
-  DISCONNECTED_ERROR,
-  EVENT_CHUNK,
-  EVENT_COMPLETION,
-  EVENT_CONNECTED,
-  EVENT_CONNECTION_LOST,
-  EVENT_CONTEXT,
-  EVENT_DEBUG,
-  EVENT_DISCONNECTED,
-  EVENT_EXTENT,
-  EVENT_LIST,
-  EVENT_STRIDE,
-  EXTENT_ERROR,
-  EXTENT_SLOT,
-  FIELD_KIND,
-  HEADER_QUEUED,
-  HEADER_SLOT,
-  LIST_SLOT,
-  READ_ERROR_MARKER,
-} from './generated/event-wire';
+import * as wire from './generated/event-wire';
 import { HandleApi, type Int64, type Settle } from './generated/handle-api';
 import {
   adoptLibnbdError,
@@ -69,14 +38,49 @@ export function defaultDriver(): Driver {
   return fromEnv === 'thread' || fromEnv === 'loop' ? fromEnv : 'loop';
 }
 
+// Local constants: loads from the generated module's exports object would
+// stay generic property loads in optimized code (it has many properties).
+const {
+  CHUNK_COUNT,
+  CHUNK_ERROR,
+  CHUNK_SLOT,
+  CHUNK_STATUS,
+  CHUNK_SUB_OFFSET,
+  COMPLETION_ERROR,
+  COMPLETION_RETIRE_ERROR,
+  COMPLETION_SLOT,
+  CONNECTED_ERROR,
+  CONNECTED_ID,
+  CONNECTION_LOST_ERROR,
+  CONTEXT_SLOT,
+  DISCONNECTED_ERROR,
+  EVENT_CHUNK,
+  EVENT_COMPLETION,
+  EVENT_CONNECTED,
+  EVENT_CONNECTION_LOST,
+  EVENT_CONTEXT,
+  EVENT_DEBUG,
+  EVENT_DISCONNECTED,
+  EVENT_EXTENT,
+  EVENT_LIST,
+  EVENT_STRIDE,
+  EXTENT_ERROR,
+  EXTENT_SLOT,
+  FIELD_KIND,
+  HEADER_QUEUED,
+  HEADER_SLOT,
+  LIST_SLOT,
+  READ_ERROR_MARKER,
+} = wire;
+
 // The event wire's layout comes from one table (scripts/event-wire.mjs),
 // compiled into the native module too: a stale build must not misread it.
 if (binding.eventStride !== EVENT_STRIDE || binding.readErrorMarker !== READ_ERROR_MARKER) {
   throw new Error('libnbd: the native module was built from another event wire; rebuild it (npm run build)');
 }
 let issueOrder = 0;
-/** ArrayBuffers already marked untransferable (Handle#_pin). */
-const untransferable = new WeakSet<ArrayBufferLike>();
+/** Views whose ArrayBuffer is marked untransferable (Handle#_pin). */
+const pinned = new WeakSet<ArrayBufferView>();
 const STRIDE = EVENT_STRIDE;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 /** A read whose buffer was detached or shrunk while in flight fails with this. */
@@ -270,13 +274,11 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
 
   protected _pin(buf: ArrayBufferView): void {
     // libnbd accesses the buffer until the command completes: it must not be
-    // detached by a transfer meanwhile. Marked once per ArrayBuffer: a
-    // WeakSet lookup is cheaper than marking it again per command.
-    const ab = buf.buffer;
-    if (!untransferable.has(ab)) {
-      markAsUntransferable(ab);
-      untransferable.add(ab);
-    }
+    // detached by a transfer meanwhile. Marked once per view: a WeakSet
+    // lookup is much cheaper than the \`buffer\` getter and the marking.
+    if (pinned.has(buf)) return;
+    markAsUntransferable(buf.buffer);
+    pinned.add(buf);
   }
 
   protected _register(
@@ -421,7 +423,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     // One chunk for the whole request is the common case (nbdkit): the
     // caller's own Uint8Array/Buffer is that view, no new object needed.
     const subbuf =
-      sub === 0 && count === buf.byteLength && buf instanceof Uint8Array
+      sub === 0 && count === cmd.length && buf instanceof Uint8Array
         ? buf
         : Buffer.isBuffer(buf)
           ? buf.subarray(sub, sub + count)
@@ -478,7 +480,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
 
   #deliverCompletion(cmd: PendingCommand, eventError: number, retireError: number): void {
     adoptLibnbdError(cmd, eventError);
-    if (cmd.type === 'read') cmd.bufferLost();
+    // A structured read's chunks checked it already, as they were delivered.
+    if (cmd.type === 'read' && cmd.closure === undefined) cmd.bufferLost();
     const autoRetire = this.#runCompletion(cmd) || cmd.opt;
     const err = finalError(cmd, retireError);
     if (cmd.settle !== undefined) {

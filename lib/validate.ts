@@ -58,11 +58,17 @@ export function validateBuffer(value: unknown, name: string): asserts value is A
   }
   // libnbd keeps the buffer's address until the command completes; a
   // resizable ArrayBuffer can give its pages back meanwhile (resize(0)).
-  // A growable SharedArrayBuffer never shrinks, so it is fine.
+  // A growable SharedArrayBuffer never shrinks, so it is fine. A view's
+  // buffer never changes: it is looked at once per view (the getter is slow).
+  if (vetted.has(value)) return;
   if ((value.buffer as { resizable?: boolean }).resizable === true) {
     throw invalidArgValue(name, 'must not be backed by a resizable ArrayBuffer', value);
   }
+  vetted.add(value);
 }
+
+/** Views whose buffer validateBuffer has found fixed-length. */
+const vetted = new WeakSet<ArrayBufferView>();
 
 export function validateFunction(value: unknown, name: string): asserts value is (...args: never[]) => unknown {
   if (typeof value !== 'function') throw invalidArgType(name, 'of type function', value);

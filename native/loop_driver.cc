@@ -153,15 +153,15 @@ void LoopDriver::Rearm() {
   if (h == nullptr) return CloseWatch();
   // The fd only changes while connecting and vanishes at DEAD/CLOSED; in the
   // connected states skip the (locking) nbd_aio_get_fd.
-  bool connected = nbd_aio_is_ready(h) == 1 || nbd_aio_is_processing(h) == 1;
+  bool connected = quiet::IsReady(h) || quiet::IsProcessing(h);
   if (watch_ == nullptr || !connected) {
-    int fd = nbd_aio_get_fd(h);
+    int fd = quiet::Fd(h);
     if (fd < 0) return CloseWatch();
     if (watch_ != nullptr && watch_->fd != fd) CloseWatch();
     if (watch_ == nullptr) OpenWatch(fd);
     if (watch_ == nullptr) return;
   }
-  unsigned dir = nbd_aio_get_direction(h);
+  unsigned dir = quiet::Direction(h);
   int events = ((dir & LIBNBD_AIO_DIRECTION_READ) ? UV_READABLE : 0) |
                ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? UV_WRITABLE : 0);
   if (events == watch_->events) return;

@@ -4,6 +4,8 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -25,6 +27,9 @@ constexpr double kMaxSafeInteger = 9007199254740991.0;
 // notify calls after a poll error, per wake-up (one reply each); the poll
 // reports the error again if more remain.
 constexpr int kMaxErrorRounds = 1024;
+// How long close() waits for a connectCommand server to exit after EOF
+// before leaving the rest of nbd_close to its thread.
+constexpr std::chrono::milliseconds kSubprocessCloseWait{100};
 
 short PollEvents(unsigned dir) {
   return static_cast<short>(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
@@ -37,14 +42,28 @@ struct ClosingHandle {
   // The user_data of callbacks libnbd may still run (nbd_close on >= 1.18).
   std::vector<std::unique_ptr<CommandContext>> commands;
   bool subprocess = false;
+  // The closer thread's end, for the bounded wait below.
+  std::mutex mutex;
+  std::condition_variable closed_cv;
+  bool closed = false;
 
   static void Close(const std::shared_ptr<ClosingHandle>& self) {
     for (auto& c : self->commands) c->owner = nullptr;
     if (self->subprocess) {
-      // nbd_close waits for the server process to exit, however long it
-      // lingers: never on the JS thread (nor in a finalizer or env teardown).
+      // nbd_close closes the socket, then waits for the server process to
+      // exit, however long it lingers: on a thread of its own. A server
+      // normally exits as soon as it sees EOF, so wait for that a little:
+      // then close() has released everything (socket, child) when it
+      // returns; a lingering one is left to the thread.
       try {
-        std::thread([self] { nbd_close(self->h); }).detach();
+        std::thread([self] {
+          nbd_close(self->h);
+          std::lock_guard<std::mutex> lock(self->mutex);
+          self->closed = true;
+          self->closed_cv.notify_all();
+        }).detach();
+        std::unique_lock<std::mutex> lock(self->mutex);
+        self->closed_cv.wait_for(lock, kSubprocessCloseWait, [&] { return self->closed; });
         return;
       } catch (const std::system_error&) {
         // No thread to be had: closing here is all that is left.
@@ -303,6 +322,7 @@ int NbdHandle::ContextCallback(void* user_data, const char* name) {
 }
 
 int NbdHandle::DebugCallback(void* user_data, const char* context, const char* msg) {
+  if (QuietCalls::Active()) return 0;  // the binding's own bookkeeping call
   auto* sink = static_cast<DebugSink*>(user_data);
   std::lock_guard<std::mutex> lock(sink->mutex);
   if (sink->owner == nullptr) return 0;  // the handle is closed
@@ -531,7 +551,7 @@ void NbdHandle::RecordIoError() {
 }
 
 void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
-  unsigned dir = nbd_aio_get_direction(h);
+  unsigned dir = quiet::Direction(h);
   int r = 0;
   StagedEvents staged(this);
   // Read first; never notify_read an fd that is not readable (libnbd would
@@ -574,9 +594,9 @@ void NbdHandle::DrainReadyReplies(nbd_handle* h, StagedEvents& staged) {
     }
     staged.Flush(h);
     if (!completed || driver_->Stopping()) return;
-    if (nbd_aio_in_flight(h) <= 0) return;
-    if ((nbd_aio_get_direction(h) & LIBNBD_AIO_DIRECTION_READ) == 0) return;
-    if (fd < 0 && (fd = nbd_aio_get_fd(h)) < 0) return;
+    if (quiet::InFlight(h) <= 0) return;
+    if ((quiet::Direction(h) & LIBNBD_AIO_DIRECTION_READ) == 0) return;
+    if (fd < 0 && (fd = quiet::Fd(h)) < 0) return;
     struct pollfd p = {fd, POLLIN, 0};
     if (poll(&p, 1, 0) != 1 || (p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) return;
     if (nbd_aio_notify_read(h) == -1) {
@@ -626,8 +646,8 @@ static LastError ConnectionFailure(std::mutex& mutex, const LastError& recorded)
 // Either thread may see the end first; the exchange makes one event of it.
 void NbdHandle::CheckConnectionState(nbd_handle* h) {
   uint64_t id = connecting_id_.load();
-  if (id != 0 && nbd_aio_is_connecting(h) != 1 && connecting_id_.compare_exchange_strong(id, 0)) {
-    if (nbd_aio_is_ready(h) == 1 || nbd_aio_is_negotiating(h) == 1) {
+  if (id != 0 && !quiet::IsConnecting(h) && connecting_id_.compare_exchange_strong(id, 0)) {
+    if (quiet::IsReady(h) || quiet::IsNegotiating(h)) {
       connected_ = true;
       PushConnectionEvent(ConnectionEvent(kConnected, id, nullptr));
     } else {
@@ -635,10 +655,10 @@ void NbdHandle::CheckConnectionState(nbd_handle* h) {
       PushConnectionEvent(ConnectionEvent(kConnected, id, &failure));
     }
   }
-  bool ended = nbd_aio_is_closed(h) == 1 || nbd_aio_is_dead(h) == 1;
+  bool ended = quiet::IsClosed(h) || quiet::IsDead(h);
   if (disconnecting_ && ended && disconnecting_.exchange(false)) {
     connected_ = false;
-    if (nbd_aio_is_dead(h) == 1) {
+    if (quiet::IsDead(h)) {
       LastError failure = ConnectionFailure(io_error_mutex_, io_error_);
       PushConnectionEvent(ConnectionEvent(kDisconnected, 0, &failure));
     } else {
@@ -707,10 +727,10 @@ void NbdHandle::DriveAfterSocketError() {
   // EOF) each take a call, and the last one leaves libnbd DEAD, completing
   // every command in flight. Stop when the socket has nothing more to say.
   for (int round = 0; round < kMaxErrorRounds && h_ != nullptr; round++) {
-    if (nbd_aio_is_dead(h_) == 1 || nbd_aio_is_closed(h_) == 1) break;
-    int fd = nbd_aio_get_fd(h_);
+    if (quiet::IsDead(h_) || quiet::IsClosed(h_)) break;
+    int fd = quiet::Fd(h_);
     if (fd < 0) break;
-    struct pollfd p = {fd, PollEvents(nbd_aio_get_direction(h_)), 0};
+    struct pollfd p = {fd, PollEvents(quiet::Direction(h_)), 0};
     if (p.events == 0 || poll(&p, 1, 0) <= 0 || p.revents == 0) break;
     bool failed = (p.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0;
     RunStateMachine(h_, failed || (p.revents & POLLIN) != 0, failed || (p.revents & POLLOUT) != 0);
@@ -731,15 +751,19 @@ void NbdHandle::OnThreadWake() {
 void NbdHandle::DeliverFromLoop() {
   Napi::Env env = Env();
   Napi::HandleScope scope(env);
+  napi_callback_scope callback_scope;
+  if (napi_open_callback_scope(env, nullptr, addon_->async_context, &callback_scope) != napi_ok) return;
   try {
-    napi_callback_scope callback_scope;
-    napi_open_callback_scope(env, nullptr, addon_->async_context, &callback_scope);
     Drain(env, false);
-    napi_close_callback_scope(env, callback_scope);  // runs microtasks and nextTicks
   } catch (...) {
     // Drain reports JS exceptions itself; nothing may unwind into libuv.
     fprintf(stderr, "libnbd: unexpected C++ exception in event dispatch\n");
+    napi_value pending;
+    napi_get_and_clear_last_exception(env, &pending);
   }
+  // Always closed (a scope left open stops microtasks for good): runs
+  // microtasks and nextTicks.
+  napi_close_callback_scope(env, callback_scope);
 }
 
 void NbdHandle::Drain(Napi::Env env, bool from_js) {
@@ -752,7 +776,10 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
     explicit Dispatching(bool& f) : flag(f) { flag = true; }
     ~Dispatching() { flag = false; }
   } dispatching(dispatching_);
-  Napi::Reference<Napi::Value> failure;
+  // The first exception lib/ let through (a bug there: it catches what user
+  // callbacks throw), kept as the raw value: node-addon-api's Error wrapper
+  // would touch it (a Proxy's traps may throw again).
+  napi_ref failure = nullptr;
   bool closed = false;
   while (!closed) {
     queue_.TakeAll(batch_);
@@ -819,16 +846,13 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
         delivered_.clear();
         break;
       }
-      Napi::Number count = Napi::Number::New(env, static_cast<double>(n));
-      // lib/ catches what user callbacks throw; an exception here is a bug
-      // there. Keep delivering the rest of the batch, then report it.
-      try {
-        if (payloads.IsEmpty())
-          fn.Call({count});
-        else
-          fn.Call({count, payloads});
-      } catch (const Napi::Error& e) {
-        if (failure.IsEmpty()) failure = Napi::Reference<Napi::Value>::New(e.Value(), 1);
+      // Keep delivering the rest of the batch after an exception, then report it.
+      napi_value args[2] = {Napi::Number::New(env, static_cast<double>(n)), payloads.IsEmpty() ? nullptr : static_cast<napi_value>(payloads)};
+      napi_value result;
+      if (napi_call_function(env, env.Undefined(), fn, payloads.IsEmpty() ? 1 : 2, args, &result) != napi_ok) {
+        napi_value exception;
+        if (napi_get_and_clear_last_exception(env, &exception) == napi_ok && failure == nullptr)
+          napi_create_reference(env, exception, 1, &failure);
       }
       closed = h_ == nullptr;
       // After close() the pool is gone (Teardown emptied the free list).
@@ -845,10 +869,14 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
     if (driver_) driver_->Rearm();
   }
   UpdateActive();
-  if (!failure.IsEmpty()) {
-    Napi::Value e = failure.Value();
-    if (from_js) throw Napi::Error(env, e);
-    napi_fatal_exception(env, e);
+  if (failure != nullptr) {
+    napi_value e;
+    napi_get_reference_value(env, failure, &e);
+    napi_delete_reference(env, failure);
+    if (from_js)
+      napi_throw(env, e);  // DrainJs returns; the caller sees it
+    else
+      napi_fatal_exception(env, e);
   }
 }
 

@@ -15,6 +15,7 @@
 
 #include "driver.h"
 #include "event_queue.h"
+#include "quiet.h"
 #include "raw_method.h"
 
 namespace nbdjs {
@@ -44,7 +45,7 @@ struct CommandContext {
   bool Retire(nbd_handle* h) {
     int64_t id = cookie.load();
     if (id <= 0 || retired.load()) return false;
-    int r = nbd_aio_command_completed(h, static_cast<uint64_t>(id));
+    int r = quiet::CommandCompleted(h, static_cast<uint64_t>(id));
     retire_error = r == -1 ? nbd_get_errno() : 0;
     retired.store(true);
     return true;

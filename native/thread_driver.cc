@@ -80,7 +80,7 @@ void ThreadDriver::Rearm() {
   if (!started_ || stopped_ || h == nullptr) return;
   // Wake the I/O thread only when libnbd wants an event it is not polling
   // for (issuing a command usually sends it at once and leaves READ).
-  if (PollEvents(nbd_aio_get_direction(h)) & ~polling_.load()) Wake();
+  if (PollEvents(quiet::Direction(h)) & ~polling_.load()) Wake();
 }
 
 void ThreadDriver::SetActive(bool active) {
@@ -133,8 +133,11 @@ void ThreadDriver::Stop(CloseFn close) {
 
 void ThreadDriver::CallJs(Napi::Env env, Napi::Function, ThreadDriver* driver, void*) {
   if (env == nullptr || driver == nullptr || driver->stopped_) return;
-  driver->wake_pending_ = false;
   driver->owner_->OnThreadWake();
+  if (driver->stopped_) return;  // close() from a callback
+  // The batch is delivered: the I/O thread may read the socket again.
+  driver->wake_pending_ = false;
+  driver->Wake();
 }
 
 bool ThreadDriver::RunTasks(const std::shared_ptr<Control>& control, ThreadDriver* self, nbd_handle* h) {
@@ -173,16 +176,20 @@ void ThreadDriver::Run(std::shared_ptr<Control> control, nbd_handle* h) {
     if (!RunTasks(control, this, h)) return;
     if (control->stop) break;  // Stop is joining: `this` is alive
     // The fd only changes while connecting and vanishes at DEAD/CLOSED.
-    if (fd < 0 || (nbd_aio_is_ready(h) != 1 && nbd_aio_is_processing(h) != 1)) fd = nbd_aio_get_fd(h);
+    if (fd < 0 || (!quiet::IsReady(h) && !quiet::IsProcessing(h))) fd = quiet::Fd(h);
     owner_->CheckConnectionState(h);
     if (owner_->HasEvents() && !wake_pending_.exchange(true)) tsfn_.NonBlockingCall();
 
-    unsigned dir = nbd_aio_get_direction(h);
-    short events = fd >= 0 ? PollEvents(dir) : 0;
+    // While JS delivers a batch it also issues commands, taking libnbd's
+    // handle lock: leave the socket alone until it is done (CallJs wakes
+    // this thread), rather than contend for the lock with it. Replies pile
+    // up meanwhile and the next wake-up reads them all.
+    unsigned dir = quiet::Direction(h);
+    short events = fd >= 0 && !wake_pending_.load() ? PollEvents(dir) : 0;
     polling_ = events;
     // JS reads `polling_` after changing the direction: look again after
     // publishing, so that a change made in between is not slept through.
-    if (nbd_aio_get_direction(h) != dir) continue;
+    if (quiet::Direction(h) != dir) continue;
 
     struct pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {fd, events, 0}};
     int n = poll(fds, events != 0 ? 2 : 1, -1);

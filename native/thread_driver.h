@@ -63,7 +63,8 @@ class ThreadDriver final : public Driver {
   bool cleanup_hook_ = false;
   // poll(2) events the I/O thread waits for; JS wakes it when libnbd wants more.
   std::atomic<int> polling_{0};
-  // A TSFN call is queued and has not reached JS yet: one wake-up per batch.
+  // A TSFN call is queued or JS is delivering its batch: one wake-up per
+  // batch, and the socket is left alone until JS is done with it.
   std::atomic<bool> wake_pending_{false};
 };
 

@@ -361,3 +361,26 @@ describe('connects that resolve a host name', () => {
     expect(r.stall).toBeLessThan(1500); // while the event loop kept turning
   });
 });
+
+// ------------------------------------------------------------------ debug messages of the binding's own calls
+
+describe('with debug messages on', () => {
+  test("the debug callback sees the user's calls and libnbd's state machine, not the binding's own queries, and commands complete", async () => {
+    const h = await connected(nbdkit('memory', 'size=1M'));
+    const contexts = new Set<string>();
+    let calls = 0;
+    h.setDebugCallback((context) => {
+      calls++;
+      contexts.add(context);
+    });
+    h.setDebug(true);
+    for (let i = 0; i < 8; i++) await h.pread(Buffer.alloc(512), i * 512);
+    h.setDebug(false);
+    expect(contexts).toContain('nbd_aio_pread');
+    for (const own of ['nbd_aio_get_direction', 'nbd_aio_get_fd', 'nbd_aio_is_ready', 'nbd_aio_is_processing', 'nbd_aio_in_flight', 'nbd_aio_command_completed']) {
+      expect(contexts).not.toContain(own);
+    }
+    // A few messages per read, not an endless stream of the binding's own.
+    expect(calls).toBeLessThan(200);
+  });
+});

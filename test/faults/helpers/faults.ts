@@ -88,11 +88,13 @@ function show(e: unknown): string {
 
 /**
  * Why `e` is not an acceptable libnbd error (undefined if it is): an NbdError
- * of this realm with a positive integer errno and a symbolic code.
+ * of this realm with libnbd's errno (a non-negative integer: libnbd reports
+ * some failures, such as a bad handshake, with errno 0, as Python's binding
+ * shows) and a symbolic code (never 'E0').
  */
 export function nbdErrorProblem(e: unknown): string | undefined {
   if (!(e instanceof NbdError)) return `not an NbdError: ${show(e)}`;
-  if (!Number.isInteger(e.errno) || e.errno <= 0) return `NbdError with errno ${e.errno}: ${e.message}`;
+  if (!Number.isInteger(e.errno) || e.errno < 0) return `NbdError with errno ${e.errno}: ${e.message}`;
   if (typeof e.code !== 'string' || e.code === 'E0' || e.code === '') return `NbdError with code ${String(e.code)}: ${e.message}`;
   return undefined;
 }
