@@ -13,5 +13,7 @@ export type {
 } from './callbacks';
 export type { Int64 } from './generated/handle-api';
 export { NbdError, errnoName } from './errors';
+export type { CommandOptions, SignalOptions } from './validate';
+export { AbortError } from './errors';
 export * from './generated/constants';
 export * from './generated/module-api';
