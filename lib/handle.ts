@@ -1,6 +1,7 @@
 // The Handle facade: the pending-command table, Promise forms, and delivery
 // of the events the native side records. The per-call methods are generated
 // (lib/generated/handle-api.ts) and call the protected hooks below.
+import type { Readable, Writable } from 'node:stream';
 import { markAsUntransferable } from 'node:worker_threads';
 import type { NativeHandle, NativePayload } from '../typings/native';
 import { binding } from './binding';
@@ -8,6 +9,8 @@ import type { ChunkCallback, CompletionCallback, DebugCallback, ErrorRef } from 
 import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './errors';
 import { abortable } from './abort';
 import { HandleApi, type Int64, type Live, type Settle } from './generated/handle-api';
+import { createReadStream, type ReadStreamOptions } from './io/read-stream';
+import { createWriteStream, type WriteStreamOptions } from './io/write-stream';
 import {
   adoptLibnbdError,
   applyChunkResult,
@@ -642,6 +645,27 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (n.clearDebugCallback() === -1) this._raise();
     this._afterCall();
     this.#debugCallback = undefined;
+  }
+
+  // ------------------------------------------------------------ lib/io: streams (thin delegations to lib/io)
+
+  /**
+   * A Readable of the export's bytes from `start` to `end` inclusive (as
+   * fs.createReadStream; default: the whole export), in order, with at most
+   * `queueDepth` reads in flight. See lib/io/read-stream.ts.
+   */
+  createReadStream(options?: ReadStreamOptions): Readable {
+    return createReadStream(this as Handle<boolean>, options);
+  }
+
+  /**
+   * A Writable writing the export from `start` on: small writes coalesced
+   * up to `highWaterMark`, at most `queueDepth` writes in flight, 'finish'
+   * once every write completed (and, with `flush: true`, was flushed). See
+   * lib/io/write-stream.ts.
+   */
+  createWriteStream(options?: WriteStreamOptions): Writable {
+    return createWriteStream(this as Handle<boolean>, options);
   }
 
   // ------------------------------------------------------------ explicit resource management
