@@ -50,11 +50,6 @@ function subscribe(signal: AbortSignal, onAbort: () => void): () => void {
   };
 }
 
-/** The number of signals with a listener of ours (for tests: listeners must not leak). */
-export function watchedSignals(): number {
-  return watches.size;
-}
-
 /**
  * `run()` with a signal: an already-aborted signal rejects at once without
  * calling `run`; a signal aborted before `run`'s Promise settles rejects
