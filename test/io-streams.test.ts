@@ -282,6 +282,10 @@ describe('createWriteStream', () => {
     const expected = Buffer.from(before);
     data.copy(expected, 1000);
     expect(back.equals(expected)).toBe(true);
+    // A stream given nothing writes nothing, not even its unaligned start's block.
+    const calls = spy.calls.length;
+    await pipeline(Readable.from([]), h.createWriteStream({ start: 1000 }));
+    expect(spy.calls.length).toBe(calls);
   });
 
   test('no more than queueDepth writes are ever in flight', async () => {

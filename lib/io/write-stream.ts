@@ -217,7 +217,8 @@ class NbdWriteStream extends Writable {
   }
 
   async #finish(): Promise<void> {
-    if (this.#cur !== undefined && this.#curLen > 0) {
+    // Nothing written: nothing to write back either (an unaligned start's head block).
+    if (this.#cur !== undefined && this.#curLen > 0 && this.#pos > this.#start) {
       const end = this.#curStart + this.#curLen;
       const min = this.#limits.minimum;
       if (end % min !== 0 && end < this.#size) {
