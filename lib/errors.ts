@@ -72,6 +72,25 @@ export function notSupported(api: string): NbdError {
   return libnbdError(api, osConstants.errno.ENOTSUP, 'function missing because the binding was compiled against an older libnbd');
 }
 
+/**
+ * What an aborted operation rejects with, as Node's own APIs give it
+ * (fs, timers/promises, streams): name 'AbortError', code 'ABORT_ERR', and
+ * the signal's reason as `cause`.
+ */
+export class AbortError extends Error {
+  readonly code = 'ABORT_ERR';
+
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, options && 'cause' in options ? { cause: options.cause } : undefined);
+    this.name = 'AbortError';
+  }
+}
+
+/** The AbortError of an aborted signal: its reason is the cause. */
+export function abortError(signal: AbortSignal): AbortError {
+  return new AbortError(undefined, { cause: signal.reason });
+}
+
 export function closedError(): NbdError {
   return new NbdError('handle is closed', osConstants.errno.EINVAL);
 }

@@ -1,13 +1,17 @@
 // The Handle facade: the pending-command table, Promise forms, and delivery
 // of the events the native side records. The per-call methods are generated
 // (lib/generated/handle-api.ts) and call the protected hooks below.
+import type { Readable, Writable } from 'node:stream';
 import { markAsUntransferable } from 'node:worker_threads';
 import type { NativeHandle, NativePayload } from '../typings/native';
 import { binding } from './binding';
 import type { ChunkCallback, CompletionCallback, DebugCallback, ErrorRef } from './callbacks';
 import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './errors';
+import { abortable } from './abort';
 import * as wire from './generated/event-wire';
-import { HandleApi, type Int64, type Settle } from './generated/handle-api';
+import { HandleApi, type Int64, type Live, type Settle } from './generated/handle-api';
+import { createReadStream, type ReadStreamOptions } from './io/read-stream';
+import { createWriteStream, type WriteStreamOptions } from './io/write-stream';
 import {
   adoptLibnbdError,
   applyChunkResult,
@@ -17,7 +21,15 @@ import {
   finalError,
   type CommandErrorState,
 } from './semantics';
-import { validateFunction, validateUint32, validateUint64 } from './validate';
+import {
+  commandOptions,
+  signalOption,
+  validateFunction,
+  validateUint32,
+  validateUint64,
+  type CommandOptions,
+  type SignalOptions,
+} from './validate';
 
 export type Driver = 'loop' | 'thread';
 
@@ -207,6 +219,18 @@ function reportLostCauses(causes: unknown[] | undefined, what = 'a libnbd callba
   }
 }
 
+// Symbol.asyncDispose / Symbol.dispose: defined by Node >= 20.4 (and 18.18);
+// the registered symbols Node's own polyfill used, where an older runtime lacks them.
+const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? (Symbol.for('nodejs.asyncDispose') as typeof Symbol.asyncDispose);
+const dispose: typeof Symbol.dispose = Symbol.dispose ?? (Symbol.for('nodejs.dispose') as typeof Symbol.dispose);
+
+/** A callback's throw that an aborted Promise form no longer reports. */
+function reportAbortedCause(e: unknown): void {
+  if (e instanceof NbdError && e.cause !== undefined) {
+    reportLostCauses([e.cause], 'a libnbd callback threw but its command\'s Promise was aborted');
+  }
+}
+
 /**
  * One libnbd handle. An EventEmitter: `'disconnect'` is emitted once per
  * connection when it ends — with `undefined` after a clean shutdown, with an
@@ -309,13 +333,15 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     this._afterCall();
   }
 
-  protected _promise(api: string, type: string, start: (settle: Settle) => void): Promise<void> {
-    return this.#commandPromise(api, `${type}: command failed`, () => undefined, start);
+  protected _promise(api: string, type: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<void> {
+    return abortable(signal, (live) => this.#commandPromise(api, `${type}: command failed`, () => undefined, (settle) => start(settle, live)),
+      undefined, reportAbortedCause);
   }
 
-  protected _promiseOpt(api: string, start: (settle: Settle) => void): Promise<number> {
+  protected _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number> {
     const request = api.replace(/^nbd_/, '');
-    return this.#commandPromise(api, `server replied with error to ${request} request`, (calls) => calls, start);
+    return abortable(signal, (live) => this.#commandPromise(api, `server replied with error to ${request} request`, (calls) => calls,
+      (settle) => start(settle, live)), undefined, reportAbortedCause);
   }
 
   /** A Promise form: settles with the command; errors worded as the sync call `api` words them. */
@@ -337,8 +363,9 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     });
   }
 
-  protected _connect(api: string, start: (n: NativeHandle) => number): Promise<void> {
-    return this.#startConnection('connect', api, start);
+  protected _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void> {
+    // A connect cannot be abandoned: aborting it closes the handle.
+    return abortable(signal, () => this.#startConnection('connect', api, start), () => this.close());
   }
 
   // ------------------------------------------------------------ plumbing
@@ -621,15 +648,18 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
    * `nbd_shutdown` as a Promise: disconnect cleanly (unless a disconnect is
    * already queued) and wait for the server to close the connection.
    */
-  shutdown(flags = 0): Promise<void> {
-    validateUint32(flags, 'flags');
-    // As nbd_shutdown: no second NBD_CMD_DISC when one is already on its way
-    // (#disconnectInFlight is false once closed: close() rejects as usual).
-    if (this.#disconnectInFlight && !this.#closed) return this.#waitFor('disconnect', 'nbd_shutdown');
-    return this.#startConnection('disconnect', 'nbd_shutdown', (native) => {
-      const r = native.aioDisconnect(flags);
-      if (r !== -1) this.#disconnectInFlight = true;
-      return r;
+  shutdown(options: number | CommandOptions = 0): Promise<void> {
+    const { flags, signal } = commandOptions(options);
+    // Aborting rejects the Promise; the disconnect goes on.
+    return abortable(signal, () => {
+      // As nbd_shutdown: no second NBD_CMD_DISC when one is already on its way
+      // (#disconnectInFlight is false once closed: close() rejects as usual).
+      if (this.#disconnectInFlight && !this.#closed) return this.#waitFor('disconnect', 'nbd_shutdown');
+      return this.#startConnection('disconnect', 'nbd_shutdown', (native) => {
+        const r = native.aioDisconnect(flags);
+        if (r !== -1) this.#disconnectInFlight = true;
+        return r;
+      });
     });
   }
 
@@ -641,8 +671,9 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   }
 
   /** `nbd_opt_abort` as a Promise: end negotiation and wait for the connection to close. */
-  optAbort(): Promise<void> {
-    return this.#startConnection('disconnect', 'nbd_opt_abort', (n) => n.aioOptAbort());
+  optAbort(options?: SignalOptions): Promise<void> {
+    const signal = signalOption(options);
+    return abortable(signal, () => this.#startConnection('disconnect', 'nbd_opt_abort', (n) => n.aioOptAbort()));
   }
 
   // ------------------------------------------------------------ debug messages
@@ -666,6 +697,51 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (n.clearDebugCallback() === -1) this._raise();
     this._afterCall();
     this.#debugCallback = undefined;
+  }
+
+  // ------------------------------------------------------------ lib/io: streams (thin delegations to lib/io)
+
+  /**
+   * A Readable of the export's bytes from `start` to `end` inclusive (as
+   * fs.createReadStream; default: the whole export), in order, with at most
+   * `queueDepth` reads in flight. See lib/io/read-stream.ts.
+   */
+  createReadStream(options?: ReadStreamOptions): Readable {
+    return createReadStream(this as Handle<boolean>, options);
+  }
+
+  /**
+   * A Writable writing the export from `start` on: small writes coalesced
+   * up to `highWaterMark`, at most `queueDepth` writes in flight, 'finish'
+   * once every write completed (and, with `flush: true`, was flushed). See
+   * lib/io/write-stream.ts.
+   */
+  createWriteStream(options?: WriteStreamOptions): Writable {
+    return createWriteStream(this as Handle<boolean>, options);
+  }
+
+  // ------------------------------------------------------------ explicit resource management
+
+  /**
+   * `await using h = await connect(uri)`: shut down cleanly if connected
+   * (optAbort while negotiating), then close. Never throws: a dead
+   * connection or an already closed handle is just closed.
+   */
+  async [asyncDispose](): Promise<void> {
+    if (this.#closed) return;
+    try {
+      if (this.aioIsNegotiating()) await this.optAbort();
+      else if (this.aioIsReady() || this.aioIsProcessing()) await this.shutdown();
+    } catch {
+      // Nothing left to shut down cleanly.
+    } finally {
+      this.close();
+    }
+  }
+
+  /** `using h = ...`: close() (no shutdown, which would have to wait). */
+  [dispose](): void {
+    this.close();
   }
 
   // ------------------------------------------------------------ closing

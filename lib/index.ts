@@ -13,5 +13,12 @@ export type {
 } from './callbacks';
 export type { Int64 } from './generated/handle-api';
 export { NbdError, errnoName } from './errors';
+export type { CommandOptions, SignalOptions } from './validate';
+// lib/io, the handle-level half: streams (methods of Handle), cancellation, connect().
+export { AbortError } from './errors';
+export { connect } from './io/connect';
+export type { ConnectOptions } from './io/connect';
+export type { ReadStreamOptions } from './io/read-stream';
+export type { WriteStreamOptions } from './io/write-stream';
 export * from './generated/constants';
 export * from './generated/module-api';

@@ -83,6 +83,57 @@ export function validateOptionalFunction(
   }
 }
 
+/** An AbortSignal, or undefined (Node's duck test: an object with `aborted` and addEventListener). */
+export function validateAbortSignal(value: unknown, name: string): asserts value is AbortSignal | undefined {
+  if (value === undefined) return;
+  if (
+    value === null ||
+    typeof value !== 'object' ||
+    !('aborted' in value) ||
+    typeof (value as { addEventListener?: unknown }).addEventListener !== 'function'
+  ) {
+    throw invalidArgType(name, 'an instance of AbortSignal', value);
+  }
+}
+
+/** The last argument of a Promise form with flags: the flags, or `{ flags, signal }`. */
+export interface CommandOptions {
+  /** CMD_FLAG_* bits (default 0). */
+  flags?: number;
+  /** Aborting rejects the Promise at once with an AbortError; the command still completes in libnbd. */
+  signal?: AbortSignal;
+}
+
+/** The last argument of a Promise form without flags. */
+export interface SignalOptions {
+  /** Aborting rejects the Promise at once with an AbortError (see each method for what else happens). */
+  signal?: AbortSignal;
+}
+
+/** Reads a Promise form's last argument: a plain number is the flags (as before options existed). */
+export function commandOptions(options: unknown): { flags: number; signal: AbortSignal | undefined } {
+  if (typeof options === 'number') {
+    validateUint32(options, 'flags');
+    return { flags: options, signal: undefined };
+  }
+  if (options === null || typeof options !== 'object') {
+    throw invalidArgType('options', 'of type number or an object', options);
+  }
+  const { flags = 0, signal } = options as CommandOptions;
+  validateUint32(flags, 'options.flags');
+  validateAbortSignal(signal, 'options.signal');
+  return { flags, signal };
+}
+
+/** Reads the `{ signal }` last argument of a Promise form without flags. */
+export function signalOption(options: unknown): AbortSignal | undefined {
+  if (options === undefined) return undefined;
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  const { signal } = options as SignalOptions;
+  validateAbortSignal(signal, 'options.signal');
+  return signal;
+}
+
 /** A file descriptor: a non-negative int32. */
 export function validateFd(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);

@@ -212,9 +212,9 @@ export const ownedCalls = [
 /** Calls whose glue is written by hand (the facade and native/nbd_handle.cc). */
 export const customCalls = [
   { name: 'aio_disconnect', public: 'aioDisconnect', native: 'aioDisconnect(flags: number): number', doc: 'Queue NBD_CMD_DISC (pending commands are sent first unless SHUTDOWN_ABANDON_PENDING).' },
-  { name: 'shutdown', public: 'shutdown', native: 'aioDisconnect(flags: number): number', doc: 'Disconnect and wait until the server has closed the connection (a Promise).' },
+  { name: 'shutdown', public: 'shutdown', native: 'aioDisconnect(flags: number): number', doc: 'Disconnect and wait until the server has closed the connection (a Promise); takes the flags or `{ flags, signal }` (aborting rejects the Promise, the disconnect goes on).' },
   { name: 'aio_opt_abort', public: 'aioOptAbort', native: 'aioOptAbort(): number', doc: 'End negotiation without an export.' },
-  { name: 'opt_abort', public: 'optAbort', native: 'aioOptAbort(): number', doc: 'End negotiation and wait for the connection to close (a Promise).' },
+  { name: 'opt_abort', public: 'optAbort', native: 'aioOptAbort(): number', doc: 'End negotiation and wait for the connection to close (a Promise); takes `{ signal }`.' },
   { name: 'aio_command_completed', public: 'aioCommandCompleted', native: 'aioCommandCompleted(cookie: number | bigint): number', doc: 'Tracked in lib/ (native retires every command at once); native is asked only for cookie 0, for libnbd\'s own error.' },
   { name: 'aio_peek_command_completed', public: 'aioPeekCommandCompleted', native: 'aioInFlight(): number', doc: 'Tracked in lib/: the oldest completed, unretired cookie.' },
   { name: 'aio_in_flight', public: 'aioInFlight', native: 'aioInFlight(): number', doc: 'Counted in lib/ (commands whose completion JS has not seen, plus a pending disconnect); native is asked for libnbd\'s state checks.' },

@@ -252,11 +252,13 @@ function tsCommandMethods(call) {
     `  ${aio}(${[...params(call.args), ...closureParam, 'completion?: CompletionCallback | null', 'flags = 0'].join(', ')}): number {`,
     ...validations(call.args), ...closureCheck, "    validateOptionalFunction(completion, 'completion');", "    validateUint32(flags, 'flags');",
     '    const n = this._native();', ...pin, `    return ${reg('completion', 'undefined')};`, '  }'];
-  const syncLines = [docLine([`\`nbd_${call.sync}\` as a Promise: ${call.doc}`]),
-    `  ${sync}(${[...params(call.args), ...closureParam, 'flags = 0'].join(', ')}): Promise<void> {`,
-    ...validations(call.args), ...closureCheck, "    validateUint32(flags, 'flags');",
-    `    return this._promise('nbd_${call.sync}', '${call.type}', (settle) => {`, '      const n = this._native();',
-    ...pin.map((l) => '  ' + l), `      ${reg('undefined', 'settle')};`, '    });', '  }'];
+  // The Promise form: its closure is wrapped by `live` (not called once the Promise was aborted).
+  const liveReg = `this._register(${nativeCall}, '${call.type}', ${buffer ? camel(buffer[0]) : 'undefined'}, ${offset ? 'offset' : 'undefined'}, ${call.closure ? `live(${call.closure})` : 'undefined'}, undefined, settle)`;
+  const syncLines = [docLine([`\`nbd_${call.sync}\` as a Promise: ${call.doc}`, '`options`: the flags, or `{ flags, signal }`.']),
+    `  ${sync}(${[...params(call.args), ...closureParam, 'options: number | CommandOptions = 0'].join(', ')}): Promise<void> {`,
+    ...validations(call.args), ...closureCheck, '    const { flags, signal } = commandOptions(options);',
+    `    return this._promise('nbd_${call.sync}', '${call.type}', signal, (settle${call.closure ? ', live' : ''}) => {`, '      const n = this._native();',
+    ...pin.map((l) => '  ' + l), `      ${liveReg};`, '    });', '  }'];
   return [...aioLines, '', ...syncLines].join('\n');
 }
 
@@ -273,25 +275,29 @@ function tsOptMethods(call) {
     ...validations(call.args), ...closureCheck, "    validateOptionalFunction(completion, 'completion');",
     `    this._registerOpt(${nativeCall}, ${closureArg}, completion, undefined);`, '  }', '',
     docLine([`\`nbd_${call.sync}\` as a Promise: ${call.doc}`, call.closure ? `Resolves with the number of ${call.closure} callbacks.` : '']),
-    `  ${sync}(${[...params(call.args), ...closureParam].join(', ')}): ${syncRet} {`,
-    ...validations(call.args), ...closureCheck,
-    `    return this._promiseOpt('nbd_${call.sync}', (settle) => this._registerOpt(${nativeCall}, ${closureArg}, undefined, settle))${call.closure ? '' : ' as Promise<unknown> as Promise<void>'};`,
+    `  ${sync}(${[...params(call.args), ...closureParam, 'options?: SignalOptions'].join(', ')}): ${syncRet} {`,
+    ...validations(call.args), ...closureCheck, '    const signal = signalOption(options);',
+    `    return this._promiseOpt('nbd_${call.sync}', signal, (settle${call.closure ? ', live' : ''}) => this._registerOpt(${nativeCall}, ${call.closure ? `live(${call.closure})` : 'undefined'}, undefined, settle))${call.closure ? '' : ' as Promise<unknown> as Promise<void>'};`,
     '  }'].join('\n');
 }
 
 function tsConnectMethod(call) {
   const name = connectName(call);
-  return [docLine([`\`nbd_connect_${call.name}\` as a Promise (the driver runs \`nbd_${name}\`): ${call.doc}`]),
-    `  connect${pascal(call.name)}(${params(call.args).join(', ')}): Promise<void> {`, ...validations(call.args),
-    `    return this._connect('nbd_connect_${call.name}', (n) => n.${camel(name)}(${call.args.map(toNative).join(', ')}));`, '  }'].join('\n');
+  return [docLine([`\`nbd_connect_${call.name}\` as a Promise (the driver runs \`nbd_${name}\`): ${call.doc}`,
+    'Aborting `options.signal` rejects the Promise and closes the handle.']),
+    `  connect${pascal(call.name)}(${[...params(call.args), 'options?: SignalOptions'].join(', ')}): Promise<void> {`, ...validations(call.args),
+    '    const signal = signalOption(options);',
+    `    return this._connect('nbd_connect_${call.name}', signal, (n) => n.${camel(name)}(${call.args.map(toNative).join(', ')}));`, '  }'].join('\n');
 }
 
 function tsApi() {
   const out = [banner('//'), "import { EventEmitter } from 'node:events';", "import type { NativeHandle } from '../../typings/native';",
     "import type { ChunkCallback, CompletionCallback, ContextCallback, ExtentCallback, Extent64Callback, ListCallback } from '../callbacks';",
-    'import {', '  toNativeUint64,', '  validateBoolean,', '  validateBuffer,', '  validateFd,', '  validateFunction,', '  validateInt32,',
+    'import {', '  commandOptions,', '  signalOption,', '  toNativeUint64,', '  validateBoolean,', '  validateBuffer,', '  validateFd,', '  validateFunction,', '  validateInt32,',
     '  validateOptionalFunction,', '  validateService,', '  validateString,', '  validateStringArray,', '  validateUint32,', '  validateUint64,',
-    "} from '../validate';", '',
+    "} from '../validate';", "import type { CommandOptions, SignalOptions } from '../validate';", '',
+    '/** Wraps a Promise form\'s callback so that it is no longer called once its Promise was aborted. */',
+    'export type Live = <F extends (...args: never[]) => unknown>(f: F) => F;', '',
     '/** A 64-bit output: number, or bigint on a handle made with `{ bigint: true }`. */',
     'export type Int64<B extends boolean> = B extends true ? bigint : number;', '',
     '/** Settles a Promise form: the command\'s errno, a callback\'s throw, the calls of its list/context closure. */',
@@ -316,9 +322,11 @@ function tsApi() {
     '  /** Records an issued option command (throws on -1). */',
     '  protected abstract _registerOpt(id: number, closure: ((...args: never[]) => unknown) | undefined,',
     '    completion: CompletionCallback | null | undefined, settle: Settle | undefined): void;',
-    '  protected abstract _promise(api: string, type: string, start: (settle: Settle) => void): Promise<void>;',
-    '  protected abstract _promiseOpt(api: string, start: (settle: Settle) => void): Promise<number>;',
-    '  protected abstract _connect(api: string, start: (n: NativeHandle) => number): Promise<void>;', '',
+    '  /** A data command\'s Promise form; `signal` aborts it (AbortError), `live` wraps its callbacks. */',
+    '  protected abstract _promise(api: string, type: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<void>;',
+    '  protected abstract _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number>;',
+    '  /** A connect\'s Promise form; aborting `signal` rejects it and closes the handle. */',
+    '  protected abstract _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void>;', '',
     '  // ---------------------------------------------------------------- synchronous calls', ''];
   for (const c of simpleCalls) out.push(tsSimpleMethod(c), '');
   out.push('  // ---------------------------------------------------------------- data commands', '');
@@ -415,7 +423,10 @@ function apiDoc() {
   }
   out.push('', '## Data commands', '',
     'The aio form returns a cookie; its callbacks run after libnbd returns, never inside it. The Promise form',
-    'resolves when the command succeeded. Both take the flags last (CMD_FLAG_*).', '',
+    'resolves when the command succeeded. Both take the flags last (CMD_FLAG_*); the Promise form takes either',
+    'the flags or `{ flags, signal }` there: aborting the signal rejects the Promise at once with an `AbortError`',
+    '(the command still completes in libnbd and its result is dropped). Option and connect Promise forms take',
+    '`{ signal }` last (aborting a connect also closes the handle).', '',
     '| Methods | libnbd | Arguments | Callback | Notes |', '|---|---|---|---|---|');
   for (const c of commandCalls) {
     out.push(`| \`${camel(c.name)}\`, \`${camel(c.sync)}\` | \`nbd_${c.name}\`, \`nbd_${c.sync}\` | ${esc(params(c.args).join(', ')) || '—'} | ${c.closure ?? '—'} | ${c.doc} |`);

@@ -4,6 +4,8 @@ import { EventEmitter } from 'node:events';
 import type { NativeHandle } from '../../typings/native';
 import type { ChunkCallback, CompletionCallback, ContextCallback, ExtentCallback, Extent64Callback, ListCallback } from '../callbacks';
 import {
+  commandOptions,
+  signalOption,
   toNativeUint64,
   validateBoolean,
   validateBuffer,
@@ -17,6 +19,10 @@ import {
   validateUint32,
   validateUint64,
 } from '../validate';
+import type { CommandOptions, SignalOptions } from '../validate';
+
+/** Wraps a Promise form's callback so that it is no longer called once its Promise was aborted. */
+export type Live = <F extends (...args: never[]) => unknown>(f: F) => F;
 
 /** A 64-bit output: number, or bigint on a handle made with `{ bigint: true }`. */
 export type Int64<B extends boolean> = B extends true ? bigint : number;
@@ -45,9 +51,11 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   /** Records an issued option command (throws on -1). */
   protected abstract _registerOpt(id: number, closure: ((...args: never[]) => unknown) | undefined,
     completion: CompletionCallback | null | undefined, settle: Settle | undefined): void;
-  protected abstract _promise(api: string, type: string, start: (settle: Settle) => void): Promise<void>;
-  protected abstract _promiseOpt(api: string, start: (settle: Settle) => void): Promise<number>;
-  protected abstract _connect(api: string, start: (n: NativeHandle) => number): Promise<void>;
+  /** A data command's Promise form; `signal` aborts it (AbortError), `live` wraps its callbacks. */
+  protected abstract _promise(api: string, type: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<void>;
+  protected abstract _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number>;
+  /** A connect's Promise form; aborting `signal` rejects it and closes the handle. */
+  protected abstract _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void>;
 
   // ---------------------------------------------------------------- synchronous calls
 
@@ -698,12 +706,12 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioPread(buf, toNativeUint64(offset), flags), 'read', buf, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_pread` as a Promise: Read into buf from offset. */
-  pread(buf: ArrayBufferView, offset: number | bigint, flags = 0): Promise<void> {
+  /** `nbd_pread` as a Promise: Read into buf from offset. `options`: the flags, or `{ flags, signal }`. */
+  pread(buf: ArrayBufferView, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
-    validateUint32(flags, 'flags');
-    return this._promise('nbd_pread', 'read', (settle) => {
+    const { flags, signal } = commandOptions(options);
+    return this._promise('nbd_pread', 'read', signal, (settle) => {
       const n = this._native();
       this._pin(buf);
       this._register(n.aioPread(buf, toNativeUint64(offset), flags), 'read', buf, offset, undefined, undefined, settle);
@@ -722,16 +730,16 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioPreadStructured(buf, toNativeUint64(offset), flags), 'read', buf, offset, chunk, completion, undefined);
   }
 
-  /** `nbd_pread_structured` as a Promise: Read with a chunk callback per DATA/HOLE/ERROR chunk. */
-  preadStructured(buf: ArrayBufferView, offset: number | bigint, chunk: ChunkCallback<B>, flags = 0): Promise<void> {
+  /** `nbd_pread_structured` as a Promise: Read with a chunk callback per DATA/HOLE/ERROR chunk. `options`: the flags, or `{ flags, signal }`. */
+  preadStructured(buf: ArrayBufferView, offset: number | bigint, chunk: ChunkCallback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
     validateFunction(chunk, 'chunk');
-    validateUint32(flags, 'flags');
-    return this._promise('nbd_pread_structured', 'read', (settle) => {
+    const { flags, signal } = commandOptions(options);
+    return this._promise('nbd_pread_structured', 'read', signal, (settle, live) => {
       const n = this._native();
       this._pin(buf);
-      this._register(n.aioPreadStructured(buf, toNativeUint64(offset), flags), 'read', buf, offset, chunk, undefined, settle);
+      this._register(n.aioPreadStructured(buf, toNativeUint64(offset), flags), 'read', buf, offset, live(chunk), undefined, settle);
     });
   }
 
@@ -746,12 +754,12 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioPwrite(buf, toNativeUint64(offset), flags), 'write', buf, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_pwrite` as a Promise: Write buf at offset. */
-  pwrite(buf: ArrayBufferView, offset: number | bigint, flags = 0): Promise<void> {
+  /** `nbd_pwrite` as a Promise: Write buf at offset. `options`: the flags, or `{ flags, signal }`. */
+  pwrite(buf: ArrayBufferView, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
-    validateUint32(flags, 'flags');
-    return this._promise('nbd_pwrite', 'write', (settle) => {
+    const { flags, signal } = commandOptions(options);
+    return this._promise('nbd_pwrite', 'write', signal, (settle) => {
       const n = this._native();
       this._pin(buf);
       this._register(n.aioPwrite(buf, toNativeUint64(offset), flags), 'write', buf, offset, undefined, undefined, settle);
@@ -766,10 +774,10 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioFlush(flags), 'flush', undefined, undefined, undefined, completion, undefined);
   }
 
-  /** `nbd_flush` as a Promise: Flush the server's caches. */
-  flush(flags = 0): Promise<void> {
-    validateUint32(flags, 'flags');
-    return this._promise('nbd_flush', 'flush', (settle) => {
+  /** `nbd_flush` as a Promise: Flush the server's caches. `options`: the flags, or `{ flags, signal }`. */
+  flush(options: number | CommandOptions = 0): Promise<void> {
+    const { flags, signal } = commandOptions(options);
+    return this._promise('nbd_flush', 'flush', signal, (settle) => {
       const n = this._native();
       this._register(n.aioFlush(flags), 'flush', undefined, undefined, undefined, undefined, settle);
     });
@@ -785,12 +793,12 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioTrim(toNativeUint64(count), toNativeUint64(offset), flags), 'trim', undefined, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_trim` as a Promise: Discard (trim) a range. */
-  trim(count: number | bigint, offset: number | bigint, flags = 0): Promise<void> {
+  /** `nbd_trim` as a Promise: Discard (trim) a range. `options`: the flags, or `{ flags, signal }`. */
+  trim(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
-    validateUint32(flags, 'flags');
-    return this._promise('nbd_trim', 'trim', (settle) => {
+    const { flags, signal } = commandOptions(options);
+    return this._promise('nbd_trim', 'trim', signal, (settle) => {
       const n = this._native();
       this._register(n.aioTrim(toNativeUint64(count), toNativeUint64(offset), flags), 'trim', undefined, offset, undefined, undefined, settle);
     });
@@ -806,12 +814,12 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioCache(toNativeUint64(count), toNativeUint64(offset), flags), 'cache', undefined, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_cache` as a Promise: Ask the server to prefetch a range. */
-  cache(count: number | bigint, offset: number | bigint, flags = 0): Promise<void> {
+  /** `nbd_cache` as a Promise: Ask the server to prefetch a range. `options`: the flags, or `{ flags, signal }`. */
+  cache(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
-    validateUint32(flags, 'flags');
-    return this._promise('nbd_cache', 'cache', (settle) => {
+    const { flags, signal } = commandOptions(options);
+    return this._promise('nbd_cache', 'cache', signal, (settle) => {
       const n = this._native();
       this._register(n.aioCache(toNativeUint64(count), toNativeUint64(offset), flags), 'cache', undefined, offset, undefined, undefined, settle);
     });
@@ -827,12 +835,12 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioZero(toNativeUint64(count), toNativeUint64(offset), flags), 'write-zeroes', undefined, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_zero` as a Promise: Write zeroes to a range. */
-  zero(count: number | bigint, offset: number | bigint, flags = 0): Promise<void> {
+  /** `nbd_zero` as a Promise: Write zeroes to a range. `options`: the flags, or `{ flags, signal }`. */
+  zero(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
-    validateUint32(flags, 'flags');
-    return this._promise('nbd_zero', 'write-zeroes', (settle) => {
+    const { flags, signal } = commandOptions(options);
+    return this._promise('nbd_zero', 'write-zeroes', signal, (settle) => {
       const n = this._native();
       this._register(n.aioZero(toNativeUint64(count), toNativeUint64(offset), flags), 'write-zeroes', undefined, offset, undefined, undefined, settle);
     });
@@ -849,15 +857,15 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioBlockStatus(toNativeUint64(count), toNativeUint64(offset), flags), 'block-status', undefined, offset, extent, completion, undefined);
   }
 
-  /** `nbd_block_status` as a Promise: Block status: extent callback per meta context, entries as (length, flags) pairs. */
-  blockStatus(count: number | bigint, offset: number | bigint, extent: ExtentCallback<B>, flags = 0): Promise<void> {
+  /** `nbd_block_status` as a Promise: Block status: extent callback per meta context, entries as (length, flags) pairs. `options`: the flags, or `{ flags, signal }`. */
+  blockStatus(count: number | bigint, offset: number | bigint, extent: ExtentCallback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
     validateFunction(extent, 'extent');
-    validateUint32(flags, 'flags');
-    return this._promise('nbd_block_status', 'block-status', (settle) => {
+    const { flags, signal } = commandOptions(options);
+    return this._promise('nbd_block_status', 'block-status', signal, (settle, live) => {
       const n = this._native();
-      this._register(n.aioBlockStatus(toNativeUint64(count), toNativeUint64(offset), flags), 'block-status', undefined, offset, extent, undefined, settle);
+      this._register(n.aioBlockStatus(toNativeUint64(count), toNativeUint64(offset), flags), 'block-status', undefined, offset, live(extent), undefined, settle);
     });
   }
 
@@ -872,15 +880,15 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioBlockStatus64(toNativeUint64(count), toNativeUint64(offset), flags), 'block-status', undefined, offset, extent64, completion, undefined);
   }
 
-  /** `nbd_block_status_64` as a Promise: Block status with 64-bit extents (libnbd ≥ 1.18). */
-  blockStatus64(count: number | bigint, offset: number | bigint, extent64: Extent64Callback<B>, flags = 0): Promise<void> {
+  /** `nbd_block_status_64` as a Promise: Block status with 64-bit extents (libnbd ≥ 1.18). `options`: the flags, or `{ flags, signal }`. */
+  blockStatus64(count: number | bigint, offset: number | bigint, extent64: Extent64Callback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
     validateFunction(extent64, 'extent64');
-    validateUint32(flags, 'flags');
-    return this._promise('nbd_block_status_64', 'block-status', (settle) => {
+    const { flags, signal } = commandOptions(options);
+    return this._promise('nbd_block_status_64', 'block-status', signal, (settle, live) => {
       const n = this._native();
-      this._register(n.aioBlockStatus64(toNativeUint64(count), toNativeUint64(offset), flags), 'block-status', undefined, offset, extent64, undefined, settle);
+      this._register(n.aioBlockStatus64(toNativeUint64(count), toNativeUint64(offset), flags), 'block-status', undefined, offset, live(extent64), undefined, settle);
     });
   }
 
@@ -896,16 +904,16 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioBlockStatusFilter(toNativeUint64(count), toNativeUint64(offset), contexts, flags), 'block-status', undefined, offset, extent64, completion, undefined);
   }
 
-  /** `nbd_block_status_filter` as a Promise: Block status limited to some meta contexts (libnbd ≥ 1.18). */
-  blockStatusFilter(count: number | bigint, offset: number | bigint, contexts: string[], extent64: Extent64Callback<B>, flags = 0): Promise<void> {
+  /** `nbd_block_status_filter` as a Promise: Block status limited to some meta contexts (libnbd ≥ 1.18). `options`: the flags, or `{ flags, signal }`. */
+  blockStatusFilter(count: number | bigint, offset: number | bigint, contexts: string[], extent64: Extent64Callback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
     validateStringArray(contexts, 'contexts');
     validateFunction(extent64, 'extent64');
-    validateUint32(flags, 'flags');
-    return this._promise('nbd_block_status_filter', 'block-status', (settle) => {
+    const { flags, signal } = commandOptions(options);
+    return this._promise('nbd_block_status_filter', 'block-status', signal, (settle, live) => {
       const n = this._native();
-      this._register(n.aioBlockStatusFilter(toNativeUint64(count), toNativeUint64(offset), contexts, flags), 'block-status', undefined, offset, extent64, undefined, settle);
+      this._register(n.aioBlockStatusFilter(toNativeUint64(count), toNativeUint64(offset), contexts, flags), 'block-status', undefined, offset, live(extent64), undefined, settle);
     });
   }
 
@@ -918,8 +926,9 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   }
 
   /** `nbd_opt_go` as a Promise: End negotiation and move to transmission. */
-  optGo(): Promise<void> {
-    return this._promiseOpt('nbd_opt_go', (settle) => this._registerOpt(this._native().aioOptGo(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
+  optGo(options?: SignalOptions): Promise<void> {
+    const signal = signalOption(options);
+    return this._promiseOpt('nbd_opt_go', signal, (settle) => this._registerOpt(this._native().aioOptGo(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
   }
 
   /** `nbd_aio_opt_info`: Ask for the current export's details. The completion callback runs once; libnbd retires option commands itself. */
@@ -929,8 +938,9 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   }
 
   /** `nbd_opt_info` as a Promise: Ask for the current export's details. */
-  optInfo(): Promise<void> {
-    return this._promiseOpt('nbd_opt_info', (settle) => this._registerOpt(this._native().aioOptInfo(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
+  optInfo(options?: SignalOptions): Promise<void> {
+    const signal = signalOption(options);
+    return this._promiseOpt('nbd_opt_info', signal, (settle) => this._registerOpt(this._native().aioOptInfo(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
   }
 
   /** `nbd_aio_opt_list`: List the exports. The completion callback runs once; libnbd retires option commands itself. */
@@ -941,9 +951,10 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   }
 
   /** `nbd_opt_list` as a Promise: List the exports. Resolves with the number of list callbacks. */
-  optList(list: ListCallback): Promise<number> {
+  optList(list: ListCallback, options?: SignalOptions): Promise<number> {
     validateFunction(list, 'list');
-    return this._promiseOpt('nbd_opt_list', (settle) => this._registerOpt(this._native().aioOptList(), list, undefined, settle));
+    const signal = signalOption(options);
+    return this._promiseOpt('nbd_opt_list', signal, (settle, live) => this._registerOpt(this._native().aioOptList(), live(list), undefined, settle));
   }
 
   /** `nbd_aio_opt_list_meta_context`: List the meta contexts the server offers. The completion callback runs once; libnbd retires option commands itself. */
@@ -954,9 +965,10 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   }
 
   /** `nbd_opt_list_meta_context` as a Promise: List the meta contexts the server offers. Resolves with the number of context callbacks. */
-  optListMetaContext(context: ContextCallback): Promise<number> {
+  optListMetaContext(context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateFunction(context, 'context');
-    return this._promiseOpt('nbd_opt_list_meta_context', (settle) => this._registerOpt(this._native().aioOptListMetaContext(), context, undefined, settle));
+    const signal = signalOption(options);
+    return this._promiseOpt('nbd_opt_list_meta_context', signal, (settle, live) => this._registerOpt(this._native().aioOptListMetaContext(), live(context), undefined, settle));
   }
 
   /** `nbd_aio_opt_list_meta_context_queries`: List meta contexts matching queries (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
@@ -968,10 +980,11 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   }
 
   /** `nbd_opt_list_meta_context_queries` as a Promise: List meta contexts matching queries (libnbd ≥ 1.16). Resolves with the number of context callbacks. */
-  optListMetaContextQueries(queries: string[], context: ContextCallback): Promise<number> {
+  optListMetaContextQueries(queries: string[], context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
-    return this._promiseOpt('nbd_opt_list_meta_context_queries', (settle) => this._registerOpt(this._native().aioOptListMetaContextQueries(queries), context, undefined, settle));
+    const signal = signalOption(options);
+    return this._promiseOpt('nbd_opt_list_meta_context_queries', signal, (settle, live) => this._registerOpt(this._native().aioOptListMetaContextQueries(queries), live(context), undefined, settle));
   }
 
   /** `nbd_aio_opt_set_meta_context`: Select the requested meta contexts (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
@@ -982,9 +995,10 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   }
 
   /** `nbd_opt_set_meta_context` as a Promise: Select the requested meta contexts (libnbd ≥ 1.16). Resolves with the number of context callbacks. */
-  optSetMetaContext(context: ContextCallback): Promise<number> {
+  optSetMetaContext(context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateFunction(context, 'context');
-    return this._promiseOpt('nbd_opt_set_meta_context', (settle) => this._registerOpt(this._native().aioOptSetMetaContext(), context, undefined, settle));
+    const signal = signalOption(options);
+    return this._promiseOpt('nbd_opt_set_meta_context', signal, (settle, live) => this._registerOpt(this._native().aioOptSetMetaContext(), live(context), undefined, settle));
   }
 
   /** `nbd_aio_opt_set_meta_context_queries`: Select meta contexts matching queries (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
@@ -996,10 +1010,11 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   }
 
   /** `nbd_opt_set_meta_context_queries` as a Promise: Select meta contexts matching queries (libnbd ≥ 1.16). Resolves with the number of context callbacks. */
-  optSetMetaContextQueries(queries: string[], context: ContextCallback): Promise<number> {
+  optSetMetaContextQueries(queries: string[], context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
-    return this._promiseOpt('nbd_opt_set_meta_context_queries', (settle) => this._registerOpt(this._native().aioOptSetMetaContextQueries(queries), context, undefined, settle));
+    const signal = signalOption(options);
+    return this._promiseOpt('nbd_opt_set_meta_context_queries', signal, (settle, live) => this._registerOpt(this._native().aioOptSetMetaContextQueries(queries), live(context), undefined, settle));
   }
 
   /** `nbd_aio_opt_starttls`: Upgrade to TLS during negotiation (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
@@ -1009,8 +1024,9 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   }
 
   /** `nbd_opt_starttls` as a Promise: Upgrade to TLS during negotiation (libnbd ≥ 1.16). */
-  optStarttls(): Promise<void> {
-    return this._promiseOpt('nbd_opt_starttls', (settle) => this._registerOpt(this._native().aioOptStarttls(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
+  optStarttls(options?: SignalOptions): Promise<void> {
+    const signal = signalOption(options);
+    return this._promiseOpt('nbd_opt_starttls', signal, (settle) => this._registerOpt(this._native().aioOptStarttls(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
   }
 
   /** `nbd_aio_opt_structured_reply`: Request structured replies (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
@@ -1020,8 +1036,9 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   }
 
   /** `nbd_opt_structured_reply` as a Promise: Request structured replies (libnbd ≥ 1.16). */
-  optStructuredReply(): Promise<void> {
-    return this._promiseOpt('nbd_opt_structured_reply', (settle) => this._registerOpt(this._native().aioOptStructuredReply(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
+  optStructuredReply(options?: SignalOptions): Promise<void> {
+    const signal = signalOption(options);
+    return this._promiseOpt('nbd_opt_structured_reply', signal, (settle) => this._registerOpt(this._native().aioOptStructuredReply(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
   }
 
   /** `nbd_aio_opt_extended_headers`: Request extended headers (libnbd ≥ 1.18). The completion callback runs once; libnbd retires option commands itself. */
@@ -1031,54 +1048,62 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   }
 
   /** `nbd_opt_extended_headers` as a Promise: Request extended headers (libnbd ≥ 1.18). */
-  optExtendedHeaders(): Promise<void> {
-    return this._promiseOpt('nbd_opt_extended_headers', (settle) => this._registerOpt(this._native().aioOptExtendedHeaders(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
+  optExtendedHeaders(options?: SignalOptions): Promise<void> {
+    const signal = signalOption(options);
+    return this._promiseOpt('nbd_opt_extended_headers', signal, (settle) => this._registerOpt(this._native().aioOptExtendedHeaders(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
   }
 
   // ---------------------------------------------------------------- connects
 
-  /** `nbd_connect_uri` as a Promise (the driver runs `nbd_aio_connect_uri`): Connect to an NBD URI (nbd://, nbds://, nbd+unix://, ...). */
-  connectUri(uri: string): Promise<void> {
+  /** `nbd_connect_uri` as a Promise (the driver runs `nbd_aio_connect_uri`): Connect to an NBD URI (nbd://, nbds://, nbd+unix://, ...). Aborting `options.signal` rejects the Promise and closes the handle. */
+  connectUri(uri: string, options?: SignalOptions): Promise<void> {
     validateString(uri, 'uri');
-    return this._connect('nbd_connect_uri', (n) => n.aioConnectUri(uri));
+    const signal = signalOption(options);
+    return this._connect('nbd_connect_uri', signal, (n) => n.aioConnectUri(uri));
   }
 
-  /** `nbd_connect_unix` as a Promise (the driver runs `nbd_aio_connect_unix`): Connect to a Unix domain socket. */
-  connectUnix(unixsocket: string): Promise<void> {
+  /** `nbd_connect_unix` as a Promise (the driver runs `nbd_aio_connect_unix`): Connect to a Unix domain socket. Aborting `options.signal` rejects the Promise and closes the handle. */
+  connectUnix(unixsocket: string, options?: SignalOptions): Promise<void> {
     validateString(unixsocket, 'unixsocket');
-    return this._connect('nbd_connect_unix', (n) => n.aioConnectUnix(unixsocket));
+    const signal = signalOption(options);
+    return this._connect('nbd_connect_unix', signal, (n) => n.aioConnectUnix(unixsocket));
   }
 
-  /** `nbd_connect_vsock` as a Promise (the driver runs `nbd_aio_connect_vsock`): Connect over AF_VSOCK. */
-  connectVsock(cid: number, port: number): Promise<void> {
+  /** `nbd_connect_vsock` as a Promise (the driver runs `nbd_aio_connect_vsock`): Connect over AF_VSOCK. Aborting `options.signal` rejects the Promise and closes the handle. */
+  connectVsock(cid: number, port: number, options?: SignalOptions): Promise<void> {
     validateUint32(cid, 'cid');
     validateUint32(port, 'port');
-    return this._connect('nbd_connect_vsock', (n) => n.aioConnectVsock(cid, port));
+    const signal = signalOption(options);
+    return this._connect('nbd_connect_vsock', signal, (n) => n.aioConnectVsock(cid, port));
   }
 
-  /** `nbd_connect_tcp` as a Promise (the driver runs `nbd_aio_connect_tcp`): Connect over TCP; the name lookup (getaddrinfo) blocks the thread that runs it (the I/O thread with the thread driver). */
-  connectTcp(hostname: string, port: string | number): Promise<void> {
+  /** `nbd_connect_tcp` as a Promise (the driver runs `nbd_aio_connect_tcp`): Connect over TCP; the name lookup (getaddrinfo) blocks the thread that runs it (the I/O thread with the thread driver). Aborting `options.signal` rejects the Promise and closes the handle. */
+  connectTcp(hostname: string, port: string | number, options?: SignalOptions): Promise<void> {
     validateString(hostname, 'hostname');
     validateService(port, 'port');
-    return this._connect('nbd_connect_tcp', (n) => n.aioConnectTcp(hostname, String(port)));
+    const signal = signalOption(options);
+    return this._connect('nbd_connect_tcp', signal, (n) => n.aioConnectTcp(hostname, String(port)));
   }
 
-  /** `nbd_connect_socket` as a Promise (the driver runs `nbd_aio_connect_socket`): Talk NBD over a connected socket; libnbd takes ownership of the fd. */
-  connectSocket(sock: number): Promise<void> {
+  /** `nbd_connect_socket` as a Promise (the driver runs `nbd_aio_connect_socket`): Talk NBD over a connected socket; libnbd takes ownership of the fd. Aborting `options.signal` rejects the Promise and closes the handle. */
+  connectSocket(sock: number, options?: SignalOptions): Promise<void> {
     validateFd(sock, 'sock');
-    return this._connect('nbd_connect_socket', (n) => n.aioConnectSocket(sock));
+    const signal = signalOption(options);
+    return this._connect('nbd_connect_socket', signal, (n) => n.aioConnectSocket(sock));
   }
 
-  /** `nbd_connect_command` as a Promise (the driver runs `nbd_aio_connect_command`): Run a server (e.g. nbdkit -s) and talk over its stdin/stdout. */
-  connectCommand(argv: string[]): Promise<void> {
+  /** `nbd_connect_command` as a Promise (the driver runs `nbd_aio_connect_command`): Run a server (e.g. nbdkit -s) and talk over its stdin/stdout. Aborting `options.signal` rejects the Promise and closes the handle. */
+  connectCommand(argv: string[], options?: SignalOptions): Promise<void> {
     validateStringArray(argv, 'argv');
-    return this._connect('nbd_connect_command', (n) => n.aioConnectCommand(argv));
+    const signal = signalOption(options);
+    return this._connect('nbd_connect_command', signal, (n) => n.aioConnectCommand(argv));
   }
 
-  /** `nbd_connect_systemd_socket_activation` as a Promise (the driver runs `nbd_aio_connect_systemd_socket_activation`): Run a server with systemd socket activation. */
-  connectSystemdSocketActivation(argv: string[]): Promise<void> {
+  /** `nbd_connect_systemd_socket_activation` as a Promise (the driver runs `nbd_aio_connect_systemd_socket_activation`): Run a server with systemd socket activation. Aborting `options.signal` rejects the Promise and closes the handle. */
+  connectSystemdSocketActivation(argv: string[], options?: SignalOptions): Promise<void> {
     validateStringArray(argv, 'argv');
-    return this._connect('nbd_connect_systemd_socket_activation', (n) => n.aioConnectSystemdSocketActivation(argv));
+    const signal = signalOption(options);
+    return this._connect('nbd_connect_systemd_socket_activation', signal, (n) => n.aioConnectSystemdSocketActivation(argv));
   }
 
 }
