@@ -22,7 +22,7 @@ export type { ReadStreamOptions } from './io/read-stream';
 export type { WriteStreamOptions } from './io/write-stream';
 export * from './generated/constants';
 export * from './generated/module-api';
-// The Node-native layer (DESIGN §7).
+// lib/io, the data-moving half: isZero, extents (a method of Handle and Pool), Pool, copy().
 export { isZero } from './io/zero';
 export type { Extent, ExtentsOptions } from './io/extents';
 export { Pool } from './io/pool';
