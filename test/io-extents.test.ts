@@ -88,9 +88,13 @@ describe('base:allocation over a sparse raw file (qemu-nbd)', () => {
   test('bigint bounds are accepted; bad ranges and an unknown context are refused', async () => {
     const list = await collect(h.extents({ start: 0n, end: BigInt(2 * MiB) }));
     expect(list).toEqual(clip(nbdinfoMap(uri), 0, 2 * MiB));
+    // Bad options throw at once; what needs the export's size fails the first next().
+    expect(() => h.extents({ start: 5, end: 4 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    expect(() => h.extents({ start: -1 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => h.extents({ context: 42 as unknown as string })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => h.extents(null as unknown as {})).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
     await expect(collect(h.extents({ end: size + 1 }))).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
-    await expect(collect(h.extents({ start: 5, end: 4 }))).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
-    await expect(collect(h.extents({ start: -1 }))).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    await expect(collect(h.extents({ start: size + 1 }))).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
     const e = await collect(h.extents({ context: 'qemu:dirty-bitmap:nope' })).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(NbdError);
     expect((e as NbdError).code).toBe('ENOTSUP');

@@ -43,16 +43,26 @@ export const MAX_BLOCK_STATUS = 2 ** 31 - 4 * 2 ** 20;
  * clipped, zero-length extents are skipped. The connection must have been
  * made with the context added (addMetaContext before connecting; connect()'s
  * metaContexts option).
+ *
+ * Bad options throw at once (TypeError/RangeError, as the Promise forms');
+ * what needs the connection (the export's size, the context) fails the
+ * first next().
  */
-export async function* extents(src: ExtentSource, options: ExtentsOptions = {}): AsyncGenerator<Extent, void, undefined> {
+export function extents(src: ExtentSource, options: ExtentsOptions = {}): AsyncGenerator<Extent, void, undefined> {
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
   const context = options.context ?? 'base:allocation';
   if (typeof context !== 'string') throw invalidArgType('options.context', 'of type string', context);
-  const size = Number(src.getSize());
   const start = optionalOffset(options.start, 'options.start') ?? 0;
-  const end = optionalOffset(options.end, 'options.end') ?? size;
+  const end = optionalOffset(options.end, 'options.end');
+  if (end !== undefined && start > end) throw invalidArgValue('options.start', `must not be after options.end (${end})`, start);
+  return walk(src, context, start, end);
+}
+
+async function* walk(src: ExtentSource, context: string, start: number, wantEnd: number | undefined): AsyncGenerator<Extent, void, undefined> {
+  const size = Number(src.getSize());
+  const end = wantEnd ?? size;
   if (end > size) throw outOfRange('options.end', `<= the export size (${size})`, end);
-  if (start > end) throw invalidArgValue('options.start', `must not be after options.end (${end})`, start);
+  if (start > end) throw outOfRange('options.start', `<= the export size (${size})`, start);
   if (!src.canMetaContext(context)) {
     throw new NbdError(
       `extents: meta context '${context}' was not negotiated: add it before connecting ` +
