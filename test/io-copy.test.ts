@@ -257,16 +257,21 @@ describe('endpoints', () => {
     expect(stats.zeroBytes).toBeGreaterThan(0);
   });
 
-  test('refused: a smaller or read-only destination, bad endpoints and options', async () => {
+  test('refused: a smaller or read-only destination, a missing file; bad endpoints and options throw', async () => {
     const src = await startNbdkit('memory', 'size=2M');
     const small = await startNbdkit('memory', 'size=1M');
     const ro = await startNbdkit('-r', 'memory', 'size=2M');
     await expect(copy(src.uri, small.uri)).rejects.toMatchObject({ code: 'ENOSPC' });
     await expect(copy(src.uri, ro.uri)).rejects.toMatchObject({ code: 'EROFS' });
-    await expect(copy(src.uri, 42 as unknown as string)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
-    await expect(copy(src.uri, join(tempDir(), 'x'), { requestSize: 0 })).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
-    await expect(copy(src.uri, join(tempDir(), 'x'), { detectZeroes: 1000 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
-    await expect(copy(join(tempDir(), 'missing'), join(tempDir(), 'x'))).rejects.toMatchObject({ code: 'ENOENT' });
+    // Bad arguments throw at once, as the Promise forms'.
+    const out = join(tempDir(), 'x');
+    expect(() => copy(src.uri, 42 as unknown as string)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => copy(src.uri, out, { requestSize: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => copy(src.uri, out, { detectZeroes: 1000 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    expect(() => copy(src.uri, out, { flush: 1 as unknown as boolean })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => copy(src.uri, out, { signal: {} as AbortSignal })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => copy(src.uri, out, { driver: 'x' as 'loop' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    await expect(copy(join(tempDir(), 'missing'), out)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
 

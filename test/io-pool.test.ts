@@ -278,8 +278,12 @@ test('a genuine server error on a live connection is not retried', async () => {
   expect(p.handles.every((h) => h instanceof Handle && h.aioIsReady())).toBe(true);
 });
 
-test('bad options are refused before connecting', async () => {
-  await expect(Pool.connect('nbd+unix:///?socket=/nonexistent', { connections: 0 })).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
-  await expect(Pool.connect(42 as unknown as string)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
-  await expect(Pool.connect('nbd+unix:///?socket=/nonexistent')).rejects.toBeInstanceOf(NbdError);
+test('bad options throw before connecting; a failed connect rejects', async () => {
+  const uri = 'nbd+unix:///?socket=/nonexistent';
+  expect(() => Pool.connect(uri, { connections: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+  expect(() => Pool.connect(42 as unknown as string)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+  expect(() => Pool.connect(uri, { metaContexts: [1 as unknown as string] })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+  expect(() => Pool.connect(uri, { reconnect: { delay: -1 } })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+  expect(() => Pool.connect(uri, { configure: 'x' as unknown as () => void })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+  await expect(Pool.connect(uri)).rejects.toBeInstanceOf(NbdError);
 });

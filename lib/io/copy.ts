@@ -13,7 +13,7 @@ import { CMD_FLAG_NO_HOLE, SIZE_PREFERRED, STATE_ZERO } from '../generated/const
 import { Handle, type Driver } from '../handle';
 import { extents, type Extent, type ExtentSource } from './extents';
 import { Pool } from './pool';
-import { LIBNBD_MAXIMUM, optionalInteger, serverLimits } from './stream-support';
+import { LIBNBD_MAXIMUM, optionalBoolean, optionalInteger, optionalSignal, serverLimits } from './stream-support';
 import { isZeroRange } from './zero';
 
 /** A source or destination: an NBD URI, a connected Handle, a Pool, or a local file path. */
@@ -367,9 +367,9 @@ function validateEndpoint(value: unknown, name: string): asserts value is CopyEn
  * local file path; a file destination is created or emptied) and resolves
  * with what was copied. Handles and Pools given are left open; what copy()
  * opened is closed. On an error or abort, requests in flight are waited for
- * before it rejects.
+ * before it rejects. Bad arguments throw at once, as the Promise forms' do.
  */
-export async function copy(src: CopyEndpoint, dst: CopyEndpoint, options: CopyOptions = {}): Promise<CopyStats> {
+export function copy(src: CopyEndpoint, dst: CopyEndpoint, options: CopyOptions = {}): Promise<CopyStats> {
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
   validateEndpoint(src, 'src');
   validateEndpoint(dst, 'dst');
@@ -385,38 +385,41 @@ export async function copy(src: CopyEndpoint, dst: CopyEndpoint, options: CopyOp
   if (typeof detect !== 'boolean' && !(typeof detect === 'number' && isPowerOf2(detect) && detect >= 512)) {
     throw invalidArgValue('options.detectZeroes', 'must be a boolean or a power of 2 >= 512', detect);
   }
-  const flush = options.flush ?? false;
-  const { signal, onProgress } = options;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+  const flush = optionalBoolean(options.flush, 'options.flush');
+  const signal = optionalSignal(options.signal, 'options.signal');
+  const onProgress = options.onProgress;
   if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArgType('options.onProgress', 'of type function', onProgress);
-  if (signal?.aborted) throw abortError(signal);
-
+  if (signal?.aborted) return Promise.reject(abortError(signal));
   const started = performance.now();
-  const source = await openSource(src, connections, driver);
-  let destination: Side;
-  try {
-    destination = await openDestination(dst, source.size, source.connections, driver);
-  } catch (e) {
-    await source.close().catch(() => undefined);
-    throw e;
-  }
-  let result: CopyStats | undefined;
-  let failure: { error: unknown } | undefined;
-  try {
-    result = await run(source, destination);
-  } catch (e) {
-    failure = { error: e };
-  }
-  // nbdcopy closes the source first.
-  for (const side of [source, destination]) {
+  return start();
+
+  async function start(): Promise<CopyStats> {
+    const source = await openSource(src, connections, driver);
+    let destination: Side;
     try {
-      await side.close();
+      destination = await openDestination(dst, source.size, source.connections, driver);
     } catch (e) {
-      failure ??= { error: e };
+      await source.close().catch(() => undefined);
+      throw e;
     }
+    let result: CopyStats | undefined;
+    let failure: { error: unknown } | undefined;
+    try {
+      result = await run(source, destination);
+    } catch (e) {
+      failure = { error: e };
+    }
+    // nbdcopy closes the source first.
+    for (const side of [source, destination]) {
+      try {
+        await side.close();
+      } catch (e) {
+        failure ??= { error: e };
+      }
+    }
+    if (failure !== undefined) throw failure.error;
+    return result!;
   }
-  if (failure !== undefined) throw failure.error;
-  return result!;
 
   async function run(source: Side, destination: Side): Promise<CopyStats> {
     const total = source.size;

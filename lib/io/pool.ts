@@ -102,8 +102,16 @@ export class Pool extends EventEmitter {
     if (options.configure !== undefined && typeof options.configure !== 'function') {
       throw invalidArgType('options.configure', 'of type function', options.configure);
     }
+    const metaContexts = options.metaContexts ?? ['base:allocation'];
+    if (!Array.isArray(metaContexts)) throw invalidArgType('options.metaContexts', 'an instance of Array', metaContexts);
+    metaContexts.forEach((m, i) => {
+      if (typeof m !== 'string') throw invalidArgType(`options.metaContexts[${i}]`, 'of type string', m);
+    });
+    if (reconnect !== undefined && reconnect !== false && (reconnect === null || typeof reconnect !== 'object')) {
+      throw invalidArgType('options.reconnect', 'an object or false', reconnect);
+    }
     this.#options = {
-      metaContexts: options.metaContexts ?? ['base:allocation'],
+      metaContexts,
       driver: options.driver,
       configure: options.configure,
       reconnect:
@@ -117,16 +125,29 @@ export class Pool extends EventEmitter {
     };
   }
 
-  /** Opens the pool: one connection, then the others if the server allows multi-conn. */
-  static async connect(uri: string, options: PoolOptions = {}): Promise<Pool> {
+  /**
+   * Opens the pool: one connection, then the others if the server allows
+   * multi-conn. Bad arguments throw at once; a failed connect rejects (the
+   * connections already open are closed).
+   */
+  static connect(uri: string, options: PoolOptions = {}): Promise<Pool> {
     if (typeof uri !== 'string') throw invalidArgType('uri', 'of type string', uri);
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
     const wanted = optionalInteger(options.connections, 'options.connections', 1, 64, 4);
     const pool = new Pool(uri, options);
-    const first = await pool.#open();
-    pool.#info = pool.#describe(first);
-    const n = pool.#info.flags.canMultiConn ? wanted : 1;
-    const others = await Promise.allSettled(Array.from({ length: n - 1 }, () => pool.#open()));
+    return pool.#start(wanted);
+  }
+
+  async #start(wanted: number): Promise<Pool> {
+    const first = await this.#open();
+    try {
+      this.#info = this.#describe(first);
+    } catch (e) {
+      first.close();
+      throw e;
+    }
+    const n = this.#info.flags.canMultiConn ? wanted : 1;
+    const others = await Promise.allSettled(Array.from({ length: n - 1 }, () => this.#open()));
     const failed = others.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     const handles = [first, ...others.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))];
     if (failed !== undefined) {
@@ -135,10 +156,10 @@ export class Pool extends EventEmitter {
     }
     handles.forEach((h, index) => {
       const slot: Slot = { index, handle: h, inFlight: 0, state: 'up' };
-      pool.#slots.push(slot);
-      pool.#watch(slot, h);
+      this.#slots.push(slot);
+      this.#watch(slot, h);
     });
-    return pool;
+    return this;
   }
 
   async #open(): Promise<Handle> {
