@@ -267,6 +267,8 @@ export class Pool extends EventEmitter {
 
   // Each Promise form takes the Handle's last argument: the flags, or
   // { flags, signal } (an abort rejects at once; the command completes).
+  // The arguments are the Handle's to check: bad ones reject here (the
+  // Handle's own forms throw them), since a command may wait for a connection.
 
   /** `nbd_pread` on the least busy connection; issued again elsewhere if its connection is lost. */
   pread(buf: ArrayBufferView, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
