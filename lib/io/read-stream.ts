@@ -11,6 +11,7 @@ import {
   optionalSignal,
   requestSizeFor,
   serverLimits,
+  type AnyHandle,
   type StreamTarget,
   validateOptions,
 } from './stream-support';
@@ -18,9 +19,9 @@ import {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** Defaults, chosen by measurement (README: "Streams, cancellation, connect()"). */
+/** Defaults, chosen by measurement (README: "Streams, cancellation, connect()"; W5 in npm run bench). */
 export const READ_STREAM_DEFAULTS = {
-  requestSize: 256 * KiB,
+  requestSize: 1 * MiB,
   queueDepth: 16,
   highWaterMark: 1 * MiB,
 } as const;
@@ -141,7 +142,7 @@ class NbdReadStream extends Readable {
     this.#inFlight++;
     let p: Promise<void>;
     try {
-      p = this.#h.pread(buf, offset);
+      p = this.#pread(buf, offset);
     } catch (e) {
       p = Promise.reject(e);
     }
@@ -149,6 +150,26 @@ class NbdReadStream extends Readable {
       () => this.#completed(r, undefined),
       (e: unknown) => this.#completed(r, e),
     );
+  }
+
+  /**
+   * A read without libnbd zeroing the buffer first (pread_initialize, a
+   * memset on this thread of every byte read): the stream never hands out a
+   * buffer whose read failed. The setting is the handle's, so it is turned
+   * off around this issue only (nothing else runs in between).
+   */
+  #pread(buf: Buffer, offset: number): Promise<void> {
+    const h = this.#h as StreamTarget & Partial<Pick<AnyHandle, 'getPreadInitialize' | 'setPreadInitialize'>>;
+    // A Pool has no such setting (its connections are its own).
+    if (h.setPreadInitialize === undefined || h.getPreadInitialize === undefined || !h.getPreadInitialize()) {
+      return h.pread(buf, offset);
+    }
+    h.setPreadInitialize(false);
+    try {
+      return h.pread(buf, offset);
+    } finally {
+      h.setPreadInitialize(true);
+    }
   }
 
   #completed(r: Request, error: unknown): void {
