@@ -22,3 +22,5 @@ export type { ReadStreamOptions } from './io/read-stream';
 export type { WriteStreamOptions } from './io/write-stream';
 export * from './generated/constants';
 export * from './generated/module-api';
+// The Node-native layer (DESIGN §7).
+export { isZero } from './io/zero';
