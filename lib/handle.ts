@@ -10,6 +10,7 @@ import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './er
 import { abortable } from './abort';
 import * as wire from './generated/event-wire';
 import { HandleApi, type Int64, type Live, type Settle } from './generated/handle-api';
+import { extents, type Extent, type ExtentsOptions } from './io/extents';
 import { createReadStream, type ReadStreamOptions } from './io/read-stream';
 import { createWriteStream, type WriteStreamOptions } from './io/write-stream';
 import {
@@ -699,7 +700,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     this.#debugCallback = undefined;
   }
 
-  // ------------------------------------------------------------ lib/io: streams (thin delegations to lib/io)
+  // ------------------------------------------------------------ lib/io: streams, extents (thin delegations to lib/io)
 
   /**
    * A Readable of the export's bytes from `start` to `end` inclusive (as
@@ -718,6 +719,15 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
    */
   createWriteStream(options?: WriteStreamOptions): Writable {
     return createWriteStream(this as Handle<boolean>, options);
+  }
+
+  /**
+   * The extents of `[start, end)` (default: the whole export) in `context`
+   * (default 'base:allocation'), contiguous and merged; the handle must have
+   * been connected with the context added. See lib/io/extents.ts.
+   */
+  extents(options?: ExtentsOptions): AsyncGenerator<Extent, void, undefined> {
+    return extents(this, options);
   }
 
   // ------------------------------------------------------------ explicit resource management

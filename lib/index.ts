@@ -24,3 +24,4 @@ export * from './generated/constants';
 export * from './generated/module-api';
 // The Node-native layer (DESIGN §7).
 export { isZero } from './io/zero';
+export type { Extent, ExtentsOptions } from './io/extents';

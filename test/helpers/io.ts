@@ -1,0 +1,71 @@
+// Helpers of the lib/io tests: nbdinfo and qemu-img as references, and a
+// collector of unhandled rejections on the real process.
+import { spawnSync } from 'node:child_process';
+import { runInThisContext } from 'node:vm';
+
+/**
+ * Runs a command to its end (at most `timeoutMs`); throws with its stderr
+ * unless it exits 0. It blocks this process: a server it connects to must
+ * take more than one connection (qemu-nbd: -e N).
+ */
+export function run(cmd: string, args: string[], timeoutMs = 120_000): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: timeoutMs, killSignal: 'SIGKILL' });
+  if (r.error !== undefined) throw r.error;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+export interface MapEntry {
+  offset: number;
+  length: number;
+  flags: number;
+}
+
+/** `nbdinfo --map[=CONTEXT] --json URI` as { offset, length, flags } (nbdinfo merges neighbours of one type). */
+export function nbdinfoMap(uri: string, context?: string): MapEntry[] {
+  const out = run('nbdinfo', [context === undefined ? '--map' : `--map=${context}`, '--json', uri]);
+  return (JSON.parse(out) as { offset: number; length: number; type: number }[]).map((e) => ({
+    offset: e.offset,
+    length: e.length,
+    flags: e.type,
+  }));
+}
+
+/** A map clipped to [start, end). */
+export function clip(map: MapEntry[], start: number, end: number): MapEntry[] {
+  const out: MapEntry[] = [];
+  for (const e of map) {
+    const from = Math.max(e.offset, start);
+    const to = Math.min(e.offset + e.length, end);
+    if (to > from) out.push({ offset: from, length: to - from, flags: e.flags });
+  }
+  return out;
+}
+
+export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+/**
+ * Unhandled rejections anywhere in this test file, seen on the real process:
+ * jest's `process` is a copy whose listeners never fire, and jest-circus
+ * only fails the test that is running when one happens. Call once at the top
+ * of a test file; `afterAll` checks that none was seen.
+ */
+export function collectUnhandledRejections(): { seen: unknown[]; realProcess: NodeJS.Process } {
+  const realProcess = runInThisContext('process') as NodeJS.Process;
+  const seen: unknown[] = [];
+  const listener = (reason: unknown) => {
+    seen.push(reason);
+  };
+  realProcess.prependListener('unhandledRejection', listener);
+  afterAll(async () => {
+    // Rejections are reported after the microtasks of the tick they happen in.
+    await new Promise((r) => setTimeout(r, 20));
+    realProcess.off('unhandledRejection', listener);
+    expect(seen).toEqual([]);
+  });
+  return { seen, realProcess };
+}
