@@ -25,3 +25,5 @@ export * from './generated/module-api';
 // The Node-native layer (DESIGN §7).
 export { isZero } from './io/zero';
 export type { Extent, ExtentsOptions } from './io/extents';
+export { Pool } from './io/pool';
+export type { PoolOptions, ReconnectOptions } from './io/pool';

@@ -1,0 +1,232 @@
+// Pool: several connections to one export (only one without multi-conn),
+// commands spread over them, lost connections replaced with their reads
+// re-issued, across a restart of the server on the same socket.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Handle, NbdError, Pool } from '../lib';
+import { clip, collect, collectUnhandledRejections, nbdinfoMap } from './helpers/io';
+import { sparseFile, startNbdkit, tempDir, waitFor } from './helpers/servers';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+collectUnhandledRejections();
+
+const pools: Pool[] = [];
+afterAll(async () => {
+  await Promise.all(pools.map((p) => p.close()));
+});
+
+async function pool(uri: string, options?: Parameters<typeof Pool.connect>[1]): Promise<Pool> {
+  const p = await Pool.connect(uri, options);
+  pools.push(p);
+  return p;
+}
+
+/** Counts the commands each handle of the pool is asked for. */
+function spy(p: Pool, method: 'pread' | 'pwrite'): number[] {
+  const counts = p.handles.map(() => 0);
+  p.handles.forEach((h, i) => {
+    const original = h[method].bind(h);
+    h[method] = (buf: ArrayBufferView, offset: number | bigint, flags?: number) => {
+      counts[i]++;
+      return original(buf, offset, flags);
+    };
+  });
+  return counts;
+}
+
+/** nbdkit on a fixed Unix socket, which can be killed and started again on it. */
+class RestartableNbdkit {
+  readonly dir = tempDir();
+  readonly socket = join(this.dir, 'nbd.sock');
+  readonly uri = `nbd+unix:///?socket=${this.socket}`;
+  proc: ChildProcess | undefined;
+  constructor(readonly args: string[]) {}
+
+  async start(): Promise<void> {
+    const pidfile = join(this.dir, 'nbdkit.pid');
+    rmSync(pidfile, { force: true });
+    rmSync(this.socket, { force: true });
+    const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', this.socket, '-P', pidfile, ...this.args], { stdio: ['ignore', 'ignore', 'inherit'] });
+    this.proc = proc;
+    await waitFor(() => existsSync(pidfile) && readFileSync(pidfile, 'utf8') !== '', 'nbdkit to listen');
+  }
+
+  async kill(): Promise<void> {
+    const proc = this.proc!;
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  }
+}
+
+const running: RestartableNbdkit[] = [];
+afterAll(async () => {
+  await Promise.all(running.map((s) => s.kill()));
+});
+
+async function restartable(...args: string[]): Promise<RestartableNbdkit> {
+  const s = new RestartableNbdkit(args);
+  running.push(s);
+  await s.start();
+  return s;
+}
+
+/** A file of `size` bytes where byte i is (i * 13 + i / 4096) mod 256. */
+function patternFile(size: number): { path: string; data: Buffer } {
+  const data = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) data[i] = (i * 13 + Math.floor(i / 4096)) & 0xff;
+  const path = join(tempDir(), 'disk.raw');
+  writeFileSync(path, data);
+  return { path, data };
+}
+
+test('opens the connections asked for when the server allows multi-conn, and spreads commands over them', async () => {
+  const server = await startNbdkit('memory', 'size=8M');
+  const p = await pool(server.uri, { connections: 3 });
+  expect(p.connections).toBe(3);
+  expect(p.canMultiConn()).toBe(true);
+  expect(p.getSize()).toBe(8 * MiB);
+  const writes = spy(p, 'pwrite');
+  const reads = spy(p, 'pread');
+  const block = 64 * KiB;
+  await Promise.all(Array.from({ length: 24 }, (_, i) => p.pwrite(Buffer.alloc(block, i + 1), i * block)));
+  const bufs = Array.from({ length: 24 }, () => Buffer.alloc(block));
+  await Promise.all(bufs.map((b, i) => p.pread(b, i * block)));
+  bufs.forEach((b, i) => expect(b.equals(Buffer.alloc(block, i + 1))).toBe(true));
+  // Least in flight first, ties in turn: each connection got a third.
+  expect(writes).toEqual([8, 8, 8]);
+  expect(reads).toEqual([8, 8, 8]);
+  await p.flush();
+  await p.zero(block, 0);
+  await p.trim(block, block);
+  await p.cache(block, 2 * block);
+});
+
+test('one connection when the server does not advertise multi-conn', async () => {
+  const server = await startNbdkit('--filter=multi-conn', 'memory', 'size=1M', 'multi-conn-mode=disable');
+  const p = await pool(server.uri, { connections: 4 });
+  expect(p.canMultiConn()).toBe(false);
+  expect(p.connections).toBe(1);
+  await p.pwrite(Buffer.alloc(512, 7), 512);
+  const b = Buffer.alloc(512);
+  await p.pread(b, 512);
+  expect(b[0]).toBe(7);
+});
+
+test('extents() over a pool equals nbdinfo --map; block sizes and contexts as the server gave them', async () => {
+  const file = sparseFile(16 * MiB, [
+    [MiB, 2 * MiB],
+    [9 * MiB, 64 * KiB],
+  ]);
+  const server = await startNbdkit('file', file);
+  const p = await pool(server.uri, { connections: 2 });
+  const map = nbdinfoMap(server.uri);
+  expect(await collect(p.extents())).toEqual(map);
+  expect(await collect(p.extents({ start: MiB + 5, end: 9 * MiB + 1 }))).toEqual(clip(map, MiB + 5, 9 * MiB + 1));
+  expect(p.canMetaContext('base:allocation')).toBe(true);
+  expect(p.canMetaContext('qemu:dirty-bitmap:x')).toBe(false);
+  const h = p.handles[0];
+  expect(p.getBlockSize(0)).toBe(h.getBlockSize(0));
+  expect(p.getBlockSize(2)).toBe(h.getBlockSize(2));
+  const bare = await pool(server.uri, { connections: 1, metaContexts: [] });
+  await expect(collect(bare.extents())).rejects.toThrow(/not negotiated/);
+});
+
+describe('a server restarted on the same socket', () => {
+  const size = 4 * MiB;
+  let file: { path: string; data: Buffer };
+  beforeAll(() => {
+    file = patternFile(size);
+  });
+
+  test('reads issued during the outage complete after it, with the right data', async () => {
+    const server = await restartable('file', file.path);
+    const p = await pool(server.uri, { connections: 2, reconnect: { delay: 20, maxDelay: 100, retries: 100 } });
+    expect(p.connections).toBe(2);
+    const reconnected: number[] = [];
+    p.on('reconnect', (i: number) => reconnected.push(i));
+    const first = Buffer.alloc(64 * KiB);
+    await p.pread(first, 0);
+    expect(first.equals(file.data.subarray(0, 64 * KiB))).toBe(true);
+
+    await server.kill();
+    // Both connections notice while idle ('disconnect' with an NbdError).
+    await waitFor(() => p.handles.every((h) => h.closed), 'the pool to drop its dead connections');
+    const bufs = Array.from({ length: 16 }, () => Buffer.alloc(64 * KiB));
+    const reads = bufs.map((b, i) => p.pread(b, i * 128 * KiB));
+    let settled = 0;
+    for (const r of reads) r.then(() => settled++, () => settled++);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(settled).toBe(0);
+
+    await server.start();
+    await Promise.all(reads);
+    bufs.forEach((b, i) => expect(b.equals(file.data.subarray(i * 128 * KiB, i * 128 * KiB + 64 * KiB))).toBe(true));
+    expect(reconnected.sort()).toEqual([0, 1]);
+    expect(p.handles.every((h) => !h.closed && h.aioIsReady())).toBe(true);
+  });
+
+  test('reads in flight when the server dies are issued again; writes in flight fail with their error', async () => {
+    const server = await restartable('--filter=delay', 'file', file.path, 'delay-read=1', 'delay-write=1');
+    const p = await pool(server.uri, { connections: 2, reconnect: { delay: 20, maxDelay: 100, retries: 100 } });
+    const bufs = Array.from({ length: 8 }, () => Buffer.alloc(32 * KiB));
+    const reads = bufs.map((b, i) => p.pread(b, MiB + i * 32 * KiB));
+    const write = p.pwrite(Buffer.alloc(4 * KiB, 0xee), 3 * MiB);
+    const writeOutcome = write.then(
+      () => 'written',
+      (e: unknown) => e,
+    );
+    await waitFor(() => p.handles.every((h) => h.aioInFlight() > 0), 'commands in flight on both connections');
+    await server.kill();
+    const failed = await writeOutcome;
+    expect(failed).toBeInstanceOf(NbdError);
+    await server.start();
+    await Promise.all(reads);
+    bufs.forEach((b, i) => expect(b.equals(file.data.subarray(MiB + i * 32 * KiB, MiB + (i + 1) * 32 * KiB))).toBe(true));
+    // The pool writes again once reconnected.
+    await p.pwrite(Buffer.alloc(512, 1), 0);
+  });
+
+  test('a connection given up after its retries fails the reads waiting for it', async () => {
+    const server = await restartable('file', file.path);
+    const p = await pool(server.uri, { connections: 1, reconnect: { delay: 10, maxDelay: 20, retries: 3 } });
+    const failures: unknown[] = [];
+    p.on('connectionFailed', (_i: number, e: unknown) => failures.push(e));
+    await server.kill();
+    const e = await p.pread(Buffer.alloc(512), 0).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(NbdError);
+    expect(failures).toHaveLength(1);
+    await expect(p.pread(Buffer.alloc(512), 0)).rejects.toBeInstanceOf(NbdError);
+  });
+
+  test('close() during an outage stops reconnecting and fails the waiting reads', async () => {
+    const server = await restartable('file', file.path);
+    const p = await pool(server.uri, { connections: 2, reconnect: { delay: 20, maxDelay: 50, retries: 1000 } });
+    await server.kill();
+    await waitFor(() => p.handles.every((h) => h.closed), 'the pool to drop its dead connections');
+    const read = p.pread(Buffer.alloc(512), 0);
+    await p.close();
+    await expect(read).rejects.toThrow(/the pool is closed/);
+    await expect(p.pread(Buffer.alloc(512), 0)).rejects.toThrow(/the pool is closed/);
+    await p.close();
+  });
+});
+
+test('a genuine server error on a live connection is not retried', async () => {
+  const server = await startNbdkit('--filter=error', 'memory', 'size=1M', 'error-pread-rate=1', 'error=EIO');
+  const p = await pool(server.uri, { connections: 2 });
+  const calls = spy(p, 'pread');
+  await expect(p.pread(Buffer.alloc(512), 0)).rejects.toMatchObject({ code: 'EIO' });
+  expect(calls[0] + calls[1]).toBe(1);
+  expect(p.handles.every((h) => h instanceof Handle && h.aioIsReady())).toBe(true);
+});
+
+test('bad options are refused before connecting', async () => {
+  await expect(Pool.connect('nbd+unix:///?socket=/nonexistent', { connections: 0 })).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+  await expect(Pool.connect(42 as unknown as string)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+  await expect(Pool.connect('nbd+unix:///?socket=/nonexistent')).rejects.toBeInstanceOf(NbdError);
+});
