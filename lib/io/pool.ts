@@ -25,6 +25,8 @@ export interface PoolOptions {
   driver?: Driver;
   /** How a lost connection is replaced; false: it is not (its reads then fail). */
   reconnect?: ReconnectOptions | false;
+  /** Called with each new handle before it connects, replacements included: settings (TLS, setPreadInitialize, ...). */
+  configure?: (h: Handle) => void;
 }
 
 /** A Pool command: run on one handle; re-issued on another connection when its own was lost (reads, block status). */
@@ -83,7 +85,12 @@ interface ExportInfo {
  */
 export class Pool extends EventEmitter {
   readonly uri: string;
-  readonly #options: { metaContexts: string[]; driver: Driver | undefined; reconnect: Required<ReconnectOptions> | false };
+  readonly #options: {
+    metaContexts: string[];
+    driver: Driver | undefined;
+    reconnect: Required<ReconnectOptions> | false;
+    configure: ((h: Handle) => void) | undefined;
+  };
   readonly #slots: Slot[] = [];
   #info!: ExportInfo;
   /** Commands waiting for a connection (none is up). */
@@ -97,9 +104,13 @@ export class Pool extends EventEmitter {
     super();
     const reconnect = options.reconnect;
     this.uri = uri;
+    if (options.configure !== undefined && typeof options.configure !== 'function') {
+      throw invalidArgType('options.configure', 'of type function', options.configure);
+    }
     this.#options = {
       metaContexts: options.metaContexts ?? ['base:allocation'],
       driver: options.driver,
+      configure: options.configure,
       reconnect:
         reconnect === false
           ? false
@@ -139,6 +150,7 @@ export class Pool extends EventEmitter {
     const h = new Handle(this.#options.driver === undefined ? {} : { driver: this.#options.driver });
     try {
       for (const c of this.#options.metaContexts) h.addMetaContext(c);
+      this.#options.configure?.(h);
       await h.connectUri(this.uri);
     } catch (e) {
       h.close();
