@@ -27,3 +27,5 @@ export { isZero } from './io/zero';
 export type { Extent, ExtentsOptions } from './io/extents';
 export { Pool } from './io/pool';
 export type { PoolOptions, ReconnectOptions } from './io/pool';
+export { copy } from './io/copy';
+export type { CopyEndpoint, CopyOptions, CopyProgress, CopyStats } from './io/copy';

@@ -17,10 +17,14 @@ const SMALL = 64;
 export function isZero(buf: ArrayBufferView): boolean {
   if (!ArrayBuffer.isView(buf)) throw invalidArgType('buf', 'an instance of Buffer, TypedArray, or DataView', buf);
   const u8 = buf instanceof Uint8Array ? buf : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-  const n = u8.length;
-  const head = n < SMALL ? n : 16;
-  for (let i = 0; i < head; i++) if (u8[i] !== 0) return false;
-  if (n === head) return true;
+  return isZeroRange(u8, 0, u8.length);
+}
+
+/** Whether bytes [start, end) of `u8` are all 0 (no view made: copy() checks many blocks of one buffer). */
+export function isZeroRange(u8: Uint8Array, start: number, end: number): boolean {
+  const head = end - start < SMALL ? end : start + 16;
+  for (let i = start; i < head; i++) if (u8[i] !== 0) return false;
+  if (end === head) return true;
   // Buffer#compare takes any Uint8Array as `this` and as target.
-  return compare.call(u8, u8, 0, n - 16, 16, n) === 0;
+  return compare.call(u8, u8, start, end - 16, start + 16, end) === 0;
 }

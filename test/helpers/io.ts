@@ -52,9 +52,11 @@ export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
  * Unhandled rejections anywhere in this test file, seen on the real process:
  * jest's `process` is a copy whose listeners never fire, and jest-circus
  * only fails the test that is running when one happens. Call once at the top
- * of a test file; `afterAll` checks that none was seen.
+ * of a test file; `afterAll` checks that none was seen. `verify()` proves
+ * the collector works here: it makes one (with jest's own listeners set
+ * aside meanwhile) and checks that it was collected.
  */
-export function collectUnhandledRejections(): { seen: unknown[]; realProcess: NodeJS.Process } {
+export function collectUnhandledRejections(): { seen: unknown[]; verify(): Promise<void> } {
   const realProcess = runInThisContext('process') as NodeJS.Process;
   const seen: unknown[] = [];
   const listener = (reason: unknown) => {
@@ -67,5 +69,19 @@ export function collectUnhandledRejections(): { seen: unknown[]; realProcess: No
     realProcess.off('unhandledRejection', listener);
     expect(seen).toEqual([]);
   });
-  return { seen, realProcess };
+  const verify = async () => {
+    const others = realProcess.listeners('unhandledRejection').filter((l) => l !== listener);
+    for (const l of others) realProcess.off('unhandledRejection', l as (...args: unknown[]) => void);
+    const probe = new Error('probe: an unhandled rejection');
+    try {
+      void Promise.reject(probe);
+      await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      for (const l of others) realProcess.on('unhandledRejection', l as (...args: unknown[]) => void);
+    }
+    const i = seen.indexOf(probe);
+    expect(i).not.toBe(-1);
+    seen.splice(i, 1);
+  };
+  return { seen, verify };
 }
