@@ -8,18 +8,33 @@
 // Every measurement runs in a child process of its own; each is repeated and
 // the median reported. --instructions counts instructions per command under
 // valgrind's callgrind instead of timing. See bench/README.md.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import type { Driver } from '../lib';
+import {
+  ChildError,
+  KiB,
+  MiB,
+  SetupError,
+  fmt,
+  fmtBytes,
+  fmtTotal,
+  live,
+  median,
+  renderMarkdown,
+  renderText,
+  runChild,
+  runJson,
+  startServer,
+  type Table,
+} from './common';
 import type { EventLoopDelay, Form, Job, JsResult } from './js_loop';
 
 const SOURCE_DIR = resolve(__dirname, '../../bench');
 const JS_LOOP = join(__dirname, 'js_loop.js');
 const PYTHON = '/usr/bin/python3';
-const KiB = 1024;
-const MiB = 1024 * 1024;
 const DRIVERS: Driver[] = ['loop', 'thread'];
 
 // ------------------------------------------------------------------ options
@@ -138,8 +153,7 @@ class UsageError extends Error {}
 
 // ------------------------------------------------------------------ processes
 
-/** Everything to undo on exit: servers, the running child, the temp dir. */
-const live = new Set<ChildProcess>();
+/** The temp dir, removed on exit with the processes in `live`. */
 let workDir: string | undefined;
 
 function cleanup(): void {
@@ -163,96 +177,6 @@ function need(cmd: string, why: string, args = ['--version']): void {
   if (r.error !== undefined || r.status !== 0) {
     throw new SetupError(`${cmd} is needed ${why} but ${r.error !== undefined ? 'was not found' : `failed (${cmd} ${args.join(' ')})`}`);
   }
-}
-
-class SetupError extends Error {}
-
-/** A child that failed: `message` is short, `detail` has its command line and stderr. */
-class ChildError extends Error {
-  constructor(
-    message: string,
-    readonly detail: string,
-  ) {
-    super(message);
-  }
-}
-
-/** Runs a command to its end; resolves with its stdout, rejects with its stderr. */
-function runChild(cmd: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    live.add(child);
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      live.delete(child);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      live.delete(child);
-      if (code === 0) resolvePromise(out);
-      else {
-        const how = timedOut ? `hung: killed after ${timeoutMs / 1000} s` : signal !== null ? `killed by ${signal}` : `exit status ${code}`;
-        reject(new ChildError(`${how}: ${err.trim().split('\n')[0] || '(no stderr)'}`, `${cmd} ${args.join(' ')}\n${err.trim()}`));
-      }
-    });
-  });
-}
-
-/** The last line of a child's stdout, as JSON. */
-/** No child takes this long: W1 at 500 MiB/s, or the RSS check at 20k ops/s, takes under a minute. */
-const CHILD_TIMEOUT_MS = 120_000;
-
-async function runJson<T>(cmd: string, args: string[], timeoutMs = CHILD_TIMEOUT_MS): Promise<T> {
-  const out = await runChild(cmd, args, timeoutMs);
-  const line = out.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as T;
-  } catch {
-    throw new ChildError('no JSON result line', `${cmd} ${args.join(' ')}\nprinted: ${out.trim() || '(nothing)'}`);
-  }
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms));
-}
-
-interface Server {
-  uri: string;
-  /** Why the server is gone, or undefined while it runs. */
-  exited(): string | undefined;
-}
-
-/** `nbdkit memory size=1G` on a Unix socket in `dir`, ready for connections. */
-async function startServer(dir: string): Promise<Server> {
-  const socket = join(dir, 'nbd.sock');
-  const pidFile = join(dir, 'nbdkit.pid');
-  const server = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', socket, '-P', pidFile, 'memory', 'size=1G'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  live.add(server);
-  let exited: string | undefined;
-  server.on('exit', (code, signal) => {
-    live.delete(server);
-    exited = `nbdkit exited (${signal ?? `status ${code}`})`;
-  });
-  server.on('error', (e) => (exited = `nbdkit: ${e.message}`));
-  // nbdkit writes its pid file once the socket is listening.
-  for (const deadline = Date.now() + 15_000; !existsSync(pidFile) || readFileSync(pidFile, 'utf8') === ''; ) {
-    if (exited !== undefined) throw new SetupError(exited);
-    if (Date.now() > deadline) throw new SetupError('nbdkit did not start within 15 s');
-    await sleep(20);
-  }
-  return { uri: `nbd+unix:///?socket=${socket}`, exited: () => exited };
 }
 
 function compileC(dir: string): string {
@@ -309,14 +233,6 @@ function clients(uri: string, cBin: string, python: boolean, defaultDriver: Driv
 
 // ------------------------------------------------------------------ figures
 
-/** The median; NaN for no values. */
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 interface Measured {
   id: string;
   client: string;
@@ -354,32 +270,6 @@ function summarize(c: Client, runs: RunResult[], cOpsPerSec: number | undefined,
         : { p50Ms: median(eld.map((e) => e.p50Ms)), p99Ms: median(eld.map((e) => e.p99Ms)), maxMs: Math.max(...eld.map((e) => e.maxMs)) },
   };
 }
-
-interface Table {
-  title: string;
-  headers: string[];
-  /** 'l' or 'r' per column. */
-  align: string;
-  rows: string[][];
-  notes?: string[];
-}
-
-function renderText(t: Table): string {
-  const widths = t.headers.map((h, i) => Math.max(h.length, ...t.rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (t.align[i] === 'r' ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
-  return [t.title, line(t.headers), widths.map((w) => '-'.repeat(w)).join('  '), ...t.rows.map(line), ...(t.notes ?? [])].join('\n');
-}
-
-function renderMarkdown(t: Table): string {
-  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  const rule = line([...t.align].map((a) => (a === 'r' ? '---:' : '---')));
-  return [`**${t.title}**`, '', line(t.headers), rule, ...t.rows.map(line), ...(t.notes ?? []).map((n) => `\n${n}`)].join('\n');
-}
-
-const fmt = (x: number, digits = 0) => x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-const fmtBytes = (n: number) => (n % MiB === 0 ? `${n / MiB} MiB` : n % KiB === 0 ? `${n / KiB} KiB` : `${n} B`);
-const fmtTotal = (n: number) => (n % (1024 * MiB) === 0 ? `${n / (1024 * MiB)} GiB` : n % MiB === 0 ? `${n / MiB} MiB` : `${fmt(n / 1e6)} MB`);
 
 function workloadTable(w: Workload, results: Measured[], runs: number): Table {
   return {
