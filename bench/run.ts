@@ -30,6 +30,7 @@ import {
   startServer,
   type Table,
 } from './common';
+import { IO_WORKLOADS, runIo } from './io';
 import type { EventLoopDelay, Form, Job, JsResult } from './js_loop';
 
 const SOURCE_DIR = resolve(__dirname, '../../bench');
@@ -69,6 +70,8 @@ const INSTR_CHILD_TIMEOUT_MS = 900_000;
 interface Options {
   quick: boolean;
   workloads: Workload[];
+  /** The Node-native layer's workloads (bench/io.ts): W4, W5, W6, ISZERO. */
+  io: string[];
   rss: boolean;
   runs: number;
   markdown: boolean;
@@ -79,8 +82,8 @@ interface Options {
 }
 
 const USAGE = `usage: npm run bench -- [options]
-  --quick            totals / ${QUICK_DIVISOR}, 3 runs, no RSS check
-  --workload LIST    some of W1,W2,W3,RSS (repeatable; default: all)
+  --quick            totals / ${QUICK_DIVISOR} (W6: 512 MiB), 3 runs, no RSS check
+  --workload LIST    some of W1,W2,W3,W4,W5,W6,ISZERO,RSS (repeatable; default: all)
   --runs N           runs per measurement (default 5, --quick 3; at least 3)
   --markdown         print README-ready markdown tables
   --json PATH        where to write the results (default bench/results.json)
@@ -122,7 +125,7 @@ function parseArgs(argv: string[]): Options {
       if (!Number.isSafeInteger(runs) || runs < 1) throw new UsageError('--runs needs a positive integer');
     } else if (a === '--workload' || a === '-w') {
       for (const w of value().toUpperCase().split(',')) {
-        if (w !== 'RSS' && !WORKLOADS.some((x) => x.name === w)) throw new UsageError(`unknown workload ${w}`);
+        if (w !== 'RSS' && !IO_WORKLOADS.includes(w) && !WORKLOADS.some((x) => x.name === w)) throw new UsageError(`unknown workload ${w}`);
         picked.add(w);
       }
     } else if (a === '--help' || a === '-h') {
@@ -144,6 +147,7 @@ function parseArgs(argv: string[]): Options {
     workloads: WORKLOADS.filter((w) => all || picked.has(w.name)).map((w) =>
       quick ? { ...w, total: Math.floor(w.total / QUICK_DIVISOR) } : w,
     ),
+    io: IO_WORKLOADS.filter((w) => all || picked.has(w)),
     // The RSS check takes 1M commands: asked for by name, or in a full run.
     rss: !noRss && (picked.has('RSS') || (all && !quick)),
   };
@@ -566,6 +570,12 @@ async function main(): Promise<void> {
     }
     json.rss = { commands: RSS_COMMANDS, warmup: RSS_WARMUP, block: RSS_BLOCK, qd: RSS_QD, results: rss };
     tables.push(rssTable(rss));
+  }
+
+  if (opts.io.length > 0) {
+    const io = await runIo({ dir: workDir, uri, runs: opts.runs, quick: opts.quick, log, attempt }, opts.io);
+    tables.push(...io.tables);
+    json.io = io.json;
   }
 
   writeFileSync(opts.json, JSON.stringify(json, null, 2) + '\n');

@@ -1,0 +1,225 @@
+// The Node-native layer's workloads in `npm run bench`, each beside nbdcopy
+// on the same servers in the same run (see bench/README.md):
+//   W4  copy() of the 1 GiB random-filled nbdkit memory export to another  | nbdcopy SRC DST
+//   W5  createReadStream() of it into a Writable that drops the bytes      | nbdcopy SRC null:
+//   W6  copy() of nbdkit sparse-random size=4G to a local file             | nbdcopy SRC FILE
+//   ISZERO  isZero's GB/s beside a JS word loop and nbdcopy's is_zero in C (N-API)
+import { spawnSync } from 'node:child_process';
+import { rmSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { ChildError, MiB, fmt, median, runChild, runJson, startServer, type Table } from './common';
+import type { CopyJob, CopyJobResult } from './copy_job';
+import type { IsZeroJob, IsZeroResult } from './iszero';
+
+export const IO_WORKLOADS = ['W4', 'W5', 'W6', 'ISZERO'];
+
+const SOURCE_DIR = resolve(__dirname, '../../bench');
+const COPY_JOB = join(__dirname, 'copy_job.js');
+const ISZERO_JOB = join(__dirname, 'iszero.js');
+const ISZERO_SIZES = [4096, 256 * 1024, 32 * MiB];
+
+export interface IoContext {
+  /** A temp dir for servers and files, removed by the caller. */
+  dir: string;
+  /** The 1 GiB nbdkit memory export filled from nbdkit random. */
+  uri: string;
+  runs: number;
+  quick: boolean;
+  log(line: string): void;
+  /** Runs one child; one that fails is logged and counted, and comes back as its ChildError. */
+  attempt<T>(what: string, run: () => Promise<T>): Promise<T | ChildError>;
+}
+
+interface Side {
+  seconds: number[];
+  maxRssKiB: number[];
+  allocated: number[];
+  failures: string[];
+  unavailable?: string;
+}
+
+const emptySide = (): Side => ({ seconds: [], maxRssKiB: [], allocated: [], failures: [] });
+
+interface CopyWorkload {
+  name: string;
+  title: string;
+  /** The source's size. */
+  size: number;
+  /** Our child's job, and nbdcopy's arguments, for one run. */
+  job: CopyJob;
+  nbdcopy: string[];
+  /** A destination file, removed before each run and measured after it. */
+  file?: string;
+}
+
+async function measureCopy(ctx: IoContext, w: CopyWorkload): Promise<{ ours: Side; theirs: Side }> {
+  const ours = emptySide();
+  const theirs = emptySide();
+  for (let i = 1; i <= ctx.runs; i++) {
+    // Interleaved, so that drift on the shared machine hits both alike.
+    if (w.file !== undefined) rmSync(w.file, { force: true });
+    const what = `${w.name} run ${i}/${ctx.runs}`;
+    const r = await ctx.attempt(`${what} copy()`, () => runJson<CopyJobResult>(process.execPath, [COPY_JOB, JSON.stringify(w.job)]));
+    if (r instanceof ChildError) ours.failures.push(r.message);
+    else if ('unavailable' in r) ours.unavailable = r.unavailable;
+    else {
+      ours.seconds.push(r.seconds);
+      ours.maxRssKiB.push(r.maxRssKiB);
+      if (w.file !== undefined) ours.allocated.push(statSync(w.file).blocks * 512);
+      ctx.log(`${what} copy(): ${fmt(r.bytes / r.seconds / MiB, 1)} MiB/s`);
+    }
+    if (w.file !== undefined) rmSync(w.file, { force: true });
+    const t0 = performance.now();
+    const n = await ctx.attempt(`${what} nbdcopy`, () => runChild('nbdcopy', w.nbdcopy, 300_000));
+    const seconds = (performance.now() - t0) / 1000;
+    if (n instanceof ChildError) theirs.failures.push(n.message);
+    else {
+      theirs.seconds.push(seconds);
+      if (w.file !== undefined) theirs.allocated.push(statSync(w.file).blocks * 512);
+      ctx.log(`${what} nbdcopy: ${fmt(w.size / seconds / MiB, 1)} MiB/s`);
+    }
+  }
+  if (w.file !== undefined) rmSync(w.file, { force: true });
+  return { ours, theirs };
+}
+
+function copyTable(w: CopyWorkload, { ours, theirs }: { ours: Side; theirs: Side }, runs: number): Table {
+  const rate = (s: Side) => w.size / median(s.seconds) / MiB;
+  const spread = (s: Side) => {
+    const rates = s.seconds.map((x) => w.size / x);
+    return `${fmt(((Math.max(...rates) - Math.min(...rates)) / median(rates)) * 100)}%`;
+  };
+  const withFile = w.file !== undefined;
+  const row = (client: string, s: Side, ratio: string, rss: string) => {
+    if (s.unavailable !== undefined) return [client, 'not available', '-', '-', '-', ...(withFile ? ['-'] : [])];
+    if (s.seconds.length === 0) return [`${client} *`, 'failed', '-', '-', '-', ...(withFile ? ['-'] : [])];
+    return [
+      s.failures.length > 0 ? `${client} *` : client,
+      fmt(rate(s), 1),
+      ratio,
+      spread(s),
+      rss,
+      ...(withFile ? [`${fmt(median(s.allocated) / MiB, 1)} MiB`] : []),
+    ];
+  };
+  const ratio = ours.seconds.length > 0 && theirs.seconds.length > 0 ? fmt(median(theirs.seconds) / median(ours.seconds), 2) : '-';
+  return {
+    title: `${w.title}, median of ${runs} runs`,
+    headers: ['client', 'MiB/s', '× nbdcopy', 'spread', 'peak RSS', ...(withFile ? ['file allocated'] : [])],
+    align: withFile ? 'lrrrrr' : 'lrrrr',
+    rows: [
+      row('nbdcopy', theirs, '1.00', '-'),
+      row(w.name === 'W5' ? 'Node createReadStream' : 'Node copy()', ours, ratio, ours.maxRssKiB.length > 0 ? `${fmt(median(ours.maxRssKiB) / 1024)} MiB` : '-'),
+    ],
+    notes: [
+      ...(ours.unavailable !== undefined ? [`Node: ${ours.unavailable}; it comes with lib/io/read-stream.ts (merged separately).`] : []),
+      ...[...new Set([...ours.failures.map((f) => `Node: ${f}`), ...theirs.failures.map((f) => `nbdcopy: ${f}`)])].map((f) => `* ${f}`),
+      `MiB/s = bytes of the source (holes included) / time; nbdcopy: its process from exec to exit; Node: ${
+        w.job.mode === 'copy' ? 'copy() from the call (connects included) to its resolution' : 'from createReadStream() to the end of the pipeline (connect not included)'
+      }.`,
+    ],
+  };
+}
+
+/** Compiles bench/iszero_napi.c into a .node file in `dir`, or says why not. */
+function compileIsZero(dir: string): { path: string } | { failed: string } {
+  let include: string;
+  try {
+    include = (require('node-api-headers') as { include_dir: string }).include_dir;
+  } catch {
+    include = join(dirname(process.execPath), '..', 'include', 'node');
+  }
+  const path = join(dir, 'iszero_napi.node');
+  const args = ['-shared', '-fPIC', '-O2', `-I${include}`, '-o', path, join(SOURCE_DIR, 'iszero_napi.c')];
+  const cc = spawnSync('cc', args, { encoding: 'utf8' });
+  return cc.status === 0 ? { path } : { failed: `cc ${args.join(' ')}: ${cc.stderr || cc.error}` };
+}
+
+async function measureIsZero(ctx: IoContext): Promise<{ table: Table; json: unknown }> {
+  const native = compileIsZero(ctx.dir);
+  const job: IsZeroJob = { sizes: ISZERO_SIZES, bytes: ctx.quick ? 1e9 : 4e9, native: 'path' in native ? native.path : undefined };
+  const runs: IsZeroResult[] = [];
+  for (let i = 1; i <= ctx.runs; i++) {
+    const r = await ctx.attempt(`ISZERO run ${i}/${ctx.runs}`, () => runJson<IsZeroResult>(process.execPath, [ISZERO_JOB, JSON.stringify(job)]));
+    if (!(r instanceof ChildError)) runs.push(r);
+  }
+  const variants = runs.length > 0 ? Object.keys(runs[0]) : [];
+  const label: Record<string, string> = {
+    isZero: 'isZero (memcmp through Buffer#compare)',
+    'js words': 'JS loop over an Int32Array, 8 words per step',
+    native: "C N-API function (nbdcopy's is_zero)",
+  };
+  const gbps = (v: string, size: number) => runs.map((r) => r[v][String(size)]);
+  return {
+    table: {
+      title: `isZero: GB/s over all-zero buffers (every byte read), median of ${runs.length} runs`,
+      headers: ['variant', ...ISZERO_SIZES.map((s) => (s >= MiB ? `${s / MiB} MiB` : `${s / 1024} KiB`)), 'spread'],
+      align: 'l' + 'r'.repeat(ISZERO_SIZES.length + 1),
+      rows: variants.map((v) => {
+        const spreads = ISZERO_SIZES.map((s) => {
+          const xs = gbps(v, s);
+          return (Math.max(...xs) - Math.min(...xs)) / median(xs);
+        });
+        return [label[v] ?? v, ...ISZERO_SIZES.map((s) => fmt(median(gbps(v, s)), 1)), `${fmt(Math.max(...spreads) * 100)}%`];
+      }),
+      notes: [
+        ...('failed' in native ? [`The C reference was not built: ${native.failed}`] : []),
+        'Fresh buffers of real pages; the 32 MiB one does not fit in cache. "spread": the largest (max - min) / median of a column.',
+      ],
+    },
+    json: { sizes: ISZERO_SIZES, runs },
+  };
+}
+
+export async function runIo(ctx: IoContext, picked: string[]): Promise<{ tables: Table[]; json: Record<string, unknown> }> {
+  const tables: Table[] = [];
+  const json: Record<string, unknown> = {};
+  const GiB = 1024 * MiB;
+  if (picked.includes('W4')) {
+    const dst = await startServer(ctx.dir, 'w4-dst', ['memory', 'size=1G']);
+    const w: CopyWorkload = {
+      name: 'W4',
+      title: 'W4 (copy): copy() of the 1 GiB random-filled nbdkit memory export to another nbdkit memory export',
+      size: GiB,
+      job: { mode: 'copy', src: ctx.uri, dst: dst.uri },
+      nbdcopy: ['--', ctx.uri, dst.uri],
+    };
+    const r = await measureCopy(ctx, w);
+    tables.push(copyTable(w, r, ctx.runs));
+    json.W4 = r;
+  }
+  if (picked.includes('W5')) {
+    const w: CopyWorkload = {
+      name: 'W5',
+      title: 'W5 (stream): createReadStream() of the 1 GiB export into a Writable that drops it',
+      size: GiB,
+      job: { mode: 'stream', src: ctx.uri },
+      nbdcopy: ['--', ctx.uri, 'null:'],
+    };
+    const r = await measureCopy(ctx, w);
+    tables.push(copyTable(w, r, ctx.runs));
+    json.W5 = r;
+  }
+  if (picked.includes('W6')) {
+    const size = ctx.quick ? 512 * MiB : 4 * GiB;
+    const src = await startServer(ctx.dir, 'w6-src', ['sparse-random', `size=${size}`, 'seed=1']);
+    const file = join(ctx.dir, 'w6.raw');
+    const w: CopyWorkload = {
+      name: 'W6',
+      title: `W6 (sparse copy): copy() of nbdkit sparse-random size=${size / GiB >= 1 ? `${size / GiB}G` : `${size / MiB}M`} to a local file`,
+      size,
+      job: { mode: 'copy', src: src.uri, dst: file },
+      nbdcopy: ['--', src.uri, file],
+      file,
+    };
+    const r = await measureCopy(ctx, w);
+    tables.push(copyTable(w, r, ctx.runs));
+    json.W6 = r;
+  }
+  if (picked.includes('ISZERO')) {
+    const r = await measureIsZero(ctx);
+    tables.push(r.table);
+    json.ISZERO = r.json;
+  }
+  return { tables, json };
+}
