@@ -166,6 +166,8 @@ describe('a server restarted on the same socket', () => {
     await server.start();
     await Promise.all(reads);
     bufs.forEach((b, i) => expect(b.equals(file.data.subarray(i * 128 * KiB, i * 128 * KiB + 64 * KiB))).toBe(true));
+    // The reads needed one connection back; the other one follows.
+    await waitFor(() => reconnected.length === 2, 'both connections to be replaced');
     expect(reconnected.sort()).toEqual([0, 1]);
     expect(p.handles.every((h) => !h.closed && h.aioIsReady())).toBe(true);
   });
