@@ -7,6 +7,7 @@
 // connection.
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { abortError, NbdError, errno, invalidArgType, invalidArgValue, outOfRange } from '../errors';
 import { CMD_FLAG_NO_HOLE, SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED, STATE_ZERO } from '../generated/constants';
 import { Handle, type Driver } from '../handle';
@@ -39,7 +40,7 @@ export interface CopyStats {
 }
 
 export interface CopyOptions {
-  /** Connections per NBD URI (default 4; 1 if either side lacks multi-conn, as nbdcopy; a Handle is one). */
+  /** Connections per NBD URI (default: 4, or the number of CPUs if fewer, as nbdcopy; 1 if either side lacks multi-conn; a Handle is one). */
   connections?: number;
   /**
    * The driver of the connections copy() opens. Default: LIBNBD_DRIVER if
@@ -70,7 +71,8 @@ export interface CopyOptions {
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const DEFAULTS = { connections: 4, queueDepth: 8, requestSize: MiB, sparseSize: 4096 };
+/** As nbdcopy: 4 connections, but no more than there are CPUs (its -C 4, -T CPUs, connections = threads = the lesser). */
+const DEFAULTS = { connections: Math.min(4, availableParallelism()), queueDepth: 8, requestSize: MiB, sparseSize: 4096 };
 /** The largest zero request (nbdcopy's work range: it never zeroes more in one). */
 const MAX_ZERO = 128 * MiB;
 /** Without an advertised maximum, requests stay at 32 MiB (servers may drop more); libnbd refuses more than 64 MiB. */
