@@ -5,14 +5,15 @@
 // (ftruncate), all-zero data blocks (detectZeroes) treated the same way,
 // requests split to the servers' limits, queueDepth requests in flight per
 // connection.
-import { constants as fsConstants, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { abortError, NbdError, errno, invalidArgType, invalidArgValue, outOfRange } from '../errors';
+import { abortError, NbdError, errno, invalidArgType, invalidArgValue } from '../errors';
 import { CMD_FLAG_NO_HOLE, SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED, STATE_ZERO } from '../generated/constants';
 import { Handle, type Driver } from '../handle';
 import { extents, type Extent, type ExtentSource } from './extents';
 import { Pool } from './pool';
+import { integerOption } from './options';
 import { isZeroRange } from './zero';
 
 /** A source or destination: an NBD URI, a connected Handle, a Pool, or a local file path. */
@@ -215,8 +216,8 @@ class FileSide implements Side {
   }
 
   async zero(count: number, offset: number): Promise<void> {
-    // Node has no fallocate: where the file is not known to be zero (a block
-    // device) or blocks must be allocated, zeroes are written.
+    // Node has no fallocate: where blocks must be allocated (sparse: false),
+    // zeroes are written.
     const step = Math.min(4 * MiB, count);
     const zeroes = (this.#zeroes ??= Buffer.alloc(4 * MiB));
     for (let done = 0; done < count; done += step) await this.write(zeroes.subarray(0, Math.min(step, count - done)), offset + done);
@@ -247,32 +248,12 @@ async function openSource(src: CopyEndpoint, connections: number, driver: Driver
   const fh = await fsp.open(src, 'r');
   try {
     const st = await fh.stat();
-    if (!st.isFile() && !st.isBlockDevice()) throw invalidArgValue('src', 'must be a regular file or a block device', src);
-    // A block device's size: where reading ends.
-    const size = st.isFile() ? st.size : await deviceSize(fh);
-    return new FileSide(fh, size, st.blksize > 0 ? st.blksize : 4096, connections, false);
+    if (!st.isFile()) throw invalidArgValue('src', 'must be an NBD URI or a regular file', src);
+    return new FileSide(fh, st.size, st.blksize > 0 ? st.blksize : 4096, connections, false);
   } catch (e) {
     await fh.close();
     throw e;
   }
-}
-
-async function deviceSize(fh: FileHandle): Promise<number> {
-  // fstat gives a block device size 0; find its end by reading (one byte at a time would be slow: bisect).
-  let lo = 0;
-  let hi = 1;
-  const probe = Buffer.alloc(1);
-  const readable = async (at: number) => (await fh.read(probe, 0, 1, at)).bytesRead === 1;
-  while (await readable(hi - 1)) {
-    lo = hi;
-    hi *= 2;
-  }
-  while (hi - lo > 1) {
-    const mid = Math.floor((lo + hi) / 2);
-    if (await readable(mid - 1)) lo = mid;
-    else hi = mid;
-  }
-  return lo;
 }
 
 async function openDestination(dst: CopyEndpoint, size: number, connections: number, driver: Driver): Promise<Side> {
@@ -299,11 +280,7 @@ async function openDestination(dst: CopyEndpoint, size: number, connections: num
 
 async function openFileDestination(path: string, size: number, connections: number): Promise<Side> {
   const existing = await fsp.stat(path).catch(() => undefined);
-  if (existing !== undefined && existing.isBlockDevice()) {
-    const fh = await fsp.open(path, fsConstants.O_WRONLY);
-    return new FileSide(fh, size, existing.blksize > 0 ? existing.blksize : 4096, connections, false);
-  }
-  if (existing !== undefined && !existing.isFile()) throw invalidArgValue('dst', 'must be a regular file, a new file or a block device', path);
+  if (existing !== undefined && !existing.isFile()) throw invalidArgValue('dst', 'must be an NBD URI, a regular file or a new one', path);
   // As nbdcopy: emptied, then set to the source's size, so that it reads as zeroes and holes stay holes.
   const fh = await fsp.open(path, 'w');
   try {
@@ -383,13 +360,6 @@ function isPowerOf2(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;
 }
 
-function positive(value: unknown, name: string, fallback: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
-  if (!Number.isSafeInteger(value) || value < 1 || value > max) throw outOfRange(name, `an integer >= 1 && <= ${max}`, value);
-  return value;
-}
-
 function validateEndpoint(value: unknown, name: string): asserts value is CopyEndpoint {
   if (typeof value === 'string' ? value.length === 0 : !(value instanceof Handle || value instanceof Pool)) {
     throw invalidArgType(name, 'an NBD URI, a file path, a Handle or a Pool', value);
@@ -407,12 +377,12 @@ export async function copy(src: CopyEndpoint, dst: CopyEndpoint, options: CopyOp
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
   validateEndpoint(src, 'src');
   validateEndpoint(dst, 'dst');
-  const connections = positive(options.connections, 'options.connections', DEFAULTS.connections, 64);
+  const connections = integerOption(options.connections, 'options.connections', DEFAULTS.connections, 1, 64);
   const fromEnv = process.env.LIBNBD_DRIVER;
   const driver = options.driver ?? (fromEnv === 'loop' || fromEnv === 'thread' ? fromEnv : 'thread');
   if (driver !== 'loop' && driver !== 'thread') throw invalidArgValue('options.driver', "must be 'loop' or 'thread'", driver);
-  const queueDepth = positive(options.queueDepth, 'options.queueDepth', DEFAULTS.queueDepth, 1024);
-  const requestSizeAsked = positive(options.requestSize, 'options.requestSize', DEFAULTS.requestSize, LIBNBD_MAX_REQUEST);
+  const queueDepth = integerOption(options.queueDepth, 'options.queueDepth', DEFAULTS.queueDepth, 1, 1024);
+  const requestSizeAsked = integerOption(options.requestSize, 'options.requestSize', DEFAULTS.requestSize, 1, LIBNBD_MAX_REQUEST);
   const sparse = options.sparse ?? true;
   if (typeof sparse !== 'boolean') throw invalidArgType('options.sparse', 'of type boolean', sparse);
   const detect = options.detectZeroes ?? true;

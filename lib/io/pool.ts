@@ -2,10 +2,11 @@
 // a dead connection replaced and its reads re-issued.
 import { EventEmitter } from 'node:events';
 import type { ExtentCallback } from '../callbacks';
-import { NbdError, errno, invalidArgType, outOfRange } from '../errors';
+import { NbdError, errno, invalidArgType } from '../errors';
 import { SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED } from '../generated/constants';
 import { Handle, type Driver } from '../handle';
 import { extents, type Extent, type ExtentsOptions } from './extents';
+import { integerOption } from './options';
 
 export interface ReconnectOptions {
   /** Attempts per lost connection before it is given up (default 10). */
@@ -45,12 +46,6 @@ interface Slot {
   state: 'up' | 'reconnecting' | 'failed';
   timer?: NodeJS.Timeout;
   wake?: () => void;
-}
-
-function validateCount(value: unknown, name: string, min: number, max: number): number {
-  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
-  if (!Number.isInteger(value) || value < min || value > max) throw outOfRange(name, `an integer >= ${min} && <= ${max}`, value);
-  return value;
 }
 
 /** What Pool caches of its first connection: the same for every connection to one export. */
@@ -115,9 +110,9 @@ export class Pool extends EventEmitter {
         reconnect === false
           ? false
           : {
-              retries: validateCount(reconnect?.retries ?? 10, 'options.reconnect.retries', 0, Number.MAX_SAFE_INTEGER),
-              delay: validateCount(reconnect?.delay ?? 100, 'options.reconnect.delay', 0, 2 ** 31 - 1),
-              maxDelay: validateCount(reconnect?.maxDelay ?? 5000, 'options.reconnect.maxDelay', 0, 2 ** 31 - 1),
+              retries: integerOption(reconnect?.retries, 'options.reconnect.retries', 10, 0, Number.MAX_SAFE_INTEGER),
+              delay: integerOption(reconnect?.delay, 'options.reconnect.delay', 100, 0, 2 ** 31 - 1),
+              maxDelay: integerOption(reconnect?.maxDelay, 'options.reconnect.maxDelay', 5000, 0, 2 ** 31 - 1),
             },
     };
   }
@@ -126,7 +121,7 @@ export class Pool extends EventEmitter {
   static async connect(uri: string, options: PoolOptions = {}): Promise<Pool> {
     if (typeof uri !== 'string') throw invalidArgType('uri', 'of type string', uri);
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-    const wanted = validateCount(options.connections ?? 4, 'options.connections', 1, 64);
+    const wanted = integerOption(options.connections, 'options.connections', 4, 1, 64);
     const pool = new Pool(uri, options);
     const first = await pool.#open();
     pool.#info = pool.#describe(first);
