@@ -207,6 +207,19 @@ describe('server limits', () => {
     expect(calls.every((c) => c.method === 'pwrite' && c.offset % 4096 === 0 && c.count % 4096 === 0)).toBe(true);
     expect(contents(dst.uri).equals(contents(src.uri))).toBe(true);
   });
+
+  test('without write-zeroes, a small zero run first does not shrink the later ones', async () => {
+    // A 4 KiB hole first, then data, then a 7.9 MiB hole, onto a destination of 0x77 bytes.
+    const file = sparseFile(8 * MiB, [[4096, 60 * KiB]], 0x21);
+    const src = await startQemuNbd(file, '-e', '4');
+    const dst = await startNbdkit('--filter=nozero', 'memory', 'size=8M');
+    const dstPool = await pool(dst.uri, { connections: 1 });
+    await dstPool.pwrite(Buffer.alloc(8 * MiB, 0x77), 0);
+    const calls = spy(dstPool);
+    await copy(src.uri, dstPool, { connections: 1, queueDepth: 1 });
+    expect(calls[0]).toEqual({ method: 'pwrite', count: 4096, offset: 0 });
+    expect(contents(dst.uri).equals(readFileSync(file))).toBe(true);
+  });
 });
 
 describe('endpoints', () => {

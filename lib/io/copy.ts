@@ -164,8 +164,8 @@ class NbdSide implements Side {
       return;
     }
     // No WRITE_ZEROES: write zeroes, in requests the server takes (nbdcopy does the same).
-    const step = Math.min(this.maximum, 4 * MiB, count);
-    const zeroes = (this.#zeroes ??= Buffer.alloc(step));
+    const zeroes = (this.#zeroes ??= Buffer.alloc(Math.min(this.maximum, 4 * MiB)));
+    const step = zeroes.length;
     const writes: Promise<void>[] = [];
     for (let done = 0; done < count; done += step) {
       writes.push(this.target.pwrite(zeroes.subarray(0, Math.min(step, count - done)), offset + done));
@@ -218,8 +218,8 @@ class FileSide implements Side {
   async zero(count: number, offset: number): Promise<void> {
     // Node has no fallocate: where blocks must be allocated (sparse: false),
     // zeroes are written.
-    const step = Math.min(4 * MiB, count);
     const zeroes = (this.#zeroes ??= Buffer.alloc(4 * MiB));
+    const step = zeroes.length;
     for (let done = 0; done < count; done += step) await this.write(zeroes.subarray(0, Math.min(step, count - done)), offset + done);
   }
 
