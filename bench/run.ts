@@ -572,7 +572,7 @@ async function main(): Promise<void> {
     tables.push(rssTable(rss));
   }
 
-  if (opts.io.length > 0) {
+  if (opts.io.length > 0 && !opts.instructions) {
     const io = await runIo({ dir: workDir, uri, runs: opts.runs, quick: opts.quick, log, attempt }, opts.io);
     tables.push(...io.tables);
     json.io = io.json;
