@@ -4,9 +4,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Handle, NbdError, Pool } from '../lib';
-import { clip, collect, collectUnhandledRejections, nbdinfoMap } from './helpers/io';
-import { sparseFile, startNbdkit, tempDir, waitFor } from './helpers/servers';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AbortError, Handle, NbdError, Pool, type CommandOptions } from '../lib';
+import { clip, collect, nbdinfoMap } from './helpers/io';
+import { collectUnhandledRejections } from './helpers/unhandled';
+import { pattern, sparseFile, startNbdkit, tempDir, waitFor } from './helpers/servers';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -29,9 +32,9 @@ function spy(p: Pool, method: 'pread' | 'pwrite'): number[] {
   const counts = p.handles.map(() => 0);
   p.handles.forEach((h, i) => {
     const original = h[method].bind(h);
-    h[method] = (buf: ArrayBufferView, offset: number | bigint, flags?: number) => {
+    h[method] = (buf: ArrayBufferView, offset: number | bigint, options?: number | CommandOptions) => {
       counts[i]++;
-      return original(buf, offset, flags);
+      return original(buf, offset, options);
     };
   });
   return counts;
@@ -134,6 +137,54 @@ test('extents() over a pool equals nbdinfo --map; block sizes and contexts as th
   expect(p.getBlockSize(2)).toBe(h.getBlockSize(2));
   const bare = await pool(server.uri, { connections: 1, metaContexts: [] });
   await expect(collect(bare.extents())).rejects.toThrow(/not negotiated/);
+});
+
+test('createReadStream over a pool: the whole export in order, its reads spread over the connections', async () => {
+  const server = await startNbdkit('pattern', 'size=8M');
+  const p = await pool(server.uri, { connections: 2 });
+  const reads = spy(p, 'pread');
+  const chunks: Buffer[] = [];
+  await pipeline(
+    p.createReadStream({ requestSize: 256 * KiB, queueDepth: 8 }),
+    new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk);
+        callback();
+      },
+    }),
+  );
+  expect(Buffer.concat(chunks).equals(pattern(0, 8 * MiB))).toBe(true);
+  expect(reads[0]).toBeGreaterThan(0);
+  expect(reads[1]).toBeGreaterThan(0);
+  expect(reads[0] + reads[1]).toBe(32);
+});
+
+test('createWriteStream over a pool (flush: true): its writes spread over the connections, read back whole', async () => {
+  const server = await startNbdkit('memory', 'size=8M');
+  const p = await pool(server.uri, { connections: 2 });
+  const writes = spy(p, 'pwrite');
+  const data = Buffer.alloc(4 * MiB);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 12)) & 0xff;
+  const source = async function* () {
+    for (let off = 0; off < data.length; off += 64 * KiB) yield data.subarray(off, off + 64 * KiB);
+  };
+  await pipeline(source, p.createWriteStream({ start: MiB, highWaterMark: 256 * KiB, queueDepth: 4, flush: true }));
+  expect(writes[0]).toBeGreaterThan(0);
+  expect(writes[1]).toBeGreaterThan(0);
+  const back = Buffer.alloc(data.length);
+  await p.pread(back, MiB);
+  expect(back.equals(data)).toBe(true);
+});
+
+test('Promise forms take { flags, signal } as the Handle does: an abort rejects with AbortError', async () => {
+  const server = await startNbdkit('--filter=delay', 'memory', 'size=1M', 'delay-read=200ms');
+  const p = await pool(server.uri, { connections: 2 });
+  const ac = new AbortController();
+  const read = p.pread(Buffer.alloc(512), 0, { signal: ac.signal });
+  ac.abort();
+  await expect(read).rejects.toBeInstanceOf(AbortError);
+  await p.pread(Buffer.alloc(512), 0, { flags: 0 });
+  await expect(p.pwrite(Buffer.alloc(512), 0, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
 });
 
 describe('a server restarted on the same socket', () => {

@@ -1,12 +1,16 @@
 // Pool: several connections to one export, the commands spread over them,
 // a dead connection replaced and its reads re-issued.
 import { EventEmitter } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
 import type { ExtentCallback } from '../callbacks';
 import { NbdError, errno, invalidArgType } from '../errors';
 import { SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED } from '../generated/constants';
 import { Handle, type Driver } from '../handle';
+import type { CommandOptions } from '../validate';
 import { extents, type Extent, type ExtentsOptions } from './extents';
-import { integerOption } from './options';
+import { createReadStream, type ReadStreamOptions } from './read-stream';
+import { optionalInteger } from './stream-support';
+import { createWriteStream, type WriteStreamOptions } from './write-stream';
 
 export interface ReconnectOptions {
   /** Attempts per lost connection before it is given up (default 10). */
@@ -73,10 +77,6 @@ interface ExportInfo {
  * applied them is unknown. Emits 'reconnect' (index) once a connection is
  * replaced and 'connectionFailed' (index, error) when one is given up; never
  * 'error'.
- *
- * TODO(lead): createReadStream()/createWriteStream() over the pool, once the
- * stream modules (lib/io/read-stream.ts, write-stream.ts) are merged: they
- * are not on this branch.
  */
 export class Pool extends EventEmitter {
   readonly uri: string;
@@ -110,9 +110,9 @@ export class Pool extends EventEmitter {
         reconnect === false
           ? false
           : {
-              retries: integerOption(reconnect?.retries, 'options.reconnect.retries', 10, 0, Number.MAX_SAFE_INTEGER),
-              delay: integerOption(reconnect?.delay, 'options.reconnect.delay', 100, 0, 2 ** 31 - 1),
-              maxDelay: integerOption(reconnect?.maxDelay, 'options.reconnect.maxDelay', 5000, 0, 2 ** 31 - 1),
+              retries: optionalInteger(reconnect?.retries, 'options.reconnect.retries', 0, Number.MAX_SAFE_INTEGER, 10),
+              delay: optionalInteger(reconnect?.delay, 'options.reconnect.delay', 0, 2 ** 31 - 1, 100),
+              maxDelay: optionalInteger(reconnect?.maxDelay, 'options.reconnect.maxDelay', 0, 2 ** 31 - 1, 5000),
             },
     };
   }
@@ -121,7 +121,7 @@ export class Pool extends EventEmitter {
   static async connect(uri: string, options: PoolOptions = {}): Promise<Pool> {
     if (typeof uri !== 'string') throw invalidArgType('uri', 'of type string', uri);
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-    const wanted = integerOption(options.connections, 'options.connections', 4, 1, 64);
+    const wanted = optionalInteger(options.connections, 'options.connections', 1, 64, 4);
     const pool = new Pool(uri, options);
     const first = await pool.#open();
     pool.#info = pool.#describe(first);
@@ -244,26 +244,29 @@ export class Pool extends EventEmitter {
 
   // ------------------------------------------------------------ commands
 
+  // Each Promise form takes the Handle's last argument: the flags, or
+  // { flags, signal } (an abort rejects at once; the command completes).
+
   /** `nbd_pread` on the least busy connection; issued again elsewhere if its connection is lost. */
-  pread(buf: ArrayBufferView, offset: number | bigint, flags = 0): Promise<void> {
-    return this.#issue(true, (h) => h.pread(buf, offset, flags));
+  pread(buf: ArrayBufferView, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
+    return this.#issue(true, (h) => h.pread(buf, offset, options));
   }
 
   /** `nbd_pwrite` on the least busy connection; fails if its connection is lost. */
-  pwrite(buf: ArrayBufferView, offset: number | bigint, flags = 0): Promise<void> {
-    return this.#issue(false, (h) => h.pwrite(buf, offset, flags));
+  pwrite(buf: ArrayBufferView, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
+    return this.#issue(false, (h) => h.pwrite(buf, offset, options));
   }
 
-  zero(count: number | bigint, offset: number | bigint, flags = 0): Promise<void> {
-    return this.#issue(false, (h) => h.zero(count, offset, flags));
+  zero(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
+    return this.#issue(false, (h) => h.zero(count, offset, options));
   }
 
-  trim(count: number | bigint, offset: number | bigint, flags = 0): Promise<void> {
-    return this.#issue(false, (h) => h.trim(count, offset, flags));
+  trim(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
+    return this.#issue(false, (h) => h.trim(count, offset, options));
   }
 
-  cache(count: number | bigint, offset: number | bigint, flags = 0): Promise<void> {
-    return this.#issue(false, (h) => h.cache(count, offset, flags));
+  cache(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
+    return this.#issue(false, (h) => h.cache(count, offset, options));
   }
 
   /**
@@ -271,8 +274,8 @@ export class Pool extends EventEmitter {
    * write completed on any connection durable (and a single-connection pool
    * has only one).
    */
-  flush(flags = 0): Promise<void> {
-    return this.#issue(false, (h) => h.flush(flags));
+  flush(options: number | CommandOptions = 0): Promise<void> {
+    return this.#issue(false, (h) => h.flush(options));
   }
 
   /**
@@ -280,13 +283,27 @@ export class Pool extends EventEmitter {
    * `extent` may then be called a second time for the same context and range:
    * the last call's entries are the reply.
    */
-  blockStatus(count: number | bigint, offset: number | bigint, extent: ExtentCallback, flags = 0): Promise<void> {
-    return this.#issue(true, (h) => h.blockStatus(count, offset, extent, flags));
+  blockStatus(count: number | bigint, offset: number | bigint, extent: ExtentCallback, options: number | CommandOptions = 0): Promise<void> {
+    return this.#issue(true, (h) => h.blockStatus(count, offset, extent, options));
   }
 
   /** Handle#extents over the pool's connections (block-status calls spread and re-issued as blockStatus). */
   extents(options?: ExtentsOptions): AsyncGenerator<Extent, void, undefined> {
     return extents(this, options);
+  }
+
+  /** Handle#createReadStream over the pool: its reads spread over the connections (and re-issued after a loss), delivered in order. */
+  createReadStream(options?: ReadStreamOptions): Readable {
+    return createReadStream(this, options);
+  }
+
+  /**
+   * Handle#createWriteStream over the pool: its writes spread over the
+   * connections; `flush: true` flushes once, on one connection (multi-conn:
+   * that covers the writes completed on all). A lost connection fails it.
+   */
+  createWriteStream(options?: WriteStreamOptions): Writable {
+    return createWriteStream(this, options);
   }
 
   #issue(reissue: boolean, run: (h: Handle) => Promise<void>): Promise<void> {

@@ -3,7 +3,6 @@
 import { Readable, addAbortSignal } from 'node:stream';
 import { outOfRange } from '../errors';
 import {
-  type AnyHandle,
   alignDown,
   alignUp,
   exportSize,
@@ -12,6 +11,7 @@ import {
   optionalSignal,
   requestSizeFor,
   serverLimits,
+  type StreamTarget,
   validateOptions,
 } from './stream-support';
 
@@ -48,7 +48,7 @@ interface Request {
 }
 
 class NbdReadStream extends Readable {
-  readonly #h: AnyHandle;
+  readonly #h: StreamTarget;
   readonly #wantStart: number;
   readonly #wantEnd: number | undefined;
   readonly #queueDepth: number;
@@ -68,7 +68,7 @@ class NbdReadStream extends Readable {
   /** _destroy's callback, waiting for the reads in flight. */
   #whenIdle: (() => void) | undefined;
 
-  constructor(h: AnyHandle, options: ReadStreamOptions | undefined) {
+  constructor(h: StreamTarget, options: ReadStreamOptions | undefined) {
     const o = validateOptions(options, 'options');
     const start = optionalOffset(o.start, 'options.start') ?? 0;
     const end = optionalOffset(o.end, 'options.end');
@@ -180,6 +180,6 @@ class NbdReadStream extends Readable {
 }
 
 /** A Readable of the export's bytes [start, end] (end inclusive). */
-export function createReadStream(h: AnyHandle, options?: ReadStreamOptions): Readable {
+export function createReadStream(h: StreamTarget, options?: ReadStreamOptions): Readable {
   return new NbdReadStream(h, options);
 }

@@ -13,6 +13,9 @@ export const LIBNBD_MAXIMUM = 64 * MiB;
 /** Any Handle, whatever its bigint mode. */
 export type AnyHandle = Handle<boolean>;
 
+/** What the streams use of a connection: a Handle (any bigint mode), or a Pool. */
+export type StreamTarget = Pick<AnyHandle, 'getSize' | 'getBlockSize' | 'pread' | 'pwrite' | 'flush' | 'canFlush'>;
+
 export interface Limits {
   /** The server's minimum block size (1 when it gave none): requests are aligned to it. */
   readonly minimum: number;
@@ -21,7 +24,7 @@ export interface Limits {
 }
 
 /** The export's block-size limits, read from a connected handle. */
-export function serverLimits(h: AnyHandle): Limits {
+export function serverLimits(h: Pick<AnyHandle, 'getBlockSize'>): Limits {
   const minimum = Number(h.getBlockSize(SIZE_MINIMUM)) || 1;
   let maximum = Number(h.getBlockSize(SIZE_MAXIMUM)) || DEFAULT_MAXIMUM;
   maximum = Math.min(maximum, LIBNBD_MAXIMUM);
@@ -37,7 +40,7 @@ export function requestSizeFor(wanted: number, limits: Limits): number {
 }
 
 /** The export size as a safe integer. */
-export function exportSize(h: AnyHandle): number {
+export function exportSize(h: Pick<AnyHandle, 'getSize'>): number {
   const size = h.getSize();
   const n = Number(size);
   if (!Number.isSafeInteger(n)) throw outOfRange('export size', 'a safe integer for streams', size);

@@ -4,7 +4,6 @@
 import { Writable, addAbortSignal } from 'node:stream';
 import { NbdError, errno } from '../errors';
 import {
-  type AnyHandle,
   type Limits,
   alignDown,
   alignUp,
@@ -15,6 +14,7 @@ import {
   optionalSignal,
   requestSizeFor,
   serverLimits,
+  type StreamTarget,
   validateOptions,
 } from './stream-support';
 
@@ -44,7 +44,7 @@ export interface WriteStreamOptions {
 }
 
 class NbdWriteStream extends Writable {
-  readonly #h: AnyHandle;
+  readonly #h: StreamTarget;
   readonly #start: number;
   readonly #hwm: number;
   readonly #queueDepth: number;
@@ -65,7 +65,7 @@ class NbdWriteStream extends Writable {
   #onSlot: (() => void) | undefined;
   readonly #onIdle: (() => void)[] = [];
 
-  constructor(h: AnyHandle, options: WriteStreamOptions | undefined) {
+  constructor(h: StreamTarget, options: WriteStreamOptions | undefined) {
     const o = validateOptions(options, 'options');
     const start = optionalOffset(o.start, 'options.start') ?? 0;
     const highWaterMark = optionalInteger(o.highWaterMark, 'options.highWaterMark', 1, 2 ** 31 - 1, WRITE_STREAM_DEFAULTS.highWaterMark);
@@ -247,6 +247,6 @@ class NbdWriteStream extends Writable {
 }
 
 /** A Writable writing the export from `start` on. */
-export function createWriteStream(h: AnyHandle, options?: WriteStreamOptions): Writable {
+export function createWriteStream(h: StreamTarget, options?: WriteStreamOptions): Writable {
   return new NbdWriteStream(h, options);
 }
