@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 import { Handle, NbdError, STATE_HOLE, STATE_ZERO } from '../lib';
 import { MAX_BLOCK_STATUS, type Extent } from '../lib/io/extents';
-import { clip, collect, collectUnhandledRejections, nbdinfoMap, run } from './helpers/io';
+import { clip, collect, nbdinfoMap, run } from './helpers/io';
+import { collectUnhandledRejections } from './helpers/unhandled';
 import { handle, sparseFile, startNbdkit, startQemuNbd, tempDir } from './helpers/servers';
 
 const KiB = 1024;
@@ -26,9 +27,9 @@ async function open(uri: string, ...contexts: string[]): Promise<Handle> {
 function spyBlockStatus(h: Handle): { count: number; offset: number }[] {
   const calls: { count: number; offset: number }[] = [];
   const original = h.blockStatus.bind(h);
-  h.blockStatus = (count, offset, extent, flags) => {
+  h.blockStatus = (count, offset, extent, options) => {
     calls.push({ count: Number(count), offset: Number(offset) });
-    return original(count, offset, extent, flags);
+    return original(count, offset, extent, options);
   };
   return calls;
 }

@@ -9,11 +9,11 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { abortError, NbdError, errno, invalidArgType, invalidArgValue } from '../errors';
-import { CMD_FLAG_NO_HOLE, SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED, STATE_ZERO } from '../generated/constants';
+import { CMD_FLAG_NO_HOLE, SIZE_PREFERRED, STATE_ZERO } from '../generated/constants';
 import { Handle, type Driver } from '../handle';
 import { extents, type Extent, type ExtentSource } from './extents';
 import { Pool } from './pool';
-import { integerOption } from './options';
+import { LIBNBD_MAXIMUM, optionalInteger, serverLimits } from './stream-support';
 import { isZeroRange } from './zero';
 
 /** A source or destination: an NBD URI, a connected Handle, a Pool, or a local file path. */
@@ -76,9 +76,6 @@ const MiB = 1024 * KiB;
 const DEFAULTS = { connections: Math.min(4, availableParallelism()), queueDepth: 8, requestSize: MiB, sparseSize: 4096 };
 /** The largest zero request (nbdcopy's work range: it never zeroes more in one). */
 const MAX_ZERO = 128 * MiB;
-/** Without an advertised maximum, requests stay at 32 MiB (servers may drop more); libnbd refuses more than 64 MiB. */
-const DEFAULT_MAX_REQUEST = 32 * MiB;
-const LIBNBD_MAX_REQUEST = 64 * MiB;
 const PROGRESS_INTERVAL_MS = 100;
 /** Bytes of requests in flight per connection, at most (nbdcopy's --queue-size): buffers stay bounded. */
 const QUEUE_BYTES = 16 * MiB;
@@ -141,12 +138,11 @@ class NbdSide implements Side {
     readonly owned: boolean,
   ) {
     this.size = Number(target.getSize());
-    this.minimum = Math.max(1, Number(target.getBlockSize(SIZE_MINIMUM)));
+    // The minimum (else 1) and the maximum (else 32 MiB, at most libnbd's 64 MiB).
+    ({ minimum: this.minimum, maximum: this.maximum } = serverLimits(target));
     const preferred = Number(target.getBlockSize(SIZE_PREFERRED));
     // nbdcopy: 4096 unless the server gives a power of 2.
     this.preferred = preferred > 0 && (preferred & (preferred - 1)) === 0 ? preferred : 4096;
-    const maximum = Number(target.getBlockSize(SIZE_MAXIMUM));
-    this.maximum = Math.min(maximum > 0 ? maximum : DEFAULT_MAX_REQUEST, LIBNBD_MAX_REQUEST);
     this.#canZero = target.canZero();
   }
 
@@ -377,12 +373,12 @@ export async function copy(src: CopyEndpoint, dst: CopyEndpoint, options: CopyOp
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
   validateEndpoint(src, 'src');
   validateEndpoint(dst, 'dst');
-  const connections = integerOption(options.connections, 'options.connections', DEFAULTS.connections, 1, 64);
+  const connections = optionalInteger(options.connections, 'options.connections', 1, 64, DEFAULTS.connections);
   const fromEnv = process.env.LIBNBD_DRIVER;
   const driver = options.driver ?? (fromEnv === 'loop' || fromEnv === 'thread' ? fromEnv : 'thread');
   if (driver !== 'loop' && driver !== 'thread') throw invalidArgValue('options.driver', "must be 'loop' or 'thread'", driver);
-  const queueDepth = integerOption(options.queueDepth, 'options.queueDepth', DEFAULTS.queueDepth, 1, 1024);
-  const requestSizeAsked = integerOption(options.requestSize, 'options.requestSize', DEFAULTS.requestSize, 1, LIBNBD_MAX_REQUEST);
+  const queueDepth = optionalInteger(options.queueDepth, 'options.queueDepth', 1, 1024, DEFAULTS.queueDepth);
+  const requestSizeAsked = optionalInteger(options.requestSize, 'options.requestSize', 1, LIBNBD_MAXIMUM, DEFAULTS.requestSize);
   const sparse = options.sparse ?? true;
   if (typeof sparse !== 'boolean') throw invalidArgType('options.sparse', 'of type boolean', sparse);
   const detect = options.detectZeroes ?? true;

@@ -2,7 +2,7 @@
 // as nbdinfo --map prints it, for any meta context.
 import type { ExtentCallback } from '../callbacks';
 import { NbdError, errno, invalidArgType, invalidArgValue, outOfRange } from '../errors';
-import { SIZE_MINIMUM } from '../generated/constants';
+import { optionalOffset, serverLimits } from './stream-support';
 
 /** One extent: `length` bytes from `offset` with the context's `flags` (base:allocation: STATE_HOLE | STATE_ZERO). */
 export interface Extent {
@@ -35,17 +35,6 @@ export interface ExtentSource {
  */
 export const MAX_BLOCK_STATUS = 2 ** 31 - 4 * 2 ** 20;
 
-function toOffset(value: unknown, name: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value === 'bigint') {
-    if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw outOfRange(name, `>= 0 && <= ${Number.MAX_SAFE_INTEGER}`, value);
-    return Number(value);
-  }
-  if (typeof value !== 'number') throw invalidArgType(name, 'of type number or bigint', value);
-  if (!Number.isSafeInteger(value) || value < 0) throw outOfRange(name, 'a non-negative safe integer', value);
-  return value;
-}
-
 /**
  * The extents of `[start, end)` in `context`: contiguous, adjacent extents
  * with equal flags merged, covering exactly the range. Block-status calls
@@ -60,8 +49,8 @@ export async function* extents(src: ExtentSource, options: ExtentsOptions = {}):
   const context = options.context ?? 'base:allocation';
   if (typeof context !== 'string') throw invalidArgType('options.context', 'of type string', context);
   const size = Number(src.getSize());
-  const start = toOffset(options.start, 'options.start', 0);
-  const end = toOffset(options.end, 'options.end', size);
+  const start = optionalOffset(options.start, 'options.start') ?? 0;
+  const end = optionalOffset(options.end, 'options.end') ?? size;
   if (end > size) throw outOfRange('options.end', `<= the export size (${size})`, end);
   if (start > end) throw invalidArgValue('options.start', `must not be after options.end (${end})`, start);
   if (!src.canMetaContext(context)) {
@@ -71,7 +60,7 @@ export async function* extents(src: ExtentSource, options: ExtentsOptions = {}):
       errno.ENOTSUP,
     );
   }
-  const align = Math.max(1, Number(src.getBlockSize(SIZE_MINIMUM)));
+  const align = serverLimits(src).minimum;
   const alignedEnd = Math.min(size, Math.ceil(end / align) * align);
 
   let pending: Extent | undefined;

@@ -1,7 +1,5 @@
-// Helpers of the lib/io tests: nbdinfo and qemu-img as references, and a
-// collector of unhandled rejections on the real process.
+// Helpers of the lib/io tests: nbdinfo, qemu-img and friends as references.
 import { spawnSync } from 'node:child_process';
-import { runInThisContext } from 'node:vm';
 
 /**
  * Runs a command to its end (at most `timeoutMs`); throws with its stderr
@@ -46,42 +44,4 @@ export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const x of it) out.push(x);
   return out;
-}
-
-/**
- * Unhandled rejections anywhere in this test file, seen on the real process:
- * jest's `process` is a copy whose listeners never fire, and jest-circus
- * only fails the test that is running when one happens. Call once at the top
- * of a test file; `afterAll` checks that none was seen. `verify()` proves
- * the collector works here: it makes one (with jest's own listeners set
- * aside meanwhile) and checks that it was collected.
- */
-export function collectUnhandledRejections(): { seen: unknown[]; verify(): Promise<void> } {
-  const realProcess = runInThisContext('process') as NodeJS.Process;
-  const seen: unknown[] = [];
-  const listener = (reason: unknown) => {
-    seen.push(reason);
-  };
-  realProcess.prependListener('unhandledRejection', listener);
-  afterAll(async () => {
-    // Rejections are reported after the microtasks of the tick they happen in.
-    await new Promise((r) => setTimeout(r, 20));
-    realProcess.off('unhandledRejection', listener);
-    expect(seen).toEqual([]);
-  });
-  const verify = async () => {
-    const others = realProcess.listeners('unhandledRejection').filter((l) => l !== listener);
-    for (const l of others) realProcess.off('unhandledRejection', l as (...args: unknown[]) => void);
-    const probe = new Error('probe: an unhandled rejection');
-    try {
-      void Promise.reject(probe);
-      await new Promise((r) => setTimeout(r, 20));
-    } finally {
-      for (const l of others) realProcess.on('unhandledRejection', l as (...args: unknown[]) => void);
-    }
-    const i = seen.indexOf(probe);
-    expect(i).not.toBe(-1);
-    seen.splice(i, 1);
-  };
-  return { seen, verify };
 }
