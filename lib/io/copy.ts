@@ -454,9 +454,9 @@ export async function copy(src: CopyEndpoint, dst: CopyEndpoint, options: CopyOp
       const seconds = (now - started) / 1000;
       onProgress?.({ bytes, total, dataBytes, zeroBytes, rate: seconds > 0 ? bytes / seconds : 0 });
     };
-    /** Reports progress at most every PROGRESS_INTERVAL_MS; a throw stops the copy. */
+    /** Reports progress at most every PROGRESS_INTERVAL_MS, none once stopping; a throw stops the copy. */
     const progress = () => {
-      if (onProgress === undefined) return;
+      if (onProgress === undefined || stopped !== undefined) return;
       const now = performance.now();
       if (now - lastProgress < PROGRESS_INTERVAL_MS) return;
       try {
