@@ -3,43 +3,62 @@
 // one JSON line (a CopyJobResult).
 //  - 'copy': copy(src, dst) with the default options; the time is copy()'s,
 //    from the call (connects included) to its resolution.
-//  - 'stream': Handle#createReadStream() of the whole export piped into a
-//    Writable that drops the bytes; reports `unavailable` when this build has
-//    no createReadStream (it is built apart from copy(): lib/io/read-stream.ts).
+//  - 'stream': createReadStream(stream) of the whole export piped into a
+//    Writable that drops the bytes: a Handle's, or with `connections` a
+//    Pool's; `driver` and `preadInitialize: false` set on its handles. The
+//    time runs from createReadStream() (connected) to the pipeline's end.
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Handle, copy } from '../lib';
+import { Handle, Pool, copy, type Driver, type ReadStreamOptions } from '../lib';
 
-export type CopyJob = { mode: 'copy'; src: string; dst: string } | { mode: 'stream'; src: string };
+export interface StreamJob {
+  mode: 'stream';
+  src: string;
+  connections?: number;
+  driver?: Driver;
+  preadInitialize?: boolean;
+  stream?: ReadStreamOptions;
+}
 
-export type CopyJobResult =
-  | { seconds: number; bytes: number; dataBytes: number; maxRssKiB: number }
-  | { unavailable: string; maxRssKiB: number };
+export type CopyJob = { mode: 'copy'; src: string; dst: string } | StreamJob;
 
-async function stream(src: string): Promise<CopyJobResult> {
-  const h = new Handle();
-  try {
-    await h.connectUri(src);
-    const create = (h as unknown as { createReadStream?: () => NodeJS.ReadableStream }).createReadStream;
-    if (typeof create !== 'function') {
-      return { unavailable: 'Handle#createReadStream is not in this build', maxRssKiB: process.resourceUsage().maxRSS };
-    }
-    const bytes = h.getSize();
-    const t0 = performance.now();
-    await pipeline(
-      create.call(h),
-      new Writable({
-        write(_chunk, _encoding, callback) {
-          callback();
-        },
-      }),
-    );
-    const seconds = (performance.now() - t0) / 1000;
-    await h.shutdown();
-    return { seconds, bytes, dataBytes: bytes, maxRssKiB: process.resourceUsage().maxRSS };
-  } finally {
-    h.close();
+export interface CopyJobResult {
+  seconds: number;
+  bytes: number;
+  dataBytes: number;
+  maxRssKiB: number;
+}
+
+async function stream(job: StreamJob): Promise<CopyJobResult> {
+  const configure = (h: Handle) => {
+    if (job.preadInitialize !== undefined) h.setPreadInitialize(job.preadInitialize);
+  };
+  let from: Handle | Pool;
+  if (job.connections === undefined) {
+    const h = new Handle({ driver: job.driver });
+    configure(h);
+    await h.connectUri(job.src);
+    from = h;
+  } else {
+    from = await Pool.connect(job.src, { connections: job.connections, driver: job.driver, metaContexts: [], configure });
   }
+  const bytes = from.getSize();
+  const t0 = performance.now();
+  await pipeline(
+    from.createReadStream(job.stream),
+    new Writable({
+      write(_chunk, _encoding, callback) {
+        callback();
+      },
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  if (from instanceof Pool) await from.close();
+  else {
+    await from.shutdown();
+    from.close();
+  }
+  return { seconds, bytes, dataBytes: bytes, maxRssKiB: process.resourceUsage().maxRSS };
 }
 
 async function main(): Promise<void> {
@@ -49,7 +68,7 @@ async function main(): Promise<void> {
     const r = await copy(job.src, job.dst);
     result = { seconds: r.seconds, bytes: r.bytes, dataBytes: r.dataBytes, maxRssKiB: process.resourceUsage().maxRSS };
   } else {
-    result = await stream(job.src);
+    result = await stream(job);
   }
   console.log(JSON.stringify(result));
 }

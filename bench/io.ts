@@ -1,11 +1,12 @@
 // The Node-native layer's workloads in `npm run bench`, each beside nbdcopy
 // on the same servers in the same run (see bench/README.md):
 //   W4  copy() of the 1 GiB random-filled nbdkit memory export to another  | nbdcopy SRC DST
-//   W5  createReadStream() of it into a Writable that drops the bytes      | nbdcopy SRC null:
+//   W5  createReadStream() of it (a Handle's, a Pool's) into a Writable that drops the bytes | nbdcopy SRC null:
 //   W6  copy() of nbdkit sparse-random size=4G to a local file             | nbdcopy SRC FILE
 //   ISZERO  isZero's GB/s beside a JS word loop and nbdcopy's is_zero in C (N-API)
 import { spawnSync } from 'node:child_process';
 import { rmSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { ChildError, MiB, fmt, median, runChild, runJson, startServer, type Table } from './common';
 import type { CopyJob, CopyJobResult } from './copy_job';
@@ -17,6 +18,9 @@ const SOURCE_DIR = resolve(__dirname, '../../bench');
 const COPY_JOB = join(__dirname, 'copy_job.js');
 const ISZERO_JOB = join(__dirname, 'iszero.js');
 const ISZERO_SIZES = [4096, 256 * 1024, 32 * MiB];
+/** nbdcopy's connections here: 4, or the number of CPUs if fewer. */
+const STREAM_CONNECTIONS = Math.min(4, availableParallelism());
+const COPY_TIMED = 'copy() from the call (connects included) to its resolution';
 
 export interface IoContext {
   /** A temp dir for servers and files, removed by the caller. */
@@ -31,42 +35,46 @@ export interface IoContext {
 }
 
 interface Side {
+  label: string;
   seconds: number[];
   maxRssKiB: number[];
   allocated: number[];
   failures: string[];
-  unavailable?: string;
 }
 
-const emptySide = (): Side => ({ seconds: [], maxRssKiB: [], allocated: [], failures: [] });
+const side = (label: string): Side => ({ label, seconds: [], maxRssKiB: [], allocated: [], failures: [] });
 
 interface CopyWorkload {
   name: string;
   title: string;
   /** The source's size. */
   size: number;
-  /** Our child's job, and nbdcopy's arguments, for one run. */
-  job: CopyJob;
+  /** Our children's jobs (one row each), and nbdcopy's arguments, for one run. */
+  jobs: { label: string; job: CopyJob }[];
   nbdcopy: string[];
+  /** What our time covers, for the note under the table. */
+  timed: string;
+  notes?: string[];
   /** A destination file, removed before each run and measured after it. */
   file?: string;
 }
 
-async function measureCopy(ctx: IoContext, w: CopyWorkload): Promise<{ ours: Side; theirs: Side }> {
-  const ours = emptySide();
-  const theirs = emptySide();
+async function measureCopy(ctx: IoContext, w: CopyWorkload): Promise<{ ours: Side[]; theirs: Side }> {
+  const ours = w.jobs.map((j) => side(j.label));
+  const theirs = side('nbdcopy');
   for (let i = 1; i <= ctx.runs; i++) {
-    // Interleaved, so that drift on the shared machine hits both alike.
-    if (w.file !== undefined) rmSync(w.file, { force: true });
+    // Interleaved, so that drift on the shared machine hits all alike.
     const what = `${w.name} run ${i}/${ctx.runs}`;
-    const r = await ctx.attempt(`${what} copy()`, () => runJson<CopyJobResult>(process.execPath, [COPY_JOB, JSON.stringify(w.job)]));
-    if (r instanceof ChildError) ours.failures.push(r.message);
-    else if ('unavailable' in r) ours.unavailable = r.unavailable;
-    else {
-      ours.seconds.push(r.seconds);
-      ours.maxRssKiB.push(r.maxRssKiB);
-      if (w.file !== undefined) ours.allocated.push(statSync(w.file).blocks * 512);
-      ctx.log(`${what} copy(): ${fmt(r.bytes / r.seconds / MiB, 1)} MiB/s`);
+    for (const [k, { label, job }] of w.jobs.entries()) {
+      if (w.file !== undefined) rmSync(w.file, { force: true });
+      const r = await ctx.attempt(`${what} ${label}`, () => runJson<CopyJobResult>(process.execPath, [COPY_JOB, JSON.stringify(job)]));
+      if (r instanceof ChildError) ours[k].failures.push(r.message);
+      else {
+        ours[k].seconds.push(r.seconds);
+        ours[k].maxRssKiB.push(r.maxRssKiB);
+        if (w.file !== undefined) ours[k].allocated.push(statSync(w.file).blocks * 512);
+        ctx.log(`${what} ${label}: ${fmt(r.bytes / r.seconds / MiB, 1)} MiB/s`);
+      }
     }
     if (w.file !== undefined) rmSync(w.file, { force: true });
     const t0 = performance.now();
@@ -83,40 +91,34 @@ async function measureCopy(ctx: IoContext, w: CopyWorkload): Promise<{ ours: Sid
   return { ours, theirs };
 }
 
-function copyTable(w: CopyWorkload, { ours, theirs }: { ours: Side; theirs: Side }, runs: number): Table {
-  const rate = (s: Side) => w.size / median(s.seconds) / MiB;
+function copyTable(w: CopyWorkload, { ours, theirs }: { ours: Side[]; theirs: Side }, runs: number): Table {
   const spread = (s: Side) => {
     const rates = s.seconds.map((x) => w.size / x);
     return `${fmt(((Math.max(...rates) - Math.min(...rates)) / median(rates)) * 100)}%`;
   };
   const withFile = w.file !== undefined;
-  const row = (client: string, s: Side, ratio: string, rss: string) => {
-    if (s.unavailable !== undefined) return [client, 'not available', '-', '-', '-', ...(withFile ? ['-'] : [])];
-    if (s.seconds.length === 0) return [`${client} *`, 'failed', '-', '-', '-', ...(withFile ? ['-'] : [])];
+  const row = (s: Side) => {
+    if (s.seconds.length === 0) return [`${s.label} *`, 'failed', '-', '-', '-', ...(withFile ? ['-'] : [])];
+    const ratio = theirs.seconds.length > 0 ? fmt(median(theirs.seconds) / median(s.seconds), 2) : '-';
     return [
-      s.failures.length > 0 ? `${client} *` : client,
-      fmt(rate(s), 1),
+      s.failures.length > 0 ? `${s.label} *` : s.label,
+      fmt(w.size / median(s.seconds) / MiB, 1),
       ratio,
       spread(s),
-      rss,
+      s.maxRssKiB.length > 0 ? `${fmt(median(s.maxRssKiB) / 1024)} MiB` : '-',
       ...(withFile ? [`${fmt(median(s.allocated) / MiB, 1)} MiB`] : []),
     ];
   };
-  const ratio = ours.seconds.length > 0 && theirs.seconds.length > 0 ? fmt(median(theirs.seconds) / median(ours.seconds), 2) : '-';
+  const all = [theirs, ...ours];
   return {
     title: `${w.title}, median of ${runs} runs`,
     headers: ['client', 'MiB/s', '× nbdcopy', 'spread', 'peak RSS', ...(withFile ? ['file allocated'] : [])],
     align: withFile ? 'lrrrrr' : 'lrrrr',
-    rows: [
-      row('nbdcopy', theirs, '1.00', '-'),
-      row(w.name === 'W5' ? 'Node createReadStream' : 'Node copy()', ours, ratio, ours.maxRssKiB.length > 0 ? `${fmt(median(ours.maxRssKiB) / 1024)} MiB` : '-'),
-    ],
+    rows: all.map(row),
     notes: [
-      ...(ours.unavailable !== undefined ? [`Node: ${ours.unavailable}; it comes with lib/io/read-stream.ts (merged separately).`] : []),
-      ...[...new Set([...ours.failures.map((f) => `Node: ${f}`), ...theirs.failures.map((f) => `nbdcopy: ${f}`)])].map((f) => `* ${f}`),
-      `MiB/s = bytes of the source (holes included) / time; nbdcopy: its process from exec to exit; Node: ${
-        w.job.mode === 'copy' ? 'copy() from the call (connects included) to its resolution' : 'from createReadStream() to the end of the pipeline (connect not included)'
-      }.`,
+      ...[...new Set(all.flatMap((s) => s.failures.map((f) => `${s.label}: ${f}`)))].map((f) => `* ${f}`),
+      `MiB/s = bytes of the source (holes included) / time; nbdcopy: its process from exec to exit; Node: ${w.timed}.`,
+      ...(w.notes ?? []),
     ],
   };
 }
@@ -181,8 +183,9 @@ export async function runIo(ctx: IoContext, picked: string[]): Promise<{ tables:
       name: 'W4',
       title: 'W4 (copy): copy() of the 1 GiB random-filled nbdkit memory export to another nbdkit memory export',
       size: GiB,
-      job: { mode: 'copy', src: ctx.uri, dst: dst.uri },
+      jobs: [{ label: 'Node copy()', job: { mode: 'copy', src: ctx.uri, dst: dst.uri } }],
       nbdcopy: ['--', ctx.uri, dst.uri],
+      timed: COPY_TIMED,
     };
     const r = await measureCopy(ctx, w);
     tables.push(copyTable(w, r, ctx.runs));
@@ -193,8 +196,26 @@ export async function runIo(ctx: IoContext, picked: string[]): Promise<{ tables:
       name: 'W5',
       title: 'W5 (stream): createReadStream() of the 1 GiB export into a Writable that drops it',
       size: GiB,
-      job: { mode: 'stream', src: ctx.uri },
+      jobs: [
+        { label: 'Node Handle#createReadStream, defaults', job: { mode: 'stream', src: ctx.uri } },
+        { label: `Node Pool#createReadStream, ${STREAM_CONNECTIONS} connections`, job: { mode: 'stream', src: ctx.uri, connections: STREAM_CONNECTIONS } },
+        {
+          label: `Node Pool#createReadStream, ${STREAM_CONNECTIONS} connections, tuned †`,
+          job: {
+            mode: 'stream',
+            src: ctx.uri,
+            connections: STREAM_CONNECTIONS,
+            driver: 'thread',
+            preadInitialize: false,
+            stream: { requestSize: MiB, queueDepth: 16, highWaterMark: 4 * MiB },
+          },
+        },
+      ],
       nbdcopy: ['--', ctx.uri, 'null:'],
+      timed: 'from createReadStream() (connected) to the end of the pipeline',
+      notes: [
+        "† the thread driver, setPreadInitialize(false) (libnbd then skips its memset of each read's buffer, on the JS thread), and 1 MiB requests, 16 in flight, highWaterMark 4 MiB; the others use the stream's defaults (256 KiB, 16, 1 MiB) and the loop driver.",
+      ],
     };
     const r = await measureCopy(ctx, w);
     tables.push(copyTable(w, r, ctx.runs));
@@ -208,8 +229,9 @@ export async function runIo(ctx: IoContext, picked: string[]): Promise<{ tables:
       name: 'W6',
       title: `W6 (sparse copy): copy() of nbdkit sparse-random size=${size / GiB >= 1 ? `${size / GiB}G` : `${size / MiB}M`} to a local file`,
       size,
-      job: { mode: 'copy', src: src.uri, dst: file },
+      jobs: [{ label: 'Node copy()', job: { mode: 'copy', src: src.uri, dst: file } }],
       nbdcopy: ['--', src.uri, file],
+      timed: COPY_TIMED,
       file,
     };
     const r = await measureCopy(ctx, w);
