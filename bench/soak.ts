@@ -261,9 +261,10 @@ interface Sample {
 }
 
 /**
- * After gc() and a turn of the event loop: Node-API finalizers run after the
- * collection, and a closed thread-driver handle keeps its wake-up eventfd
- * until its finalizer runs.
+ * After gc() and a turn of the event loop, so that memory is sampled after
+ * the collection and Node-API finalizers have run. (close() releases a
+ * handle's fds at once; a handle whose connectCommand server lingers after
+ * EOF releases its socket when the server exits.)
  */
 async function sample(): Promise<Sample> {
   (globalThis as { gc?: () => void }).gc?.();

@@ -28,6 +28,10 @@ SUBSET=(
   test/api-families.test.ts
   test/connect.test.ts
   test/python-compare.test.ts
+  test/reliability.test.ts
+  test/drain.test.ts
+  test/connection-events.test.ts
+  test/io-*.test.ts
   test/faults
 )
 

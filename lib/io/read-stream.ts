@@ -89,6 +89,9 @@ class NbdReadStream extends Readable {
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
+    // Destroyed already (an aborted signal): its error is the one to report,
+    // not also what constructing would find (Node would aggregate the two).
+    if (this.destroyed) return callback();
     try {
       const size = exportSize(this.#h);
       const limits = serverLimits(this.#h);

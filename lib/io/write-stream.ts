@@ -84,6 +84,9 @@ class NbdWriteStream extends Writable {
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
+    // Destroyed already (an aborted signal): its error is the one to report,
+    // not also what constructing would find (Node would aggregate the two).
+    if (this.destroyed) return callback();
     let size: number;
     try {
       size = exportSize(this.#h);
