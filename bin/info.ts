@@ -160,9 +160,9 @@ function nbdinfoJson(o: Record<string, unknown>): string {
   const q = (v: unknown) => JSON.stringify(v);
   const lines = ['{'];
   for (const [k, v] of Object.entries(o)) if (k !== 'exports') lines.push(`${q(k)}: ${q(v)},`);
-  const exports = o.exports as Export[];
+  const all = o.exports as Export[];
   lines.push('"exports": [');
-  exports.forEach((e, i) => {
+  all.forEach((e, i) => {
     lines.push('\t{');
     const entries = Object.entries(e);
     entries.forEach(([k, v], j) => {
@@ -173,9 +173,9 @@ function nbdinfoJson(o: Record<string, unknown>): string {
         lines.push(`\t]${comma}`);
       } else lines.push(`\t${q(k)}: ${q(v)}${comma}`);
     });
-    lines.push(i + 1 < exports.length ? '\t},' : '\t} ]');
+    lines.push(i + 1 < all.length ? '\t},' : '\t} ]');
   });
-  if (exports.length === 0) lines[lines.length - 1] = '"exports": []';
+  if (all.length === 0) lines[lines.length - 1] = '"exports": []';
   lines.push('}');
   return lines.map((l) => `${l}\n`).join('');
 }
@@ -243,7 +243,7 @@ export async function info(argv: string[], out: (text: string) => void): Promise
       x.setFullInfo(true);
     },
   });
-  let exports: Export[] = [];
+  let shown: Export[] = [];
   let top: Record<string, unknown>;
   try {
     top = {
@@ -260,10 +260,10 @@ export async function info(argv: string[], out: (text: string) => void): Promise
       });
       for (const [name, description] of names) {
         h.setExportName(name);
-        exports.push(await showOne(h, description, withUri, content));
+        shown.push(await showOne(h, description, withUri, content));
       }
     } else {
-      exports = [await showOne(h, undefined, withUri, content)];
+      shown = [await showOne(h, undefined, withUri, content)];
     }
   } finally {
     await closeHandle(h);
@@ -271,7 +271,7 @@ export async function info(argv: string[], out: (text: string) => void): Promise
   if (json) {
     const o: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(top)) if (v !== undefined) o[k] = v;
-    o.exports = exports;
+    o.exports = shown;
     out(nbdinfoJson(o));
     return;
   }
@@ -282,5 +282,5 @@ export async function info(argv: string[], out: (text: string) => void): Promise
     if (top.structured !== undefined) head += `, ${top.structured ? 'using' : 'not using'} structured packets`;
     head += '\n';
   }
-  out(head + exports.map(exportText).join(''));
+  out(head + shown.map(exportText).join(''));
 }
