@@ -11,7 +11,7 @@ export interface Sample {
 }
 
 export const PLAIN_INTERVAL_MS = 1000;
-const BAR = 30;
+const BAR = 20;
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
@@ -55,7 +55,7 @@ export interface ProgressSink {
 export const noProgress: ProgressSink = { update() {}, done() {} };
 
 /** A bar redrawn with '\r' on a terminal. */
-export function ttyProgress(write: (text: string) => void, columns = () => process.stderr.columns ?? 80): ProgressSink {
+export function ttyProgress(write: (text: string) => void, columns = () => process.stderr.columns || 80): ProgressSink {
   let last = '';
   let drawn = false;
   const draw = (s: Sample) => {
@@ -67,7 +67,8 @@ export function ttyProgress(write: (text: string) => void, columns = () => proce
     } else {
       line = `${f.amount}  ${f.rate}`;
     }
-    line = line.slice(0, Math.max(20, columns() - 1));
+    // A terminal of unknown width (0 columns, as a fresh pty has) counts as 80.
+    line = line.slice(0, Math.max(40, columns() - 1));
     if (line === last) return;
     // Pad over what a longer previous line left.
     write(`\r${line}${' '.repeat(Math.max(0, last.length - line.length))}`);
