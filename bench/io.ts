@@ -16,10 +16,13 @@ export const IO_WORKLOADS = ['W4', 'W5', 'W6', 'ISZERO'];
 
 const SOURCE_DIR = resolve(__dirname, '../../bench');
 const COPY_JOB = join(__dirname, 'copy_job.js');
+/** The nbdjs command (dist/bin/nbdjs.js), timed as nbdcopy is: its process from exec to exit. */
+const NBDJS = join(__dirname, '..', 'bin', 'nbdjs.js');
 const ISZERO_JOB = join(__dirname, 'iszero.js');
 const ISZERO_SIZES = [4096, 256 * 1024, 32 * MiB];
 /** nbdcopy's connections here: 4, or the number of CPUs if fewer. */
 const STREAM_CONNECTIONS = Math.min(4, availableParallelism());
+const NBDJS_NOTE = '‡ the nbdjs command (bin/), same arguments as nbdcopy, timed as nbdcopy: its process from exec to exit (Node start-up included; no RSS figure).';
 const COPY_TIMED = 'copy() from the call (connects included) to its resolution';
 
 export interface IoContext {
@@ -52,6 +55,8 @@ interface CopyWorkload {
   /** Our children's jobs (one row each), and nbdcopy's arguments, for one run. */
   jobs: { label: string; job: CopyJob }[];
   nbdcopy: string[];
+  /** `nbdjs copy` rows: its arguments, timed from exec to exit like nbdcopy. */
+  commands?: { label: string; args: string[] }[];
   /** What our time covers, for the note under the table. */
   timed: string;
   notes?: string[];
@@ -60,7 +65,7 @@ interface CopyWorkload {
 }
 
 async function measureCopy(ctx: IoContext, w: CopyWorkload): Promise<{ ours: Side[]; theirs: Side }> {
-  const ours = w.jobs.map((j) => side(j.label));
+  const ours = [...w.jobs.map((j) => side(j.label)), ...(w.commands ?? []).map((c) => side(c.label))];
   const theirs = side('nbdcopy');
   const fresh = () => {
     if (w.file !== undefined) rmSync(w.file, { force: true });
@@ -75,6 +80,19 @@ async function measureCopy(ctx: IoContext, w: CopyWorkload): Promise<{ ours: Sid
         ours[k].maxRssKiB.push(r.maxRssKiB);
         if (w.file !== undefined) ours[k].allocated.push(statSync(w.file).blocks * 512);
         ctx.log(`${what} ${label}: ${fmt(r.bytes / r.seconds / MiB, 1)} MiB/s`);
+      }
+    }
+    for (const [k, { label, args }] of (w.commands ?? []).entries()) {
+      const s = ours[w.jobs.length + k];
+      fresh();
+      const t = performance.now();
+      const r = await ctx.attempt(`${what} ${label}`, () => runChild(process.execPath, [NBDJS, ...args], 300_000));
+      const seconds = (performance.now() - t) / 1000;
+      if (r instanceof ChildError) s.failures.push(r.message);
+      else {
+        s.seconds.push(seconds);
+        if (w.file !== undefined) s.allocated.push(statSync(w.file).blocks * 512);
+        ctx.log(`${what} ${label}: ${fmt(w.size / seconds / MiB, 1)} MiB/s`);
       }
     }
   };
@@ -203,7 +221,9 @@ export async function runIo(ctx: IoContext, picked: string[]): Promise<{ tables:
       size: GiB,
       jobs: [{ label: 'Node copy()', job: { mode: 'copy', src: ctx.uri, dst: dst.uri } }],
       nbdcopy: ['--', ctx.uri, dst.uri],
+      commands: [{ label: 'nbdjs copy ‡', args: ['copy', ctx.uri, dst.uri] }],
       timed: COPY_TIMED,
+      notes: [NBDJS_NOTE],
     };
     const r = await measureCopy(ctx, w);
     tables.push(copyTable(w, r, ctx.runs));
@@ -249,7 +269,9 @@ export async function runIo(ctx: IoContext, picked: string[]): Promise<{ tables:
       size,
       jobs: [{ label: 'Node copy()', job: { mode: 'copy', src: src.uri, dst: file } }],
       nbdcopy: ['--', src.uri, file],
+      commands: [{ label: 'nbdjs copy ‡', args: ['copy', src.uri, file] }],
       timed: COPY_TIMED,
+      notes: [NBDJS_NOTE],
       file,
     };
     const r = await measureCopy(ctx, w);
