@@ -3,6 +3,7 @@
 import { invalidArgType, outOfRange } from '../errors';
 import { SIZE_MAXIMUM, SIZE_MINIMUM } from '../generated/constants';
 import type { Handle } from '../handle';
+import { validateAbortSignal } from '../validate';
 
 const MiB = 1024 * 1024;
 /** What a client may send when the server advertises no maximum (the NBD protocol's rule). */
@@ -93,16 +94,8 @@ export function optionalBoolean(value: unknown, name: string): boolean {
   return value;
 }
 
-/** An AbortSignal, or undefined (Node's duck test). */
+/** An AbortSignal, or undefined (Node's duck test, as the Promise forms'). */
 export function optionalSignal(value: unknown, name: string): AbortSignal | undefined {
-  if (value === undefined) return undefined;
-  if (
-    value === null ||
-    typeof value !== 'object' ||
-    !('aborted' in value) ||
-    typeof (value as { addEventListener?: unknown }).addEventListener !== 'function'
-  ) {
-    throw invalidArgType(name, 'an instance of AbortSignal', value);
-  }
-  return value as AbortSignal;
+  validateAbortSignal(value, name);
+  return value;
 }
