@@ -3,10 +3,10 @@
 // with a fresh handle; the handle of a failed connect is always closed.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Handle, connect } from '../lib';
-import { startNbdkit, tempDir, waitFor } from './helpers/servers';
+import { startNbdkit, tempDir, waitFor, silentServer } from './helpers/servers';
 import { collectUnhandledRejections } from './helpers/unhandled';
 
 collectUnhandledRejections();
@@ -39,24 +39,6 @@ function recordHandles(before?: (attempt: number) => Promise<void>): { handles: 
     return original.apply(this, args);
   });
   return { handles, restore: () => spy.mockRestore() };
-}
-
-/** A Unix socket server that accepts connections and never says a word. */
-async function silentServer(): Promise<{ uri: string; accepted: () => number }> {
-  const path = join(tempDir(), 'silent.sock');
-  let accepted = 0;
-  const sockets: Socket[] = [];
-  const server = createServer((s) => {
-    accepted++;
-    sockets.push(s);
-    s.on('error', () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  stops.push(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return { uri: `nbd+unix:///?socket=${path}`, accepted: () => accepted };
 }
 
 /** `nbdkit memory` on a Unix socket path chosen in advance. */

@@ -3,10 +3,8 @@
 // libnbd; an already-aborted signal issues nothing; one abort listener per
 // signal; connects are closed when aborted. Symbol.asyncDispose / dispose.
 import { getEventListeners } from 'node:events';
-import { createServer, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { CMD_FLAG_FUA, Handle, NbdError, READ_DATA } from '../lib';
-import { connected, handle, nbdkit, pattern, startNbdkit, tempDir, waitFor } from './helpers/servers';
+import { connected, handle, nbdkit, pattern, startNbdkit, waitFor, silentServer } from './helpers/servers';
 import { collectUnhandledRejections } from './helpers/unhandled';
 
 collectUnhandledRejections();
@@ -32,29 +30,6 @@ function expectAbortError(e: unknown, reason: unknown): void {
   expect(err.code).toBe('ABORT_ERR');
   expect(err.cause).toBe(reason);
   expect(err).toBeInstanceOf(Error);
-}
-
-const stops: (() => void)[] = [];
-afterAll(() => {
-  for (const stop of stops) stop();
-});
-
-/** A Unix socket server that accepts connections and never says a word. */
-async function silentServer(): Promise<{ path: string; accepted: () => number }> {
-  const path = join(tempDir(), 'silent.sock');
-  let accepted = 0;
-  const sockets: Socket[] = [];
-  const server = createServer((s) => {
-    accepted++;
-    sockets.push(s);
-    s.on('error', () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  stops.push(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return { path, accepted: () => accepted };
 }
 
 const slowReads = () => nbdkit('--filter=delay', 'pattern', 'size=1M', 'delay-read=300ms');
@@ -222,7 +197,7 @@ describe('option negotiation, shutdown and connects', () => {
     const silent = await silentServer();
     const h = new Handle();
     const ac = new AbortController();
-    const p = outcome(h.connectUnix(silent.path, { signal: ac.signal }));
+    const p = outcome(h.connectUnix(silent.socket, { signal: ac.signal }));
     await waitFor(() => silent.accepted() === 1, 'the connection');
     const reason = new Error('too slow');
     ac.abort(reason);

@@ -2,11 +2,10 @@
 // each fails on the code before the fix. Every suite runs on both drivers.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Handle, NbdError, defaultDriver } from '../lib';
-import { connected, handle, nbdkit, pattern, startNbdkit, tempDir, waitFor } from './helpers/servers';
+import { connected, handle, nbdkit, pattern, startNbdkit, tempDir, waitFor, silentServer } from './helpers/servers';
 
 const EFAULT = 14;
 // The lib settings have no DOM types: what these tests use of WebAssembly.
@@ -114,22 +113,6 @@ describe('a socket error with replies still queued', () => {
 });
 
 // ------------------------------------------------------------------ 2
-
-/** A server that accepts connections and never says a word. */
-async function silentServer(): Promise<{ socket: string; server: NetServer }> {
-  const socket = join(tempDir(), 'silent.sock');
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    sockets.add(s);
-    s.on('error', () => {});
-  });
-  await new Promise<void>((r) => server.listen(socket, () => r()));
-  cleanups.push(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return { socket, server };
-}
 
 describe('two connects on one handle', () => {
   test('the second rejects EINVAL and the first settles with its own outcome', async () => {

@@ -4,7 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync, openSync, closeSync, ftruncateSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createConnection } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { Handle, type HandleOptions } from '../../lib';
 
 const cleanups: (() => void)[] = [];
@@ -156,4 +156,22 @@ async function untilReady(proc: ChildProcess, what: string, ready: () => boolean
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** A Unix socket server that accepts connections and never says a word (stopped after the test file). */
+export async function silentServer(): Promise<{ socket: string; uri: string; accepted: () => number }> {
+  const socket = join(tempDir(), 'silent.sock');
+  let accepted = 0;
+  const sockets: Socket[] = [];
+  const server = createServer((s) => {
+    accepted++;
+    sockets.push(s);
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  cleanups.push(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return { socket, uri: `nbd+unix:///?socket=${socket}`, accepted: () => accepted };
 }
