@@ -9,12 +9,19 @@
 // one at a time in the order they were asked for.
 #pragma once
 
+#include <libnbd.h>
+#include <poll.h>
+
 #include <cstdint>
 #include <functional>
 
-struct nbd_handle;
-
 namespace nbdjs {
+
+// poll(2) events for libnbd's direction (nbd_aio_get_direction).
+inline short PollEvents(unsigned dir) {
+  return static_cast<short>(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
+                            ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0));
+}
 
 // One nbd_aio_connect_* call. `id` names it in the kConnected event that
 // reports its end (or its failure to start).

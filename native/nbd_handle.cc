@@ -31,10 +31,6 @@ constexpr int kMaxErrorRounds = 1024;
 // before leaving the rest of nbd_close to its thread.
 constexpr std::chrono::milliseconds kSubprocessCloseWait{100};
 
-short PollEvents(unsigned dir) {
-  return static_cast<short>(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
-                            ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0));
-}
 
 // What nbd_close needs once no other thread is inside libnbd for the handle.
 struct ClosingHandle {

@@ -13,15 +13,6 @@
 
 namespace nbdjs {
 
-namespace {
-
-short PollEvents(unsigned dir) {
-  return static_cast<short>(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
-                            ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0));
-}
-
-}  // namespace
-
 ThreadDriver::ThreadDriver(NbdHandle* owner, Napi::Env env) : owner_(owner), env_(env) {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ == -1) {
