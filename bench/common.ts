@@ -1,6 +1,7 @@
 // What bench/run.ts and bench/io.ts share: child processes, servers, figures and tables.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 
 export const KiB = 1024;
@@ -74,13 +75,20 @@ export interface Server {
   uri: string;
   /** Why the server is gone, or undefined while it runs. */
   exited(): string | undefined;
+  /** Lets a server started on one CPU use them all (nothing if it was not pinned). */
+  unpin(): void;
 }
 
-/** `nbdkit ARGS` (default `memory size=1G`) on a Unix socket `NAME.sock` in `dir`, ready for connections. */
-export async function startServer(dir: string, name = 'nbd', args = ['memory', 'size=1G']): Promise<Server> {
+/**
+ * `nbdkit ARGS` (default `memory size=1G`) on a Unix socket `NAME.sock` in `dir`, ready for connections;
+ * with `cpu`, bound to that CPU (taskset), its threads too.
+ */
+export async function startServer(dir: string, name = 'nbd', args = ['memory', 'size=1G'], cpu?: number): Promise<Server> {
   const socket = join(dir, `${name}.sock`);
   const pidFile = join(dir, `${name}.pid`);
-  const server = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', socket, '-P', pidFile, ...args], {
+  const argv = ['-f', '--exit-with-parent', '-U', socket, '-P', pidFile, ...args];
+  const [cmd, cmdArgs] = cpu === undefined ? ['nbdkit', argv] : pinned(cpu, 'nbdkit', argv);
+  const server = spawn(cmd, cmdArgs, {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   live.add(server);
@@ -96,7 +104,31 @@ export async function startServer(dir: string, name = 'nbd', args = ['memory', '
     if (Date.now() > deadline) throw new SetupError('nbdkit did not start within 15 s');
     await sleep(20);
   }
-  return { uri: `nbd+unix:///?socket=${socket}`, exited: () => exited };
+  const pid = Number(readFileSync(pidFile, 'utf8'));
+  return {
+    uri: `nbd+unix:///?socket=${socket}`,
+    exited: () => exited,
+    unpin: () => {
+      if (cpu === undefined) return;
+      // -a: every thread nbdkit has; the threads it makes later inherit from them.
+      const r = spawnSync('taskset', ['-a', '-p', '-c', `0-${cpus().length - 1}`, String(pid)], { stdio: 'ignore' });
+      if (r.status !== 0) throw new SetupError(`taskset could not unpin nbdkit (pid ${pid})`);
+    },
+  };
+}
+
+/** `cmd args` bound to one CPU: taskset execs it, so the pid and parent stay. */
+export function pinned(cpu: number, cmd: string, args: string[]): [string, string[]] {
+  return ['taskset', ['-c', String(cpu), cmd, ...args]];
+}
+
+/**
+ * Whether W1-W3 bind the server to CPU 0 and each client to CPU 1: on a
+ * small machine the scheduler otherwise decides, run by run, whether a
+ * client shares the server's CPU, which moves a figure by ±20%.
+ */
+export function canPin(): boolean {
+  return cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' }).status === 0;
 }
 
 /** The median; NaN for no values. */

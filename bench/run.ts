@@ -16,6 +16,7 @@ import type { Driver } from '../lib';
 import {
   ChildError,
   KiB,
+  canPin,
   MiB,
   SetupError,
   fmt,
@@ -26,6 +27,7 @@ import {
   renderMarkdown,
   renderText,
   runChild,
+  pinned,
   runJson,
   startServer,
   type Table,
@@ -79,6 +81,8 @@ interface Options {
   /** --instructions: count instructions per command under callgrind instead. */
   instructions: boolean;
   commands: [number, number];
+  /** W1-W3: the server on CPU 0, each client on CPU 1 (see canPin). */
+  pin: boolean;
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -88,6 +92,8 @@ const USAGE = `usage: npm run bench -- [options]
   --markdown         print README-ready markdown tables
   --json PATH        where to write the results (default bench/results.json)
   --no-rss           skip the RSS check (1M commands)
+  --no-pin           W1-W3 without binding the server to CPU 0 and the
+                     clients to CPU 1 (taskset; the default on 2+ CPUs)
   --instructions     instructions per command under valgrind --tool=callgrind
                      (W2's shape; default 3 runs, --quick 1) instead of timing
   --commands A,B     the two command counts --instructions differences
@@ -97,6 +103,7 @@ function parseArgs(argv: string[]): Options {
   let quick = false;
   let markdown = false;
   let noRss = false;
+  let noPin = false;
   let instructions = false;
   let commands = INSTR_COMMANDS;
   let runs: number | undefined;
@@ -111,6 +118,7 @@ function parseArgs(argv: string[]): Options {
     if (a === '--quick') quick = true;
     else if (a === '--markdown') markdown = true;
     else if (a === '--no-rss') noRss = true;
+    else if (a === '--no-pin') noPin = true;
     else if (a === '--instructions') instructions = true;
     else if (a === '--commands') {
       const c = value().split(',').map(Number);
@@ -143,6 +151,7 @@ function parseArgs(argv: string[]): Options {
     json,
     instructions,
     commands,
+    pin: !noPin && !instructions && canPin(),
     runs: runs ?? (instructions ? (quick ? 1 : 3) : quick ? 3 : 5),
     workloads: WORKLOADS.filter((w) => all || picked.has(w.name)).map((w) =>
       quick ? { ...w, total: Math.floor(w.total / QUICK_DIVISOR) } : w,
@@ -210,13 +219,21 @@ interface Client {
   run(w: Workload, withEld: boolean): Promise<RunResult>;
 }
 
-function jsJob(job: Job, nodeFlags: string[] = []): Promise<JsResult> {
-  return runJson<JsResult>(process.execPath, [...nodeFlags, JS_LOOP, JSON.stringify(job)]);
+/** The CPU W1-W3's clients run on when pinned; the server has CPU 0. */
+const CLIENT_CPU = 1;
+
+/** `cmd args`, on CLIENT_CPU when `pin`. */
+function client(pin: boolean, cmd: string, args: string[]): [string, string[]] {
+  return pin ? pinned(CLIENT_CPU, cmd, args) : [cmd, args];
 }
 
-function clients(uri: string, cBin: string, python: boolean, defaultDriver: Driver): Client[] {
+function jsJob(job: Job, nodeFlags: string[] = [], pin = false): Promise<JsResult> {
+  return runJson<JsResult>(...client(pin, process.execPath, [...nodeFlags, JS_LOOP, JSON.stringify(job)]));
+}
+
+function clients(uri: string, cBin: string, python: boolean, defaultDriver: Driver, pin: boolean): Client[] {
   const native = (cmd: string, pre: string[]) => (w: Workload) =>
-    runJson<RunResult>(cmd, [...pre, uri, String(w.block), String(w.qd), String(w.total)]);
+    runJson<RunResult>(...client(pin, cmd, [...pre, uri, String(w.block), String(w.qd), String(w.total)]));
   const list: Client[] = [{ id: 'c', client: 'C', variant: 'libnbd aio', run: native(cBin, []) }];
   if (python) list.push({ id: 'python', client: 'Python', variant: 'libnbd aio', run: native(PYTHON, [join(SOURCE_DIR, 'py_loop.py')]) });
   for (const form of ['callback', 'promise'] as Form[]) {
@@ -226,7 +243,7 @@ function clients(uri: string, cBin: string, python: boolean, defaultDriver: Driv
         client: 'Node',
         variant: `${driver}${driver === defaultDriver ? ' (default)' : ''} / ${form}`,
         run: async (w, eld) => {
-          const r = await jsJob({ mode: 'measure', uri, driver, form, block: w.block, qd: w.qd, total: w.total, eld });
+          const r = await jsJob({ mode: 'measure', uri, driver, form, block: w.block, qd: w.qd, total: w.total, eld }, [], pin);
           return r as RunResult;
         },
       });
@@ -460,7 +477,7 @@ async function main(): Promise<void> {
 
   workDir = mkdtempSync(join(tmpdir(), 'libnbd-bench-'));
   const cBin = compileC(workDir);
-  const server = await startServer(workDir);
+  const server = await startServer(workDir, 'nbd', undefined, opts.pin ? 0 : undefined);
   const uri = server.uri;
   log(`bench: server ${uri}; filling 1 GiB from nbdkit random seed=1 ...`);
   await runChild('nbdcopy', ['--', '[', 'nbdkit', 'random', 'size=1G', 'seed=1', ']', uri], 300_000);
@@ -475,12 +492,13 @@ async function main(): Promise<void> {
     commit: firstLine('git', ['-C', SOURCE_DIR, 'describe', '--always', '--dirty']) || 'unknown',
     cpu: cpus()[0]?.model ?? 'unknown',
     cpus: cpus().length,
+    pinned: opts.pin,
     runs: opts.runs,
     quick: opts.quick,
     defaultDriver,
     server: 'nbdkit memory size=1G, Unix socket, filled by nbdcopy from nbdkit random size=1G seed=1',
   };
-  const all = clients(uri, cBin, python, defaultDriver);
+  const all = clients(uri, cBin, python, defaultDriver, opts.pin);
   const tables: Table[] = [];
   const json: Record<string, unknown> = { meta, workloads: {} as Record<string, unknown> };
 
@@ -553,7 +571,7 @@ async function main(): Promise<void> {
     tables.push(workloadTable(w, results, opts.runs));
     (json.workloads as Record<string, unknown>)[w.name] = { ...w, results };
     if (w.name === 'W1') {
-      const idle = await attempt('idle event-loop delay', () => jsJob({ mode: 'idle', ms: opts.quick ? 1000 : 3000 }));
+      const idle = await attempt('idle event-loop delay', () => jsJob({ mode: 'idle', ms: opts.quick ? 1000 : 3000 }, [], opts.pin));
       const idleEld = idle instanceof ChildError ? undefined : idle.eld;
       json.idleEventLoopDelay = idleEld;
       tables.push(eldTable(results, idleEld, opts.runs));
@@ -573,6 +591,8 @@ async function main(): Promise<void> {
   }
 
   if (opts.io.length > 0 && !opts.instructions) {
+    // nbdcopy and copy() use every CPU: the server must not be held to one.
+    server.unpin();
     const io = await runIo({ dir: workDir, uri, runs: opts.runs, quick: opts.quick, log, attempt }, opts.io);
     tables.push(...io.tables);
     json.io = io.json;
@@ -580,7 +600,7 @@ async function main(): Promise<void> {
 
   writeFileSync(opts.json, JSON.stringify(json, null, 2) + '\n');
   const header = `libnbd for Node.js ${meta.commit}; node ${meta.node}, libnbd ${meta.libnbd}, ${meta.nbdkit}${python ? `, ${meta.python}` : ''}; ${meta.cpus} × ${meta.cpu}
-Server: ${meta.server}. ${
+Server: ${meta.server}.${meta.pinned ? ' W1-W3: the server bound to CPU 0, each client to CPU 1 (taskset).' : ''} ${
     opts.instructions
       ? `Each client runs under valgrind --tool=callgrind --trace-children=no; "÷ C" = its instructions per command over the C loop's.`
       : `Each figure is the median of ${opts.runs} runs, each run a child process of its own; "× C" = median ops/s over the C loop's median ops/s; "spread" = (max - min) / median over the runs.`
