@@ -1,5 +1,5 @@
 // copy(): an export or a file to another, sparse and zero-aware, as nbdcopy
-// does it (see ../shared/research/nbdcopy-nbdinfo.md): the source's
+// does it (docs/architecture.md, "lib/io"): the source's
 // base:allocation extents where it has them, holes and zero extents zeroed on
 // an NBD destination (never trimmed) and skipped on a file made sparse
 // (ftruncate), all-zero data blocks (detectZeroes) treated the same way,
