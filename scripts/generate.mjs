@@ -508,7 +508,7 @@ const files = {
   'lib/generated/constants.ts': tsConstants(),
   'lib/generated/module-api.ts': tsModule(),
   'lib/generated/coverage.ts': coverage(),
-  'typings/native.d.ts': typings(),
+  'typings/native.ts': typings(),
   'docs/api.md': apiDoc(),
 };
 

@@ -22,7 +22,7 @@ test('generated files say so at the top', () => {
     'native/generated/api_methods.h',
     'lib/generated/handle-api.ts',
     'lib/generated/module-api.ts',
-    'typings/native.d.ts',
+    'typings/native.ts',
     'docs/api.md',
     'native/generated/event_wire.h',
     'lib/generated/event-wire.ts',
