@@ -20,7 +20,10 @@ export const READ_ERROR_STATUS = 3;
  * earlier error.
  */
 import { READ_ERROR_MARKER } from './generated/event-wire';
-export { READ_ERROR_MARKER };
+// Not re-exported: a re-export makes tsc define a getter on this module's
+// exports object, which turns it into a dictionary, and every load of these
+// functions from optimized code a generic LoadIC (~100 instructions each,
+// 800 per command; see docs/architecture.md "Traps").
 
 /** A READ_ERROR chunk whose effect waits for the command's next event. */
 type DeferredReadError = [serverError: number, ret: unknown, value: number];
