@@ -9,6 +9,7 @@
       "sources": [
         "native/addon.cc",
         "native/nbd_handle.cc",
+        "native/errors.cc",
         "native/loop_driver.cc",
         "native/thread_driver.cc",
         "native/generated/api_methods.cc"

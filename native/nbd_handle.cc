@@ -31,7 +31,6 @@ constexpr int kMaxErrorRounds = 1024;
 // before leaving the rest of nbd_close to its thread.
 constexpr std::chrono::milliseconds kSubprocessCloseWait{100};
 
-
 // What nbd_close needs once no other thread is inside libnbd for the handle.
 struct ClosingHandle {
   nbd_handle* h = nullptr;
@@ -329,42 +328,6 @@ int NbdHandle::DebugCallback(void* user_data, const char* context, const char* m
   return 0;
 }
 
-// ------------------------------------------------------------ errors
-
-LastError LastError::Capture() {
-  const char* msg = nbd_get_error();
-  return LastError{nbd_get_errno(), msg ? msg : "unknown libnbd error"};
-}
-
-Napi::Value LastError::ToJs(Napi::Env env) const {
-  Napi::Array a = Napi::Array::New(env, 2);
-  a.Set(0u, Napi::Number::New(env, errnum));
-  a.Set(1u, Napi::String::New(env, message));
-  return a;
-}
-
-void NbdHandle::RecordError() { last_error_ = LastError::Capture(); }
-
-void NbdHandle::RecordErrno(int errnum, const std::string& message) {
-  last_error_.errnum = errnum;
-  last_error_.message = message;
-}
-
-void NbdHandle::RecordClosed() { RecordErrno(EINVAL, "handle is closed"); }
-
-Napi::Value NbdHandle::ClosedResult(Napi::Env env) {
-  RecordClosed();
-  return Napi::Number::New(env, -1);
-}
-
-void NbdHandle::RecordNotSupported(const char* fn) {
-  RecordErrno(ENOTSUP, std::string(fn) +
-                           ": function missing because the binding was compiled against an older libnbd: " +
-                           strerror(ENOTSUP));
-}
-
-Napi::Value NbdHandle::LastErrorJs(const Napi::CallbackInfo& info) { return last_error_.ToJs(info.Env()); }
-
 // ------------------------------------------------------------ arguments
 
 std::vector<std::string> NbdHandle::ArgStrings(const Napi::Value& v) {
@@ -539,12 +502,6 @@ Napi::Value NbdHandle::ClearDebugCallback(const Napi::CallbackInfo& info) {
 }
 
 // ------------------------------------------------------------ driving
-
-void NbdHandle::RecordIoError() {
-  LastError e = LastError::Capture();
-  std::lock_guard<std::mutex> lock(io_error_mutex_);
-  io_error_ = std::move(e);
-}
 
 void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   unsigned dir = quiet::Direction(h);
@@ -919,7 +876,6 @@ Napi::Value NbdHandle::DrainJs(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NbdHandle::EventsGetter(const Napi::CallbackInfo& info) { return events_array_.Value(); }
-
 
 Napi::Value NbdHandle::Close(const Napi::CallbackInfo& info) {
   Teardown();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "driver.h"
+#include "errors.h"
 #include "event_queue.h"
 #include "quiet.h"
 #include "raw_method.h"
@@ -89,14 +90,6 @@ class StagedEvents {
 // Per-env state of the module (napi instance data).
 struct AddonData {
   napi_async_context async_context = nullptr;  // for the callback scopes of event delivery
-};
-
-struct LastError {
-  int errnum = 0;  // may be 0: libnbd has no errno for some failures (a name lookup)
-  std::string message;
-  // libnbd's thread-local error: right after the failed call, on its thread.
-  static LastError Capture();
-  Napi::Value ToJs(Napi::Env env) const;  // [errno, message]
 };
 
 class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
