@@ -10,6 +10,7 @@
         "native/addon.cc",
         "native/nbd_handle.cc",
         "native/errors.cc",
+        "native/arguments.cc",
         "native/loop_driver.cc",
         "native/thread_driver.cc",
         "native/generated/api_methods.cc"
