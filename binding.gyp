@@ -11,6 +11,8 @@
         "native/nbd_handle.cc",
         "native/errors.cc",
         "native/arguments.cc",
+        "native/libnbd_callbacks.cc",
+        "native/debug_sink.cc",
         "native/loop_driver.cc",
         "native/thread_driver.cc",
         "native/generated/api_methods.cc"
