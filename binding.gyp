@@ -13,6 +13,7 @@
         "native/arguments.cc",
         "native/libnbd_callbacks.cc",
         "native/debug_sink.cc",
+        "native/staging.cc",
         "native/loop_driver.cc",
         "native/thread_driver.cc",
         "native/generated/api_methods.cc"

@@ -18,6 +18,7 @@
 #include "errors.h"
 #include "event_queue.h"
 #include "quiet.h"
+#include "staged_events.h"
 #include "raw_method.h"
 
 namespace nbdjs {
@@ -52,25 +53,6 @@ struct CommandContext {
     retired.store(true);
     return true;
   }
-};
-
-// The events libnbd's callbacks record during one libnbd call, on the stack
-// of the thread making the call. Flush retires the commands that completed
-// (libnbd reports a short structured read only at retirement, and it cannot
-// be asked from inside a callback) and then publishes the events in order.
-class StagedEvents {
- public:
-  explicit StagedEvents(NbdHandle* owner);
-  ~StagedEvents();
-  void Flush(nbd_handle* h);
-  static StagedEvents* Current();
-  NbdHandle* owner() const { return owner_; }
-  // A per-thread buffer, reused from call to call (no allocation per call).
-  std::vector<Event>& events;
-
- private:
-  NbdHandle* owner_;
-  StagedEvents* previous_;
 };
 
 // Per-env state of the module (napi instance data).
