@@ -14,6 +14,7 @@
         "native/libnbd_callbacks.cc",
         "native/debug_sink.cc",
         "native/staging.cc",
+        "native/command_slots.cc",
         "native/loop_driver.cc",
         "native/thread_driver.cc",
         "native/generated/api_methods.cc"
