@@ -15,6 +15,8 @@
         "native/debug_sink.cc",
         "native/staging.cc",
         "native/command_slots.cc",
+        "native/connect.cc",
+        "native/inherit_stdio.cc",
         "native/loop_driver.cc",
         "native/thread_driver.cc",
         "native/generated/api_methods.cc"

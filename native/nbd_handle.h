@@ -17,6 +17,7 @@
 #include "debug_sink.h"
 #include "driver.h"
 #include "errors.h"
+#include "inherit_stdio.h"
 #include "event_queue.h"
 #include "quiet.h"
 #include "staged_events.h"
@@ -247,22 +248,5 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
 void ExportConstants(Napi::Env env, Napi::Object target);
 void ExportModuleFunctions(Napi::Env env, Napi::Object target);
 
-// aio_connect_command and socket activation fork and exec the server with
-// fds 0-2 as they are (connect_command replaces 0 and 1 with the socket,
-// socket activation passes it as fd 3); Node marks them close-on-exec, which
-// leaves the server without them (nbdkit then refuses or exits at once).
-// Clear the flag around the call. The fds belong to the process, not to an
-// env: workers connecting at the same time share one clearing per fd,
-// counted under a process-wide lock.
-class InheritStdio {
- public:
-  InheritStdio();
-  ~InheritStdio();
-
- private:
-  static std::mutex mutex_;
-  static int users_;
-  static int saved_flags_[3];
-};
 
 }  // namespace nbdjs
