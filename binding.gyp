@@ -17,6 +17,8 @@
         "native/command_slots.cc",
         "native/connect.cc",
         "native/inherit_stdio.cc",
+        "native/drive.cc",
+        "native/delivery.cc",
         "native/loop_driver.cc",
         "native/thread_driver.cc",
         "native/generated/api_methods.cc"
