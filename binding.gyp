@@ -9,6 +9,16 @@
       "sources": [
         "native/addon.cc",
         "native/nbd_handle.cc",
+        "native/errors.cc",
+        "native/arguments.cc",
+        "native/libnbd_callbacks.cc",
+        "native/debug_sink.cc",
+        "native/staging.cc",
+        "native/command_slots.cc",
+        "native/connect.cc",
+        "native/inherit_stdio.cc",
+        "native/drive.cc",
+        "native/delivery.cc",
         "native/loop_driver.cc",
         "native/thread_driver.cc",
         "native/generated/api_methods.cc"

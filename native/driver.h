@@ -2,7 +2,8 @@
 // socket and calls nbd_aio_notify_read/write when it is ready. Drivers only
 // differ in where that happens (LoopDriver: the JS thread's libuv loop;
 // ThreadDriver: an I/O thread of the handle's own); both feed the handle's
-// EventQueue and leave delivery to NbdHandle::Drain on the JS thread.
+// EventQueue and leave delivery to NbdHandle::Drain on the JS thread. They
+// reach the handle only through DriverHost.
 //
 // Connects run off the JS thread with both drivers (libnbd resolves host
 // names and forks servers inside nbd_aio_connect_*, holding the handle lock),
@@ -14,6 +15,8 @@
 
 #include <cstdint>
 #include <functional>
+
+#include "errors.h"
 
 namespace nbdjs {
 
@@ -34,11 +37,49 @@ struct ConnectTask {
 // once, on a thread that is the only one inside libnbd for that handle.
 using CloseFn = std::function<void()>;
 
+// What a driver may ask of the handle it drives (NbdHandle implements it);
+// drivers see nothing else of the handle.
+class DriverHost {
+ public:
+  // libnbd's handle; null once the handle is closed.
+  virtual nbd_handle* handle() const = 0;
+
+  // Runs libnbd's state machine for a ready socket: one notify call (and,
+  // after a reply, the replies already waiting), then notes the end of a
+  // connect or disconnect. On the thread that drives the handle (the JS
+  // thread for the loop driver, the I/O thread for the thread driver);
+  // errors are kept for the connection's events.
+  virtual void RunStateMachine(nbd_handle* h, bool readable, bool writable) = 0;
+  // Notes the end of a connect or disconnect as an event (any thread).
+  virtual void CheckConnectionState(nbd_handle* h) = 0;
+  // Events are queued for JS (any thread).
+  virtual bool HasEvents() = 0;
+  // A connect task ran (on the thread of `error`): from now on its end is
+  // awaited, or it failed and that is reported as the connect's end.
+  virtual void ConnectStarted(uint64_t id, bool ok, const LastError& error) = 0;
+
+  // JS-thread entry points: run libnbd if needed, then deliver what was
+  // recorded. OnLoopReady: the loop driver's poll fired (`error`: the poll
+  // failed, a socket error; libnbd reads until it sees it).
+  // OnConnectTaskDone: a connect on the thread pool returned. OnThreadWake:
+  // the I/O thread has events for JS.
+  virtual void OnLoopReady(bool readable, bool writable, bool error) = 0;
+  virtual void OnConnectTaskDone() = 0;
+  virtual void OnThreadWake() = 0;
+
+  // Env teardown (a worker terminated, the process exiting): closes the
+  // handle without calling JS.
+  virtual void Teardown() = 0;
+
+ protected:
+  ~DriverHost() = default;
+};
+
 class Driver {
  public:
   virtual ~Driver() = default;
   // Queues a connect; it runs on another thread, and its outcome comes back
-  // through NbdHandle::ConnectStarted and the state machine.
+  // through DriverHost::ConnectStarted and the state machine.
   virtual void Connect(ConnectTask task) = 0;
   // After any libnbd call from JS that may change the fd or the direction.
   virtual void Rearm() = 0;

@@ -2,7 +2,8 @@
 
 #include <libnbd.h>
 
-#include "nbd_handle.h"
+#include "errors.h"
+#include "quiet.h"
 
 #include <cerrno>
 
@@ -90,7 +91,7 @@ struct ConnectWork {
   }
 };
 
-LoopDriver::LoopDriver(NbdHandle* owner, napi_env env) : owner_(owner), env_(env) {
+LoopDriver::LoopDriver(DriverHost* owner, napi_env env) : owner_(owner), env_(env) {
   napi_get_uv_event_loop(env, &loop_);
 }
 

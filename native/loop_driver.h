@@ -12,13 +12,12 @@
 
 namespace nbdjs {
 
-class NbdHandle;
 struct PollWatch;
 struct ConnectWork;
 
 class LoopDriver final : public Driver {
  public:
-  LoopDriver(NbdHandle* owner, napi_env env);
+  LoopDriver(DriverHost* owner, napi_env env);
   ~LoopDriver() override;
 
   void Connect(ConnectTask task) override;
@@ -34,7 +33,7 @@ class LoopDriver final : public Driver {
   // Starts the next queued connect on the thread pool, if none runs.
   void StartNextConnect();
 
-  NbdHandle* owner_;
+  DriverHost* owner_;
   napi_env env_;
   uv_loop_t* loop_ = nullptr;
   PollWatch* watch_ = nullptr;

@@ -1,4 +1,16 @@
-// NbdHandle: the JS object that owns one struct nbd_handle.
+// NbdHandle: the JS object that owns one struct nbd_handle. Its work is
+// split by stage, one file each:
+//   nbd_handle.cc        the class, creating the handle and its driver, closing
+//   staged_events.h, staging.cc   events held during one libnbd call
+//   libnbd_callbacks.cc  libnbd's C callbacks: record an event, return
+//   debug_sink.h/.cc     libnbd's debug messages
+//   command_slots.h/.cc  the pool of CommandContexts (slots); Issue is below
+//   errors.h/.cc         libnbd's errors, kept for lastError()
+//   arguments.cc         JS values to C and back
+//   inherit_stdio.h/.cc  fds 0-2 for the servers connects fork
+//   connect.cc           connects, disconnects, the connection's events
+//   drive.cc             libnbd's state machine for the drivers (DriverHost)
+//   delivery.cc          handing events to JS
 #pragma once
 
 #include <libnbd.h>
@@ -13,114 +25,68 @@
 #include <thread>
 #include <vector>
 
+#include "command_slots.h"
+#include "debug_sink.h"
 #include "driver.h"
+#include "errors.h"
+#include "inherit_stdio.h"
 #include "event_queue.h"
 #include "quiet.h"
+#include "staged_events.h"
 #include "raw_method.h"
 
 namespace nbdjs {
 
 using PropertyDescriptor = Napi::ClassPropertyDescriptor<class NbdHandle>;
 
-// One issued command, as seen by libnbd's callbacks (their user_data).
-// Pooled per handle so that issuing a command does not allocate.
-struct CommandContext {
-  // Null once the handle is being closed: callbacks libnbd still runs (those
-  // of nbd_close on libnbd >= 1.18) then record nothing.
-  NbdHandle* owner = nullptr;
-  // Its index in the handle's pool: events name the command by slot, and
-  // lib/ keeps its own state for the command in the same slot. Released for
-  // reuse only once JS has seen the completion.
-  uint32_t slot = 0;
-  // The cookie (an option command's id, negative), set by the JS thread once
-  // the aio call has returned; the I/O thread may see the command complete
-  // before that.
-  std::atomic<int64_t> cookie{0};
-  const uint8_t* base = nullptr;
-  // Option commands are retired by libnbd itself: they start out retired.
-  std::atomic<bool> retired{false};
-  int retire_error = 0;        // errno of nbd_aio_command_completed, 0 = success
-
-  // Retires the completed command (once its cookie is known).
-  bool Retire(nbd_handle* h) {
-    int64_t id = cookie.load();
-    if (id <= 0 || retired.load()) return false;
-    int r = quiet::CommandCompleted(h, static_cast<uint64_t>(id));
-    retire_error = r == -1 ? nbd_get_errno() : 0;
-    retired.store(true);
-    return true;
-  }
-};
-
-// The debug callback's user_data. libnbd may call it on a thread that is
-// still inside a connect after the NbdHandle is gone (close() does not wait
-// for a name lookup), so the link to the handle is cut under a lock; libnbd
-// frees the sink with the callback.
-struct DebugSink {
-  std::mutex mutex;
-  NbdHandle* owner;
-  explicit DebugSink(NbdHandle* o) : owner(o) {}
-  void Detach() {
-    std::lock_guard<std::mutex> lock(mutex);
-    owner = nullptr;
-  }
-  static void Free(void* user_data) { delete static_cast<DebugSink*>(user_data); }
-};
-
-// The events libnbd's callbacks record during one libnbd call, on the stack
-// of the thread making the call. Flush retires the commands that completed
-// (libnbd reports a short structured read only at retirement, and it cannot
-// be asked from inside a callback) and then publishes the events in order.
-class StagedEvents {
- public:
-  explicit StagedEvents(NbdHandle* owner);
-  ~StagedEvents();
-  void Flush(nbd_handle* h);
-  static StagedEvents* Current();
-  NbdHandle* owner() const { return owner_; }
-  // A per-thread buffer, reused from call to call (no allocation per call).
-  std::vector<Event>& events;
-
- private:
-  NbdHandle* owner_;
-  StagedEvents* previous_;
-};
-
 // Per-env state of the module (napi instance data).
 struct AddonData {
   napi_async_context async_context = nullptr;  // for the callback scopes of event delivery
 };
 
-struct LastError {
-  int errnum = 0;  // may be 0: libnbd has no errno for some failures (a name lookup)
-  std::string message;
-  // libnbd's thread-local error: right after the failed call, on its thread.
-  static LastError Capture();
-  Napi::Value ToJs(Napi::Env env) const;  // [errno, message]
-};
-
-class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
+class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
  public:
   static Napi::Function Init(Napi::Env env);
   NbdHandle(const Napi::CallbackInfo& info);
   ~NbdHandle() override;
 
-  nbd_handle* handle() const { return h_; }
+ private:
+  // Publishes its events here and asks for the libnbd handle.
+  friend class StagedEvents;
 
-  // Runs libnbd's state machine for a ready socket: one notify call (and,
-  // after a reply, the replies already waiting: DrainReadyReplies), then
-  // notes the end of a connect or disconnect. On the thread that drives the
-  // handle (JS thread for the loop driver, the I/O thread for the thread
-  // driver); errors are kept in io_error_.
-  void RunStateMachine(nbd_handle* h, bool readable, bool writable);
-  // Notes the end of a connect or disconnect as an event (any thread).
-  void CheckConnectionState(nbd_handle* h);
-  // A connect task ran (on the thread of `error`): from now on its end is
-  // awaited, or it failed and that is reported as the connect's end.
-  void ConnectStarted(uint64_t id, bool ok, const LastError& error);
-  // Connects asked for whose task has not run yet (keeps the loop alive).
-  std::atomic<int> connects_queued_{0};
-  bool HasEvents() { return queue_.Size() > 0; }
+  // ---- DriverHost (driver.h), the drivers' only way in
+  nbd_handle* handle() const override { return h_; }
+  void RunStateMachine(nbd_handle* h, bool readable, bool writable) override;  // drive.cc
+  void CheckConnectionState(nbd_handle* h) override;                           // connect.cc
+  bool HasEvents() override { return queue_.Size() > 0; }
+  void ConnectStarted(uint64_t id, bool ok, const LastError& error) override;  // connect.cc
+  void OnLoopReady(bool readable, bool writable, bool error) override;        // drive.cc
+  void OnThreadWake() override;                                               // drive.cc
+  void OnConnectTaskDone() override;                                          // drive.cc
+  // Closes everything without calling JS: close(), env teardown,
+  // finalization. Returns at once: closing that may wait (a server
+  // subprocess to reap, a connect resolving a name) happens on another thread.
+  void Teardown() override;
+
+  // ---- Lifecycle and JS glue (generated: generated/api_methods.cc)
+#include "generated/api_methods.h"
+  static void AddGeneratedMethods(std::vector<PropertyDescriptor>& methods);
+  // The data commands, as own properties of `target` (native/raw_method.h).
+  static void AddRawMethods(napi_env env, napi_value target, HandleLink* link);
+
+  // Hand-written glue, in the file of its stage.
+  Napi::Value AioDisconnect(const Napi::CallbackInfo& info);        // connect.cc
+  Napi::Value AioOptAbort(const Napi::CallbackInfo& info);          // connect.cc
+  Napi::Value SetDebugCallback(const Napi::CallbackInfo& info);     // debug_sink.cc
+  Napi::Value ClearDebugCallback(const Napi::CallbackInfo& info);   // debug_sink.cc
+  Napi::Value AioCommandCompleted(const Napi::CallbackInfo& info);  // command_slots.cc
+  Napi::Value AioInFlight(const Napi::CallbackInfo& info);          // command_slots.cc
+  Napi::Value Close(const Napi::CallbackInfo& info);                // nbd_handle.cc
+  Napi::Value LastErrorJs(const Napi::CallbackInfo& info);          // errors.cc
+  Napi::Value DrainJs(const Napi::CallbackInfo& info);              // delivery.cc
+  Napi::Value EventsGetter(const Napi::CallbackInfo& info);         // delivery.cc
+
+  // ---- Staging (staged_events.h)
   // From libnbd's callbacks, on whichever thread runs them.
   void Record(Event&& e) {
     StagedEvents* staged = StagedEvents::Current();
@@ -139,7 +105,6 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
     queue_.PushAll(events);
     if (js) events_data_[kHeaderQueued] = static_cast<double>(js_thread_events_);
   }
-
   // A connection event (connect or disconnect ended), from either thread.
   void PushConnectionEvent(Event&& e) {
     std::vector<Event> one;
@@ -147,18 +112,8 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
     Publish(one);
   }
 
-  // JS-thread entry points of the drivers: deliver what was recorded.
-  // `error`: the poll failed (a socket error); libnbd reads until it sees it.
-  void OnLoopReady(bool readable, bool writable, bool error);
-  void OnThreadWake();
-  void OnConnectTaskDone();
-
-  // Closes everything without calling JS: close(), env teardown,
-  // finalization. Returns at once: closing that may wait (a server
-  // subprocess to reap, a connect resolving a name) happens on another thread.
-  void Teardown();
-
-  // Libnbd callbacks (run inside libnbd with the handle lock held).
+  // ---- libnbd's callbacks (libnbd_callbacks.cc): run inside libnbd with the
+  // handle lock held.
   static int ChunkCallback(void* user_data, const void* subbuf, size_t count,
                            uint64_t offset, unsigned status, int* error);
   static int CompletionCallback(void* user_data, int* error);
@@ -172,6 +127,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   static int ContextCallback(void* user_data, const char* name);
   static int DebugCallback(void* user_data, const char* context, const char* msg);
 
+  // ---- Commands (command_slots.cc)
   // Issues one command: `call(c)` makes the libnbd call with closures whose
   // user_data is `c` and returns libnbd's result (a cookie, or 0 for an
   // option command). Returns the cookie (an option command's id) or -1.
@@ -206,25 +162,10 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
 #endif
   static nbd_list_callback List(CommandContext* c) { return {ListCallback, c, nullptr}; }
   static nbd_context_callback Context(CommandContext* c) { return {ContextCallback, c, nullptr}; }
+  CommandContext* AcquireCommand(const uint8_t* base, bool opt);
+  void ReleaseCommand(CommandContext* c);
 
- private:
-#include "generated/api_methods.h"
-  static void AddGeneratedMethods(std::vector<PropertyDescriptor>& methods);
-  // The data commands, as own properties of `target` (native/raw_method.h).
-  static void AddRawMethods(napi_env env, napi_value target, HandleLink* link);
-
-  // Hand-written glue.
-  Napi::Value AioDisconnect(const Napi::CallbackInfo& info);
-  Napi::Value AioOptAbort(const Napi::CallbackInfo& info);
-  Napi::Value SetDebugCallback(const Napi::CallbackInfo& info);
-  Napi::Value ClearDebugCallback(const Napi::CallbackInfo& info);
-  Napi::Value AioCommandCompleted(const Napi::CallbackInfo& info);
-  Napi::Value AioInFlight(const Napi::CallbackInfo& info);
-  Napi::Value Close(const Napi::CallbackInfo& info);
-  Napi::Value LastErrorJs(const Napi::CallbackInfo& info);
-  Napi::Value DrainJs(const Napi::CallbackInfo& info);
-  Napi::Value EventsGetter(const Napi::CallbackInfo& info);
-
+  // ---- Errors (errors.cc)
   // Error capture: must run on the thread of the failed call, right after it.
   // RecordError: a call made from JS; RecordIoError: the driving thread.
   void RecordError();
@@ -234,6 +175,7 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   void RecordNotSupported(const char* fn);
   void RecordErrno(int errnum, const std::string& message);
 
+  // ---- Arguments (arguments.cc)
   static uint64_t ArgUint64(const Napi::Value& v);
   static Napi::Value Int64ToJs(Napi::Env env, int64_t v);
   static Napi::Value Uint64ToJs(Napi::Env env, uint64_t v);
@@ -243,36 +185,37 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   // NULL-terminated argv pointing into `strings`.
   static std::vector<char*> Argv(std::vector<std::string>& strings);
   static Napi::Value ThrowBufferType(Napi::Env env);
+
+  // ---- Connecting (connect.cc)
+  // Common glue of the connect calls: queues `run` on the driver and returns
+  // the connect's id (its kConnected event carries it). `subprocess`: the
+  // call starts a server process that nbd_close will wait for.
+  Napi::Value StartConnect(Napi::Env env, std::function<int(nbd_handle*)> run, bool subprocess);
   // A disconnect-like call (aio_disconnect, aio_opt_abort): its end is
   // awaited as a kDisconnected event.
   template <typename F>
   Napi::Value StartDisconnect(Napi::Env env, F&& call);
 
-  CommandContext* AcquireCommand(const uint8_t* base, bool opt);
-  void ReleaseCommand(CommandContext* c);
-  Napi::Value PayloadToJs(Napi::Env env, const Event& e);
-  // Common glue of the connect calls: queues `run` on the driver and returns
-  // the connect's id (its kConnected event carries it). `subprocess`: the
-  // call starts a server process that nbd_close will wait for.
-  Napi::Value StartConnect(Napi::Env env, std::function<int(nbd_handle*)> run, bool subprocess);
+  // ---- Driving (drive.cc)
   // After a poll error: drives libnbd while its socket has something to say.
   void DriveAfterSocketError();
-
   // After a notify_read that completed a command: reads the replies already
   // in the socket (zero-timeout poll, one notify_read each), so that one
-  // wake-up delivers them all. See nbd_handle.cc.
+  // wake-up delivers them all. See drive.cc.
   void DrainReadyReplies(nbd_handle* h, StagedEvents& staged);
-
   // After a libnbd call from JS: watch the right fd and direction, notice the
   // end of a connect or disconnect, keep or release the loop.
   void AfterLibnbdCall();
   void UpdateActive();
+
+  // ---- Delivery (delivery.cc)
   // Runs Drain inside a callback scope (microtasks run after it), reporting
   // a JS exception as uncaught: the loop and TSFN entry points.
   void DeliverFromLoop();
   // Delivers queued events to JS. `from_js`: called from a JS call, so a JS
   // exception is rethrown there rather than reported as uncaught.
   void Drain(Napi::Env env, bool from_js);
+  Napi::Value PayloadToJs(Napi::Env env, const Event& e);
 
   nbd_handle* h_ = nullptr;
   AddonData* addon_ = nullptr;
@@ -289,6 +232,8 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   int64_t opt_counter_ = 0;  // ids of option commands (negative cookies)
   std::thread::id js_thread_;
   int64_t js_thread_events_ = 0;  // recorded on the JS thread, not yet delivered
+  // Connects asked for whose task has not run yet (keeps the loop alive).
+  std::atomic<int> connects_queued_{0};
   // Set by the thread that started the connect (its id) or disconnect,
   // cleared by whichever thread sees its end.
   std::atomic<uint64_t> connecting_id_{0};
@@ -314,23 +259,5 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
 
 void ExportConstants(Napi::Env env, Napi::Object target);
 void ExportModuleFunctions(Napi::Env env, Napi::Object target);
-
-// aio_connect_command and socket activation fork and exec the server with
-// fds 0-2 as they are (connect_command replaces 0 and 1 with the socket,
-// socket activation passes it as fd 3); Node marks them close-on-exec, which
-// leaves the server without them (nbdkit then refuses or exits at once).
-// Clear the flag around the call. The fds belong to the process, not to an
-// env: workers connecting at the same time share one clearing per fd,
-// counted under a process-wide lock.
-class InheritStdio {
- public:
-  InheritStdio();
-  ~InheritStdio();
-
- private:
-  static std::mutex mutex_;
-  static int users_;
-  static int saved_flags_[3];
-};
 
 }  // namespace nbdjs

@@ -9,11 +9,12 @@
 #include <cstdint>
 #include <system_error>
 
-#include "nbd_handle.h"
+#include "errors.h"
+#include "quiet.h"
 
 namespace nbdjs {
 
-ThreadDriver::ThreadDriver(NbdHandle* owner, Napi::Env env) : owner_(owner), env_(env) {
+ThreadDriver::ThreadDriver(DriverHost* owner, Napi::Env env) : owner_(owner), env_(env) {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ == -1) {
     Napi::Error::New(env, "eventfd failed").ThrowAsJavaScriptException();

@@ -16,11 +16,9 @@
 
 namespace nbdjs {
 
-class NbdHandle;
-
 class ThreadDriver final : public Driver {
  public:
-  ThreadDriver(NbdHandle* owner, Napi::Env env);
+  ThreadDriver(DriverHost* owner, Napi::Env env);
   ~ThreadDriver() override;
 
   void Connect(ConnectTask task) override;
@@ -52,7 +50,7 @@ class ThreadDriver final : public Driver {
 
   using Tsfn = Napi::TypedThreadSafeFunction<ThreadDriver, void, CallJs>;
 
-  NbdHandle* owner_;
+  DriverHost* owner_;
   napi_env env_;
   Tsfn tsfn_;
   int wake_fd_ = -1;

@@ -1,0 +1,121 @@
+// Connecting and disconnecting: the glue that starts them, and the
+// connection's events (kConnected, kDisconnected, kConnectionLost), each
+// reported once whichever thread sees the end first.
+#include <cerrno>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "nbd_handle.h"
+
+namespace nbdjs {
+
+Napi::Value NbdHandle::StartConnect(Napi::Env env, std::function<int(nbd_handle*)> run, bool subprocess) {
+  if (h_ == nullptr) return ClosedResult(env);
+  if (subprocess) subprocess_ = true;
+  uint64_t id = ++next_connect_id_;
+  connects_queued_++;
+  driver_->Connect(ConnectTask{id, std::move(run)});
+  AfterLibnbdCall();
+  return Napi::Number::New(env, static_cast<double>(id));
+}
+
+template <typename F>
+Napi::Value NbdHandle::StartDisconnect(Napi::Env env, F&& call) {
+  if (h_ == nullptr) return ClosedResult(env);
+  int r;
+  {
+    StagedEvents staged(this);
+    r = call();
+    if (r == -1)
+      RecordError();  // before the staged events' flush makes libnbd calls
+    else
+      disconnecting_ = true;
+  }
+  AfterLibnbdCall();
+  return Napi::Number::New(env, r);
+}
+
+Napi::Value NbdHandle::AioDisconnect(const Napi::CallbackInfo& info) {
+  uint32_t flags = info[0].As<Napi::Number>().Uint32Value();
+  return StartDisconnect(info.Env(), [&] { return nbd_aio_disconnect(h_, flags); });
+}
+
+Napi::Value NbdHandle::AioOptAbort(const Napi::CallbackInfo& info) {
+  return StartDisconnect(info.Env(), [&] { return nbd_aio_opt_abort(h_); });
+}
+
+namespace {
+
+// A connection event; a failure carries libnbd's message (its errno may be 0).
+Event ConnectionEvent(EventKind kind, uint64_t id, const LastError* failure) {
+  Event e{};
+  e.kind = kind;
+  e.id = id;
+  if (failure != nullptr) {
+    e.error = failure->errnum;
+    e.payload = std::make_unique<Payload>();
+    e.payload->text = failure->message;
+  }
+  return e;
+}
+
+}  // namespace
+
+void NbdHandle::ConnectStarted(uint64_t id, bool ok, const LastError& error) {
+  connects_queued_--;
+  if (ok) {
+    {
+      std::lock_guard<std::mutex> lock(io_error_mutex_);
+      io_error_ = LastError();
+    }
+    connecting_id_ = id;
+    return;
+  }
+  PushConnectionEvent(ConnectionEvent(kConnected, id, &error));
+}
+
+// The error that ended the connection (RecordIoError), or one that says so.
+static LastError ConnectionFailure(std::mutex& mutex, const LastError& recorded) {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (recorded.errnum != 0 || !recorded.message.empty()) return recorded;
+  return LastError{ENOTCONN, "connection failed: server disconnected"};
+}
+
+// Either thread may see the end first; the exchange makes one event of it.
+void NbdHandle::CheckConnectionState(nbd_handle* h) {
+  uint64_t id = connecting_id_.load();
+  if (id != 0 && !quiet::IsConnecting(h) && connecting_id_.compare_exchange_strong(id, 0)) {
+    if (quiet::IsReady(h) || quiet::IsNegotiating(h)) {
+      connected_ = true;
+      PushConnectionEvent(ConnectionEvent(kConnected, id, nullptr));
+    } else {
+      LastError failure = ConnectionFailure(io_error_mutex_, io_error_);
+      PushConnectionEvent(ConnectionEvent(kConnected, id, &failure));
+    }
+  }
+  bool ended = quiet::IsClosed(h) || quiet::IsDead(h);
+  if (disconnecting_ && ended && disconnecting_.exchange(false)) {
+    connected_ = false;
+    if (quiet::IsDead(h)) {
+      LastError failure = ConnectionFailure(io_error_mutex_, io_error_);
+      PushConnectionEvent(ConnectionEvent(kDisconnected, 0, &failure));
+    } else {
+      PushConnectionEvent(ConnectionEvent(kDisconnected, 0, nullptr));
+    }
+  } else if (ended && !disconnecting_ && connected_.exchange(false)) {
+    // libnbd 1.14 reports a server that hung up on an idle connection as
+    // CLOSED, not DEAD, with no error recorded: say what happened.
+    LastError failure;
+    {
+      std::lock_guard<std::mutex> lock(io_error_mutex_);
+      failure = io_error_;
+    }
+    if (failure.errnum == 0 && failure.message.empty()) failure = LastError{ENOTCONN, "the server closed the connection"};
+    PushConnectionEvent(ConnectionEvent(kConnectionLost, 0, &failure));
+  }
+}
+
+}  // namespace nbdjs

@@ -1,0 +1,147 @@
+// Driving: running libnbd's state machine for the drivers (one notify call,
+// then the replies already waiting), and what follows every libnbd call made
+// from JS (watch the right fd and direction, keep or release the loop).
+#include <poll.h>
+
+#include "nbd_handle.h"
+
+namespace nbdjs {
+
+namespace {
+
+// Extra notify_read calls per wake-up at most (DrainReadyReplies).
+constexpr int kMaxDrainedReplies = 64;
+// notify calls after a poll error, per wake-up (one reply each); the poll
+// reports the error again if more remain.
+constexpr int kMaxErrorRounds = 1024;
+
+}  // namespace
+
+void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
+  unsigned dir = quiet::Direction(h);
+  int r = 0;
+  StagedEvents staged(this);
+  // Read first; never notify_read an fd that is not readable (libnbd would
+  // park in REPLY.START and hang).
+  if (readable && (dir & LIBNBD_AIO_DIRECTION_READ)) {
+    r = nbd_aio_notify_read(h);
+    if (r != -1) DrainReadyReplies(h, staged);
+  } else if (writable && (dir & LIBNBD_AIO_DIRECTION_WRITE)) {
+    r = nbd_aio_notify_write(h);
+  }
+  if (r == -1) RecordIoError();
+  staged.Flush(h);
+  CheckConnectionState(h);
+}
+
+// libnbd's notify_read returns at READY after each reply, so waiting for the
+// socket again would cost one wake-up (a libuv turn and a JS delivery, or an
+// I/O-thread poll) per reply. After a notify_read that completed a command,
+// while commands are in flight and libnbd still wants to read, ask the socket
+// with a zero-timeout poll(2) whether more is waiting and read it with
+// another notify_read; the driver's own wait resumes afterwards (the loop
+// driver re-arms from libnbd's direction as after any notify). Only after a
+// completion: probing after every notify (a write, part of a reply) finds an
+// empty socket at queue depth 1. Each round's events are flushed (retired,
+// published) before the next, as separate wake-ups would do: libnbd's order,
+// JS callbacks after libnbd returns. Stops after kMaxDrainedReplies rounds,
+// on an error, or when the driver is stopping.
+void NbdHandle::DrainReadyReplies(nbd_handle* h, StagedEvents& staged) {
+  int fd = -1;
+  for (int round = 0; round < kMaxDrainedReplies; round++) {
+    // A data command's completion: option commands (negotiation, when
+    // nbd_aio_in_flight is not allowed) start out retired, data commands are
+    // retired by the flush below.
+    bool completed = false;
+    for (const Event& e : staged.events) {
+      if (e.kind == kCompletion && !e.command->retired.load()) {
+        completed = true;
+        break;
+      }
+    }
+    staged.Flush(h);
+    if (!completed || driver_->Stopping()) return;
+    if (quiet::InFlight(h) <= 0) return;
+    if ((quiet::Direction(h) & LIBNBD_AIO_DIRECTION_READ) == 0) return;
+    if (fd < 0 && (fd = quiet::Fd(h)) < 0) return;
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 0) != 1 || (p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) return;
+    if (nbd_aio_notify_read(h) == -1) {
+      RecordIoError();
+      return;
+    }
+  }
+}
+
+void NbdHandle::AfterLibnbdCall() {
+  if (dispatching_) {
+    // Commands issued from callbacks: the delivery re-arms once at its end.
+    rearm_pending_ = true;
+  } else {
+    if (h_ != nullptr) CheckConnectionState(h_);
+    if (driver_) driver_->Rearm();
+  }
+  // Events libnbd recorded inside this very call (a completion on a dead
+  // connection) are delivered before the call returns, as in C; those of the
+  // I/O thread arrive through its own wake-up.
+  events_data_[kHeaderQueued] = static_cast<double>(js_thread_events_);
+  UpdateActive();
+}
+
+void NbdHandle::UpdateActive() {
+  bool want = h_ != nullptr &&
+              (in_flight_ > 0 || connects_queued_ > 0 || connecting_id_ != 0 || disconnecting_ || queue_.Size() > 0);
+  if (want == active_) return;
+  active_ = want;
+  // While active, this object and its JS event sink stay reachable (commands
+  // hold buffers and callbacks) and the loop stays alive.
+  // Raw napi calls: these must not throw (this runs under libuv callbacks).
+  uint32_t count;
+  napi_env env = Env();
+  if (want) {
+    napi_reference_ref(env, napi_ref(*this), &count);
+    napi_reference_ref(env, on_events_, &count);
+  } else {
+    napi_reference_unref(env, napi_ref(*this), &count);
+    napi_reference_unref(env, on_events_, &count);
+  }
+  if (driver_) driver_->SetActive(want);
+}
+
+void NbdHandle::OnLoopReady(bool readable, bool writable, bool error) {
+  if (h_ == nullptr) return;
+  if (error)
+    DriveAfterSocketError();
+  else
+    RunStateMachine(h_, readable, writable);
+  AfterLibnbdCall();
+  DeliverFromLoop();
+}
+
+void NbdHandle::DriveAfterSocketError() {
+  // One notify_read handles one reply: replies queued ahead of the error (or
+  // EOF) each take a call, and the last one leaves libnbd DEAD, completing
+  // every command in flight. Stop when the socket has nothing more to say.
+  for (int round = 0; round < kMaxErrorRounds && h_ != nullptr; round++) {
+    if (quiet::IsDead(h_) || quiet::IsClosed(h_)) break;
+    int fd = quiet::Fd(h_);
+    if (fd < 0) break;
+    struct pollfd p = {fd, PollEvents(quiet::Direction(h_)), 0};
+    if (p.events == 0 || poll(&p, 1, 0) <= 0 || p.revents == 0) break;
+    bool failed = (p.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0;
+    RunStateMachine(h_, failed || (p.revents & POLLIN) != 0, failed || (p.revents & POLLOUT) != 0);
+  }
+}
+
+void NbdHandle::OnConnectTaskDone() {
+  if (h_ == nullptr) return;
+  AfterLibnbdCall();
+  DeliverFromLoop();
+}
+
+void NbdHandle::OnThreadWake() {
+  if (h_ == nullptr) return;
+  DeliverFromLoop();
+}
+
+}  // namespace nbdjs

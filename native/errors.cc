@@ -1,0 +1,52 @@
+// Errors: libnbd's, captured right after the failed call, and the binding's
+// own (closed handle, call missing from the libnbd compiled against).
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+#include "nbd_handle.h"
+
+namespace nbdjs {
+
+LastError LastError::Capture() {
+  const char* msg = nbd_get_error();
+  return LastError{nbd_get_errno(), msg ? msg : "unknown libnbd error"};
+}
+
+Napi::Value LastError::ToJs(Napi::Env env) const {
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, errnum));
+  a.Set(1u, Napi::String::New(env, message));
+  return a;
+}
+
+void NbdHandle::RecordError() { last_error_ = LastError::Capture(); }
+
+void NbdHandle::RecordErrno(int errnum, const std::string& message) {
+  last_error_.errnum = errnum;
+  last_error_.message = message;
+}
+
+void NbdHandle::RecordClosed() { RecordErrno(EINVAL, "handle is closed"); }
+
+Napi::Value NbdHandle::ClosedResult(Napi::Env env) {
+  RecordClosed();
+  return Napi::Number::New(env, -1);
+}
+
+void NbdHandle::RecordNotSupported(const char* fn) {
+  RecordErrno(ENOTSUP, std::string(fn) +
+                           ": function missing because the binding was compiled against an older libnbd: " +
+                           strerror(ENOTSUP));
+}
+
+Napi::Value NbdHandle::LastErrorJs(const Napi::CallbackInfo& info) { return last_error_.ToJs(info.Env()); }
+
+void NbdHandle::RecordIoError() {
+  LastError e = LastError::Capture();
+  std::lock_guard<std::mutex> lock(io_error_mutex_);
+  io_error_ = std::move(e);
+}
+
+}  // namespace nbdjs
