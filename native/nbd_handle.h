@@ -254,7 +254,6 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   Napi::Reference<Napi::Float64Array> events_array_;
   double* events_data_ = nullptr;
   size_t events_capacity_ = 0;  // in events
-  napi_async_context async_context_ = nullptr;
 };
 
 void ExportConstants(Napi::Env env, Napi::Object target);
