@@ -86,8 +86,11 @@ export const simpleCalls = [
   { name: 'get_uri', args: [], ret: 'string', doc: 'A URI for the current connection.' },
 
   // State (lock-free in libnbd)
-  { name: 'aio_is_created', args: [], ret: 'bool', doc: 'In the created state.' },
-  { name: 'aio_is_connecting', args: [], ret: 'bool', doc: 'Connecting.' },
+  // `whileConnectQueued`: the answer while a connect the binding has queued
+  // has not yet entered libnbd's connect call (libnbd still says created):
+  // an aioConnect* call has returned, so the handle is connecting, as in C.
+  { name: 'aio_is_created', args: [], ret: 'bool', whileConnectQueued: false, doc: 'In the created state (false once a connect call was made: aioConnect… or connect…).' },
+  { name: 'aio_is_connecting', args: [], ret: 'bool', whileConnectQueued: true, doc: 'Connecting (true from the return of a connect call on a created handle: aioConnect… or connect…).' },
   { name: 'aio_is_negotiating', args: [], ret: 'bool', doc: 'Negotiating options (opt mode).' },
   { name: 'aio_is_ready', args: [], ret: 'bool', doc: 'Connected and idle.' },
   { name: 'aio_is_processing', args: [], ret: 'bool', doc: 'Connected with commands in progress.' },

@@ -75,8 +75,13 @@ function simpleMethod(call) {
   // uint64 results never fail in libnbd: null marks "closed" or "not built".
   const failValue = ['string', 'static_string', 'uint64'].includes(call.ret) ? 'env.Null()' : 'Napi::Number::New(env, -1)';
   const callExpr = `${fn}(${['h_', ...exprs].join(', ')})`;
-  const body = [`  if (h_ == nullptr) { RecordClosed(); return ${failValue}; }`, ...pre,
-    '  StagedEvents staged(this);  // debug messages'];
+  const body = [`  if (h_ == nullptr) { RecordClosed(); return ${failValue}; }`, ...pre];
+  if (call.whileConnectQueued !== undefined) {
+    // A connect task queued on the driver has not called libnbd yet (lock-free checks: the task may hold the lock).
+    const cond = call.whileConnectQueued ? 'connects_queued_ > 0 && quiet::IsCreated(h_)' : 'connects_queued_ > 0';
+    body.push(`  if (${cond}) return Napi::Boolean::New(env, ${call.whileConnectQueued});`);
+  }
+  body.push('  StagedEvents staged(this);  // debug messages');
   switch (call.ret) {
     case 'void':
       body.push(`  if (${callExpr} == -1) { RecordError(); return ${failValue}; }`, '  return Napi::Number::New(env, 0);');
@@ -287,7 +292,13 @@ function tsConnectMethod(call) {
     'Aborting `options.signal` rejects the Promise and closes the handle.']),
     `  connect${pascal(call.name)}(${[...params(call.args), 'options?: SignalOptions'].join(', ')}): Promise<void> {`, ...validations(call.args),
     '    const signal = signalOption(options);',
-    `    return this._connect('nbd_connect_${call.name}', signal, (n) => n.${camel(name)}(${call.args.map(toNative).join(', ')}));`, '  }'].join('\n');
+    `    return this._connect('nbd_connect_${call.name}', signal, (n) => n.${camel(name)}(${call.args.map(toNative).join(', ')}));`, '  }', '',
+    docLine([`\`nbd_${name}\`: ${call.doc}`, 'Returns at once; the driver makes the call and drives the handshake.',
+      'aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()).',
+      'A failure libnbd reports from the call itself is emitted as `\'connect\'` (an NbdError), as is every outcome.',
+      'Throws at once (EINVAL) when the handle is not newly created.']),
+    `  ${camel(name)}(${params(call.args).join(', ')}): void {`, ...validations(call.args),
+    `    this._aioConnect('nbd_${name}', (n) => n.${camel(name)}(${call.args.map(toNative).join(', ')}));`, '  }'].join('\n');
 }
 
 function tsApi() {
@@ -326,7 +337,9 @@ function tsApi() {
     '  protected abstract _promise(api: string, type: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<void>;',
     '  protected abstract _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number>;',
     '  /** A connect\'s Promise form; aborting `signal` rejects it and closes the handle. */',
-    '  protected abstract _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void>;', '',
+    '  protected abstract _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void>;',
+    '  /** An aio connect: starts it (throws on a synchronous failure); its end is emitted as `\'connect\'`. */',
+    '  protected abstract _aioConnect(api: string, start: (n: NativeHandle) => number): void;', '',
     '  // ---------------------------------------------------------------- synchronous calls', ''];
   for (const c of simpleCalls) out.push(tsSimpleMethod(c), '');
   out.push('  // ---------------------------------------------------------------- data commands', '');
@@ -436,9 +449,17 @@ function apiDoc() {
   for (const c of optCalls) {
     out.push(`| \`${camel(c.name)}\`, \`${camel(c.sync)}\` | \`nbd_${c.name}\`, \`nbd_${c.sync}\` | ${esc(params(c.args).join(', ')) || '—'} | ${c.closure ?? '—'} | ${c.doc} |`);
   }
-  out.push('', '## Connecting', '', '| Method | libnbd | Arguments | Notes |', '|---|---|---|---|');
+  out.push('', '## Connecting', '',
+    'The Promise form (`connect…`) settles when the handshake ended. The aio form (`aioConnect…`) returns at once, as',
+    'C\'s does: `aioIsConnecting()` is true from its return until libnbd\'s connect ended (poll it, then',
+    '`aioIsReady()`); the call itself runs on the driver (a name lookup or a fork blocks inside libnbd), so what C',
+    'would return as -1 from it (a bad URI, a refused connect, a failed lookup) is emitted as the handle\'s',
+    '`\'connect\'` event (an `NbdError` named after the aio call; the event has no argument on success) and the',
+    'state shows dead (or created, where libnbd refused the arguments). A handle that is not newly created',
+    'throws `EINVAL` at once, as C\'s state check does.', '',
+    '| Methods | libnbd | Arguments | Notes |', '|---|---|---|---|');
   for (const c of connectCalls) {
-    out.push(`| \`connect${pascal(c.name)}\` | \`nbd_connect_${c.name}\`, \`nbd_${connectName(c)}\` | ${esc(params(c.args).join(', '))} | ${c.doc} |`);
+    out.push(`| \`connect${pascal(c.name)}\`, \`${camel(connectName(c))}\` | \`nbd_connect_${c.name}\`, \`nbd_${connectName(c)}\` | ${esc(params(c.args).join(', '))} | ${c.doc} |`);
   }
   out.push('', '## Module functions', '', '| Function | libnbd | Returns | Notes |', '|---|---|---|---|');
   for (const c of moduleCalls) out.push(`| \`${camel(c.name)}\` | \`nbd_${c.name}\` | ${c.ret === 'bool' ? 'boolean' : 'string'} | ${c.doc} |`);

@@ -56,6 +56,8 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   protected abstract _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number>;
   /** A connect's Promise form; aborting `signal` rejects it and closes the handle. */
   protected abstract _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void>;
+  /** An aio connect: starts it (throws on a synchronous failure); its end is emitted as `'connect'`. */
+  protected abstract _aioConnect(api: string, start: (n: NativeHandle) => number): void;
 
   // ---------------------------------------------------------------- synchronous calls
 
@@ -391,7 +393,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as string;
   }
 
-  /** `nbd_aio_is_created`: In the created state. */
+  /** `nbd_aio_is_created`: In the created state (false once a connect call was made: aioConnect… or connect…). */
   aioIsCreated(): boolean {
     const r = this._native().aioIsCreated();
     this._afterCall();
@@ -399,7 +401,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_aio_is_connecting`: Connecting. */
+  /** `nbd_aio_is_connecting`: Connecting (true from the return of a connect call on a created handle: aioConnect… or connect…). */
   aioIsConnecting(): boolean {
     const r = this._native().aioIsConnecting();
     this._afterCall();
@@ -1062,11 +1064,23 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._connect('nbd_connect_uri', signal, (n) => n.aioConnectUri(uri));
   }
 
+  /** `nbd_aio_connect_uri`: Connect to an NBD URI (nbd://, nbds://, nbd+unix://, ...). Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectUri(uri: string): void {
+    validateString(uri, 'uri');
+    this._aioConnect('nbd_aio_connect_uri', (n) => n.aioConnectUri(uri));
+  }
+
   /** `nbd_connect_unix` as a Promise (the driver runs `nbd_aio_connect_unix`): Connect to a Unix domain socket. Aborting `options.signal` rejects the Promise and closes the handle. */
   connectUnix(unixsocket: string, options?: SignalOptions): Promise<void> {
     validateString(unixsocket, 'unixsocket');
     const signal = signalOption(options);
     return this._connect('nbd_connect_unix', signal, (n) => n.aioConnectUnix(unixsocket));
+  }
+
+  /** `nbd_aio_connect_unix`: Connect to a Unix domain socket. Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectUnix(unixsocket: string): void {
+    validateString(unixsocket, 'unixsocket');
+    this._aioConnect('nbd_aio_connect_unix', (n) => n.aioConnectUnix(unixsocket));
   }
 
   /** `nbd_connect_vsock` as a Promise (the driver runs `nbd_aio_connect_vsock`): Connect over AF_VSOCK. Aborting `options.signal` rejects the Promise and closes the handle. */
@@ -1077,12 +1091,26 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._connect('nbd_connect_vsock', signal, (n) => n.aioConnectVsock(cid, port));
   }
 
+  /** `nbd_aio_connect_vsock`: Connect over AF_VSOCK. Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectVsock(cid: number, port: number): void {
+    validateUint32(cid, 'cid');
+    validateUint32(port, 'port');
+    this._aioConnect('nbd_aio_connect_vsock', (n) => n.aioConnectVsock(cid, port));
+  }
+
   /** `nbd_connect_tcp` as a Promise (the driver runs `nbd_aio_connect_tcp`): Connect over TCP; the name lookup (getaddrinfo) blocks the thread that runs it (the I/O thread with the thread driver). Aborting `options.signal` rejects the Promise and closes the handle. */
   connectTcp(hostname: string, port: string | number, options?: SignalOptions): Promise<void> {
     validateString(hostname, 'hostname');
     validateService(port, 'port');
     const signal = signalOption(options);
     return this._connect('nbd_connect_tcp', signal, (n) => n.aioConnectTcp(hostname, String(port)));
+  }
+
+  /** `nbd_aio_connect_tcp`: Connect over TCP; the name lookup (getaddrinfo) blocks the thread that runs it (the I/O thread with the thread driver). Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectTcp(hostname: string, port: string | number): void {
+    validateString(hostname, 'hostname');
+    validateService(port, 'port');
+    this._aioConnect('nbd_aio_connect_tcp', (n) => n.aioConnectTcp(hostname, String(port)));
   }
 
   /** `nbd_connect_socket` as a Promise (the driver runs `nbd_aio_connect_socket`): Talk NBD over a connected socket; libnbd takes ownership of the fd. Aborting `options.signal` rejects the Promise and closes the handle. */
@@ -1092,6 +1120,12 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._connect('nbd_connect_socket', signal, (n) => n.aioConnectSocket(sock));
   }
 
+  /** `nbd_aio_connect_socket`: Talk NBD over a connected socket; libnbd takes ownership of the fd. Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectSocket(sock: number): void {
+    validateFd(sock, 'sock');
+    this._aioConnect('nbd_aio_connect_socket', (n) => n.aioConnectSocket(sock));
+  }
+
   /** `nbd_connect_command` as a Promise (the driver runs `nbd_aio_connect_command`): Run a server (e.g. nbdkit -s) and talk over its stdin/stdout. Aborting `options.signal` rejects the Promise and closes the handle. */
   connectCommand(argv: string[], options?: SignalOptions): Promise<void> {
     validateStringArray(argv, 'argv');
@@ -1099,11 +1133,23 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._connect('nbd_connect_command', signal, (n) => n.aioConnectCommand(argv));
   }
 
+  /** `nbd_aio_connect_command`: Run a server (e.g. nbdkit -s) and talk over its stdin/stdout. Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectCommand(argv: string[]): void {
+    validateStringArray(argv, 'argv');
+    this._aioConnect('nbd_aio_connect_command', (n) => n.aioConnectCommand(argv));
+  }
+
   /** `nbd_connect_systemd_socket_activation` as a Promise (the driver runs `nbd_aio_connect_systemd_socket_activation`): Run a server with systemd socket activation. Aborting `options.signal` rejects the Promise and closes the handle. */
   connectSystemdSocketActivation(argv: string[], options?: SignalOptions): Promise<void> {
     validateStringArray(argv, 'argv');
     const signal = signalOption(options);
     return this._connect('nbd_connect_systemd_socket_activation', signal, (n) => n.aioConnectSystemdSocketActivation(argv));
+  }
+
+  /** `nbd_aio_connect_systemd_socket_activation`: Run a server with systemd socket activation. Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectSystemdSocketActivation(argv: string[]): void {
+    validateStringArray(argv, 'argv');
+    this._aioConnect('nbd_aio_connect_systemd_socket_activation', (n) => n.aioConnectSystemdSocketActivation(argv));
   }
 
 }

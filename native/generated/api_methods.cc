@@ -583,6 +583,7 @@ Napi::Value NbdHandle::AioIsCreated(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_IS_CREATED
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
+  if (connects_queued_ > 0) return Napi::Boolean::New(env, false);
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_created(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
@@ -597,6 +598,7 @@ Napi::Value NbdHandle::AioIsConnecting(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_IS_CONNECTING
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
+  if (connects_queued_ > 0 && quiet::IsCreated(h_)) return Napi::Boolean::New(env, true);
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_connecting(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
