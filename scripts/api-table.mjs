@@ -117,21 +117,21 @@ export const simpleCalls = [
   { name: 'get_meta_context', args: [['i', 'size']], ret: 'string', doc: 'The i-th meta context requested.' },
   { name: 'clear_meta_contexts', args: [], ret: 'void', state: `${pre} or negotiating`, doc: 'Forget the meta contexts requested.' },
   { name: 'can_meta_context', args: [['metacontext', 'string']], ret: 'bool', state: 'negotiating, connected, closed or dead', doc: 'Whether the server negotiated this meta context.' },
-  { name: 'set_request_meta_context', args: [['request', 'bool']], ret: 'void', have: true, state: `${pre} or negotiating`, doc: 'Whether opt_go/info request the meta contexts (libnbd ≥ 1.16).' },
-  { name: 'get_request_meta_context', args: [], ret: 'bool', have: true, doc: 'Whether meta contexts are requested by opt_go/info (libnbd ≥ 1.16).' },
+  { name: 'set_request_meta_context', args: [['request', 'bool']], ret: 'void', have: true, since: '1.16', state: `${pre} or negotiating`, doc: 'Whether opt_go/info request the meta contexts.' },
+  { name: 'get_request_meta_context', args: [], ret: 'bool', have: true, since: '1.16', doc: 'Whether meta contexts are requested by opt_go/info.' },
 
   // Added after libnbd 1.14
-  { name: 'set_socket_activation_name', args: [['socket_name', 'string']], ret: 'void', have: true, state: pre, doc: 'LISTEN_FDNAMES for socket activation (libnbd ≥ 1.16).' },
-  { name: 'get_socket_activation_name', args: [], ret: 'string', have: true, doc: 'The socket activation name (libnbd ≥ 1.16).' },
-  { name: 'set_request_extended_headers', args: [['request', 'bool']], ret: 'void', have: true, state: pre, doc: 'Whether to request extended headers (libnbd ≥ 1.18).' },
-  { name: 'get_request_extended_headers', args: [], ret: 'bool', have: true, doc: 'Whether extended headers are requested (libnbd ≥ 1.18).' },
-  { name: 'get_extended_headers_negotiated', args: [], ret: 'bool', have: true, state: post, doc: 'Whether extended headers were negotiated (libnbd ≥ 1.18).' },
-  { name: 'can_block_status_payload', args: [], ret: 'bool', have: true, state: post, doc: 'Whether the server accepts filtered block status (libnbd ≥ 1.18).' },
-  { name: 'stats_bytes_sent', args: [], ret: 'uint64', have: true, doc: 'Bytes sent to the server (libnbd ≥ 1.16).' },
-  { name: 'stats_chunks_sent', args: [], ret: 'uint64', have: true, doc: 'Messages sent to the server (libnbd ≥ 1.16).' },
-  { name: 'stats_bytes_received', args: [], ret: 'uint64', have: true, doc: 'Bytes received from the server (libnbd ≥ 1.16).' },
-  { name: 'stats_chunks_received', args: [], ret: 'uint64', have: true, doc: 'Messages received from the server (libnbd ≥ 1.16).' },
-  { name: 'get_subprocess_pid', args: [], ret: 'int64', have: true, doc: 'PID of the server started by connectCommand (libnbd ≥ 1.22).' },
+  { name: 'set_socket_activation_name', args: [['socket_name', 'string']], ret: 'void', have: true, since: '1.16', state: pre, doc: 'LISTEN_FDNAMES for socket activation.' },
+  { name: 'get_socket_activation_name', args: [], ret: 'string', have: true, since: '1.16', doc: 'The socket activation name.' },
+  { name: 'set_request_extended_headers', args: [['request', 'bool']], ret: 'void', have: true, since: '1.18', state: pre, doc: 'Whether to request extended headers.' },
+  { name: 'get_request_extended_headers', args: [], ret: 'bool', have: true, since: '1.18', doc: 'Whether extended headers are requested.' },
+  { name: 'get_extended_headers_negotiated', args: [], ret: 'bool', have: true, since: '1.18', state: post, doc: 'Whether extended headers were negotiated.' },
+  { name: 'can_block_status_payload', args: [], ret: 'bool', have: true, since: '1.18', state: post, doc: 'Whether the server accepts filtered block status.' },
+  { name: 'stats_bytes_sent', args: [], ret: 'uint64', have: true, since: '1.16', doc: 'Bytes sent to the server.' },
+  { name: 'stats_chunks_sent', args: [], ret: 'uint64', have: true, since: '1.16', doc: 'Messages sent to the server.' },
+  { name: 'stats_bytes_received', args: [], ret: 'uint64', have: true, since: '1.16', doc: 'Bytes received from the server.' },
+  { name: 'stats_chunks_received', args: [], ret: 'uint64', have: true, since: '1.16', doc: 'Messages received from the server.' },
+  { name: 'get_subprocess_pid', args: [], ret: 'int64', have: true, since: '1.22', doc: 'PID of the server started by connectCommand.' },
 
   // Misc
   { name: 'kill_subprocess', args: [['signum', 'int']], ret: 'void', doc: 'Kill the server started by connectCommand (0 means SIGTERM).' },
@@ -152,8 +152,8 @@ export const commandCalls = [
   { name: 'aio_cache', sync: 'cache', type: 'cache', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Ask the server to prefetch a range.' },
   { name: 'aio_zero', sync: 'zero', type: 'write-zeroes', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Write zeroes to a range.' },
   { name: 'aio_block_status', sync: 'block_status', type: 'block-status', args: [['count', 'uint64'], ['offset', 'uint64']], closure: 'extent', doc: 'Block status: extent callback per meta context, entries as (length, flags) pairs.' },
-  { name: 'aio_block_status_64', sync: 'block_status_64', type: 'block-status', have: true, args: [['count', 'uint64'], ['offset', 'uint64']], closure: 'extent64', doc: 'Block status with 64-bit extents (libnbd ≥ 1.18).' },
-  { name: 'aio_block_status_filter', sync: 'block_status_filter', type: 'block-status', have: true, args: [['count', 'uint64'], ['offset', 'uint64'], ['contexts', 'strings']], closure: 'extent64', doc: 'Block status limited to some meta contexts (libnbd ≥ 1.18).' },
+  { name: 'aio_block_status_64', sync: 'block_status_64', type: 'block-status', have: true, since: '1.18', args: [['count', 'uint64'], ['offset', 'uint64']], closure: 'extent64', doc: 'Block status with 64-bit extents.' },
+  { name: 'aio_block_status_filter', sync: 'block_status_filter', type: 'block-status', have: true, since: '1.18', args: [['count', 'uint64'], ['offset', 'uint64'], ['contexts', 'strings']], closure: 'extent64', doc: 'Block status limited to some meta contexts.' },
 ];
 
 /**
@@ -167,12 +167,12 @@ export const optCalls = [
   { name: 'aio_opt_info', sync: 'opt_info', args: [], doc: 'Ask for the current export\'s details.' },
   { name: 'aio_opt_list', sync: 'opt_list', args: [], closure: 'list', doc: 'List the exports.' },
   { name: 'aio_opt_list_meta_context', sync: 'opt_list_meta_context', args: [], closure: 'context', doc: 'List the meta contexts the server offers.' },
-  { name: 'aio_opt_list_meta_context_queries', sync: 'opt_list_meta_context_queries', have: true, args: [['queries', 'strings']], closure: 'context', doc: 'List meta contexts matching queries (libnbd ≥ 1.16).' },
-  { name: 'aio_opt_set_meta_context', sync: 'opt_set_meta_context', have: true, args: [], closure: 'context', doc: 'Select the requested meta contexts (libnbd ≥ 1.16).' },
-  { name: 'aio_opt_set_meta_context_queries', sync: 'opt_set_meta_context_queries', have: true, args: [['queries', 'strings']], closure: 'context', doc: 'Select meta contexts matching queries (libnbd ≥ 1.16).' },
-  { name: 'aio_opt_starttls', sync: 'opt_starttls', have: true, args: [], doc: 'Upgrade to TLS during negotiation (libnbd ≥ 1.16).' },
-  { name: 'aio_opt_structured_reply', sync: 'opt_structured_reply', have: true, args: [], doc: 'Request structured replies (libnbd ≥ 1.16).' },
-  { name: 'aio_opt_extended_headers', sync: 'opt_extended_headers', have: true, args: [], doc: 'Request extended headers (libnbd ≥ 1.18).' },
+  { name: 'aio_opt_list_meta_context_queries', sync: 'opt_list_meta_context_queries', have: true, since: '1.16', args: [['queries', 'strings']], closure: 'context', doc: 'List meta contexts matching queries.' },
+  { name: 'aio_opt_set_meta_context', sync: 'opt_set_meta_context', have: true, since: '1.16', args: [], closure: 'context', doc: 'Select the requested meta contexts.' },
+  { name: 'aio_opt_set_meta_context_queries', sync: 'opt_set_meta_context_queries', have: true, since: '1.16', args: [['queries', 'strings']], closure: 'context', doc: 'Select meta contexts matching queries.' },
+  { name: 'aio_opt_starttls', sync: 'opt_starttls', have: true, since: '1.16', args: [], doc: 'Upgrade to TLS during negotiation.' },
+  { name: 'aio_opt_structured_reply', sync: 'opt_structured_reply', have: true, since: '1.16', args: [], doc: 'Request structured replies.' },
+  { name: 'aio_opt_extended_headers', sync: 'opt_extended_headers', have: true, since: '1.18', args: [], doc: 'Request extended headers.' },
 ];
 
 /** Connects: `connect<Name>(args)` returns a Promise; the driver runs nbd_aio_connect_<name>. */
@@ -192,7 +192,7 @@ export const moduleCalls = [
   { name: 'get_package_name', ret: 'static_string', doc: 'libnbd\'s package name ("libnbd").' },
   { name: 'supports_tls', ret: 'bool', doc: 'Whether libnbd was built with TLS.' },
   { name: 'supports_uri', ret: 'bool', doc: 'Whether libnbd was built with URI support.' },
-  { name: 'supports_vsock', ret: 'bool', have: true, doc: 'Whether libnbd was built with AF_VSOCK (libnbd ≥ 1.16).' },
+  { name: 'supports_vsock', ret: 'bool', have: true, since: '1.16', doc: 'Whether libnbd was built with AF_VSOCK.' },
 ];
 
 /** libnbd calls the binding owns instead of exposing, and why. */

@@ -166,6 +166,24 @@ function moduleFunction(call) {
     '#else', `  return ${fail};`, '#endif', '}'].join('\n');
 }
 
+/**
+ * `have`: one entry per call the table guards with a LIBNBD_HAVE_* macro (a
+ * data or option command's Promise form too, under its aio call's macro).
+ */
+function haveEntries() {
+  const out = [];
+  const add = (key, call, cond) => out.push({ key, call, cond });
+  for (const c of [...simpleCalls, ...moduleCalls]) if (c.have) add(camel(c.name), c, `defined(${macro(c.name)})`);
+  for (const c of [...commandCalls, ...optCalls]) {
+    if (!c.have) continue;
+    const cm = closureMacro[c.closure];
+    const cond = `defined(${macro(c.name)})${cm ? ` && defined(${cm})` : ''}`;
+    add(camel(c.name), c, cond);
+    add(camel(c.sync), c, cond);
+  }
+  return out.sort((a, b) => a.key.localeCompare(b.key));
+}
+
 /** Methods on the native class's prototype (the data commands are per-handle raw functions instead). */
 const nativeHandleMethods = () => [
   ...simpleCalls.map((c) => c.name),
@@ -199,7 +217,11 @@ function nativeDefs() {
   for (const c of moduleCalls) out.push(moduleFunction(c), '');
   out.push('void ExportModuleFunctions(Napi::Env env, Napi::Object target) {');
   for (const c of moduleCalls) out.push(`  target.Set("${camel(c.name)}", Napi::Function::New(env, Module${pascal(c.name)}, "${camel(c.name)}"));`);
-  out.push('}', '');
+  out.push('  // What the libnbd this was compiled against has (LIBNBD_HAVE_*).', '  Napi::Object have = Napi::Object::New(env);');
+  for (const e of haveEntries()) {
+    out.push(`#if ${e.cond}`, `  have.Set("${e.key}", Napi::Boolean::New(env, true));`, '#else', `  have.Set("${e.key}", Napi::Boolean::New(env, false));`, '#endif');
+  }
+  out.push('  target.Set("have", have);', '}', '');
   out.push('void ExportConstants(Napi::Env env, Napi::Object target) {');
   for (const c of constants) {
     const n = constName(c);
@@ -227,11 +249,14 @@ const toNative = ([n, k]) => (k === 'uint64' ? `toNativeUint64(${camel(n)})` : k
 const params = (args) => args.map(([n, k]) => `${camel(n)}: ${tsType[k]}`);
 const validations = (args, indent = '    ') => args.map(([n, k]) => `${indent}${validator[k]}(${camel(n)}, '${camel(n)}');`);
 const docLine = (parts) => `  /** ${parts.filter(Boolean).join(' ')} */`;
+/** "libnbd ≥ 1.NN." for a call newer than libnbd 1.14 (the oldest the binding builds against). */
+const sinceNote = (c) => (c.since ? `libnbd ≥ ${c.since}.` : '');
+const withSince = (c) => [c.doc, sinceNote(c)].filter(Boolean).join(' ');
 
 function tsSimpleMethod(call) {
   const names = call.args.map(([n]) => camel(n));
   const failTest = ['string', 'static_string', 'uint64'].includes(call.ret) ? 'r === null' : 'r === -1';
-  const lines = [docLine([`\`nbd_${call.name}\`: ${call.doc}`, call.state && `Permitted in state: ${call.state}.`]),
+  const lines = [docLine([`\`nbd_${call.name}\`: ${withSince(call)}`, call.state && `Permitted in state: ${call.state}.`]),
     `  ${camel(call.name)}(${params(call.args).join(', ')}): ${tsRet[call.ret]} {`, ...validations(call.args),
     `    const r = this._native().${camel(call.name)}(${names.join(', ')});`, '    this._afterCall();',
     `    if (${failTest}) this._raise();`];
@@ -253,13 +278,13 @@ function tsCommandMethods(call) {
   const closureParam = call.closure ? [`${call.closure}: ${closureType[call.closure]}`] : [];
   const closureCheck = call.closure ? [`    validateFunction(${call.closure}, '${call.closure}');`] : [];
   const pin = buffer ? [`    this._pin(${camel(buffer[0])});`] : [];
-  const aioLines = [docLine([`\`nbd_${call.name}\`: ${call.doc}`, 'Returns the cookie.']),
+  const aioLines = [docLine([`\`nbd_${call.name}\`: ${withSince(call)}`, 'Returns the cookie.']),
     `  ${aio}(${[...params(call.args), ...closureParam, 'completion?: CompletionCallback | null', 'flags = 0'].join(', ')}): number {`,
     ...validations(call.args), ...closureCheck, "    validateOptionalFunction(completion, 'completion');", "    validateUint32(flags, 'flags');",
     '    const n = this._native();', ...pin, `    return ${reg('completion', 'undefined')};`, '  }'];
   // The Promise form: its closure is wrapped by `live` (not called once the Promise was aborted).
   const liveReg = `this._register(${nativeCall}, '${call.type}', ${buffer ? camel(buffer[0]) : 'undefined'}, ${offset ? 'offset' : 'undefined'}, ${call.closure ? `live(${call.closure})` : 'undefined'}, undefined, settle)`;
-  const syncLines = [docLine([`\`nbd_${call.sync}\` as a Promise: ${call.doc}`, '`options`: the flags, or `{ flags, signal }`.']),
+  const syncLines = [docLine([`\`nbd_${call.sync}\` as a Promise: ${withSince(call)}`, '`options`: the flags, or `{ flags, signal }`.']),
     `  ${sync}(${[...params(call.args), ...closureParam, 'options: number | CommandOptions = 0'].join(', ')}): Promise<void> {`,
     ...validations(call.args), ...closureCheck, '    const { flags, signal } = commandOptions(options);',
     `    return this._promise('nbd_${call.sync}', '${call.type}', signal, (settle${call.closure ? ', live' : ''}) => {`, '      const n = this._native();',
@@ -275,11 +300,11 @@ function tsOptMethods(call) {
   const nativeCall = `this._native().${aio}(${call.args.map(toNative).join(', ')})`;
   const closureArg = call.closure ?? 'undefined';
   const syncRet = call.closure ? 'Promise<number>' : 'Promise<void>';
-  return [docLine([`\`nbd_${call.name}\`: ${call.doc}`, 'The completion callback runs once; libnbd retires option commands itself.']),
+  return [docLine([`\`nbd_${call.name}\`: ${withSince(call)}`, 'The completion callback runs once; libnbd retires option commands itself.']),
     `  ${aio}(${[...params(call.args), ...closureParam, 'completion?: CompletionCallback | null'].join(', ')}): void {`,
     ...validations(call.args), ...closureCheck, "    validateOptionalFunction(completion, 'completion');",
     `    this._registerOpt(${nativeCall}, ${closureArg}, completion, undefined);`, '  }', '',
-    docLine([`\`nbd_${call.sync}\` as a Promise: ${call.doc}`, call.closure ? `Resolves with the number of ${call.closure} callbacks.` : '']),
+    docLine([`\`nbd_${call.sync}\` as a Promise: ${withSince(call)}`, call.closure ? `Resolves with the number of ${call.closure} callbacks.` : '']),
     `  ${sync}(${[...params(call.args), ...closureParam, 'options?: SignalOptions'].join(', ')}): ${syncRet} {`,
     ...validations(call.args), ...closureCheck, '    const signal = signalOption(options);',
     `    return this._promiseOpt('nbd_${call.sync}', signal, (settle${call.closure ? ', live' : ''}) => this._registerOpt(${nativeCall}, ${call.closure ? `live(${call.closure})` : 'undefined'}, undefined, settle))${call.closure ? '' : ' as Promise<unknown> as Promise<void>'};`,
@@ -349,6 +374,10 @@ function tsApi() {
   out.push('  // ---------------------------------------------------------------- connects', '');
   for (const c of connectCalls) out.push(tsConnectMethod(c), '');
   out.push('}', '');
+  out.push('/** Whether the libnbd the binding was compiled against has each call newer than libnbd 1.14 (its LIBNBD_HAVE_* macro); a call it lacks fails with NbdError ENOTSUP. */');
+  out.push('export interface NbdHave {');
+  for (const e of haveEntries()) out.push(`  /** \`nbd_${e.key === camel(e.call.name) ? e.call.name : e.call.sync}\`: libnbd ≥ ${e.call.since}. */`, `  readonly ${e.key}: boolean;`);
+  out.push('}', '');
   out.push('/** Names of the libnbd constants this build exports, with those added after 1.14 marked optional. */');
   out.push('export interface NbdConstants {');
   for (const c of constants) out.push(`  readonly ${constName(c)}${isOptionalConst(c) ? '?' : ''}: number;`);
@@ -368,10 +397,13 @@ function tsConstants() {
 }
 
 function tsModule() {
-  const out = [banner('//'), "import { binding } from '../binding';", "import { notSupported } from '../errors';", ''];
+  const out = [banner('//'), "import { binding } from '../binding';", "import { notSupported } from '../errors';",
+    "import type { NbdHave } from './handle-api';", '',
+    '/** Feature test, as C\'s `#ifdef LIBNBD_HAVE_NBD_<CALL>`: whether the libnbd the binding was built against has the call. */',
+    'export const have: Readonly<NbdHave> = binding.have;', ''];
   for (const c of moduleCalls) {
     const t = c.ret === 'bool' ? 'boolean' : 'string';
-    out.push(`/** \`nbd_${c.name}\`: ${c.doc} */`, `export function ${camel(c.name)}(): ${t} {`,
+    out.push(`/** \`nbd_${c.name}\`: ${withSince(c)} */`, `export function ${camel(c.name)}(): ${t} {`,
       `  const r = binding.${camel(c.name)}();`, `  if (r === undefined) throw notSupported('nbd_${c.name}');`, '  return r;', '}', '');
   }
   return out.join('\n');
@@ -379,7 +411,7 @@ function tsModule() {
 
 function typings() {
   const out = [banner('//'), '// The exact surface of the native module (build/Release/nbd.node) as lib/ sees it.', '',
-    "import type { NbdConstants } from '../lib/generated/handle-api';", '',
+    "import type { NbdConstants, NbdHave } from '../lib/generated/handle-api';", '',
     'export interface NativeHandle {'];
   const sig = (args) => args.map(([n, k]) => `${camel(n)}: ${nativeTsType[k]}`);
   for (const c of simpleCalls) out.push(`  ${camel(c.name)}(${sig(c.args).join(', ')}): ${nativeRet[c.ret]};`);
@@ -412,6 +444,7 @@ function typings() {
   out.push('export interface NativeBinding {');
   out.push('  Handle: new (onEvents: (count: number, payloads?: (NativePayload | undefined)[]) => void, driver: string) => NativeHandle;');
   out.push('  constants: NbdConstants;');
+  out.push('  have: NbdHave;');
   out.push('  strerror(errno: number): string;');
   for (const c of moduleCalls) out.push(`  ${camel(c.name)}(): ${c.ret === 'bool' ? 'boolean' : 'string'} | undefined;`);
   out.push('  eventStride: number;');
@@ -432,7 +465,7 @@ function apiDoc() {
     '| Method | libnbd | Arguments | Returns | Permitted state | Notes |', '|---|---|---|---|---|---|'];
   for (const c of simpleCalls) {
     const ps = c.args.map(([n, k, fam]) => `${camel(n)}: ${tsType[k]}${fam ? ` (${fam}_*)` : ''}`).join(', ');
-    out.push(`| \`${camel(c.name)}\` | \`nbd_${c.name}\` | ${esc(ps) || '—'} | ${esc(tsRet[c.ret].replace('Int64<B>', 'number | bigint'))} | ${c.state ?? 'any'} | ${c.doc} |`);
+    out.push(`| \`${camel(c.name)}\` | \`nbd_${c.name}\` | ${esc(ps) || '—'} | ${esc(tsRet[c.ret].replace('Int64<B>', 'number | bigint'))} | ${c.state ?? 'any'} | ${withSince(c)} |`);
   }
   out.push('', '## Data commands', '',
     'The aio form returns a cookie; its callbacks run after libnbd returns, never inside it. The Promise form',
@@ -442,12 +475,12 @@ function apiDoc() {
     '`{ signal }` last (aborting a connect also closes the handle).', '',
     '| Methods | libnbd | Arguments | Callback | Notes |', '|---|---|---|---|---|');
   for (const c of commandCalls) {
-    out.push(`| \`${camel(c.name)}\`, \`${camel(c.sync)}\` | \`nbd_${c.name}\`, \`nbd_${c.sync}\` | ${esc(params(c.args).join(', ')) || '—'} | ${c.closure ?? '—'} | ${c.doc} |`);
+    out.push(`| \`${camel(c.name)}\`, \`${camel(c.sync)}\` | \`nbd_${c.name}\`, \`nbd_${c.sync}\` | ${esc(params(c.args).join(', ')) || '—'} | ${c.closure ?? '—'} | ${withSince(c)} |`);
   }
   out.push('', '## Option negotiation (after `setOptMode(true)`)', '',
     '| Methods | libnbd | Arguments | Callback | Notes |', '|---|---|---|---|---|');
   for (const c of optCalls) {
-    out.push(`| \`${camel(c.name)}\`, \`${camel(c.sync)}\` | \`nbd_${c.name}\`, \`nbd_${c.sync}\` | ${esc(params(c.args).join(', ')) || '—'} | ${c.closure ?? '—'} | ${c.doc} |`);
+    out.push(`| \`${camel(c.name)}\`, \`${camel(c.sync)}\` | \`nbd_${c.name}\`, \`nbd_${c.sync}\` | ${esc(params(c.args).join(', ')) || '—'} | ${c.closure ?? '—'} | ${withSince(c)} |`);
   }
   out.push('', '## Connecting', '',
     'The Promise form (`connect…`) settles when the handshake ended. The aio form (`aioConnect…`) returns at once, as',
@@ -462,7 +495,12 @@ function apiDoc() {
     out.push(`| \`connect${pascal(c.name)}\`, \`${camel(connectName(c))}\` | \`nbd_connect_${c.name}\`, \`nbd_${connectName(c)}\` | ${esc(params(c.args).join(', '))} | ${c.doc} |`);
   }
   out.push('', '## Module functions', '', '| Function | libnbd | Returns | Notes |', '|---|---|---|---|');
-  for (const c of moduleCalls) out.push(`| \`${camel(c.name)}\` | \`nbd_${c.name}\` | ${c.ret === 'bool' ? 'boolean' : 'string'} | ${c.doc} |`);
+  for (const c of moduleCalls) out.push(`| \`${camel(c.name)}\` | \`nbd_${c.name}\` | ${c.ret === 'bool' ? 'boolean' : 'string'} | ${withSince(c)} |`);
+  out.push('', '## Feature test', '',
+    '`have` (exported) tells, as C\'s `#ifdef LIBNBD_HAVE_NBD_<CALL>`, whether the libnbd the binding was compiled',
+    'against has each call newer than libnbd 1.14; a call it lacks fails with `NbdError` `ENOTSUP`.', '',
+    '| Key | libnbd | Since |', '|---|---|---|');
+  for (const e of haveEntries()) out.push(`| \`have.${e.key}\` | \`nbd_${e.key === camel(e.call.name) ? e.call.name : e.call.sync}\` | ${e.call.since} |`);
   out.push('', '## Calls with hand-written glue', '', '| Method | libnbd | Native surface | Notes |', '|---|---|---|---|');
   for (const c of customCalls) out.push(`| \`${c.public}\` | \`nbd_${c.name}\` | \`${esc(c.native)}\` | ${c.doc} |`);
   out.push('| `close` | `nbd_close` | `close(): void` | Synchronous, idempotent; completes every pending command with ENOTCONN. |');

@@ -67,3 +67,20 @@ test('every function of the installed libnbd.h is exposed or owned by the bindin
   const missing = functions.filter((f) => !coveredFunctions.includes(f));
   expect(missing).toEqual([]);
 });
+
+test('`have` is the header\'s LIBNBD_HAVE_* for each call newer than 1.14; a call it lacks fails ENOTSUP', () => {
+  const header = readFileSync('/usr/include/libnbd.h', 'utf8');
+  const snake = (k: string) => k.replace(/[A-Z0-9]+/g, (m) => `_${m}`).toUpperCase();
+  const keys = Object.keys(libnbd.have);
+  expect(keys.length).toBeGreaterThan(20);
+  const h = new Handle();
+  for (const k of keys) {
+    const has = new RegExp(`#define LIBNBD_HAVE_NBD_${snake(k)} 1`).test(header);
+    // extent64's closure macro too, for block status 64
+    expect([k, (libnbd.have as unknown as Record<string, boolean>)[k]]).toEqual([k, has && (!/Status64|StatusFilter/.test(k) || /LIBNBD_HAVE_NBD_EXTENT64_CALLBACK/.test(header))]);
+    const owner = k in h ? (h as unknown as Record<string, unknown>) : (libnbd as Record<string, unknown>);
+    expect([k, typeof owner[k]]).toEqual([k, 'function']);
+  }
+  if (!libnbd.have.statsBytesSent) expect(() => h.statsBytesSent()).toThrow(expect.objectContaining({ code: 'ENOTSUP' }));
+  h.close();
+});

@@ -2,7 +2,7 @@
 
 // The exact surface of the native module (build/Release/nbd.node) as lib/ sees it.
 
-import type { NbdConstants } from '../lib/generated/handle-api';
+import type { NbdConstants, NbdHave } from '../lib/generated/handle-api';
 
 export interface NativeHandle {
   setDebug(debug: boolean): number;
@@ -136,6 +136,7 @@ export interface NativePayload {
 export interface NativeBinding {
   Handle: new (onEvents: (count: number, payloads?: (NativePayload | undefined)[]) => void, driver: string) => NativeHandle;
   constants: NbdConstants;
+  have: NbdHave;
   strerror(errno: number): string;
   getVersion(): string | undefined;
   getPackageName(): string | undefined;

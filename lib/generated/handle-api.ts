@@ -579,7 +579,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_set_request_meta_context`: Whether opt_go/info request the meta contexts (libnbd ≥ 1.16). Permitted in state: created or negotiating. */
+  /** `nbd_set_request_meta_context`: Whether opt_go/info request the meta contexts. libnbd ≥ 1.16. Permitted in state: created or negotiating. */
   setRequestMetaContext(request: boolean): void {
     validateBoolean(request, 'request');
     const r = this._native().setRequestMetaContext(request);
@@ -588,7 +588,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return;
   }
 
-  /** `nbd_get_request_meta_context`: Whether meta contexts are requested by opt_go/info (libnbd ≥ 1.16). */
+  /** `nbd_get_request_meta_context`: Whether meta contexts are requested by opt_go/info. libnbd ≥ 1.16. */
   getRequestMetaContext(): boolean {
     const r = this._native().getRequestMetaContext();
     this._afterCall();
@@ -596,7 +596,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_set_socket_activation_name`: LISTEN_FDNAMES for socket activation (libnbd ≥ 1.16). Permitted in state: created. */
+  /** `nbd_set_socket_activation_name`: LISTEN_FDNAMES for socket activation. libnbd ≥ 1.16. Permitted in state: created. */
   setSocketActivationName(socketName: string): void {
     validateString(socketName, 'socketName');
     const r = this._native().setSocketActivationName(socketName);
@@ -605,7 +605,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return;
   }
 
-  /** `nbd_get_socket_activation_name`: The socket activation name (libnbd ≥ 1.16). */
+  /** `nbd_get_socket_activation_name`: The socket activation name. libnbd ≥ 1.16. */
   getSocketActivationName(): string {
     const r = this._native().getSocketActivationName();
     this._afterCall();
@@ -613,7 +613,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as string;
   }
 
-  /** `nbd_set_request_extended_headers`: Whether to request extended headers (libnbd ≥ 1.18). Permitted in state: created. */
+  /** `nbd_set_request_extended_headers`: Whether to request extended headers. libnbd ≥ 1.18. Permitted in state: created. */
   setRequestExtendedHeaders(request: boolean): void {
     validateBoolean(request, 'request');
     const r = this._native().setRequestExtendedHeaders(request);
@@ -622,7 +622,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return;
   }
 
-  /** `nbd_get_request_extended_headers`: Whether extended headers are requested (libnbd ≥ 1.18). */
+  /** `nbd_get_request_extended_headers`: Whether extended headers are requested. libnbd ≥ 1.18. */
   getRequestExtendedHeaders(): boolean {
     const r = this._native().getRequestExtendedHeaders();
     this._afterCall();
@@ -630,7 +630,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_get_extended_headers_negotiated`: Whether extended headers were negotiated (libnbd ≥ 1.18). Permitted in state: connected, closed or dead. */
+  /** `nbd_get_extended_headers_negotiated`: Whether extended headers were negotiated. libnbd ≥ 1.18. Permitted in state: connected, closed or dead. */
   getExtendedHeadersNegotiated(): boolean {
     const r = this._native().getExtendedHeadersNegotiated();
     this._afterCall();
@@ -638,7 +638,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_can_block_status_payload`: Whether the server accepts filtered block status (libnbd ≥ 1.18). Permitted in state: connected, closed or dead. */
+  /** `nbd_can_block_status_payload`: Whether the server accepts filtered block status. libnbd ≥ 1.18. Permitted in state: connected, closed or dead. */
   canBlockStatusPayload(): boolean {
     const r = this._native().canBlockStatusPayload();
     this._afterCall();
@@ -646,7 +646,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_stats_bytes_sent`: Bytes sent to the server (libnbd ≥ 1.16). */
+  /** `nbd_stats_bytes_sent`: Bytes sent to the server. libnbd ≥ 1.16. */
   statsBytesSent(): Int64<B> {
     const r = this._native().statsBytesSent();
     this._afterCall();
@@ -654,7 +654,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._int64(r as number | bigint);
   }
 
-  /** `nbd_stats_chunks_sent`: Messages sent to the server (libnbd ≥ 1.16). */
+  /** `nbd_stats_chunks_sent`: Messages sent to the server. libnbd ≥ 1.16. */
   statsChunksSent(): Int64<B> {
     const r = this._native().statsChunksSent();
     this._afterCall();
@@ -662,7 +662,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._int64(r as number | bigint);
   }
 
-  /** `nbd_stats_bytes_received`: Bytes received from the server (libnbd ≥ 1.16). */
+  /** `nbd_stats_bytes_received`: Bytes received from the server. libnbd ≥ 1.16. */
   statsBytesReceived(): Int64<B> {
     const r = this._native().statsBytesReceived();
     this._afterCall();
@@ -670,7 +670,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._int64(r as number | bigint);
   }
 
-  /** `nbd_stats_chunks_received`: Messages received from the server (libnbd ≥ 1.16). */
+  /** `nbd_stats_chunks_received`: Messages received from the server. libnbd ≥ 1.16. */
   statsChunksReceived(): Int64<B> {
     const r = this._native().statsChunksReceived();
     this._afterCall();
@@ -678,7 +678,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._int64(r as number | bigint);
   }
 
-  /** `nbd_get_subprocess_pid`: PID of the server started by connectCommand (libnbd ≥ 1.22). */
+  /** `nbd_get_subprocess_pid`: PID of the server started by connectCommand. libnbd ≥ 1.22. */
   getSubprocessPid(): Int64<B> {
     const r = this._native().getSubprocessPid();
     this._afterCall();
@@ -871,7 +871,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_block_status_64`: Block status with 64-bit extents (libnbd ≥ 1.18). Returns the cookie. */
+  /** `nbd_aio_block_status_64`: Block status with 64-bit extents. libnbd ≥ 1.18. Returns the cookie. */
   aioBlockStatus64(count: number | bigint, offset: number | bigint, extent64: Extent64Callback<B>, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -882,7 +882,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioBlockStatus64(toNativeUint64(count), toNativeUint64(offset), flags), 'block-status', undefined, offset, extent64, completion, undefined);
   }
 
-  /** `nbd_block_status_64` as a Promise: Block status with 64-bit extents (libnbd ≥ 1.18). `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_block_status_64` as a Promise: Block status with 64-bit extents. libnbd ≥ 1.18. `options`: the flags, or `{ flags, signal }`. */
   blockStatus64(count: number | bigint, offset: number | bigint, extent64: Extent64Callback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -894,7 +894,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_block_status_filter`: Block status limited to some meta contexts (libnbd ≥ 1.18). Returns the cookie. */
+  /** `nbd_aio_block_status_filter`: Block status limited to some meta contexts. libnbd ≥ 1.18. Returns the cookie. */
   aioBlockStatusFilter(count: number | bigint, offset: number | bigint, contexts: string[], extent64: Extent64Callback<B>, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -906,7 +906,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioBlockStatusFilter(toNativeUint64(count), toNativeUint64(offset), contexts, flags), 'block-status', undefined, offset, extent64, completion, undefined);
   }
 
-  /** `nbd_block_status_filter` as a Promise: Block status limited to some meta contexts (libnbd ≥ 1.18). `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_block_status_filter` as a Promise: Block status limited to some meta contexts. libnbd ≥ 1.18. `options`: the flags, or `{ flags, signal }`. */
   blockStatusFilter(count: number | bigint, offset: number | bigint, contexts: string[], extent64: Extent64Callback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -973,7 +973,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._promiseOpt('nbd_opt_list_meta_context', signal, (settle, live) => this._registerOpt(this._native().aioOptListMetaContext(), live(context), undefined, settle));
   }
 
-  /** `nbd_aio_opt_list_meta_context_queries`: List meta contexts matching queries (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_list_meta_context_queries`: List meta contexts matching queries. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
   aioOptListMetaContextQueries(queries: string[], context: ContextCallback, completion?: CompletionCallback | null): void {
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
@@ -981,7 +981,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     this._registerOpt(this._native().aioOptListMetaContextQueries(queries), context, completion, undefined);
   }
 
-  /** `nbd_opt_list_meta_context_queries` as a Promise: List meta contexts matching queries (libnbd ≥ 1.16). Resolves with the number of context callbacks. */
+  /** `nbd_opt_list_meta_context_queries` as a Promise: List meta contexts matching queries. libnbd ≥ 1.16. Resolves with the number of context callbacks. */
   optListMetaContextQueries(queries: string[], context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
@@ -989,21 +989,21 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._promiseOpt('nbd_opt_list_meta_context_queries', signal, (settle, live) => this._registerOpt(this._native().aioOptListMetaContextQueries(queries), live(context), undefined, settle));
   }
 
-  /** `nbd_aio_opt_set_meta_context`: Select the requested meta contexts (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_set_meta_context`: Select the requested meta contexts. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
   aioOptSetMetaContext(context: ContextCallback, completion?: CompletionCallback | null): void {
     validateFunction(context, 'context');
     validateOptionalFunction(completion, 'completion');
     this._registerOpt(this._native().aioOptSetMetaContext(), context, completion, undefined);
   }
 
-  /** `nbd_opt_set_meta_context` as a Promise: Select the requested meta contexts (libnbd ≥ 1.16). Resolves with the number of context callbacks. */
+  /** `nbd_opt_set_meta_context` as a Promise: Select the requested meta contexts. libnbd ≥ 1.16. Resolves with the number of context callbacks. */
   optSetMetaContext(context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateFunction(context, 'context');
     const signal = signalOption(options);
     return this._promiseOpt('nbd_opt_set_meta_context', signal, (settle, live) => this._registerOpt(this._native().aioOptSetMetaContext(), live(context), undefined, settle));
   }
 
-  /** `nbd_aio_opt_set_meta_context_queries`: Select meta contexts matching queries (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_set_meta_context_queries`: Select meta contexts matching queries. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
   aioOptSetMetaContextQueries(queries: string[], context: ContextCallback, completion?: CompletionCallback | null): void {
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
@@ -1011,7 +1011,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     this._registerOpt(this._native().aioOptSetMetaContextQueries(queries), context, completion, undefined);
   }
 
-  /** `nbd_opt_set_meta_context_queries` as a Promise: Select meta contexts matching queries (libnbd ≥ 1.16). Resolves with the number of context callbacks. */
+  /** `nbd_opt_set_meta_context_queries` as a Promise: Select meta contexts matching queries. libnbd ≥ 1.16. Resolves with the number of context callbacks. */
   optSetMetaContextQueries(queries: string[], context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
@@ -1019,37 +1019,37 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._promiseOpt('nbd_opt_set_meta_context_queries', signal, (settle, live) => this._registerOpt(this._native().aioOptSetMetaContextQueries(queries), live(context), undefined, settle));
   }
 
-  /** `nbd_aio_opt_starttls`: Upgrade to TLS during negotiation (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_starttls`: Upgrade to TLS during negotiation. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
   aioOptStarttls(completion?: CompletionCallback | null): void {
     validateOptionalFunction(completion, 'completion');
     this._registerOpt(this._native().aioOptStarttls(), undefined, completion, undefined);
   }
 
-  /** `nbd_opt_starttls` as a Promise: Upgrade to TLS during negotiation (libnbd ≥ 1.16). */
+  /** `nbd_opt_starttls` as a Promise: Upgrade to TLS during negotiation. libnbd ≥ 1.16. */
   optStarttls(options?: SignalOptions): Promise<void> {
     const signal = signalOption(options);
     return this._promiseOpt('nbd_opt_starttls', signal, (settle) => this._registerOpt(this._native().aioOptStarttls(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
   }
 
-  /** `nbd_aio_opt_structured_reply`: Request structured replies (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_structured_reply`: Request structured replies. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
   aioOptStructuredReply(completion?: CompletionCallback | null): void {
     validateOptionalFunction(completion, 'completion');
     this._registerOpt(this._native().aioOptStructuredReply(), undefined, completion, undefined);
   }
 
-  /** `nbd_opt_structured_reply` as a Promise: Request structured replies (libnbd ≥ 1.16). */
+  /** `nbd_opt_structured_reply` as a Promise: Request structured replies. libnbd ≥ 1.16. */
   optStructuredReply(options?: SignalOptions): Promise<void> {
     const signal = signalOption(options);
     return this._promiseOpt('nbd_opt_structured_reply', signal, (settle) => this._registerOpt(this._native().aioOptStructuredReply(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
   }
 
-  /** `nbd_aio_opt_extended_headers`: Request extended headers (libnbd ≥ 1.18). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_extended_headers`: Request extended headers. libnbd ≥ 1.18. The completion callback runs once; libnbd retires option commands itself. */
   aioOptExtendedHeaders(completion?: CompletionCallback | null): void {
     validateOptionalFunction(completion, 'completion');
     this._registerOpt(this._native().aioOptExtendedHeaders(), undefined, completion, undefined);
   }
 
-  /** `nbd_opt_extended_headers` as a Promise: Request extended headers (libnbd ≥ 1.18). */
+  /** `nbd_opt_extended_headers` as a Promise: Request extended headers. libnbd ≥ 1.18. */
   optExtendedHeaders(options?: SignalOptions): Promise<void> {
     const signal = signalOption(options);
     return this._promiseOpt('nbd_opt_extended_headers', signal, (settle) => this._registerOpt(this._native().aioOptExtendedHeaders(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
@@ -1152,6 +1152,70 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     this._aioConnect('nbd_aio_connect_systemd_socket_activation', (n) => n.aioConnectSystemdSocketActivation(argv));
   }
 
+}
+
+/** Whether the libnbd the binding was compiled against has each call newer than libnbd 1.14 (its LIBNBD_HAVE_* macro); a call it lacks fails with NbdError ENOTSUP. */
+export interface NbdHave {
+  /** `nbd_aio_block_status_64`: libnbd ≥ 1.18. */
+  readonly aioBlockStatus64: boolean;
+  /** `nbd_aio_block_status_filter`: libnbd ≥ 1.18. */
+  readonly aioBlockStatusFilter: boolean;
+  /** `nbd_aio_opt_extended_headers`: libnbd ≥ 1.18. */
+  readonly aioOptExtendedHeaders: boolean;
+  /** `nbd_aio_opt_list_meta_context_queries`: libnbd ≥ 1.16. */
+  readonly aioOptListMetaContextQueries: boolean;
+  /** `nbd_aio_opt_set_meta_context`: libnbd ≥ 1.16. */
+  readonly aioOptSetMetaContext: boolean;
+  /** `nbd_aio_opt_set_meta_context_queries`: libnbd ≥ 1.16. */
+  readonly aioOptSetMetaContextQueries: boolean;
+  /** `nbd_aio_opt_starttls`: libnbd ≥ 1.16. */
+  readonly aioOptStarttls: boolean;
+  /** `nbd_aio_opt_structured_reply`: libnbd ≥ 1.16. */
+  readonly aioOptStructuredReply: boolean;
+  /** `nbd_block_status_64`: libnbd ≥ 1.18. */
+  readonly blockStatus64: boolean;
+  /** `nbd_block_status_filter`: libnbd ≥ 1.18. */
+  readonly blockStatusFilter: boolean;
+  /** `nbd_can_block_status_payload`: libnbd ≥ 1.18. */
+  readonly canBlockStatusPayload: boolean;
+  /** `nbd_get_extended_headers_negotiated`: libnbd ≥ 1.18. */
+  readonly getExtendedHeadersNegotiated: boolean;
+  /** `nbd_get_request_extended_headers`: libnbd ≥ 1.18. */
+  readonly getRequestExtendedHeaders: boolean;
+  /** `nbd_get_request_meta_context`: libnbd ≥ 1.16. */
+  readonly getRequestMetaContext: boolean;
+  /** `nbd_get_socket_activation_name`: libnbd ≥ 1.16. */
+  readonly getSocketActivationName: boolean;
+  /** `nbd_get_subprocess_pid`: libnbd ≥ 1.22. */
+  readonly getSubprocessPid: boolean;
+  /** `nbd_opt_extended_headers`: libnbd ≥ 1.18. */
+  readonly optExtendedHeaders: boolean;
+  /** `nbd_opt_list_meta_context_queries`: libnbd ≥ 1.16. */
+  readonly optListMetaContextQueries: boolean;
+  /** `nbd_opt_set_meta_context`: libnbd ≥ 1.16. */
+  readonly optSetMetaContext: boolean;
+  /** `nbd_opt_set_meta_context_queries`: libnbd ≥ 1.16. */
+  readonly optSetMetaContextQueries: boolean;
+  /** `nbd_opt_starttls`: libnbd ≥ 1.16. */
+  readonly optStarttls: boolean;
+  /** `nbd_opt_structured_reply`: libnbd ≥ 1.16. */
+  readonly optStructuredReply: boolean;
+  /** `nbd_set_request_extended_headers`: libnbd ≥ 1.18. */
+  readonly setRequestExtendedHeaders: boolean;
+  /** `nbd_set_request_meta_context`: libnbd ≥ 1.16. */
+  readonly setRequestMetaContext: boolean;
+  /** `nbd_set_socket_activation_name`: libnbd ≥ 1.16. */
+  readonly setSocketActivationName: boolean;
+  /** `nbd_stats_bytes_received`: libnbd ≥ 1.16. */
+  readonly statsBytesReceived: boolean;
+  /** `nbd_stats_bytes_sent`: libnbd ≥ 1.16. */
+  readonly statsBytesSent: boolean;
+  /** `nbd_stats_chunks_received`: libnbd ≥ 1.16. */
+  readonly statsChunksReceived: boolean;
+  /** `nbd_stats_chunks_sent`: libnbd ≥ 1.16. */
+  readonly statsChunksSent: boolean;
+  /** `nbd_supports_vsock`: libnbd ≥ 1.16. */
+  readonly supportsVsock: boolean;
 }
 
 /** Names of the libnbd constants this build exports, with those added after 1.14 marked optional. */

@@ -1619,6 +1619,159 @@ void ExportModuleFunctions(Napi::Env env, Napi::Object target) {
   target.Set("supportsTls", Napi::Function::New(env, ModuleSupportsTls, "supportsTls"));
   target.Set("supportsUri", Napi::Function::New(env, ModuleSupportsUri, "supportsUri"));
   target.Set("supportsVsock", Napi::Function::New(env, ModuleSupportsVsock, "supportsVsock"));
+  // What the libnbd this was compiled against has (LIBNBD_HAVE_*).
+  Napi::Object have = Napi::Object::New(env);
+#if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_64) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
+  have.Set("aioBlockStatus64", Napi::Boolean::New(env, true));
+#else
+  have.Set("aioBlockStatus64", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_FILTER) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
+  have.Set("aioBlockStatusFilter", Napi::Boolean::New(env, true));
+#else
+  have.Set("aioBlockStatusFilter", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_EXTENDED_HEADERS)
+  have.Set("aioOptExtendedHeaders", Napi::Boolean::New(env, true));
+#else
+  have.Set("aioOptExtendedHeaders", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT_QUERIES)
+  have.Set("aioOptListMetaContextQueries", Napi::Boolean::New(env, true));
+#else
+  have.Set("aioOptListMetaContextQueries", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT)
+  have.Set("aioOptSetMetaContext", Napi::Boolean::New(env, true));
+#else
+  have.Set("aioOptSetMetaContext", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT_QUERIES)
+  have.Set("aioOptSetMetaContextQueries", Napi::Boolean::New(env, true));
+#else
+  have.Set("aioOptSetMetaContextQueries", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_STARTTLS)
+  have.Set("aioOptStarttls", Napi::Boolean::New(env, true));
+#else
+  have.Set("aioOptStarttls", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_STRUCTURED_REPLY)
+  have.Set("aioOptStructuredReply", Napi::Boolean::New(env, true));
+#else
+  have.Set("aioOptStructuredReply", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_64) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
+  have.Set("blockStatus64", Napi::Boolean::New(env, true));
+#else
+  have.Set("blockStatus64", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_FILTER) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
+  have.Set("blockStatusFilter", Napi::Boolean::New(env, true));
+#else
+  have.Set("blockStatusFilter", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_CAN_BLOCK_STATUS_PAYLOAD)
+  have.Set("canBlockStatusPayload", Napi::Boolean::New(env, true));
+#else
+  have.Set("canBlockStatusPayload", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_GET_EXTENDED_HEADERS_NEGOTIATED)
+  have.Set("getExtendedHeadersNegotiated", Napi::Boolean::New(env, true));
+#else
+  have.Set("getExtendedHeadersNegotiated", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_GET_REQUEST_EXTENDED_HEADERS)
+  have.Set("getRequestExtendedHeaders", Napi::Boolean::New(env, true));
+#else
+  have.Set("getRequestExtendedHeaders", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_GET_REQUEST_META_CONTEXT)
+  have.Set("getRequestMetaContext", Napi::Boolean::New(env, true));
+#else
+  have.Set("getRequestMetaContext", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_GET_SOCKET_ACTIVATION_NAME)
+  have.Set("getSocketActivationName", Napi::Boolean::New(env, true));
+#else
+  have.Set("getSocketActivationName", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_GET_SUBPROCESS_PID)
+  have.Set("getSubprocessPid", Napi::Boolean::New(env, true));
+#else
+  have.Set("getSubprocessPid", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_EXTENDED_HEADERS)
+  have.Set("optExtendedHeaders", Napi::Boolean::New(env, true));
+#else
+  have.Set("optExtendedHeaders", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT_QUERIES)
+  have.Set("optListMetaContextQueries", Napi::Boolean::New(env, true));
+#else
+  have.Set("optListMetaContextQueries", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT)
+  have.Set("optSetMetaContext", Napi::Boolean::New(env, true));
+#else
+  have.Set("optSetMetaContext", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT_QUERIES)
+  have.Set("optSetMetaContextQueries", Napi::Boolean::New(env, true));
+#else
+  have.Set("optSetMetaContextQueries", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_STARTTLS)
+  have.Set("optStarttls", Napi::Boolean::New(env, true));
+#else
+  have.Set("optStarttls", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_AIO_OPT_STRUCTURED_REPLY)
+  have.Set("optStructuredReply", Napi::Boolean::New(env, true));
+#else
+  have.Set("optStructuredReply", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_SET_REQUEST_EXTENDED_HEADERS)
+  have.Set("setRequestExtendedHeaders", Napi::Boolean::New(env, true));
+#else
+  have.Set("setRequestExtendedHeaders", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_SET_REQUEST_META_CONTEXT)
+  have.Set("setRequestMetaContext", Napi::Boolean::New(env, true));
+#else
+  have.Set("setRequestMetaContext", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_SET_SOCKET_ACTIVATION_NAME)
+  have.Set("setSocketActivationName", Napi::Boolean::New(env, true));
+#else
+  have.Set("setSocketActivationName", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_STATS_BYTES_RECEIVED)
+  have.Set("statsBytesReceived", Napi::Boolean::New(env, true));
+#else
+  have.Set("statsBytesReceived", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_STATS_BYTES_SENT)
+  have.Set("statsBytesSent", Napi::Boolean::New(env, true));
+#else
+  have.Set("statsBytesSent", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_STATS_CHUNKS_RECEIVED)
+  have.Set("statsChunksReceived", Napi::Boolean::New(env, true));
+#else
+  have.Set("statsChunksReceived", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_STATS_CHUNKS_SENT)
+  have.Set("statsChunksSent", Napi::Boolean::New(env, true));
+#else
+  have.Set("statsChunksSent", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_SUPPORTS_VSOCK)
+  have.Set("supportsVsock", Napi::Boolean::New(env, true));
+#else
+  have.Set("supportsVsock", Napi::Boolean::New(env, false));
+#endif
+  target.Set("have", have);
 }
 
 void ExportConstants(Napi::Env env, Napi::Object target) {
