@@ -239,3 +239,16 @@ export const constants = [
   'READ_DATA', 'READ_HOLE', 'READ_ERROR',
   'STATE_HOLE', 'STATE_ZERO', 'STATE_DIRTY?',
 ];
+
+/** libnbd's string constants (libnbd.h's `#define LIBNBD_<NAME> "..."`, LIBNBD_
+ *  prefix dropped): meta context namespaces and names. Exported with the
+ *  table's value on every build (they name protocol strings, not library
+ *  features); the native build checks each against the header where it
+ *  defines it. `newer`: not in libnbd 1.14's header. */
+export const stringConstants = [
+  { name: 'NAMESPACE_BASE', value: 'base:', doc: 'The "base" meta context namespace.' },
+  { name: 'CONTEXT_BASE_ALLOCATION', value: 'base:allocation', doc: 'The allocation meta context (STATE_HOLE, STATE_ZERO).' },
+  { name: 'NAMESPACE_QEMU', value: 'qemu:', newer: true, doc: 'The "qemu" meta context namespace.' },
+  { name: 'CONTEXT_QEMU_DIRTY_BITMAP', value: 'qemu:dirty-bitmap:', newer: true, doc: 'Prefix of a qemu dirty-bitmap context: append the bitmap\'s name (STATE_DIRTY).' },
+  { name: 'CONTEXT_QEMU_ALLOCATION_DEPTH', value: 'qemu:allocation-depth', newer: true, doc: 'qemu\'s allocation depth meta context.' },
+];

@@ -14,6 +14,7 @@ import {
   customCalls,
   ownedCalls,
   constants,
+  stringConstants,
 } from './api-table.mjs';
 import * as wire from './event-wire.mjs';
 
@@ -198,7 +199,7 @@ function nativeDecls() {
 }
 
 function nativeDefs() {
-  const out = [banner('//'), '#include <cstdlib>', '', '#include "../nbd_handle.h"', '', 'namespace nbdjs {', '',
+  const out = [banner('//'), '#include <cstdlib>', '#include <string_view>', '', '#include "../nbd_handle.h"', '', 'namespace nbdjs {', '',
     '// ---------------------------------------------------------------- synchronous calls', ''];
   for (const c of simpleCalls) out.push(simpleMethod(c), '');
   out.push('// ---------------------------------------------------------------- data commands', '');
@@ -227,7 +228,13 @@ function nativeDefs() {
     const n = constName(c);
     out.push(`#ifdef LIBNBD_${n}`, `  target.Set("${n}", Napi::Number::New(env, static_cast<double>(LIBNBD_${n})));`, '#endif');
   }
-  out.push('}', '', '}  // namespace nbdjs', '');
+  out.push('}', '');
+  out.push('// The string constants lib/ exports are the header\'s, where it defines them.');
+  for (const c of stringConstants) {
+    out.push(`#ifdef LIBNBD_${c.name}`,
+      `static_assert(std::string_view(LIBNBD_${c.name}) == std::string_view(${JSON.stringify(c.value)}), "scripts/api-table.mjs: ${c.name}");`, '#endif');
+  }
+  out.push('', '}  // namespace nbdjs', '');
   return out.join('\n');
 }
 
@@ -392,6 +399,8 @@ function tsConstants() {
     const t = isOptionalConst(c) ? 'number | undefined' : 'number';
     out.push(`export const ${n}: ${t} = binding.constants.${n}${isOptionalConst(c) ? '' : ' as number'};`);
   }
+  out.push('', '// String constants (meta context namespaces and names), as libnbd.h defines them.');
+  for (const c of stringConstants) out.push(`/** \`LIBNBD_${c.name}\`: ${c.doc}${c.newer ? ' (in libnbd.h after 1.14; exported on every build)' : ''} */`, `export const ${c.name} = ${JSON.stringify(c.value).replace(/"/g, "'")};`);
   out.push('');
   return out.join('\n');
 }
@@ -507,6 +516,9 @@ function apiDoc() {
   out.push('', '## Calls the binding owns', '', '| libnbd | Instead |', '|---|---|');
   for (const c of ownedCalls) out.push(`| \`nbd_${c.name}\` | ${c.why} |`);
   out.push('', '## Constants', '', constants.map((c) => `\`${constName(c)}\`${isOptionalConst(c) ? ' (libnbd ≥ 1.16)' : ''}`).join(', '), '');
+  out.push('## String constants', '', 'Exported on every build, with libnbd.h\'s values (the native build checks them against the header).', '', '| Constant | Value | Notes |', '|---|---|---|');
+  for (const c of stringConstants) out.push(`| \`${c.name}\` | \`"${c.value}"\` | ${c.doc} |`);
+  out.push('');
   return out.join('\n');
 }
 

@@ -49,7 +49,7 @@ test('every method in the reference exists on Handle, every module function on t
   const h = new Handle();
   let methods = 0;
   for (const [section, names] of sections) {
-    if (section === 'Calls the binding owns') continue;
+    if (section === 'Calls the binding owns' || section === 'String constants') continue;
     for (const n of names) {
       const owner = section === 'Module functions' ? (libnbd as Record<string, unknown>) : (h as unknown as Record<string, unknown>);
       expect([section, n, typeof owner[n]]).toEqual([section, n, 'function']);
@@ -83,4 +83,16 @@ test('`have` is the header\'s LIBNBD_HAVE_* for each call newer than 1.14; a cal
   }
   if (!libnbd.have.statsBytesSent) expect(() => h.statsBytesSent()).toThrow(expect.objectContaining({ code: 'ENOTSUP' }));
   h.close();
+});
+
+test('the string constants are libnbd.h\'s (where it defines them), STATE_* are exported', () => {
+  const header = readFileSync('/usr/include/libnbd.h', 'utf8');
+  const defined = [...header.matchAll(/^#define LIBNBD_(\w+) "([^"]*)"/gm)];
+  expect(defined.length).toBeGreaterThanOrEqual(2);
+  for (const [, name, value] of defined) expect([name, (libnbd as Record<string, unknown>)[name]]).toEqual([name, value]);
+  expect(libnbd.CONTEXT_BASE_ALLOCATION).toBe('base:allocation');
+  expect(libnbd.NAMESPACE_BASE).toBe('base:');
+  expect(libnbd.CONTEXT_QEMU_DIRTY_BITMAP).toBe('qemu:dirty-bitmap:');
+  expect([libnbd.STATE_HOLE, libnbd.STATE_ZERO]).toEqual([1, 2]);
+  expect(libnbd.STATE_DIRTY).toBe(/#define LIBNBD_STATE_DIRTY\b/.test(header) ? 1 : undefined);
 });

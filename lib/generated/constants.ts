@@ -42,3 +42,15 @@ export const READ_ERROR: number = binding.constants.READ_ERROR as number;
 export const STATE_HOLE: number = binding.constants.STATE_HOLE as number;
 export const STATE_ZERO: number = binding.constants.STATE_ZERO as number;
 export const STATE_DIRTY: number | undefined = binding.constants.STATE_DIRTY;
+
+// String constants (meta context namespaces and names), as libnbd.h defines them.
+/** `LIBNBD_NAMESPACE_BASE`: The "base" meta context namespace. */
+export const NAMESPACE_BASE = 'base:';
+/** `LIBNBD_CONTEXT_BASE_ALLOCATION`: The allocation meta context (STATE_HOLE, STATE_ZERO). */
+export const CONTEXT_BASE_ALLOCATION = 'base:allocation';
+/** `LIBNBD_NAMESPACE_QEMU`: The "qemu" meta context namespace. (in libnbd.h after 1.14; exported on every build) */
+export const NAMESPACE_QEMU = 'qemu:';
+/** `LIBNBD_CONTEXT_QEMU_DIRTY_BITMAP`: Prefix of a qemu dirty-bitmap context: append the bitmap's name (STATE_DIRTY). (in libnbd.h after 1.14; exported on every build) */
+export const CONTEXT_QEMU_DIRTY_BITMAP = 'qemu:dirty-bitmap:';
+/** `LIBNBD_CONTEXT_QEMU_ALLOCATION_DEPTH`: qemu's allocation depth meta context. (in libnbd.h after 1.14; exported on every build) */
+export const CONTEXT_QEMU_ALLOCATION_DEPTH = 'qemu:allocation-depth';
