@@ -578,7 +578,7 @@ const files = {
   'lib/generated/handle-api.ts': tsApi(),
   'lib/generated/constants.ts': tsConstants(),
   'lib/generated/module-api.ts': tsModule(),
-  'lib/generated/coverage.ts': coverage(),
+  'test/generated/coverage.ts': coverage(),  // test-only: not shipped
   'typings/native.d.ts': typings(),
   'docs/api.md': apiDoc(),
 };
