@@ -158,20 +158,6 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
   // subprocess to reap, a connect resolving a name) happens on another thread.
   void Teardown();
 
-  // Libnbd callbacks (run inside libnbd with the handle lock held).
-  static int ChunkCallback(void* user_data, const void* subbuf, size_t count,
-                           uint64_t offset, unsigned status, int* error);
-  static int CompletionCallback(void* user_data, int* error);
-  static int ExtentCallback(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries,
-                            size_t nr_entries, int* error);
-#ifdef LIBNBD_HAVE_NBD_EXTENT64_CALLBACK
-  static int Extent64Callback(void* user_data, const char* metacontext, uint64_t offset, nbd_extent* entries,
-                              size_t nr_entries, int* error);
-#endif
-  static int ListCallback(void* user_data, const char* name, const char* description);
-  static int ContextCallback(void* user_data, const char* name);
-  static int DebugCallback(void* user_data, const char* context, const char* msg);
-
   // Issues one command: `call(c)` makes the libnbd call with closures whose
   // user_data is `c` and returns libnbd's result (a cookie, or 0 for an
   // option command). Returns the cookie (an option command's id) or -1.
@@ -198,32 +184,14 @@ class NbdHandle : public Napi::ObjectWrap<NbdHandle> {
     AfterLibnbdCall();
     return Napi::Number::New(env, static_cast<double>(id));
   }
-  static nbd_completion_callback Completion(CommandContext* c) { return {CompletionCallback, c, nullptr}; }
-  static nbd_chunk_callback Chunk(CommandContext* c) { return {ChunkCallback, c, nullptr}; }
-  static nbd_extent_callback Extent(CommandContext* c) { return {ExtentCallback, c, nullptr}; }
-#ifdef LIBNBD_HAVE_NBD_EXTENT64_CALLBACK
-  static nbd_extent64_callback Extent64(CommandContext* c) { return {Extent64Callback, c, nullptr}; }
-#endif
-  static nbd_list_callback List(CommandContext* c) { return {ListCallback, c, nullptr}; }
-  static nbd_context_callback Context(CommandContext* c) { return {ContextCallback, c, nullptr}; }
 
  private:
+  // libnbd's callbacks (trampolines) and closure makers, the generated glue's
+  // methods and the hand-written ones' declarations: from scripts/api-table.mjs.
 #include "generated/api_methods.h"
   static void AddGeneratedMethods(std::vector<PropertyDescriptor>& methods);
   // The data commands, as own properties of `target` (native/raw_method.h).
   static void AddRawMethods(napi_env env, napi_value target, HandleLink* link);
-
-  // Hand-written glue.
-  Napi::Value AioDisconnect(const Napi::CallbackInfo& info);
-  Napi::Value AioOptAbort(const Napi::CallbackInfo& info);
-  Napi::Value SetDebugCallback(const Napi::CallbackInfo& info);
-  Napi::Value ClearDebugCallback(const Napi::CallbackInfo& info);
-  Napi::Value AioCommandCompleted(const Napi::CallbackInfo& info);
-  Napi::Value AioInFlight(const Napi::CallbackInfo& info);
-  Napi::Value Close(const Napi::CallbackInfo& info);
-  Napi::Value LastErrorJs(const Napi::CallbackInfo& info);
-  Napi::Value DrainJs(const Napi::CallbackInfo& info);
-  Napi::Value EventsGetter(const Napi::CallbackInfo& info);
 
   // Error capture: must run on the thread of the failed call, right after it.
   // RecordError: a call made from JS; RecordIoError: the driving thread.

@@ -15,6 +15,11 @@ import {
   ownedCalls,
   constants,
   stringConstants,
+  argKinds,
+  retKinds,
+  cbArgKinds,
+  closures,
+  nativeSurface,
 } from './api-table.mjs';
 import * as wire from './event-wire.mjs';
 
@@ -28,40 +33,95 @@ const constName = (c) => c.replace(/\?$/, '');
 const isOptionalConst = (c) => c.endsWith('?');
 const connectName = (c) => `aio_connect_${c.name}`;
 
+// ---------------------------------------------------------------- table checks
+
+/** Fails the generation on a table mistake: unknown kinds, duplicate names, constant families or flags that do not exist. */
+function checkTable() {
+  const problems = [];
+  const constNames = new Set(constants.map(constName));
+  const version = (v) => /^1\.\d+$/.test(v) && Number(v.split('.')[1]) > 14;
+  const checkArgs = (where, args) => {
+    const seen = new Set();
+    for (const [n, k, fam] of args) {
+      if (!(k in argKinds)) problems.push(`${where}: argument ${n} has unknown kind ${k}`);
+      if (seen.has(n)) problems.push(`${where}: duplicate argument ${n}`);
+      seen.add(n);
+      if (fam !== undefined) {
+        if (!argKinds[k]?.family) problems.push(`${where}: argument ${n} of kind ${k} cannot name a constant family`);
+        if (![...constNames].some((c) => c.startsWith(`${fam}_`))) problems.push(`${where}: no constant of family ${fam}_*`);
+      }
+    }
+  };
+  const checkCall = (where, c) => {
+    if (c.have !== undefined && c.have !== true) problems.push(`${where}: have must be true (the macro follows from the name)`);
+    if (c.have && !version(c.since ?? '')) problems.push(`${where}: a call guarded by have needs since: '1.NN' (> 1.14)`);
+    if (!c.have && c.since !== undefined) problems.push(`${where}: since without have (calls of libnbd 1.14 need no guard)`);
+    if (c.closure !== undefined && !(c.closure in closures)) problems.push(`${where}: unknown closure ${c.closure}`);
+  };
+  for (const c of simpleCalls) {
+    checkArgs(c.name, c.args);
+    checkCall(c.name, c);
+    if (!(c.ret in retKinds)) problems.push(`${c.name}: unknown return kind ${c.ret}`);
+    if (c.whileConnectQueued !== undefined && c.ret !== 'bool') problems.push(`${c.name}: whileConnectQueued needs ret bool`);
+  }
+  for (const c of [...commandCalls, ...optCalls]) {
+    checkArgs(c.name, c.args);
+    checkCall(c.name, c);
+  }
+  for (const c of commandCalls) {
+    if (!Array.isArray(c.flags)) problems.push(`${c.name}: flags (the accepted CMD_FLAG_* names) missing`);
+    for (const f of c.flags ?? []) if (!constNames.has(`CMD_FLAG_${f}`)) problems.push(`${c.name}: no constant CMD_FLAG_${f}`);
+    if (c.args.filter(([, k]) => argKinds[k]?.buffer).length > 1) problems.push(`${c.name}: more than one buffer`);
+  }
+  for (const c of connectCalls) checkArgs(c.name, c.args);
+  for (const c of moduleCalls) {
+    checkCall(c.name, c);
+    if (!['bool', 'static_string'].includes(c.ret)) problems.push(`${c.name}: module functions return bool or static_string`);
+  }
+  for (const c of customCalls) {
+    if (!nativeSurface.some((m) => m.js === c.native)) problems.push(`${c.name}: native ${c.native} is not in nativeSurface`);
+  }
+  for (const [key, cl] of Object.entries(closures)) {
+    for (const [n, k] of [...cl.args, ...(cl.jsArgs ?? [])]) if (!(k in cbArgKinds)) problems.push(`closure ${key}: argument ${n} has unknown kind ${k}`);
+    if (!['many', 'once', 'until replaced'].includes(cl.calls)) problems.push(`closure ${key}: calls must be many, once or until replaced`);
+  }
+  // Names: each libnbd function once, each JS name once.
+  const dup = (what, names) => {
+    const seen = new Set();
+    for (const n of names) {
+      if (seen.has(n)) problems.push(`duplicate ${what} ${n}`);
+      seen.add(n);
+    }
+  };
+  dup('libnbd call', [...simpleCalls, ...commandCalls, ...optCalls, ...moduleCalls, ...customCalls, ...ownedCalls].map((c) => c.name)
+    .concat(commandCalls.map((c) => c.sync), optCalls.map((c) => c.sync), connectCalls.flatMap((c) => [connectName(c), `connect_${c.name}`])));
+  dup('constant', [...constants.map(constName), ...stringConstants.map((c) => c.name)]);
+  dup('native method', [...simpleCalls.map((c) => c.name), ...optCalls.map((c) => c.name), ...commandCalls.map((c) => c.name),
+    ...connectCalls.map(connectName)].map(camel).concat(nativeSurface.map((m) => m.js)));
+  if (problems.length) {
+    console.error(`scripts/api-table.mjs:\n  ${problems.join('\n  ')}`);
+    process.exit(1);
+  }
+}
+checkTable();
+
 // ---------------------------------------------------------------- native
+
+/** A kinds-table template with `$v` (the C local), `$i` (the JS argument index), `$n` (a name). */
+const subst = (t, v, i = 0) => t.replaceAll('$v', v).replaceAll('$i', String(i)).replaceAll('$n', v);
 
 /**
  * Converts JS arguments info[start..] to C: returns the lines declaring
  * locals and the C expressions to pass. Locals are named `a_<name>`.
  */
-function nativeArgs(args, start = 0) {
+function nativeArgs(args, start = 0, declOf = (k) => k.decl) {
   const pre = [];
   const exprs = [];
   args.forEach(([name, kind], k) => {
-    const i = start + k;
+    const K = argKinds[kind];
     const v = `a_${name}`;
-    switch (kind) {
-      case 'bool': pre.push(`  bool ${v} = info[${i}].ToBoolean().Value();`); exprs.push(v); break;
-      case 'int':
-      case 'fd': pre.push(`  int ${v} = info[${i}].As<Napi::Number>().Int32Value();`); exprs.push(v); break;
-      case 'uint32':
-      case 'flags': pre.push(`  uint32_t ${v} = info[${i}].As<Napi::Number>().Uint32Value();`); exprs.push(v); break;
-      case 'size': pre.push(`  size_t ${v} = info[${i}].As<Napi::Number>().Uint32Value();`); exprs.push(v); break;
-      case 'uint64': pre.push(`  uint64_t ${v} = ArgUint64(info[${i}]);`); exprs.push(v); break;
-      case 'string':
-      case 'service': pre.push(`  std::string ${v} = info[${i}].As<Napi::String>().Utf8Value();`); exprs.push(`${v}.c_str()`); break;
-      case 'strings':
-        pre.push(`  std::vector<std::string> ${v}_strings = ArgStrings(info[${i}]);`, `  std::vector<char*> ${v} = Argv(${v}_strings);`);
-        exprs.push(`${v}.data()`);
-        break;
-      case 'buffer_in':
-      case 'buffer_out':
-        pre.push(`  uint8_t* ${v} = nullptr;`, `  size_t ${v}_len = 0;`,
-          `  if (!ArgBuffer(info[${i}], &${v}, &${v}_len)) return ThrowBufferType(env);`);
-        exprs.push(v, `${v}_len`);
-        break;
-      default: throw new Error(`unknown argument kind ${kind}`);
-    }
+    pre.push(...declOf(K).map((l) => `  ${subst(l, v, start + k)}`));
+    exprs.push(...K.pass.map((e) => subst(e, v, start + k)));
   });
   return { pre, exprs };
 }
@@ -70,11 +130,14 @@ function guarded(fnName, body, failValue) {
   return [`#ifdef ${macro(fnName)}`, ...body, '#else', `  RecordNotSupported("nbd_${fnName}");`, `  return ${failValue};`, '#endif'];
 }
 
+/** What a native method returns on failure, when closed or when not built. */
+const nativeFailValue = (R) => (R.nativeFail === 'null' ? 'env.Null()' : 'Napi::Number::New(env, -1)');
+
 function simpleMethod(call) {
   const fn = `nbd_${call.name}`;
   const { pre, exprs } = nativeArgs(call.args);
-  // uint64 results never fail in libnbd: null marks "closed" or "not built".
-  const failValue = ['string', 'static_string', 'uint64'].includes(call.ret) ? 'env.Null()' : 'Napi::Number::New(env, -1)';
+  const R = retKinds[call.ret];
+  const failValue = nativeFailValue(R);
   const callExpr = `${fn}(${['h_', ...exprs].join(', ')})`;
   const body = [`  if (h_ == nullptr) { RecordClosed(); return ${failValue}; }`, ...pre];
   if (call.whileConnectQueued !== undefined) {
@@ -83,56 +146,78 @@ function simpleMethod(call) {
     body.push(`  if (${cond}) return Napi::Boolean::New(env, ${call.whileConnectQueued});`);
   }
   body.push('  StagedEvents staged(this);  // debug messages');
-  switch (call.ret) {
-    case 'void':
-      body.push(`  if (${callExpr} == -1) { RecordError(); return ${failValue}; }`, '  return Napi::Number::New(env, 0);');
-      break;
-    case 'bool':
-    case 'int':
-    case 'flags':
-      body.push(`  int64_t r = ${callExpr};`, `  if (r == -1) { RecordError(); return ${failValue}; }`,
-        call.ret === 'bool' ? '  return Napi::Boolean::New(env, r != 0);' : '  return Napi::Number::New(env, static_cast<double>(r));');
-      break;
-    case 'int64':
-      body.push(`  int64_t r = ${callExpr};`, `  if (r == -1) { RecordError(); return ${failValue}; }`, '  return Int64ToJs(env, r);');
-      break;
-    case 'uint64':
-      body.push(`  uint64_t r = ${callExpr};`, '  return Uint64ToJs(env, r);');
-      break;
-    case 'string':
-      body.push(`  char* r = ${callExpr};`, `  if (r == nullptr) { RecordError(); return ${failValue}; }`,
-        '  Napi::String s = Napi::String::New(env, r);', '  free(r);', '  return s;');
-      break;
-    case 'static_string':
-      body.push(`  const char* r = ${callExpr};`, `  if (r == nullptr) { RecordError(); return ${failValue}; }`,
-        '  return Napi::String::New(env, r);');
-      break;
-    default:
-      throw new Error(`unknown return kind ${call.ret} for ${call.name}`);
+  if (R.cDecl === null) {
+    body.push(`  if (${callExpr} ${R.fail}) { RecordError(); return ${failValue}; }`);
+  } else {
+    body.push(`  ${R.cDecl} = ${callExpr};`);
+    if (R.fail !== null) body.push(`  if (r ${R.fail}) { RecordError(); return ${failValue}; }`);
   }
+  body.push(...R.toJs.map((l) => `  ${l}`));
   return [`Napi::Value NbdHandle::${pascal(call.name)}(const Napi::CallbackInfo& info) {`, '  Napi::Env env = info.Env();',
     ...guarded(call.name, body, failValue), '}'].join('\n');
 }
 
-const closureMaker = { chunk: 'Chunk', extent: 'Extent', extent64: 'Extent64', list: 'List', context: 'Context' };
-const closureMacro = { extent64: 'LIBNBD_HAVE_NBD_EXTENT64_CALLBACK' };
+// ---------------------------------------------------------------- closures
+
+/** The closure's C struct, trampoline and maker (a command's closures carry its CommandContext). */
+const closureStruct = (key) => `nbd_${key}_callback`;
+const trampoline = (key) => `${pascal(key)}Callback`;
+const closureMaker = (key) => pascal(key);
+const cParams = (cl) => cl.args.flatMap(([n, k]) => cbArgKinds[k].c.map((t) => subst(t, n)));
+const isGeneric = (cl) => (cl.jsArgs ?? cl.args).some(([, k]) => cbArgKinds[k].generic);
+/** The TS type naming a closure in a method's parameters. */
+const closureTs = (key) => `${closures[key].ts}${isGeneric(closures[key]) ? '<B>' : ''}`;
+
+/** Declarations inside class NbdHandle: libnbd's trampolines (defined in nbd_handle.cc) and the makers. */
+function closureDecls() {
+  const out = ['// Libnbd callbacks (run inside libnbd with the handle lock held; defined in native/nbd_handle.cc).'];
+  const guard = (cl, lines) => (cl.have ? [`#ifdef ${cl.have}`, ...lines, '#endif'] : lines);
+  for (const [key, cl] of Object.entries(closures)) {
+    out.push(...guard(cl, [`static int ${trampoline(key)}(${['void* user_data', ...cParams(cl)].join(', ')});`]));
+  }
+  out.push('// A command\'s closures: user_data is its CommandContext.');
+  for (const [key, cl] of Object.entries(closures)) {
+    if (cl.noMaker) continue;
+    out.push(...guard(cl, [`static ${closureStruct(key)} ${closureMaker(key)}(CommandContext* c) { return {${trampoline(key)}, c, nullptr}; }`]));
+  }
+  return out;
+}
+
+/** lib/generated/callbacks.ts: the JS callback types. */
+function tsCallbacks() {
+  const out = [banner('//'), '// The JS callback types of libnbd\'s closures (scripts/api-table.mjs `closures`). Every callback',
+    '// runs after libnbd has returned (never inside it), so it may call back into the handle.', '',
+    '/** A 64-bit output: number, or bigint on a handle made with `{ bigint: true }`. */',
+    'export type Int64<B extends boolean> = B extends true ? bigint : number;', '',
+    '/** A mutable errno, as libnbd\'s `int *error`; valid during the call. */',
+    'export interface ErrorRef {', '  value: number;', '}', ''];
+  for (const [key, cl] of Object.entries(closures)) {
+    const args = cl.jsArgs ?? cl.args;
+    const calls = { many: 'libnbd may call it any number of times while its command runs', once: 'libnbd calls it exactly once',
+      'until replaced': 'called until cleared or replaced' }[cl.calls];
+    out.push('/**', ...cl.doc.map((l) => ` * ${l}`), ` * ${cl.ret}`, ` * (libnbd's \`${closureStruct(key)}\`: ${calls}${cl.since ? `; libnbd ≥ ${cl.since}` : ''}.)`, ' */');
+    const generic = isGeneric(cl) ? '<B extends boolean = boolean>' : '';
+    out.push(`export type ${cl.ts}${generic} = (`, ...args.map(([n, k]) => `  ${n}: ${cbArgKinds[k].ts},`), ') => unknown;', '');
+  }
+  return out.join('\n');
+}
 
 function commandMethod(call, opt) {
   const fn = `nbd_${call.name}`;
   const { pre, exprs } = nativeArgs(call.args);
   const cArgs = ['h_', ...exprs];
-  if (call.closure) cArgs.push(`${closureMaker[call.closure]}(c)`);
-  if (!(opt && call.name === 'aio_opt_abort')) cArgs.push('Completion(c)');
+  if (call.closure) cArgs.push(`${closureMaker(call.closure)}(c)`);
+  cArgs.push(`${closureMaker('completion')}(c)`);
   if (!opt) {
     pre.push(`  uint32_t a_flags = info[${call.args.length}].As<Napi::Number>().Uint32Value();`);
     cArgs.push('a_flags');
   }
-  const buffer = call.args.find(([, k]) => k === 'buffer_in' || k === 'buffer_out');
+  const buffer = call.args.find(([, k]) => argKinds[k].buffer);
   const base = buffer ? `a_${buffer[0]}` : 'nullptr';
   const body = [...pre,
     `  return Issue(env, ${base}, ${opt}, [&](CommandContext* c) -> int64_t { return ${fn}(${cArgs.join(', ')}); });`];
   let lines = guarded(call.name, body, 'Napi::Number::New(env, -1)');
-  const cm = closureMacro[call.closure];
+  const cm = closures[call.closure]?.have;
   if (cm) lines = [`#if defined(${macro(call.name)}) && defined(${cm})`, ...lines.slice(1)];
   // Data commands are the hot path: raw per-handle functions (native/raw_method.h).
   const infoType = opt ? 'Napi::CallbackInfo' : 'RawArgs';
@@ -142,13 +227,13 @@ function commandMethod(call, opt) {
 
 function connectMethod(call) {
   const name = connectName(call);
-  const { pre, exprs } = nativeArgs(call.args);
   // The task may run on the I/O thread: it owns copies of the arguments.
-  const captures = call.args.map(([n, k]) => (k === 'strings' ? `a_${n}_strings` : `a_${n}`));
-  const taskPre = call.args.filter(([, k]) => k === 'strings').map(([n]) => `std::vector<char*> a_${n} = Argv(a_${n}_strings); `);
-  const taskExprs = exprs.map((e) => e);
+  const { pre, exprs } = nativeArgs(call.args, 0, (K) => K.ownedDecl ?? K.decl);
+  const captures = call.args.map(([n, k]) => subst(argKinds[k].owned ?? '$v', `a_${n}`));
+  const taskPre = call.args.map(([n, k]) => (argKinds[k].taskDecl ? subst(argKinds[k].taskDecl, `a_${n}`) : ''));
+  const taskExprs = exprs;
   const lock = call.subprocess ? 'InheritStdio keep_stdio; ' : '';
-  const body = [...pre.filter((l) => !/std::vector<char\*>/.test(l)),
+  const body = [...pre,
     `  return StartConnect(env, [${captures.join(', ')}](nbd_handle* h) mutable {`,
     `    ${taskPre.join('')}${lock}return nbd_${name}(${['h', ...taskExprs].join(', ')});`, `  }, ${call.subprocess ? 'true' : 'false'});`];
   return [`Napi::Value NbdHandle::${pascal(name)}(const Napi::CallbackInfo& info) {`, '  Napi::Env env = info.Env();',
@@ -177,7 +262,7 @@ function haveEntries() {
   for (const c of [...simpleCalls, ...moduleCalls]) if (c.have) add(camel(c.name), c, `defined(${macro(c.name)})`);
   for (const c of [...commandCalls, ...optCalls]) {
     if (!c.have) continue;
-    const cm = closureMacro[c.closure];
+    const cm = closures[c.closure]?.have;
     const cond = `defined(${macro(c.name)})${cm ? ` && defined(${cm})` : ''}`;
     add(camel(c.name), c, cond);
     add(camel(c.sync), c, cond);
@@ -192,10 +277,21 @@ const nativeHandleMethods = () => [
   ...connectCalls.map(connectName),
 ];
 
+/** A `nativeSurface` entry by its JS name. */
+function surface(js) {
+  const m = nativeSurface.find((e) => e.js === js);
+  if (m === undefined) throw new Error(`no nativeSurface entry ${js}`);
+  return m;
+}
+
 function nativeDecls() {
-  return banner('//') + '// Included inside class NbdHandle (native/nbd_handle.h).\n' +
-    nativeHandleMethods().map((n) => `Napi::Value ${pascal(n)}(const Napi::CallbackInfo& info);`).join('\n') + '\n' +
-    commandCalls.map((c) => `Napi::Value ${pascal(c.name)}(const RawArgs& info);`).join('\n') + '\n';
+  return [banner('//') + '// Included inside class NbdHandle (native/nbd_handle.h).',
+    ...closureDecls(), '',
+    '// The generated glue (native/generated/api_methods.cc).',
+    ...nativeHandleMethods().map((n) => `Napi::Value ${pascal(n)}(const Napi::CallbackInfo& info);`),
+    ...commandCalls.map((c) => `Napi::Value ${pascal(c.name)}(const RawArgs& info);`), '',
+    '// The hand-written glue (native/nbd_handle.cc; scripts/api-table.mjs `nativeSurface`).',
+    ...nativeSurface.map((m) => `Napi::Value ${m.cpp}(const Napi::CallbackInfo& info);`), ''].join('\n');
 }
 
 function nativeDefs() {
@@ -209,6 +305,9 @@ function nativeDefs() {
   out.push('// ---------------------------------------------------------------- connects', '');
   for (const c of connectCalls) out.push(connectMethod(c), '');
   out.push('void NbdHandle::AddGeneratedMethods(std::vector<PropertyDescriptor>& methods) {');
+  for (const m of nativeSurface) {
+    out.push(`  methods.push_back(${m.accessor ? 'InstanceAccessor' : 'InstanceMethod'}<&NbdHandle::${m.cpp}>("${m.js}"));`);
+  }
   for (const n of nativeHandleMethods()) out.push(`  methods.push_back(InstanceMethod<&NbdHandle::${pascal(n)}>("${camel(n)}"));`);
   out.push('}', '');
   out.push('void NbdHandle::AddRawMethods(napi_env env, napi_value target, HandleLink* link) {');
@@ -239,59 +338,48 @@ function nativeDefs() {
 }
 
 // ---------------------------------------------------------------- TypeScript
-const tsType = {
-  bool: 'boolean', int: 'number', uint32: 'number', flags: 'number', size: 'number', fd: 'number', string: 'string',
-  service: 'string | number', strings: 'string[]', uint64: 'number | bigint', buffer_in: 'ArrayBufferView', buffer_out: 'ArrayBufferView',
-};
-const nativeTsType = { ...tsType, service: 'string' };
-const tsRet = { void: 'void', bool: 'boolean', int: 'number', flags: 'number', int64: 'Int64<B>', uint64: 'Int64<B>', string: 'string', static_string: 'string' };
-const nativeRet = { void: 'number', bool: 'boolean | -1', int: 'number', flags: 'number', int64: 'number | bigint', uint64: 'number | bigint | null', string: 'string | null', static_string: 'string | null' };
-const validator = {
-  bool: 'validateBoolean', int: 'validateInt32', uint32: 'validateUint32', flags: 'validateUint32', size: 'validateUint32',
-  fd: 'validateFd', string: 'validateString', service: 'validateService', strings: 'validateStringArray', uint64: 'validateUint64',
-  buffer_in: 'validateBuffer', buffer_out: 'validateBuffer',
-};
-const closureType = { chunk: 'ChunkCallback<B>', extent: 'ExtentCallback<B>', extent64: 'Extent64Callback<B>', list: 'ListCallback', context: 'ContextCallback' };
-const toNative = ([n, k]) => (k === 'uint64' ? `toNativeUint64(${camel(n)})` : k === 'service' ? `String(${camel(n)})` : camel(n));
-const params = (args) => args.map(([n, k]) => `${camel(n)}: ${tsType[k]}`);
-const validations = (args, indent = '    ') => args.map(([n, k]) => `${indent}${validator[k]}(${camel(n)}, '${camel(n)}');`);
+const tsType = (kind) => argKinds[kind].ts;
+const nativeTsType = (kind) => argKinds[kind].nativeTs ?? argKinds[kind].ts;
+const toNative = ([n, k]) => (argKinds[k].toNative ? argKinds[k].toNative.replace('$', camel(n)) : camel(n));
+const params = (args) => args.map(([n, k]) => `${camel(n)}: ${tsType(k)}`);
+const validations = (args, indent = '    ') => args.map(([n, k]) => `${indent}${argKinds[k].validate}(${camel(n)}, '${camel(n)}');`);
 const docLine = (parts) => `  /** ${parts.filter(Boolean).join(' ')} */`;
 /** "libnbd ≥ 1.NN." for a call newer than libnbd 1.14 (the oldest the binding builds against). */
 const sinceNote = (c) => (c.since ? `libnbd ≥ ${c.since}.` : '');
 const withSince = (c) => [c.doc, sinceNote(c)].filter(Boolean).join(' ');
+/** A data command's accepted flags, as a sentence. */
+const flagsNote = (c) => (c.flags.length ? `Flags: ${c.flags.map((f) => `CMD_FLAG_${f}`).join(', ')}.` : 'Flags: none (0).');
 
 function tsSimpleMethod(call) {
   const names = call.args.map(([n]) => camel(n));
-  const failTest = ['string', 'static_string', 'uint64'].includes(call.ret) ? 'r === null' : 'r === -1';
+  const R = retKinds[call.ret];
+  const failTest = R.nativeFail === 'null' ? 'r === null' : 'r === -1';
   const lines = [docLine([`\`nbd_${call.name}\`: ${withSince(call)}`, call.state && `Permitted in state: ${call.state}.`]),
-    `  ${camel(call.name)}(${params(call.args).join(', ')}): ${tsRet[call.ret]} {`, ...validations(call.args),
+    `  ${camel(call.name)}(${params(call.args).join(', ')}): ${R.ts} {`, ...validations(call.args),
     `    const r = this._native().${camel(call.name)}(${names.join(', ')});`, '    this._afterCall();',
-    `    if (${failTest}) this._raise();`];
-  if (call.ret === 'void') lines.push('    return;');
-  else if (call.ret === 'int64' || call.ret === 'uint64') lines.push('    return this._int64(r as number | bigint);');
-  else lines.push(`    return r as ${tsRet[call.ret]};`);
-  lines.push('  }');
+    `    if (${failTest}) this._raise();`, `    ${R.jsReturn}`, '  }'];
   return lines.join('\n');
 }
 
 function tsCommandMethods(call) {
   const aio = camel(call.name);
   const sync = camel(call.sync);
-  const buffer = call.args.find(([, k]) => k === 'buffer_in' || k === 'buffer_out');
+  const buffer = call.args.find(([, k]) => argKinds[k].buffer);
   const offset = call.args.find(([n]) => n === 'offset');
   const nativeCall = `n.${aio}(${[...call.args.map(toNative), 'flags'].join(', ')})`;
   const reg = (completion, settle) =>
     `this._register(${nativeCall}, '${call.type}', ${buffer ? camel(buffer[0]) : 'undefined'}, ${offset ? 'offset' : 'undefined'}, ${call.closure ? call.closure : 'undefined'}, ${completion}, ${settle})`;
-  const closureParam = call.closure ? [`${call.closure}: ${closureType[call.closure]}`] : [];
+  const closureParam = call.closure ? [`${call.closure}: ${closureTs(call.closure)}`] : [];
   const closureCheck = call.closure ? [`    validateFunction(${call.closure}, '${call.closure}');`] : [];
-  const pin = buffer ? [`    this._pin(${camel(buffer[0])});`] : [];
-  const aioLines = [docLine([`\`nbd_${call.name}\`: ${withSince(call)}`, 'Returns the cookie.']),
+  const persist = call.args.find(([, k]) => argKinds[k].persist);
+  const pin = persist ? [`    this._pin(${camel(persist[0])});`] : [];
+  const aioLines = [docLine([`\`nbd_${call.name}\`: ${withSince(call)}`, flagsNote(call), 'Returns the cookie.']),
     `  ${aio}(${[...params(call.args), ...closureParam, 'completion?: CompletionCallback | null', 'flags = 0'].join(', ')}): number {`,
     ...validations(call.args), ...closureCheck, "    validateOptionalFunction(completion, 'completion');", "    validateUint32(flags, 'flags');",
     '    const n = this._native();', ...pin, `    return ${reg('completion', 'undefined')};`, '  }'];
   // The Promise form: its closure is wrapped by `live` (not called once the Promise was aborted).
   const liveReg = `this._register(${nativeCall}, '${call.type}', ${buffer ? camel(buffer[0]) : 'undefined'}, ${offset ? 'offset' : 'undefined'}, ${call.closure ? `live(${call.closure})` : 'undefined'}, undefined, settle)`;
-  const syncLines = [docLine([`\`nbd_${call.sync}\` as a Promise: ${withSince(call)}`, '`options`: the flags, or `{ flags, signal }`.']),
+  const syncLines = [docLine([`\`nbd_${call.sync}\` as a Promise: ${withSince(call)}`, flagsNote(call), '`options`: the flags, or `{ flags, signal }`.']),
     `  ${sync}(${[...params(call.args), ...closureParam, 'options: number | CommandOptions = 0'].join(', ')}): Promise<void> {`,
     ...validations(call.args), ...closureCheck, '    const { flags, signal } = commandOptions(options);',
     `    return this._promise('nbd_${call.sync}', '${call.type}', signal, (settle${call.closure ? ', live' : ''}) => {`, '      const n = this._native();',
@@ -302,7 +390,7 @@ function tsCommandMethods(call) {
 function tsOptMethods(call) {
   const aio = camel(call.name);
   const sync = camel(call.sync);
-  const closureParam = call.closure ? [`${call.closure}: ${closureType[call.closure]}`] : [];
+  const closureParam = call.closure ? [`${call.closure}: ${closureTs(call.closure)}`] : [];
   const closureCheck = call.closure ? [`    validateFunction(${call.closure}, '${call.closure}');`] : [];
   const nativeCall = `this._native().${aio}(${call.args.map(toNative).join(', ')})`;
   const closureArg = call.closure ?? 'undefined';
@@ -335,14 +423,13 @@ function tsConnectMethod(call) {
 
 function tsApi() {
   const out = [banner('//'), "import { EventEmitter } from 'node:events';", "import type { NativeHandle } from '../../typings/native';",
-    "import type { ChunkCallback, CompletionCallback, ContextCallback, ExtentCallback, Extent64Callback, ListCallback } from '../callbacks';",
+    `import type { ${[...new Set(['Int64', ...[...commandCalls, ...optCalls].map((c) => c.closure).filter(Boolean).map((k) => closures[k].ts), closures.completion.ts])].sort().join(', ')} } from './callbacks';`,
+    "export type { Int64 } from './callbacks';",
     'import {', '  commandOptions,', '  signalOption,', '  toNativeUint64,', '  validateBoolean,', '  validateBuffer,', '  validateFd,', '  validateFunction,', '  validateInt32,',
     '  validateOptionalFunction,', '  validateService,', '  validateString,', '  validateStringArray,', '  validateUint32,', '  validateUint64,',
     "} from '../validate';", "import type { CommandOptions, SignalOptions } from '../validate';", '',
     '/** Wraps a Promise form\'s callback so that it is no longer called once its Promise was aborted. */',
     'export type Live = <F extends (...args: never[]) => unknown>(f: F) => F;', '',
-    '/** A 64-bit output: number, or bigint on a handle made with `{ bigint: true }`. */',
-    'export type Int64<B extends boolean> = B extends true ? bigint : number;', '',
     '/** Settles a Promise form: the command\'s errno, a callback\'s throw, the calls of its list/context closure. */',
     'export type Settle = (error: number, cause: unknown, closureCalls: number, what?: string) => void;', '',
     '// Keep every validator referenced even when no call of the table uses one.',
@@ -422,24 +509,13 @@ function typings() {
   const out = [banner('//'), '// The exact surface of the native module (build/Release/nbd.node) as lib/ sees it.', '',
     "import type { NbdConstants, NbdHave } from '../lib/generated/handle-api';", '',
     'export interface NativeHandle {'];
-  const sig = (args) => args.map(([n, k]) => `${camel(n)}: ${nativeTsType[k]}`);
-  for (const c of simpleCalls) out.push(`  ${camel(c.name)}(${sig(c.args).join(', ')}): ${nativeRet[c.ret]};`);
+  const sig = (args) => args.map(([n, k]) => `${camel(n)}: ${nativeTsType(k)}`);
+  for (const c of simpleCalls) out.push(`  ${camel(c.name)}(${sig(c.args).join(', ')}): ${retKinds[c.ret].nativeTs};`);
   for (const c of commandCalls) out.push(`  ${camel(c.name)}(${[...sig(c.args), 'flags: number'].join(', ')}): number;`);
   for (const c of optCalls) out.push(`  ${camel(c.name)}(${sig(c.args).join(', ')}): number;`);
   for (const c of connectCalls) out.push(`  ${camel(connectName(c))}(${sig(c.args).join(', ')}): number;`);
-  const seen = new Set();
-  for (const c of customCalls) {
-    if (seen.has(c.native)) continue;
-    seen.add(c.native);
-    out.push(`  ${c.native};`);
-  }
-  out.push('  close(): void;');
-  out.push('  /** [errno, message] of the last failure recorded on this handle. */');
-  out.push('  lastError(): [number, string];');
-  out.push('  /** Deliver events queued by a call made from JS (no-op while dispatching). */');
-  out.push('  drain(): void;');
-  out.push('  /** Shared event records, 6 doubles each (see native/event_queue.h). */');
-  out.push('  readonly events: Float64Array;');
+  out.push('  // The hand-written surface (scripts/api-table.mjs `nativeSurface`).');
+  for (const m of nativeSurface) out.push(`  /** ${m.doc} */`, `  ${m.accessor ? 'readonly ' : ''}${m.js}${m.ts};`);
   out.push('}', '');
   out.push('/** What an extent, list, context or debug event carries, or a failed connect or disconnect (message). */');
   out.push('export interface NativePayload {');
@@ -473,8 +549,8 @@ function apiDoc() {
     '## Synchronous calls (never block)', '',
     '| Method | libnbd | Arguments | Returns | Permitted state | Notes |', '|---|---|---|---|---|---|'];
   for (const c of simpleCalls) {
-    const ps = c.args.map(([n, k, fam]) => `${camel(n)}: ${tsType[k]}${fam ? ` (${fam}_*)` : ''}`).join(', ');
-    out.push(`| \`${camel(c.name)}\` | \`nbd_${c.name}\` | ${esc(ps) || '—'} | ${esc(tsRet[c.ret].replace('Int64<B>', 'number | bigint'))} | ${c.state ?? 'any'} | ${withSince(c)} |`);
+    const ps = c.args.map(([n, k, fam]) => `${camel(n)}: ${tsType(k)}${fam ? ` (${fam}_*)` : ''}`).join(', ');
+    out.push(`| \`${camel(c.name)}\` | \`nbd_${c.name}\` | ${esc(ps) || '—'} | ${esc(retKinds[c.ret].ts.replace('Int64<B>', 'number | bigint'))} | ${c.state ?? 'any'} | ${withSince(c)} |`);
   }
   out.push('', '## Data commands', '',
     'The aio form returns a cookie; its callbacks run after libnbd returns, never inside it. The Promise form',
@@ -482,9 +558,9 @@ function apiDoc() {
     'the flags or `{ flags, signal }` there: aborting the signal rejects the Promise at once with an `AbortError`',
     '(the command still completes in libnbd and its result is dropped). Option and connect Promise forms take',
     '`{ signal }` last (aborting a connect also closes the handle).', '',
-    '| Methods | libnbd | Arguments | Callback | Notes |', '|---|---|---|---|---|');
+    '| Methods | libnbd | Arguments | Callback | Flags (CMD_FLAG_*) | Notes |', '|---|---|---|---|---|---|');
   for (const c of commandCalls) {
-    out.push(`| \`${camel(c.name)}\`, \`${camel(c.sync)}\` | \`nbd_${c.name}\`, \`nbd_${c.sync}\` | ${esc(params(c.args).join(', ')) || '—'} | ${c.closure ?? '—'} | ${withSince(c)} |`);
+    out.push(`| \`${camel(c.name)}\`, \`${camel(c.sync)}\` | \`nbd_${c.name}\`, \`nbd_${c.sync}\` | ${esc(params(c.args).join(', ')) || '—'} | ${c.closure ?? '—'} | ${c.flags.join(', ') || '—'} | ${withSince(c)} |`);
   }
   out.push('', '## Option negotiation (after `setOptMode(true)`)', '',
     '| Methods | libnbd | Arguments | Callback | Notes |', '|---|---|---|---|---|');
@@ -511,7 +587,7 @@ function apiDoc() {
     '| Key | libnbd | Since |', '|---|---|---|');
   for (const e of haveEntries()) out.push(`| \`have.${e.key}\` | \`nbd_${e.key === camel(e.call.name) ? e.call.name : e.call.sync}\` | ${e.call.since} |`);
   out.push('', '## Calls with hand-written glue', '', '| Method | libnbd | Native surface | Notes |', '|---|---|---|---|');
-  for (const c of customCalls) out.push(`| \`${c.public}\` | \`nbd_${c.name}\` | \`${esc(c.native)}\` | ${c.doc} |`);
+  for (const c of customCalls) out.push(`| \`${c.public}\` | \`nbd_${c.name}\` | \`${esc(surface(c.native).js + surface(c.native).ts)}\` | ${c.doc} |`);
   out.push('| `close` | `nbd_close` | `close(): void` | Synchronous, idempotent; completes every pending command with ENOTCONN. |');
   out.push('', '## Calls the binding owns', '', '| libnbd | Instead |', '|---|---|');
   for (const c of ownedCalls) out.push(`| \`nbd_${c.name}\` | ${c.why} |`);
@@ -576,6 +652,7 @@ const files = {
   'native/generated/api_methods.h': nativeDecls(),
   'native/generated/api_methods.cc': nativeDefs(),
   'lib/generated/handle-api.ts': tsApi(),
+  'lib/generated/callbacks.ts': tsCallbacks(),
   'lib/generated/constants.ts': tsConstants(),
   'lib/generated/module-api.ts': tsModule(),
   'test/generated/coverage.ts': coverage(),  // test-only: not shipped

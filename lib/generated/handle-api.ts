@@ -2,7 +2,8 @@
 
 import { EventEmitter } from 'node:events';
 import type { NativeHandle } from '../../typings/native';
-import type { ChunkCallback, CompletionCallback, ContextCallback, ExtentCallback, Extent64Callback, ListCallback } from '../callbacks';
+import type { ChunkCallback, CompletionCallback, ContextCallback, Extent64Callback, ExtentCallback, Int64, ListCallback } from './callbacks';
+export type { Int64 } from './callbacks';
 import {
   commandOptions,
   signalOption,
@@ -23,9 +24,6 @@ import type { CommandOptions, SignalOptions } from '../validate';
 
 /** Wraps a Promise form's callback so that it is no longer called once its Promise was aborted. */
 export type Live = <F extends (...args: never[]) => unknown>(f: F) => F;
-
-/** A 64-bit output: number, or bigint on a handle made with `{ bigint: true }`. */
-export type Int64<B extends boolean> = B extends true ? bigint : number;
 
 /** Settles a Promise form: the command's errno, a callback's throw, the calls of its list/context closure. */
 export type Settle = (error: number, cause: unknown, closureCalls: number, what?: string) => void;
@@ -697,7 +695,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
 
   // ---------------------------------------------------------------- data commands
 
-  /** `nbd_aio_pread`: Read into buf from offset. Returns the cookie. */
+  /** `nbd_aio_pread`: Read into buf from offset. Flags: none (0). Returns the cookie. */
   aioPread(buf: ArrayBufferView, offset: number | bigint, completion?: CompletionCallback | null, flags = 0): number {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -708,7 +706,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioPread(buf, toNativeUint64(offset), flags), 'read', buf, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_pread` as a Promise: Read into buf from offset. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_pread` as a Promise: Read into buf from offset. Flags: none (0). `options`: the flags, or `{ flags, signal }`. */
   pread(buf: ArrayBufferView, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -720,7 +718,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_pread_structured`: Read with a chunk callback per DATA/HOLE/ERROR chunk. Returns the cookie. */
+  /** `nbd_aio_pread_structured`: Read with a chunk callback per DATA/HOLE/ERROR chunk. Flags: CMD_FLAG_DF. Returns the cookie. */
   aioPreadStructured(buf: ArrayBufferView, offset: number | bigint, chunk: ChunkCallback<B>, completion?: CompletionCallback | null, flags = 0): number {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -732,7 +730,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioPreadStructured(buf, toNativeUint64(offset), flags), 'read', buf, offset, chunk, completion, undefined);
   }
 
-  /** `nbd_pread_structured` as a Promise: Read with a chunk callback per DATA/HOLE/ERROR chunk. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_pread_structured` as a Promise: Read with a chunk callback per DATA/HOLE/ERROR chunk. Flags: CMD_FLAG_DF. `options`: the flags, or `{ flags, signal }`. */
   preadStructured(buf: ArrayBufferView, offset: number | bigint, chunk: ChunkCallback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -745,7 +743,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_pwrite`: Write buf at offset. Returns the cookie. */
+  /** `nbd_aio_pwrite`: Write buf at offset. Flags: CMD_FLAG_FUA, CMD_FLAG_PAYLOAD_LEN. Returns the cookie. */
   aioPwrite(buf: ArrayBufferView, offset: number | bigint, completion?: CompletionCallback | null, flags = 0): number {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -756,7 +754,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioPwrite(buf, toNativeUint64(offset), flags), 'write', buf, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_pwrite` as a Promise: Write buf at offset. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_pwrite` as a Promise: Write buf at offset. Flags: CMD_FLAG_FUA, CMD_FLAG_PAYLOAD_LEN. `options`: the flags, or `{ flags, signal }`. */
   pwrite(buf: ArrayBufferView, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -768,7 +766,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_flush`: Flush the server's caches. Returns the cookie. */
+  /** `nbd_aio_flush`: Flush the server's caches. Flags: none (0). Returns the cookie. */
   aioFlush(completion?: CompletionCallback | null, flags = 0): number {
     validateOptionalFunction(completion, 'completion');
     validateUint32(flags, 'flags');
@@ -776,7 +774,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioFlush(flags), 'flush', undefined, undefined, undefined, completion, undefined);
   }
 
-  /** `nbd_flush` as a Promise: Flush the server's caches. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_flush` as a Promise: Flush the server's caches. Flags: none (0). `options`: the flags, or `{ flags, signal }`. */
   flush(options: number | CommandOptions = 0): Promise<void> {
     const { flags, signal } = commandOptions(options);
     return this._promise('nbd_flush', 'flush', signal, (settle) => {
@@ -785,7 +783,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_trim`: Discard (trim) a range. Returns the cookie. */
+  /** `nbd_aio_trim`: Discard (trim) a range. Flags: CMD_FLAG_FUA. Returns the cookie. */
   aioTrim(count: number | bigint, offset: number | bigint, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -795,7 +793,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioTrim(toNativeUint64(count), toNativeUint64(offset), flags), 'trim', undefined, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_trim` as a Promise: Discard (trim) a range. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_trim` as a Promise: Discard (trim) a range. Flags: CMD_FLAG_FUA. `options`: the flags, or `{ flags, signal }`. */
   trim(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -806,7 +804,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_cache`: Ask the server to prefetch a range. Returns the cookie. */
+  /** `nbd_aio_cache`: Ask the server to prefetch a range. Flags: none (0). Returns the cookie. */
   aioCache(count: number | bigint, offset: number | bigint, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -816,7 +814,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioCache(toNativeUint64(count), toNativeUint64(offset), flags), 'cache', undefined, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_cache` as a Promise: Ask the server to prefetch a range. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_cache` as a Promise: Ask the server to prefetch a range. Flags: none (0). `options`: the flags, or `{ flags, signal }`. */
   cache(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -827,7 +825,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_zero`: Write zeroes to a range. Returns the cookie. */
+  /** `nbd_aio_zero`: Write zeroes to a range. Flags: CMD_FLAG_FUA, CMD_FLAG_NO_HOLE, CMD_FLAG_FAST_ZERO. Returns the cookie. */
   aioZero(count: number | bigint, offset: number | bigint, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -837,7 +835,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioZero(toNativeUint64(count), toNativeUint64(offset), flags), 'write-zeroes', undefined, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_zero` as a Promise: Write zeroes to a range. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_zero` as a Promise: Write zeroes to a range. Flags: CMD_FLAG_FUA, CMD_FLAG_NO_HOLE, CMD_FLAG_FAST_ZERO. `options`: the flags, or `{ flags, signal }`. */
   zero(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -848,7 +846,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_block_status`: Block status: extent callback per meta context, entries as (length, flags) pairs. Returns the cookie. */
+  /** `nbd_aio_block_status`: Block status: extent callback per meta context, entries as (length, flags) pairs. Flags: CMD_FLAG_REQ_ONE. Returns the cookie. */
   aioBlockStatus(count: number | bigint, offset: number | bigint, extent: ExtentCallback<B>, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -859,7 +857,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioBlockStatus(toNativeUint64(count), toNativeUint64(offset), flags), 'block-status', undefined, offset, extent, completion, undefined);
   }
 
-  /** `nbd_block_status` as a Promise: Block status: extent callback per meta context, entries as (length, flags) pairs. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_block_status` as a Promise: Block status: extent callback per meta context, entries as (length, flags) pairs. Flags: CMD_FLAG_REQ_ONE. `options`: the flags, or `{ flags, signal }`. */
   blockStatus(count: number | bigint, offset: number | bigint, extent: ExtentCallback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -871,7 +869,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_block_status_64`: Block status with 64-bit extents. libnbd ≥ 1.18. Returns the cookie. */
+  /** `nbd_aio_block_status_64`: Block status with 64-bit extents. libnbd ≥ 1.18. Flags: CMD_FLAG_REQ_ONE. Returns the cookie. */
   aioBlockStatus64(count: number | bigint, offset: number | bigint, extent64: Extent64Callback<B>, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -882,7 +880,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioBlockStatus64(toNativeUint64(count), toNativeUint64(offset), flags), 'block-status', undefined, offset, extent64, completion, undefined);
   }
 
-  /** `nbd_block_status_64` as a Promise: Block status with 64-bit extents. libnbd ≥ 1.18. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_block_status_64` as a Promise: Block status with 64-bit extents. libnbd ≥ 1.18. Flags: CMD_FLAG_REQ_ONE. `options`: the flags, or `{ flags, signal }`. */
   blockStatus64(count: number | bigint, offset: number | bigint, extent64: Extent64Callback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -894,7 +892,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_block_status_filter`: Block status limited to some meta contexts. libnbd ≥ 1.18. Returns the cookie. */
+  /** `nbd_aio_block_status_filter`: Block status limited to some meta contexts. libnbd ≥ 1.18. Flags: CMD_FLAG_REQ_ONE, CMD_FLAG_PAYLOAD_LEN. Returns the cookie. */
   aioBlockStatusFilter(count: number | bigint, offset: number | bigint, contexts: string[], extent64: Extent64Callback<B>, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -906,7 +904,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioBlockStatusFilter(toNativeUint64(count), toNativeUint64(offset), contexts, flags), 'block-status', undefined, offset, extent64, completion, undefined);
   }
 
-  /** `nbd_block_status_filter` as a Promise: Block status limited to some meta contexts. libnbd ≥ 1.18. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_block_status_filter` as a Promise: Block status limited to some meta contexts. libnbd ≥ 1.18. Flags: CMD_FLAG_REQ_ONE, CMD_FLAG_PAYLOAD_LEN. `options`: the flags, or `{ flags, signal }`. */
   blockStatusFilter(count: number | bigint, offset: number | bigint, contexts: string[], extent64: Extent64Callback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');

@@ -1429,6 +1429,16 @@ Napi::Value NbdHandle::AioConnectSystemdSocketActivation(const Napi::CallbackInf
 }
 
 void NbdHandle::AddGeneratedMethods(std::vector<PropertyDescriptor>& methods) {
+  methods.push_back(InstanceMethod<&NbdHandle::AioDisconnect>("aioDisconnect"));
+  methods.push_back(InstanceMethod<&NbdHandle::AioOptAbort>("aioOptAbort"));
+  methods.push_back(InstanceMethod<&NbdHandle::SetDebugCallback>("setDebugCallback"));
+  methods.push_back(InstanceMethod<&NbdHandle::ClearDebugCallback>("clearDebugCallback"));
+  methods.push_back(InstanceMethod<&NbdHandle::AioCommandCompleted>("aioCommandCompleted"));
+  methods.push_back(InstanceMethod<&NbdHandle::AioInFlight>("aioInFlight"));
+  methods.push_back(InstanceMethod<&NbdHandle::Close>("close"));
+  methods.push_back(InstanceMethod<&NbdHandle::LastErrorJs>("lastError"));
+  methods.push_back(InstanceMethod<&NbdHandle::DrainJs>("drain"));
+  methods.push_back(InstanceAccessor<&NbdHandle::EventsGetter>("events"));
   methods.push_back(InstanceMethod<&NbdHandle::SetDebug>("setDebug"));
   methods.push_back(InstanceMethod<&NbdHandle::GetDebug>("getDebug"));
   methods.push_back(InstanceMethod<&NbdHandle::SetHandleName>("setHandleName"));
