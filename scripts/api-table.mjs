@@ -383,18 +383,18 @@ export const customCalls = [
 ];
 
 /** libnbd constants exported with their installed values (LIBNBD_ prefix dropped).
- *  A trailing `?` marks one added after libnbd 1.14: undefined where the header lacks it. */
+ *  `{ name, since }` marks one added after libnbd 1.14: undefined where the header lacks it. */
 export const constants = [
   'TLS_DISABLE', 'TLS_ALLOW', 'TLS_REQUIRE',
-  'SIZE_MINIMUM', 'SIZE_PREFERRED', 'SIZE_MAXIMUM', 'SIZE_PAYLOAD?',
-  'CMD_FLAG_FUA', 'CMD_FLAG_NO_HOLE', 'CMD_FLAG_DF', 'CMD_FLAG_REQ_ONE', 'CMD_FLAG_FAST_ZERO', 'CMD_FLAG_PAYLOAD_LEN?', 'CMD_FLAG_MASK',
+  'SIZE_MINIMUM', 'SIZE_PREFERRED', 'SIZE_MAXIMUM', { name: 'SIZE_PAYLOAD', since: '1.18' },
+  'CMD_FLAG_FUA', 'CMD_FLAG_NO_HOLE', 'CMD_FLAG_DF', 'CMD_FLAG_REQ_ONE', 'CMD_FLAG_FAST_ZERO', { name: 'CMD_FLAG_PAYLOAD_LEN', since: '1.18' }, 'CMD_FLAG_MASK',
   'HANDSHAKE_FLAG_FIXED_NEWSTYLE', 'HANDSHAKE_FLAG_NO_ZEROES', 'HANDSHAKE_FLAG_MASK',
-  'STRICT_COMMANDS', 'STRICT_FLAGS', 'STRICT_BOUNDS', 'STRICT_ZERO_SIZE', 'STRICT_ALIGN', 'STRICT_PAYLOAD?', 'STRICT_AUTO_FLAG?', 'STRICT_MASK',
+  'STRICT_COMMANDS', 'STRICT_FLAGS', 'STRICT_BOUNDS', 'STRICT_ZERO_SIZE', 'STRICT_ALIGN', { name: 'STRICT_PAYLOAD', since: '1.18' }, { name: 'STRICT_AUTO_FLAG', since: '1.18' }, 'STRICT_MASK',
   'ALLOW_TRANSPORT_TCP', 'ALLOW_TRANSPORT_UNIX', 'ALLOW_TRANSPORT_VSOCK', 'ALLOW_TRANSPORT_MASK',
   'SHUTDOWN_ABANDON_PENDING', 'SHUTDOWN_MASK',
   'AIO_DIRECTION_READ', 'AIO_DIRECTION_WRITE', 'AIO_DIRECTION_BOTH',
   'READ_DATA', 'READ_HOLE', 'READ_ERROR',
-  'STATE_HOLE', 'STATE_ZERO', 'STATE_DIRTY?',
+  'STATE_HOLE', 'STATE_ZERO', { name: 'STATE_DIRTY', since: '1.16' },
 ];
 
 /** libnbd's string constants (libnbd.h's `#define LIBNBD_<NAME> "..."`, LIBNBD_

@@ -1224,12 +1224,14 @@ export interface NbdConstants {
   readonly SIZE_MINIMUM: number;
   readonly SIZE_PREFERRED: number;
   readonly SIZE_MAXIMUM: number;
+  /** libnbd ≥ 1.18. */
   readonly SIZE_PAYLOAD?: number;
   readonly CMD_FLAG_FUA: number;
   readonly CMD_FLAG_NO_HOLE: number;
   readonly CMD_FLAG_DF: number;
   readonly CMD_FLAG_REQ_ONE: number;
   readonly CMD_FLAG_FAST_ZERO: number;
+  /** libnbd ≥ 1.18. */
   readonly CMD_FLAG_PAYLOAD_LEN?: number;
   readonly CMD_FLAG_MASK: number;
   readonly HANDSHAKE_FLAG_FIXED_NEWSTYLE: number;
@@ -1240,7 +1242,9 @@ export interface NbdConstants {
   readonly STRICT_BOUNDS: number;
   readonly STRICT_ZERO_SIZE: number;
   readonly STRICT_ALIGN: number;
+  /** libnbd ≥ 1.18. */
   readonly STRICT_PAYLOAD?: number;
+  /** libnbd ≥ 1.18. */
   readonly STRICT_AUTO_FLAG?: number;
   readonly STRICT_MASK: number;
   readonly ALLOW_TRANSPORT_TCP: number;
@@ -1257,5 +1261,6 @@ export interface NbdConstants {
   readonly READ_ERROR: number;
   readonly STATE_HOLE: number;
   readonly STATE_ZERO: number;
+  /** libnbd ≥ 1.16. */
   readonly STATE_DIRTY?: number;
 }
