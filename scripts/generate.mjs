@@ -425,10 +425,10 @@ function tsConnectMethod(call) {
 function tsApi() {
   const out = [banner('//'), "import { EventEmitter } from 'node:events';", "import type { NativeHandle } from '../../typings/native';",
     `import type { ${[...new Set(['Int64', ...[...commandCalls, ...optCalls].map((c) => c.closure).filter(Boolean).map((k) => closures[k].ts), closures.completion.ts])].sort().join(', ')} } from './callbacks';`,
-    "export type { Int64 } from './callbacks';",
     'import {', '  commandOptions,', '  signalOption,', '  toNativeUint64,', '  validateBoolean,', '  validateBuffer,', '  validateFd,', '  validateFunction,', '  validateInt32,',
     '  validateOptionalFunction,', '  validateService,', '  validateString,', '  validateStringArray,', '  validateUint32,', '  validateUint64,',
     "} from '../validate';", "import type { CommandOptions, SignalOptions } from '../validate';", '',
+    "export type { Int64 } from './callbacks';", '',
     '/** Wraps a Promise form\'s callback so that it is no longer called once its Promise was aborted. */',
     'export type Live = <F extends (...args: never[]) => unknown>(f: F) => F;', '',
     '/** Settles a Promise form: the command\'s errno, a callback\'s throw, the calls of its list/context closure. */',

@@ -3,7 +3,6 @@
 import { EventEmitter } from 'node:events';
 import type { NativeHandle } from '../../typings/native';
 import type { ChunkCallback, CompletionCallback, ContextCallback, Extent64Callback, ExtentCallback, Int64, ListCallback } from './callbacks';
-export type { Int64 } from './callbacks';
 import {
   commandOptions,
   signalOption,
@@ -21,6 +20,8 @@ import {
   validateUint64,
 } from '../validate';
 import type { CommandOptions, SignalOptions } from '../validate';
+
+export type { Int64 } from './callbacks';
 
 /** Wraps a Promise form's callback so that it is no longer called once its Promise was aborted. */
 export type Live = <F extends (...args: never[]) => unknown>(f: F) => F;
