@@ -8,6 +8,7 @@ import { binding } from './binding';
 import type { ChunkCallback, CompletionCallback, DebugCallback, ErrorRef } from './callbacks';
 import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './errors';
 import { abortable } from './abort';
+import { AioConnects } from './aio-connect';
 import * as wire from './generated/event-wire';
 import { HandleApi, type Int64, type Live, type Settle } from './generated/handle-api';
 import { extents, type Extent, type ExtentsOptions } from './io/extents';
@@ -236,7 +237,9 @@ function reportAbortedCause(e: unknown): void {
  * One libnbd handle. An EventEmitter: `'disconnect'` is emitted once per
  * connection when it ends — with `undefined` after a clean shutdown, with an
  * NbdError when it ended any other way (the server went away, even while
- * idle), without a command having to be issued to find out. It never emits
+ * idle), without a command having to be issued to find out. `'connect'` is
+ * emitted when an aioConnect*() call ended: with `undefined` once connected,
+ * with an NbdError when it failed (lib/aio-connect.ts). It never emits
  * `'error'`: no listener is needed.
  */
 export class Handle<B extends boolean = false> extends HandleApi<B> {
@@ -256,6 +259,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   readonly #done = new Map<number, [number, unknown, string]>();
   /** connect*() calls waiting for their connect to end, by the id the native side gave it. */
   readonly #connectWaiters = new Map<number, Waiter>();
+  /** aioConnect*() calls not ended yet: their end is emitted as 'connect'. */
+  readonly #aioConnects = new AioConnects((error) => this.emit('connect', error));
   /** shutdown()/optAbort() calls waiting for the connection to close. */
   #disconnectWaiters: Waiter[] = [];
   #disconnectInFlight = false;
@@ -367,6 +372,11 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   protected _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void> {
     // A connect cannot be abandoned: aborting it closes the handle.
     return abortable(signal, () => this.#startConnection('connect', api, start), () => this.close());
+  }
+
+  protected _aioConnect(api: string, start: (n: NativeHandle) => number): void {
+    this.#aioConnects.start(this._native(), api, start, () => this._raise());
+    this._afterCall();
   }
 
   // ------------------------------------------------------------ plumbing
@@ -540,6 +550,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   }
 
   #connectEnded(id: number, errnum: number, failure: NativePayload | undefined): void {
+    if (this.#aioConnects.ended(id, errnum, failure?.message)) return;
     const w = this.#connectWaiters.get(id);
     if (w === undefined) return;
     this.#connectWaiters.delete(id);
@@ -789,6 +800,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     const closedWhileConnecting = libnbdError('nbd_close', errno.ENOTCONN, 'handle closed');
     const waiters = [...this.#connectWaiters.values(), ...this.#disconnectWaiters];
     this.#connectWaiters.clear();
+    this.#aioConnects.clear();
     this.#disconnectWaiters = [];
     for (const w of waiters) w.reject(closedWhileConnecting);
   }

@@ -11,7 +11,7 @@ export type {
   ExtentCallback,
   ListCallback,
 } from './callbacks';
-export type { Int64 } from './generated/handle-api';
+export type { Int64, NbdHave } from './generated/handle-api';
 export { NbdError, errnoName } from './errors';
 export type { CommandOptions, SignalOptions } from './validate';
 // lib/io, the handle-level half: streams (methods of Handle), cancellation, connect().

@@ -28,11 +28,14 @@ Napi::Value NbdHandle::StartDisconnect(Napi::Env env, F&& call) {
   int r;
   {
     StagedEvents staged(this);
+    // Set before the call: the thread driver's I/O thread may see the
+    // connection end before the call returns (else it reports it as lost).
+    bool was_disconnecting = disconnecting_.exchange(true);
     r = call();
-    if (r == -1)
+    if (r == -1) {
+      if (!was_disconnecting) disconnecting_ = false;
       RecordError();  // before the staged events' flush makes libnbd calls
-    else
-      disconnecting_ = true;
+    }
   }
   AfterLibnbdCall();
   return Napi::Number::New(env, r);

@@ -63,21 +63,9 @@ struct ClosingHandle {
 }  // namespace
 
 Napi::Function NbdHandle::Init(Napi::Env env) {
-  std::vector<PropertyDescriptor> methods = {
-      InstanceMethod<&NbdHandle::AioDisconnect>("aioDisconnect"),
-      InstanceMethod<&NbdHandle::AioOptAbort>("aioOptAbort"),
-      InstanceMethod<&NbdHandle::SetDebugCallback>("setDebugCallback"),
-      InstanceMethod<&NbdHandle::ClearDebugCallback>("clearDebugCallback"),
-      InstanceMethod<&NbdHandle::AioCommandCompleted>("aioCommandCompleted"),
-      InstanceMethod<&NbdHandle::AioInFlight>("aioInFlight"),
-      InstanceMethod<&NbdHandle::Close>("close"),
-      InstanceMethod<&NbdHandle::LastErrorJs>("lastError"),
-      InstanceMethod<&NbdHandle::DrainJs>("drain"),
-      InstanceAccessor<&NbdHandle::EventsGetter>("events"),
-  };
-  std::vector<PropertyDescriptor> generated;
-  AddGeneratedMethods(generated);
-  methods.insert(methods.end(), generated.begin(), generated.end());
+  // Every method, hand-written ones included, is declared in scripts/api-table.mjs.
+  std::vector<PropertyDescriptor> methods;
+  AddGeneratedMethods(methods);
   return DefineClass(env, "NbdHandle", methods);
 }
 

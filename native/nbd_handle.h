@@ -68,23 +68,14 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // subprocess to reap, a connect resolving a name) happens on another thread.
   void Teardown() override;
 
-  // ---- Lifecycle and JS glue (generated: generated/api_methods.cc)
+  // ---- JS glue, from scripts/api-table.mjs: libnbd's callbacks (defined in
+  // libnbd_callbacks.cc) and closure makers, the generated methods
+  // (generated/api_methods.cc) and the hand-written ones' declarations (the
+  // table's nativeSurface; each defined in the file of its stage).
 #include "generated/api_methods.h"
   static void AddGeneratedMethods(std::vector<PropertyDescriptor>& methods);
   // The data commands, as own properties of `target` (native/raw_method.h).
   static void AddRawMethods(napi_env env, napi_value target, HandleLink* link);
-
-  // Hand-written glue, in the file of its stage.
-  Napi::Value AioDisconnect(const Napi::CallbackInfo& info);        // connect.cc
-  Napi::Value AioOptAbort(const Napi::CallbackInfo& info);          // connect.cc
-  Napi::Value SetDebugCallback(const Napi::CallbackInfo& info);     // debug_sink.cc
-  Napi::Value ClearDebugCallback(const Napi::CallbackInfo& info);   // debug_sink.cc
-  Napi::Value AioCommandCompleted(const Napi::CallbackInfo& info);  // command_slots.cc
-  Napi::Value AioInFlight(const Napi::CallbackInfo& info);          // command_slots.cc
-  Napi::Value Close(const Napi::CallbackInfo& info);                // nbd_handle.cc
-  Napi::Value LastErrorJs(const Napi::CallbackInfo& info);          // errors.cc
-  Napi::Value DrainJs(const Napi::CallbackInfo& info);              // delivery.cc
-  Napi::Value EventsGetter(const Napi::CallbackInfo& info);         // delivery.cc
 
   // ---- Staging (staged_events.h)
   // From libnbd's callbacks, on whichever thread runs them.
@@ -111,21 +102,6 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
     one.push_back(std::move(e));
     Publish(one);
   }
-
-  // ---- libnbd's callbacks (libnbd_callbacks.cc): run inside libnbd with the
-  // handle lock held.
-  static int ChunkCallback(void* user_data, const void* subbuf, size_t count,
-                           uint64_t offset, unsigned status, int* error);
-  static int CompletionCallback(void* user_data, int* error);
-  static int ExtentCallback(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries,
-                            size_t nr_entries, int* error);
-#ifdef LIBNBD_HAVE_NBD_EXTENT64_CALLBACK
-  static int Extent64Callback(void* user_data, const char* metacontext, uint64_t offset, nbd_extent* entries,
-                              size_t nr_entries, int* error);
-#endif
-  static int ListCallback(void* user_data, const char* name, const char* description);
-  static int ContextCallback(void* user_data, const char* name);
-  static int DebugCallback(void* user_data, const char* context, const char* msg);
 
   // ---- Commands (command_slots.cc)
   // Issues one command: `call(c)` makes the libnbd call with closures whose
@@ -154,14 +130,6 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
     AfterLibnbdCall();
     return Napi::Number::New(env, static_cast<double>(id));
   }
-  static nbd_completion_callback Completion(CommandContext* c) { return {CompletionCallback, c, nullptr}; }
-  static nbd_chunk_callback Chunk(CommandContext* c) { return {ChunkCallback, c, nullptr}; }
-  static nbd_extent_callback Extent(CommandContext* c) { return {ExtentCallback, c, nullptr}; }
-#ifdef LIBNBD_HAVE_NBD_EXTENT64_CALLBACK
-  static nbd_extent64_callback Extent64(CommandContext* c) { return {Extent64Callback, c, nullptr}; }
-#endif
-  static nbd_list_callback List(CommandContext* c) { return {ListCallback, c, nullptr}; }
-  static nbd_context_callback Context(CommandContext* c) { return {ContextCallback, c, nullptr}; }
   CommandContext* AcquireCommand(const uint8_t* base, bool opt);
   void ReleaseCommand(CommandContext* c);
 

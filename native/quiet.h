@@ -29,6 +29,7 @@ inline thread_local bool QuietCalls::active_ = false;
 namespace quiet {
 inline unsigned Direction(nbd_handle* h) { QuietCalls q; return nbd_aio_get_direction(h); }
 inline int Fd(nbd_handle* h) { QuietCalls q; return nbd_aio_get_fd(h); }
+inline bool IsCreated(nbd_handle* h) { QuietCalls q; return nbd_aio_is_created(h) == 1; }
 inline bool IsConnecting(nbd_handle* h) { QuietCalls q; return nbd_aio_is_connecting(h) == 1; }
 inline bool IsNegotiating(nbd_handle* h) { QuietCalls q; return nbd_aio_is_negotiating(h) == 1; }
 inline bool IsReady(nbd_handle* h) { QuietCalls q; return nbd_aio_is_ready(h) == 1; }

@@ -1,7 +1,9 @@
-// The declarative description of the libnbd calls this binding exposes.
-// scripts/generate.mjs turns it into native/generated/api.inc (per-call C++
-// glue), lib/generated/handle-api.ts (typed, validated TS methods),
-// typings/native.d.ts (the native surface) and docs/api.md.
+// The declarative description of the libnbd calls this binding exposes
+// (modelled on libnbd's generator/API.ml). scripts/generate.mjs checks it and
+// turns it into native/generated/api_methods.{h,cc} (per-call C++ glue, the
+// closures' declarations and makers), lib/generated/*.ts (typed, validated
+// TS methods, callback types, constants, `have`), typings/native.ts (the
+// native surface), test/generated/coverage.ts and docs/api.md.
 //
 // Families (each its own list below): simple synchronous calls; data
 // commands (aio_* returning a cookie, plus a Promise form built on them);
@@ -9,24 +11,8 @@
 // (aio_connect_*, Promise forms, run by the driver); module functions; calls
 // written by hand; and the calls the binding owns instead of exposing.
 //
-// Kinds of argument:
-//   bool        JS boolean              -> C bool
-//   int         JS int32                -> C int        (enums such as TLS_*; third field: constant family)
-//   uint32      JS uint32               -> C uint32_t
-//   flags       JS uint32               -> C uint32_t   (bitmasks; third field: constant family)
-//   size        JS uint32               -> C size_t
-//   string      JS string without NUL   -> C const char *
-//   service     JS string | number      -> C const char * (a port)
-//   strings     JS string[]             -> C char ** (NULL-terminated)
-//   uint64      JS number | bigint      -> C uint64_t
-//   fd          JS int32 (a socket fd)  -> C int
-//   buffer_out  Buffer/TypedArray/DataView libnbd writes into (its byteLength is the count)
-//   buffer_in   Buffer/TypedArray/DataView libnbd reads from
-// Kinds of return (C's error value in brackets):
-//   void (-1), bool (-1), int (-1), int64 (-1), uint64 (never fails),
-//   string (NULL; the C string is freed), static_string (NULL; not freed)
-// Closures of commands: chunk, extent, extent64, list, context (the
-// completion closure is always there for commands).
+// Kinds of argument and of return: `argKinds` and `retKinds` below hold
+// every fact the generator uses about each. Closures: `closures` below.
 //
 // The hand-written entries are carried too, so that the typings and the
 // reference stay complete and the coverage test can check the header.
@@ -34,8 +20,177 @@
 // lacks is compiled to fail with ENOTSUP.
 // `state` is the permitted-state note from libnbd's documentation.
 
+/**
+ * Kinds of argument. `ts`: the public TS type; `nativeTs`: the type the
+ * native method takes (default `ts`); `validate`: the lib/validate.ts check;
+ * `toNative`: the JS conversion before the native call (`$` is the value);
+ * `c`: libnbd's C type; `decl`: C++ lines converting info[$i] into the local
+ * `$v`; `pass`: the C arguments made of it; `owned`: what a connect task
+ * captures (default `$v`), `ownedDecl` the JS-side lines then (default
+ * `decl`), `taskDecl` what the task declares from it; `buffer`: a buffer
+ * libnbd accesses (the command's base address); `persist`: libnbd keeps the
+ * pointer until the command completes (API.ml's BytesPersistIn/Out): the
+ * buffer is pinned (never transferred or detached by Node meanwhile);
+ * `family`: the third element of an argument names its constants' prefix.
+ */
+export const argKinds = {
+  bool: { doc: 'JS boolean -> C bool', ts: 'boolean', validate: 'validateBoolean', c: 'bool',
+    decl: ['bool $v = info[$i].ToBoolean().Value();'], pass: ['$v'] },
+  int: { doc: 'JS int32 -> C int (enums such as TLS_*)', ts: 'number', validate: 'validateInt32', c: 'int', family: true,
+    decl: ['int $v = info[$i].As<Napi::Number>().Int32Value();'], pass: ['$v'] },
+  fd: { doc: 'JS int32 (a socket fd) -> C int', ts: 'number', validate: 'validateFd', c: 'int',
+    decl: ['int $v = info[$i].As<Napi::Number>().Int32Value();'], pass: ['$v'] },
+  uint32: { doc: 'JS uint32 -> C uint32_t', ts: 'number', validate: 'validateUint32', c: 'uint32_t',
+    decl: ['uint32_t $v = info[$i].As<Napi::Number>().Uint32Value();'], pass: ['$v'] },
+  flags: { doc: 'JS uint32 -> C uint32_t (a bitmask)', ts: 'number', validate: 'validateUint32', c: 'uint32_t', family: true,
+    decl: ['uint32_t $v = info[$i].As<Napi::Number>().Uint32Value();'], pass: ['$v'] },
+  size: { doc: 'JS uint32 -> C size_t', ts: 'number', validate: 'validateUint32', c: 'size_t',
+    decl: ['size_t $v = info[$i].As<Napi::Number>().Uint32Value();'], pass: ['$v'] },
+  uint64: { doc: 'JS number | bigint -> C uint64_t', ts: 'number | bigint', validate: 'validateUint64', toNative: 'toNativeUint64($)', c: 'uint64_t',
+    decl: ['uint64_t $v = ArgUint64(info[$i]);'], pass: ['$v'] },
+  string: { doc: 'JS string without NUL -> C const char *', ts: 'string', validate: 'validateString', c: 'const char *',
+    decl: ['std::string $v = info[$i].As<Napi::String>().Utf8Value();'], pass: ['$v.c_str()'] },
+  service: { doc: 'JS string | number -> C const char * (a port)', ts: 'string | number', nativeTs: 'string', validate: 'validateService',
+    toNative: 'String($)', c: 'const char *', decl: ['std::string $v = info[$i].As<Napi::String>().Utf8Value();'], pass: ['$v.c_str()'] },
+  strings: { doc: 'JS string[] -> C char ** (NULL-terminated)', ts: 'string[]', validate: 'validateStringArray', c: 'char **',
+    decl: ['std::vector<std::string> $v_strings = ArgStrings(info[$i]);', 'std::vector<char*> $v = Argv($v_strings);'], pass: ['$v.data()'],
+    owned: '$v_strings', ownedDecl: ['std::vector<std::string> $v_strings = ArgStrings(info[$i]);'], taskDecl: 'std::vector<char*> $v = Argv($v_strings); ' },
+  buffer_out: { doc: 'Buffer/TypedArray/DataView libnbd writes into (its byteLength is the count) -> C void *, size_t', ts: 'ArrayBufferView',
+    validate: 'validateBuffer', c: 'void *', buffer: true, persist: true,
+    decl: ['uint8_t* $v = nullptr;', 'size_t $v_len = 0;', 'if (!ArgBuffer(info[$i], &$v, &$v_len)) return ThrowBufferType(env);'], pass: ['$v', '$v_len'] },
+  buffer_in: { doc: 'Buffer/TypedArray/DataView libnbd reads from -> C const void *, size_t', ts: 'ArrayBufferView',
+    validate: 'validateBuffer', c: 'const void *', buffer: true, persist: true,
+    decl: ['uint8_t* $v = nullptr;', 'size_t $v_len = 0;', 'if (!ArgBuffer(info[$i], &$v, &$v_len)) return ThrowBufferType(env);'], pass: ['$v', '$v_len'] },
+};
+
+/**
+ * Kinds of return. `ts`: the public TS type (`Int64<B>`: number or bigint by
+ * the handle's option); `nativeTs`: what the native method returns; `cDecl`:
+ * the C result's declaration; `fail`: C's error test on `r` (none: never
+ * fails); `nativeFail`: what the native method returns on failure or when
+ * closed or not built, `jsFail` the TS test for it; `toJs`: C++ lines
+ * returning `r`; `jsReturn`: the TS return statement.
+ */
+export const retKinds = {
+  void: { doc: 'C int, -1 on error', ts: 'void', nativeTs: 'number', cDecl: null, fail: '== -1', nativeFail: 'minus1',
+    toJs: ['return Napi::Number::New(env, 0);'], jsReturn: 'return;' },
+  bool: { doc: 'C int (0/1), -1 on error', ts: 'boolean', nativeTs: 'boolean | -1', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
+    toJs: ['return Napi::Boolean::New(env, r != 0);'], jsReturn: 'return r as boolean;' },
+  int: { doc: 'C int, -1 on error', ts: 'number', nativeTs: 'number', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
+    toJs: ['return Napi::Number::New(env, static_cast<double>(r));'], jsReturn: 'return r as number;' },
+  flags: { doc: 'C uint32 bitmask, -1 on error', ts: 'number', nativeTs: 'number', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
+    toJs: ['return Napi::Number::New(env, static_cast<double>(r));'], jsReturn: 'return r as number;' },
+  int64: { doc: 'C int64_t, -1 on error', ts: 'Int64<B>', nativeTs: 'number | bigint', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
+    toJs: ['return Int64ToJs(env, r);'], jsReturn: 'return this._int64(r as number | bigint);' },
+  uint64: { doc: 'C uint64_t, never fails (null: closed or not built)', ts: 'Int64<B>', nativeTs: 'number | bigint | null', cDecl: 'uint64_t r', fail: null,
+    nativeFail: 'null', toJs: ['return Uint64ToJs(env, r);'], jsReturn: 'return this._int64(r as number | bigint);' },
+  string: { doc: 'C char * the caller frees, NULL on error', ts: 'string', nativeTs: 'string | null', cDecl: 'char* r', fail: '== nullptr', nativeFail: 'null',
+    toJs: ['Napi::String s = Napi::String::New(env, r);', 'free(r);', 'return s;'], jsReturn: 'return r as string;' },
+  static_string: { doc: 'C const char * (not freed), NULL on error', ts: 'string', nativeTs: 'string | null', cDecl: 'const char* r', fail: '== nullptr',
+    nativeFail: 'null', toJs: ['return Napi::String::New(env, r);'], jsReturn: 'return r as string;' },
+};
+
 const pre = 'created';
 const post = 'connected, closed or dead';
+
+/**
+ * libnbd's closures as data (API.ml's `closure`: a name and typed
+ * arguments). The generator makes from it the JS callback types
+ * (lib/generated/callbacks.ts) and the C++ glue that builds each closure:
+ * the trampoline's declaration and the `nbd_<key>_callback` maker (native/
+ * nbd_handle.cc defines the trampolines: they record an event). `calls`:
+ * how often libnbd calls it: 'many' (zero or more times while its command
+ * runs), 'once' (exactly once, when its command completes), 'until
+ * replaced' (until cleared or replaced on the handle). libnbd frees a
+ * command's closures after its completion. `ret`: what the return value
+ * means. `have`: the macro of a closure added after libnbd 1.14. `ts`
+ * names the callback type; `noMaker`: no per-command maker (debug).
+ *
+ * Kinds of callback argument: [name, kind] with kind one of
+ *   bytes      C const void *, size_t count -> JS Buffer | Uint8Array (a zero-copy view)
+ *   uint64     C uint64_t                   -> JS Int64<B> (number, or bigint)
+ *   uint       C unsigned                   -> JS number
+ *   string     C const char *               -> JS string
+ *   extents32  C uint32_t *, size_t         -> JS Uint32Array of (length, flags) pairs
+ *   extents64  C nbd_extent *, size_t       -> JS BigUint64Array of (length, flags) pairs
+ *   error      C int *error                 -> JS ErrorRef
+ */
+export const cbArgKinds = {
+  bytes: { c: ['const void* $n', 'size_t count'], ts: 'Buffer | Uint8Array' },
+  uint64: { c: ['uint64_t $n'], ts: 'Int64<B>', generic: true },
+  uint: { c: ['unsigned $n'], ts: 'number' },
+  string: { c: ['const char* $n'], ts: 'string' },
+  extents32: { c: ['uint32_t* $n', 'size_t nr_entries'], ts: 'Uint32Array' },
+  extents64: { c: ['nbd_extent* $n', 'size_t nr_entries'], ts: 'BigUint64Array' },
+  error: { c: ['int* $n'], ts: 'ErrorRef' },
+};
+
+export const closures = {
+  chunk: {
+    ts: 'ChunkCallback', calls: 'many',
+    args: [['subbuf', 'bytes'], ['offset', 'uint64'], ['status', 'uint'], ['error', 'error']],
+    ret: 'Return -1 (or throw) to fail the command; other values are ignored.',
+    doc: ['Called for each chunk of a structured read, in libnbd\'s order.',
+      '`subbuf` is a zero-copy view of the caller\'s buffer; `offset` is absolute.'],
+  },
+  completion: {
+    ts: 'CompletionCallback', calls: 'once',
+    args: [['error', 'error']],
+    ret: 'Return -1 with a non-zero `error.value` to replace the command\'s error; return 1 to auto-retire (data commands; option commands are always retired).',
+    doc: ['Called once per command after its other callbacks.'],
+  },
+  extent: {
+    ts: 'ExtentCallback', calls: 'many',
+    args: [['metacontext', 'string'], ['offset', 'uint64'], ['entries', 'extents32'], ['error', 'error']],
+    ret: 'Return -1 (or throw) to fail the command, as for a chunk callback.',
+    doc: ['Block status: one call per meta context. `entries` holds (length, flags) pairs, as libnbd\'s `uint32_t *entries` does.'],
+  },
+  extent64: {
+    ts: 'Extent64Callback', calls: 'many', have: 'LIBNBD_HAVE_NBD_EXTENT64_CALLBACK', since: '1.18',
+    args: [['metacontext', 'string'], ['offset', 'uint64'], ['entries', 'extents64'], ['error', 'error']],
+    ret: 'Return -1 (or throw) to fail the command, as for a chunk callback.',
+    doc: ['Block status with 64-bit extents: (length, flags) pairs as bigints.'],
+  },
+  list: {
+    ts: 'ListCallback', calls: 'many',
+    args: [['name', 'string'], ['description', 'string']],
+    ret: 'The return value is ignored.',
+    doc: ['optList: one call per export.'],
+  },
+  context: {
+    ts: 'ContextCallback', calls: 'many',
+    args: [['name', 'string']],
+    ret: 'The return value is ignored.',
+    doc: ['optListMetaContext and friends: one call per meta context.'],
+  },
+  debug: {
+    ts: 'DebugCallback', calls: 'until replaced', noMaker: true,
+    args: [['context', 'string'], ['msg', 'string']],
+    jsArgs: [['context', 'string'], ['message', 'string']],
+    ret: 'The return value is ignored.',
+    doc: ['setDebugCallback: libnbd\'s debug messages.'],
+  },
+};
+
+/**
+ * The hand-written native surface (lib/ calls these on the native handle;
+ * the native/ file of each stage defines them): declared here once. The generator
+ * declares the C++ members, registers them on the class and types them in
+ * typings/native.ts. `cpp`: the member; `ts`: the signature after the
+ * name (`: T` for an accessor).
+ */
+export const nativeSurface = [
+  { js: 'aioDisconnect', cpp: 'AioDisconnect', ts: '(flags: number): number', doc: 'nbd_aio_disconnect; its end is a kDisconnected event.' },
+  { js: 'aioOptAbort', cpp: 'AioOptAbort', ts: '(): number', doc: 'nbd_aio_opt_abort; its end is a kDisconnected event.' },
+  { js: 'setDebugCallback', cpp: 'SetDebugCallback', ts: '(): number', doc: 'Debug messages become debug events.' },
+  { js: 'clearDebugCallback', cpp: 'ClearDebugCallback', ts: '(): number', doc: 'Back to stderr.' },
+  { js: 'aioCommandCompleted', cpp: 'AioCommandCompleted', ts: '(cookie: number | bigint): number', doc: 'libnbd\'s own answer (lib/ tracks completions).' },
+  { js: 'aioInFlight', cpp: 'AioInFlight', ts: '(): number', doc: 'libnbd\'s own count (lib/ counts what JS has not seen).' },
+  { js: 'close', cpp: 'Close', ts: '(): void', doc: 'nbd_close, without waiting for a server process or a name lookup.' },
+  { js: 'lastError', cpp: 'LastErrorJs', ts: '(): [number, string]', doc: '[errno, message] of the last failure recorded on this handle.' },
+  { js: 'drain', cpp: 'DrainJs', ts: '(): void', doc: 'Deliver events queued by a call made from JS (no-op while dispatching).' },
+  { js: 'events', cpp: 'EventsGetter', accessor: true, ts: ': Float64Array', doc: 'Shared event records (layout: scripts/event-wire.mjs).' },
+];
 
 /** Synchronous calls: never block, glue generated. */
 export const simpleCalls = [
@@ -86,8 +241,11 @@ export const simpleCalls = [
   { name: 'get_uri', args: [], ret: 'string', doc: 'A URI for the current connection.' },
 
   // State (lock-free in libnbd)
-  { name: 'aio_is_created', args: [], ret: 'bool', doc: 'In the created state.' },
-  { name: 'aio_is_connecting', args: [], ret: 'bool', doc: 'Connecting.' },
+  // `whileConnectQueued`: the answer while a connect the binding has queued
+  // has not yet entered libnbd's connect call (libnbd still says created):
+  // an aioConnect* call has returned, so the handle is connecting, as in C.
+  { name: 'aio_is_created', args: [], ret: 'bool', whileConnectQueued: false, doc: 'In the created state (false once a connect call was made: aioConnect… or connect…).' },
+  { name: 'aio_is_connecting', args: [], ret: 'bool', whileConnectQueued: true, doc: 'Connecting (true from the return of a connect call on a created handle: aioConnect… or connect…).' },
   { name: 'aio_is_negotiating', args: [], ret: 'bool', doc: 'Negotiating options (opt mode).' },
   { name: 'aio_is_ready', args: [], ret: 'bool', doc: 'Connected and idle.' },
   { name: 'aio_is_processing', args: [], ret: 'bool', doc: 'Connected with commands in progress.' },
@@ -114,21 +272,21 @@ export const simpleCalls = [
   { name: 'get_meta_context', args: [['i', 'size']], ret: 'string', doc: 'The i-th meta context requested.' },
   { name: 'clear_meta_contexts', args: [], ret: 'void', state: `${pre} or negotiating`, doc: 'Forget the meta contexts requested.' },
   { name: 'can_meta_context', args: [['metacontext', 'string']], ret: 'bool', state: 'negotiating, connected, closed or dead', doc: 'Whether the server negotiated this meta context.' },
-  { name: 'set_request_meta_context', args: [['request', 'bool']], ret: 'void', have: true, state: `${pre} or negotiating`, doc: 'Whether opt_go/info request the meta contexts (libnbd ≥ 1.16).' },
-  { name: 'get_request_meta_context', args: [], ret: 'bool', have: true, doc: 'Whether meta contexts are requested by opt_go/info (libnbd ≥ 1.16).' },
+  { name: 'set_request_meta_context', args: [['request', 'bool']], ret: 'void', have: true, since: '1.16', state: `${pre} or negotiating`, doc: 'Whether opt_go/info request the meta contexts.' },
+  { name: 'get_request_meta_context', args: [], ret: 'bool', have: true, since: '1.16', doc: 'Whether meta contexts are requested by opt_go/info.' },
 
   // Added after libnbd 1.14
-  { name: 'set_socket_activation_name', args: [['socket_name', 'string']], ret: 'void', have: true, state: pre, doc: 'LISTEN_FDNAMES for socket activation (libnbd ≥ 1.16).' },
-  { name: 'get_socket_activation_name', args: [], ret: 'string', have: true, doc: 'The socket activation name (libnbd ≥ 1.16).' },
-  { name: 'set_request_extended_headers', args: [['request', 'bool']], ret: 'void', have: true, state: pre, doc: 'Whether to request extended headers (libnbd ≥ 1.18).' },
-  { name: 'get_request_extended_headers', args: [], ret: 'bool', have: true, doc: 'Whether extended headers are requested (libnbd ≥ 1.18).' },
-  { name: 'get_extended_headers_negotiated', args: [], ret: 'bool', have: true, state: post, doc: 'Whether extended headers were negotiated (libnbd ≥ 1.18).' },
-  { name: 'can_block_status_payload', args: [], ret: 'bool', have: true, state: post, doc: 'Whether the server accepts filtered block status (libnbd ≥ 1.18).' },
-  { name: 'stats_bytes_sent', args: [], ret: 'uint64', have: true, doc: 'Bytes sent to the server (libnbd ≥ 1.16).' },
-  { name: 'stats_chunks_sent', args: [], ret: 'uint64', have: true, doc: 'Messages sent to the server (libnbd ≥ 1.16).' },
-  { name: 'stats_bytes_received', args: [], ret: 'uint64', have: true, doc: 'Bytes received from the server (libnbd ≥ 1.16).' },
-  { name: 'stats_chunks_received', args: [], ret: 'uint64', have: true, doc: 'Messages received from the server (libnbd ≥ 1.16).' },
-  { name: 'get_subprocess_pid', args: [], ret: 'int64', have: true, doc: 'PID of the server started by connectCommand (libnbd ≥ 1.22).' },
+  { name: 'set_socket_activation_name', args: [['socket_name', 'string']], ret: 'void', have: true, since: '1.16', state: pre, doc: 'LISTEN_FDNAMES for socket activation.' },
+  { name: 'get_socket_activation_name', args: [], ret: 'string', have: true, since: '1.16', doc: 'The socket activation name.' },
+  { name: 'set_request_extended_headers', args: [['request', 'bool']], ret: 'void', have: true, since: '1.18', state: pre, doc: 'Whether to request extended headers.' },
+  { name: 'get_request_extended_headers', args: [], ret: 'bool', have: true, since: '1.18', doc: 'Whether extended headers are requested.' },
+  { name: 'get_extended_headers_negotiated', args: [], ret: 'bool', have: true, since: '1.18', state: post, doc: 'Whether extended headers were negotiated.' },
+  { name: 'can_block_status_payload', args: [], ret: 'bool', have: true, since: '1.18', state: post, doc: 'Whether the server accepts filtered block status.' },
+  { name: 'stats_bytes_sent', args: [], ret: 'uint64', have: true, since: '1.16', doc: 'Bytes sent to the server.' },
+  { name: 'stats_chunks_sent', args: [], ret: 'uint64', have: true, since: '1.16', doc: 'Messages sent to the server.' },
+  { name: 'stats_bytes_received', args: [], ret: 'uint64', have: true, since: '1.16', doc: 'Bytes received from the server.' },
+  { name: 'stats_chunks_received', args: [], ret: 'uint64', have: true, since: '1.16', doc: 'Messages received from the server.' },
+  { name: 'get_subprocess_pid', args: [], ret: 'int64', have: true, since: '1.22', doc: 'PID of the server started by connectCommand.' },
 
   // Misc
   { name: 'kill_subprocess', args: [['signum', 'int']], ret: 'void', doc: 'Kill the server started by connectCommand (0 means SIGTERM).' },
@@ -138,19 +296,21 @@ export const simpleCalls = [
  * Data commands: `aio<Name>(args..., [closure,] completion?, flags?)` returns
  * a cookie; `sync` names the Promise form `<sync>(args..., [closure,] flags?)`.
  * `type` is libnbd's name of the command in "<type>: command failed".
- * `flags: false`: the call takes no flags argument.
+ * `flags`: the CMD_FLAG_* names libnbd accepts for the command (API.ml's
+ * OFlags subset; the binding passes the flags on and libnbd checks them).
+ * `closure`: a key of `closures`.
  */
 export const commandCalls = [
-  { name: 'aio_pread', sync: 'pread', type: 'read', args: [['buf', 'buffer_out'], ['offset', 'uint64']], doc: 'Read into buf from offset.' },
-  { name: 'aio_pread_structured', sync: 'pread_structured', type: 'read', args: [['buf', 'buffer_out'], ['offset', 'uint64']], closure: 'chunk', doc: 'Read with a chunk callback per DATA/HOLE/ERROR chunk.' },
-  { name: 'aio_pwrite', sync: 'pwrite', type: 'write', args: [['buf', 'buffer_in'], ['offset', 'uint64']], doc: 'Write buf at offset.' },
-  { name: 'aio_flush', sync: 'flush', type: 'flush', args: [], doc: 'Flush the server\'s caches.' },
-  { name: 'aio_trim', sync: 'trim', type: 'trim', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Discard (trim) a range.' },
-  { name: 'aio_cache', sync: 'cache', type: 'cache', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Ask the server to prefetch a range.' },
-  { name: 'aio_zero', sync: 'zero', type: 'write-zeroes', args: [['count', 'uint64'], ['offset', 'uint64']], doc: 'Write zeroes to a range.' },
-  { name: 'aio_block_status', sync: 'block_status', type: 'block-status', args: [['count', 'uint64'], ['offset', 'uint64']], closure: 'extent', doc: 'Block status: extent callback per meta context, entries as (length, flags) pairs.' },
-  { name: 'aio_block_status_64', sync: 'block_status_64', type: 'block-status', have: true, args: [['count', 'uint64'], ['offset', 'uint64']], closure: 'extent64', doc: 'Block status with 64-bit extents (libnbd ≥ 1.18).' },
-  { name: 'aio_block_status_filter', sync: 'block_status_filter', type: 'block-status', have: true, args: [['count', 'uint64'], ['offset', 'uint64'], ['contexts', 'strings']], closure: 'extent64', doc: 'Block status limited to some meta contexts (libnbd ≥ 1.18).' },
+  { name: 'aio_pread', sync: 'pread', type: 'read', args: [['buf', 'buffer_out'], ['offset', 'uint64']], flags: [], doc: 'Read into buf from offset.' },
+  { name: 'aio_pread_structured', sync: 'pread_structured', type: 'read', args: [['buf', 'buffer_out'], ['offset', 'uint64']], closure: 'chunk', flags: ['DF'], doc: 'Read with a chunk callback per DATA/HOLE/ERROR chunk.' },
+  { name: 'aio_pwrite', sync: 'pwrite', type: 'write', args: [['buf', 'buffer_in'], ['offset', 'uint64']], flags: ['FUA', 'PAYLOAD_LEN'], doc: 'Write buf at offset.' },
+  { name: 'aio_flush', sync: 'flush', type: 'flush', args: [], flags: [], doc: 'Flush the server\'s caches.' },
+  { name: 'aio_trim', sync: 'trim', type: 'trim', args: [['count', 'uint64'], ['offset', 'uint64']], flags: ['FUA'], doc: 'Discard (trim) a range.' },
+  { name: 'aio_cache', sync: 'cache', type: 'cache', args: [['count', 'uint64'], ['offset', 'uint64']], flags: [], doc: 'Ask the server to prefetch a range.' },
+  { name: 'aio_zero', sync: 'zero', type: 'write-zeroes', args: [['count', 'uint64'], ['offset', 'uint64']], flags: ['FUA', 'NO_HOLE', 'FAST_ZERO'], doc: 'Write zeroes to a range.' },
+  { name: 'aio_block_status', sync: 'block_status', type: 'block-status', args: [['count', 'uint64'], ['offset', 'uint64']], closure: 'extent', flags: ['REQ_ONE'], doc: 'Block status: extent callback per meta context, entries as (length, flags) pairs.' },
+  { name: 'aio_block_status_64', sync: 'block_status_64', type: 'block-status', have: true, since: '1.18', args: [['count', 'uint64'], ['offset', 'uint64']], closure: 'extent64', flags: ['REQ_ONE'], doc: 'Block status with 64-bit extents.' },
+  { name: 'aio_block_status_filter', sync: 'block_status_filter', type: 'block-status', have: true, since: '1.18', args: [['count', 'uint64'], ['offset', 'uint64'], ['contexts', 'strings']], closure: 'extent64', flags: ['REQ_ONE', 'PAYLOAD_LEN'], doc: 'Block status limited to some meta contexts.' },
 ];
 
 /**
@@ -164,12 +324,12 @@ export const optCalls = [
   { name: 'aio_opt_info', sync: 'opt_info', args: [], doc: 'Ask for the current export\'s details.' },
   { name: 'aio_opt_list', sync: 'opt_list', args: [], closure: 'list', doc: 'List the exports.' },
   { name: 'aio_opt_list_meta_context', sync: 'opt_list_meta_context', args: [], closure: 'context', doc: 'List the meta contexts the server offers.' },
-  { name: 'aio_opt_list_meta_context_queries', sync: 'opt_list_meta_context_queries', have: true, args: [['queries', 'strings']], closure: 'context', doc: 'List meta contexts matching queries (libnbd ≥ 1.16).' },
-  { name: 'aio_opt_set_meta_context', sync: 'opt_set_meta_context', have: true, args: [], closure: 'context', doc: 'Select the requested meta contexts (libnbd ≥ 1.16).' },
-  { name: 'aio_opt_set_meta_context_queries', sync: 'opt_set_meta_context_queries', have: true, args: [['queries', 'strings']], closure: 'context', doc: 'Select meta contexts matching queries (libnbd ≥ 1.16).' },
-  { name: 'aio_opt_starttls', sync: 'opt_starttls', have: true, args: [], doc: 'Upgrade to TLS during negotiation (libnbd ≥ 1.16).' },
-  { name: 'aio_opt_structured_reply', sync: 'opt_structured_reply', have: true, args: [], doc: 'Request structured replies (libnbd ≥ 1.16).' },
-  { name: 'aio_opt_extended_headers', sync: 'opt_extended_headers', have: true, args: [], doc: 'Request extended headers (libnbd ≥ 1.18).' },
+  { name: 'aio_opt_list_meta_context_queries', sync: 'opt_list_meta_context_queries', have: true, since: '1.16', args: [['queries', 'strings']], closure: 'context', doc: 'List meta contexts matching queries.' },
+  { name: 'aio_opt_set_meta_context', sync: 'opt_set_meta_context', have: true, since: '1.16', args: [], closure: 'context', doc: 'Select the requested meta contexts.' },
+  { name: 'aio_opt_set_meta_context_queries', sync: 'opt_set_meta_context_queries', have: true, since: '1.16', args: [['queries', 'strings']], closure: 'context', doc: 'Select meta contexts matching queries.' },
+  { name: 'aio_opt_starttls', sync: 'opt_starttls', have: true, since: '1.16', args: [], doc: 'Upgrade to TLS during negotiation.' },
+  { name: 'aio_opt_structured_reply', sync: 'opt_structured_reply', have: true, since: '1.16', args: [], doc: 'Request structured replies.' },
+  { name: 'aio_opt_extended_headers', sync: 'opt_extended_headers', have: true, since: '1.18', args: [], doc: 'Request extended headers.' },
 ];
 
 /** Connects: `connect<Name>(args)` returns a Promise; the driver runs nbd_aio_connect_<name>. */
@@ -189,7 +349,7 @@ export const moduleCalls = [
   { name: 'get_package_name', ret: 'static_string', doc: 'libnbd\'s package name ("libnbd").' },
   { name: 'supports_tls', ret: 'bool', doc: 'Whether libnbd was built with TLS.' },
   { name: 'supports_uri', ret: 'bool', doc: 'Whether libnbd was built with URI support.' },
-  { name: 'supports_vsock', ret: 'bool', have: true, doc: 'Whether libnbd was built with AF_VSOCK (libnbd ≥ 1.16).' },
+  { name: 'supports_vsock', ret: 'bool', have: true, since: '1.16', doc: 'Whether libnbd was built with AF_VSOCK.' },
 ];
 
 /** libnbd calls the binding owns instead of exposing, and why. */
@@ -209,30 +369,43 @@ export const ownedCalls = [
   { name: 'aio_connect', why: 'takes a struct sockaddr; connectUnix/connectTcp/connectSocket cover it.' },
 ];
 
-/** Calls whose glue is written by hand (the facade and native/nbd_handle.cc). */
+/** Calls whose glue is written by hand (the facade and native/, each in the file of its stage); `native`: the `nativeSurface` entry they use. */
 export const customCalls = [
-  { name: 'aio_disconnect', public: 'aioDisconnect', native: 'aioDisconnect(flags: number): number', doc: 'Queue NBD_CMD_DISC (pending commands are sent first unless SHUTDOWN_ABANDON_PENDING).' },
-  { name: 'shutdown', public: 'shutdown', native: 'aioDisconnect(flags: number): number', doc: 'Disconnect and wait until the server has closed the connection (a Promise); takes the flags or `{ flags, signal }` (aborting rejects the Promise, the disconnect goes on).' },
-  { name: 'aio_opt_abort', public: 'aioOptAbort', native: 'aioOptAbort(): number', doc: 'End negotiation without an export.' },
-  { name: 'opt_abort', public: 'optAbort', native: 'aioOptAbort(): number', doc: 'End negotiation and wait for the connection to close (a Promise); takes `{ signal }`.' },
-  { name: 'aio_command_completed', public: 'aioCommandCompleted', native: 'aioCommandCompleted(cookie: number | bigint): number', doc: 'Tracked in lib/ (native retires every command at once); native is asked only for cookie 0, for libnbd\'s own error.' },
-  { name: 'aio_peek_command_completed', public: 'aioPeekCommandCompleted', native: 'aioInFlight(): number', doc: 'Tracked in lib/: the oldest completed, unretired cookie.' },
-  { name: 'aio_in_flight', public: 'aioInFlight', native: 'aioInFlight(): number', doc: 'Counted in lib/ (commands whose completion JS has not seen, plus a pending disconnect); native is asked for libnbd\'s state checks.' },
-  { name: 'set_debug_callback', public: 'setDebugCallback', native: 'setDebugCallback(): number', doc: 'Deliver libnbd\'s debug messages to a JS function (context, message), whatever thread produced them.' },
-  { name: 'clear_debug_callback', public: 'clearDebugCallback', native: 'clearDebugCallback(): number', doc: 'Back to debug messages on stderr.' },
+  { name: 'aio_disconnect', public: 'aioDisconnect', native: 'aioDisconnect', doc: 'Queue NBD_CMD_DISC (pending commands are sent first unless SHUTDOWN_ABANDON_PENDING).' },
+  { name: 'shutdown', public: 'shutdown', native: 'aioDisconnect', doc: 'Disconnect and wait until the server has closed the connection (a Promise); takes the flags or `{ flags, signal }` (aborting rejects the Promise, the disconnect goes on).' },
+  { name: 'aio_opt_abort', public: 'aioOptAbort', native: 'aioOptAbort', doc: 'End negotiation without an export.' },
+  { name: 'opt_abort', public: 'optAbort', native: 'aioOptAbort', doc: 'End negotiation and wait for the connection to close (a Promise); takes `{ signal }`.' },
+  { name: 'aio_command_completed', public: 'aioCommandCompleted', native: 'aioCommandCompleted', doc: 'Tracked in lib/ (native retires every command at once); native is asked only for cookie 0, for libnbd\'s own error.' },
+  { name: 'aio_peek_command_completed', public: 'aioPeekCommandCompleted', native: 'aioInFlight', doc: 'Tracked in lib/: the oldest completed, unretired cookie.' },
+  { name: 'aio_in_flight', public: 'aioInFlight', native: 'aioInFlight', doc: 'Counted in lib/ (commands whose completion JS has not seen, plus a pending disconnect); native is asked for libnbd\'s state checks.' },
+  { name: 'set_debug_callback', public: 'setDebugCallback', native: 'setDebugCallback', doc: 'Deliver libnbd\'s debug messages to a JS function (context, message), whatever thread produced them.' },
+  { name: 'clear_debug_callback', public: 'clearDebugCallback', native: 'clearDebugCallback', doc: 'Back to debug messages on stderr.' },
 ];
 
 /** libnbd constants exported with their installed values (LIBNBD_ prefix dropped).
- *  A trailing `?` marks one added after libnbd 1.14: undefined where the header lacks it. */
+ *  `{ name, since }` marks one added after libnbd 1.14: undefined where the header lacks it. */
 export const constants = [
   'TLS_DISABLE', 'TLS_ALLOW', 'TLS_REQUIRE',
-  'SIZE_MINIMUM', 'SIZE_PREFERRED', 'SIZE_MAXIMUM', 'SIZE_PAYLOAD?',
-  'CMD_FLAG_FUA', 'CMD_FLAG_NO_HOLE', 'CMD_FLAG_DF', 'CMD_FLAG_REQ_ONE', 'CMD_FLAG_FAST_ZERO', 'CMD_FLAG_PAYLOAD_LEN?', 'CMD_FLAG_MASK',
+  'SIZE_MINIMUM', 'SIZE_PREFERRED', 'SIZE_MAXIMUM', { name: 'SIZE_PAYLOAD', since: '1.18' },
+  'CMD_FLAG_FUA', 'CMD_FLAG_NO_HOLE', 'CMD_FLAG_DF', 'CMD_FLAG_REQ_ONE', 'CMD_FLAG_FAST_ZERO', { name: 'CMD_FLAG_PAYLOAD_LEN', since: '1.18' }, 'CMD_FLAG_MASK',
   'HANDSHAKE_FLAG_FIXED_NEWSTYLE', 'HANDSHAKE_FLAG_NO_ZEROES', 'HANDSHAKE_FLAG_MASK',
-  'STRICT_COMMANDS', 'STRICT_FLAGS', 'STRICT_BOUNDS', 'STRICT_ZERO_SIZE', 'STRICT_ALIGN', 'STRICT_PAYLOAD?', 'STRICT_AUTO_FLAG?', 'STRICT_MASK',
+  'STRICT_COMMANDS', 'STRICT_FLAGS', 'STRICT_BOUNDS', 'STRICT_ZERO_SIZE', 'STRICT_ALIGN', { name: 'STRICT_PAYLOAD', since: '1.18' }, { name: 'STRICT_AUTO_FLAG', since: '1.18' }, 'STRICT_MASK',
   'ALLOW_TRANSPORT_TCP', 'ALLOW_TRANSPORT_UNIX', 'ALLOW_TRANSPORT_VSOCK', 'ALLOW_TRANSPORT_MASK',
   'SHUTDOWN_ABANDON_PENDING', 'SHUTDOWN_MASK',
   'AIO_DIRECTION_READ', 'AIO_DIRECTION_WRITE', 'AIO_DIRECTION_BOTH',
   'READ_DATA', 'READ_HOLE', 'READ_ERROR',
-  'STATE_HOLE', 'STATE_ZERO', 'STATE_DIRTY?',
+  'STATE_HOLE', 'STATE_ZERO', { name: 'STATE_DIRTY', since: '1.16' },
+];
+
+/** libnbd's string constants (libnbd.h's `#define LIBNBD_<NAME> "..."`, LIBNBD_
+ *  prefix dropped): meta context namespaces and names. Exported with the
+ *  table's value on every build (they name protocol strings, not library
+ *  features); the native build checks each against the header where it
+ *  defines it. `newer`: not in libnbd 1.14's header. */
+export const stringConstants = [
+  { name: 'NAMESPACE_BASE', value: 'base:', doc: 'The "base" meta context namespace.' },
+  { name: 'CONTEXT_BASE_ALLOCATION', value: 'base:allocation', doc: 'The allocation meta context (STATE_HOLE, STATE_ZERO).' },
+  { name: 'NAMESPACE_QEMU', value: 'qemu:', newer: true, doc: 'The "qemu" meta context namespace.' },
+  { name: 'CONTEXT_QEMU_DIRTY_BITMAP', value: 'qemu:dirty-bitmap:', newer: true, doc: 'Prefix of a qemu dirty-bitmap context: append the bitmap\'s name (STATE_DIRTY).' },
+  { name: 'CONTEXT_QEMU_ALLOCATION_DEPTH', value: 'qemu:allocation-depth', newer: true, doc: 'qemu\'s allocation depth meta context.' },
 ];

@@ -346,6 +346,29 @@ describe('connects that resolve a host name', () => {
     expect(r.seconds).toBeGreaterThanOrEqual(2.9); // the lookup really took its time
     expect(r.stall).toBeLessThan(1500); // while the event loop kept turning
   });
+
+  test('aioConnectTcp: connecting while the lookup runs, state queries never wait for it, the failure emitted', async () => {
+    const dir = tempDir();
+    const resolv = join(dir, 'resolv.conf');
+    writeFileSync(resolv, 'nameserver 127.0.0.1\noptions timeout:6 attempts:1\n');
+    const script = `ip link set lo up && mount --bind ${resolv} /etc/resolv.conf && exec "$0" "$@"`;
+    const child = spawn('unshare', ['--mount', '--net', 'sh', '-c', script, process.execPath, join(fixtures, 'slow-dns.js'), '3000', 'aio'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, LIBNBD_BINDING: '' },
+    });
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    const code = await new Promise((r) => child.once('exit', r));
+    expect(code).toBe(0);
+    const r = JSON.parse(out);
+    expect(r.ok).toBe(false);
+    expect(r.code).toBe('ENOTFOUND');
+    expect(r.message).toMatch(/^nbd_aio_connect_tcp: getaddrinfo: /);
+    expect(r.seconds).toBeGreaterThanOrEqual(2.9);
+    expect(r.polls).toBeGreaterThan(50); // aioIsConnecting() said true all along
+    expect(r.query).toBeLessThan(200); // no state query waited for the lookup
+    expect(r.stall).toBeLessThan(1500);
+  });
 });
 
 // ------------------------------------------------------------------ debug messages of the binding's own calls

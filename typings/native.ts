@@ -2,7 +2,7 @@
 
 // The exact surface of the native module (build/Release/nbd.node) as lib/ sees it.
 
-import type { NbdConstants } from '../lib/generated/handle-api';
+import type { NbdConstants, NbdHave } from '../lib/generated/handle-api';
 
 export interface NativeHandle {
   setDebug(debug: boolean): number;
@@ -108,18 +108,26 @@ export interface NativeHandle {
   aioConnectSocket(sock: number): number;
   aioConnectCommand(argv: string[]): number;
   aioConnectSystemdSocketActivation(argv: string[]): number;
+  // The hand-written surface (scripts/api-table.mjs `nativeSurface`).
+  /** nbd_aio_disconnect; its end is a kDisconnected event. */
   aioDisconnect(flags: number): number;
+  /** nbd_aio_opt_abort; its end is a kDisconnected event. */
   aioOptAbort(): number;
-  aioCommandCompleted(cookie: number | bigint): number;
-  aioInFlight(): number;
+  /** Debug messages become debug events. */
   setDebugCallback(): number;
+  /** Back to stderr. */
   clearDebugCallback(): number;
+  /** libnbd's own answer (lib/ tracks completions). */
+  aioCommandCompleted(cookie: number | bigint): number;
+  /** libnbd's own count (lib/ counts what JS has not seen). */
+  aioInFlight(): number;
+  /** nbd_close, without waiting for a server process or a name lookup. */
   close(): void;
   /** [errno, message] of the last failure recorded on this handle. */
   lastError(): [number, string];
   /** Deliver events queued by a call made from JS (no-op while dispatching). */
   drain(): void;
-  /** Shared event records, 6 doubles each (see native/event_queue.h). */
+  /** Shared event records (layout: scripts/event-wire.mjs). */
   readonly events: Float64Array;
 }
 
@@ -136,6 +144,7 @@ export interface NativePayload {
 export interface NativeBinding {
   Handle: new (onEvents: (count: number, payloads?: (NativePayload | undefined)[]) => void, driver: string) => NativeHandle;
   constants: NbdConstants;
+  have: NbdHave;
   strerror(errno: number): string;
   getVersion(): string | undefined;
   getPackageName(): string | undefined;

@@ -2,7 +2,7 @@
 
 import { EventEmitter } from 'node:events';
 import type { NativeHandle } from '../../typings/native';
-import type { ChunkCallback, CompletionCallback, ContextCallback, ExtentCallback, Extent64Callback, ListCallback } from '../callbacks';
+import type { ChunkCallback, CompletionCallback, ContextCallback, Extent64Callback, ExtentCallback, Int64, ListCallback } from './callbacks';
 import {
   commandOptions,
   signalOption,
@@ -21,11 +21,10 @@ import {
 } from '../validate';
 import type { CommandOptions, SignalOptions } from '../validate';
 
+export type { Int64 } from './callbacks';
+
 /** Wraps a Promise form's callback so that it is no longer called once its Promise was aborted. */
 export type Live = <F extends (...args: never[]) => unknown>(f: F) => F;
-
-/** A 64-bit output: number, or bigint on a handle made with `{ bigint: true }`. */
-export type Int64<B extends boolean> = B extends true ? bigint : number;
 
 /** Settles a Promise form: the command's errno, a callback's throw, the calls of its list/context closure. */
 export type Settle = (error: number, cause: unknown, closureCalls: number, what?: string) => void;
@@ -56,6 +55,8 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   protected abstract _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number>;
   /** A connect's Promise form; aborting `signal` rejects it and closes the handle. */
   protected abstract _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void>;
+  /** An aio connect: starts it (throws on a synchronous failure); its end is emitted as `'connect'`. */
+  protected abstract _aioConnect(api: string, start: (n: NativeHandle) => number): void;
 
   // ---------------------------------------------------------------- synchronous calls
 
@@ -391,7 +392,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as string;
   }
 
-  /** `nbd_aio_is_created`: In the created state. */
+  /** `nbd_aio_is_created`: In the created state (false once a connect call was made: aioConnect… or connect…). */
   aioIsCreated(): boolean {
     const r = this._native().aioIsCreated();
     this._afterCall();
@@ -399,7 +400,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_aio_is_connecting`: Connecting. */
+  /** `nbd_aio_is_connecting`: Connecting (true from the return of a connect call on a created handle: aioConnect… or connect…). */
   aioIsConnecting(): boolean {
     const r = this._native().aioIsConnecting();
     this._afterCall();
@@ -577,7 +578,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_set_request_meta_context`: Whether opt_go/info request the meta contexts (libnbd ≥ 1.16). Permitted in state: created or negotiating. */
+  /** `nbd_set_request_meta_context`: Whether opt_go/info request the meta contexts. libnbd ≥ 1.16. Permitted in state: created or negotiating. */
   setRequestMetaContext(request: boolean): void {
     validateBoolean(request, 'request');
     const r = this._native().setRequestMetaContext(request);
@@ -586,7 +587,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return;
   }
 
-  /** `nbd_get_request_meta_context`: Whether meta contexts are requested by opt_go/info (libnbd ≥ 1.16). */
+  /** `nbd_get_request_meta_context`: Whether meta contexts are requested by opt_go/info. libnbd ≥ 1.16. */
   getRequestMetaContext(): boolean {
     const r = this._native().getRequestMetaContext();
     this._afterCall();
@@ -594,7 +595,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_set_socket_activation_name`: LISTEN_FDNAMES for socket activation (libnbd ≥ 1.16). Permitted in state: created. */
+  /** `nbd_set_socket_activation_name`: LISTEN_FDNAMES for socket activation. libnbd ≥ 1.16. Permitted in state: created. */
   setSocketActivationName(socketName: string): void {
     validateString(socketName, 'socketName');
     const r = this._native().setSocketActivationName(socketName);
@@ -603,7 +604,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return;
   }
 
-  /** `nbd_get_socket_activation_name`: The socket activation name (libnbd ≥ 1.16). */
+  /** `nbd_get_socket_activation_name`: The socket activation name. libnbd ≥ 1.16. */
   getSocketActivationName(): string {
     const r = this._native().getSocketActivationName();
     this._afterCall();
@@ -611,7 +612,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as string;
   }
 
-  /** `nbd_set_request_extended_headers`: Whether to request extended headers (libnbd ≥ 1.18). Permitted in state: created. */
+  /** `nbd_set_request_extended_headers`: Whether to request extended headers. libnbd ≥ 1.18. Permitted in state: created. */
   setRequestExtendedHeaders(request: boolean): void {
     validateBoolean(request, 'request');
     const r = this._native().setRequestExtendedHeaders(request);
@@ -620,7 +621,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return;
   }
 
-  /** `nbd_get_request_extended_headers`: Whether extended headers are requested (libnbd ≥ 1.18). */
+  /** `nbd_get_request_extended_headers`: Whether extended headers are requested. libnbd ≥ 1.18. */
   getRequestExtendedHeaders(): boolean {
     const r = this._native().getRequestExtendedHeaders();
     this._afterCall();
@@ -628,7 +629,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_get_extended_headers_negotiated`: Whether extended headers were negotiated (libnbd ≥ 1.18). Permitted in state: connected, closed or dead. */
+  /** `nbd_get_extended_headers_negotiated`: Whether extended headers were negotiated. libnbd ≥ 1.18. Permitted in state: connected, closed or dead. */
   getExtendedHeadersNegotiated(): boolean {
     const r = this._native().getExtendedHeadersNegotiated();
     this._afterCall();
@@ -636,7 +637,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_can_block_status_payload`: Whether the server accepts filtered block status (libnbd ≥ 1.18). Permitted in state: connected, closed or dead. */
+  /** `nbd_can_block_status_payload`: Whether the server accepts filtered block status. libnbd ≥ 1.18. Permitted in state: connected, closed or dead. */
   canBlockStatusPayload(): boolean {
     const r = this._native().canBlockStatusPayload();
     this._afterCall();
@@ -644,7 +645,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as boolean;
   }
 
-  /** `nbd_stats_bytes_sent`: Bytes sent to the server (libnbd ≥ 1.16). */
+  /** `nbd_stats_bytes_sent`: Bytes sent to the server. libnbd ≥ 1.16. */
   statsBytesSent(): Int64<B> {
     const r = this._native().statsBytesSent();
     this._afterCall();
@@ -652,7 +653,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._int64(r as number | bigint);
   }
 
-  /** `nbd_stats_chunks_sent`: Messages sent to the server (libnbd ≥ 1.16). */
+  /** `nbd_stats_chunks_sent`: Messages sent to the server. libnbd ≥ 1.16. */
   statsChunksSent(): Int64<B> {
     const r = this._native().statsChunksSent();
     this._afterCall();
@@ -660,7 +661,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._int64(r as number | bigint);
   }
 
-  /** `nbd_stats_bytes_received`: Bytes received from the server (libnbd ≥ 1.16). */
+  /** `nbd_stats_bytes_received`: Bytes received from the server. libnbd ≥ 1.16. */
   statsBytesReceived(): Int64<B> {
     const r = this._native().statsBytesReceived();
     this._afterCall();
@@ -668,7 +669,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._int64(r as number | bigint);
   }
 
-  /** `nbd_stats_chunks_received`: Messages received from the server (libnbd ≥ 1.16). */
+  /** `nbd_stats_chunks_received`: Messages received from the server. libnbd ≥ 1.16. */
   statsChunksReceived(): Int64<B> {
     const r = this._native().statsChunksReceived();
     this._afterCall();
@@ -676,7 +677,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._int64(r as number | bigint);
   }
 
-  /** `nbd_get_subprocess_pid`: PID of the server started by connectCommand (libnbd ≥ 1.22). */
+  /** `nbd_get_subprocess_pid`: PID of the server started by connectCommand. libnbd ≥ 1.22. */
   getSubprocessPid(): Int64<B> {
     const r = this._native().getSubprocessPid();
     this._afterCall();
@@ -695,7 +696,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
 
   // ---------------------------------------------------------------- data commands
 
-  /** `nbd_aio_pread`: Read into buf from offset. Returns the cookie. */
+  /** `nbd_aio_pread`: Read into buf from offset. Flags: none (0). Returns the cookie. */
   aioPread(buf: ArrayBufferView, offset: number | bigint, completion?: CompletionCallback | null, flags = 0): number {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -706,7 +707,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioPread(buf, toNativeUint64(offset), flags), 'read', buf, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_pread` as a Promise: Read into buf from offset. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_pread` as a Promise: Read into buf from offset. Flags: none (0). `options`: the flags, or `{ flags, signal }`. */
   pread(buf: ArrayBufferView, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -718,7 +719,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_pread_structured`: Read with a chunk callback per DATA/HOLE/ERROR chunk. Returns the cookie. */
+  /** `nbd_aio_pread_structured`: Read with a chunk callback per DATA/HOLE/ERROR chunk. Flags: CMD_FLAG_DF. Returns the cookie. */
   aioPreadStructured(buf: ArrayBufferView, offset: number | bigint, chunk: ChunkCallback<B>, completion?: CompletionCallback | null, flags = 0): number {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -730,7 +731,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioPreadStructured(buf, toNativeUint64(offset), flags), 'read', buf, offset, chunk, completion, undefined);
   }
 
-  /** `nbd_pread_structured` as a Promise: Read with a chunk callback per DATA/HOLE/ERROR chunk. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_pread_structured` as a Promise: Read with a chunk callback per DATA/HOLE/ERROR chunk. Flags: CMD_FLAG_DF. `options`: the flags, or `{ flags, signal }`. */
   preadStructured(buf: ArrayBufferView, offset: number | bigint, chunk: ChunkCallback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -743,7 +744,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_pwrite`: Write buf at offset. Returns the cookie. */
+  /** `nbd_aio_pwrite`: Write buf at offset. Flags: CMD_FLAG_FUA, CMD_FLAG_PAYLOAD_LEN. Returns the cookie. */
   aioPwrite(buf: ArrayBufferView, offset: number | bigint, completion?: CompletionCallback | null, flags = 0): number {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -754,7 +755,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioPwrite(buf, toNativeUint64(offset), flags), 'write', buf, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_pwrite` as a Promise: Write buf at offset. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_pwrite` as a Promise: Write buf at offset. Flags: CMD_FLAG_FUA, CMD_FLAG_PAYLOAD_LEN. `options`: the flags, or `{ flags, signal }`. */
   pwrite(buf: ArrayBufferView, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateBuffer(buf, 'buf');
     validateUint64(offset, 'offset');
@@ -766,7 +767,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_flush`: Flush the server's caches. Returns the cookie. */
+  /** `nbd_aio_flush`: Flush the server's caches. Flags: none (0). Returns the cookie. */
   aioFlush(completion?: CompletionCallback | null, flags = 0): number {
     validateOptionalFunction(completion, 'completion');
     validateUint32(flags, 'flags');
@@ -774,7 +775,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioFlush(flags), 'flush', undefined, undefined, undefined, completion, undefined);
   }
 
-  /** `nbd_flush` as a Promise: Flush the server's caches. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_flush` as a Promise: Flush the server's caches. Flags: none (0). `options`: the flags, or `{ flags, signal }`. */
   flush(options: number | CommandOptions = 0): Promise<void> {
     const { flags, signal } = commandOptions(options);
     return this._promise('nbd_flush', 'flush', signal, (settle) => {
@@ -783,7 +784,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_trim`: Discard (trim) a range. Returns the cookie. */
+  /** `nbd_aio_trim`: Discard (trim) a range. Flags: CMD_FLAG_FUA. Returns the cookie. */
   aioTrim(count: number | bigint, offset: number | bigint, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -793,7 +794,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioTrim(toNativeUint64(count), toNativeUint64(offset), flags), 'trim', undefined, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_trim` as a Promise: Discard (trim) a range. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_trim` as a Promise: Discard (trim) a range. Flags: CMD_FLAG_FUA. `options`: the flags, or `{ flags, signal }`. */
   trim(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -804,7 +805,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_cache`: Ask the server to prefetch a range. Returns the cookie. */
+  /** `nbd_aio_cache`: Ask the server to prefetch a range. Flags: none (0). Returns the cookie. */
   aioCache(count: number | bigint, offset: number | bigint, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -814,7 +815,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioCache(toNativeUint64(count), toNativeUint64(offset), flags), 'cache', undefined, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_cache` as a Promise: Ask the server to prefetch a range. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_cache` as a Promise: Ask the server to prefetch a range. Flags: none (0). `options`: the flags, or `{ flags, signal }`. */
   cache(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -825,7 +826,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_zero`: Write zeroes to a range. Returns the cookie. */
+  /** `nbd_aio_zero`: Write zeroes to a range. Flags: CMD_FLAG_FUA, CMD_FLAG_NO_HOLE, CMD_FLAG_FAST_ZERO. Returns the cookie. */
   aioZero(count: number | bigint, offset: number | bigint, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -835,7 +836,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioZero(toNativeUint64(count), toNativeUint64(offset), flags), 'write-zeroes', undefined, offset, undefined, completion, undefined);
   }
 
-  /** `nbd_zero` as a Promise: Write zeroes to a range. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_zero` as a Promise: Write zeroes to a range. Flags: CMD_FLAG_FUA, CMD_FLAG_NO_HOLE, CMD_FLAG_FAST_ZERO. `options`: the flags, or `{ flags, signal }`. */
   zero(count: number | bigint, offset: number | bigint, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -846,7 +847,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_block_status`: Block status: extent callback per meta context, entries as (length, flags) pairs. Returns the cookie. */
+  /** `nbd_aio_block_status`: Block status: extent callback per meta context, entries as (length, flags) pairs. Flags: CMD_FLAG_REQ_ONE. Returns the cookie. */
   aioBlockStatus(count: number | bigint, offset: number | bigint, extent: ExtentCallback<B>, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -857,7 +858,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioBlockStatus(toNativeUint64(count), toNativeUint64(offset), flags), 'block-status', undefined, offset, extent, completion, undefined);
   }
 
-  /** `nbd_block_status` as a Promise: Block status: extent callback per meta context, entries as (length, flags) pairs. `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_block_status` as a Promise: Block status: extent callback per meta context, entries as (length, flags) pairs. Flags: CMD_FLAG_REQ_ONE. `options`: the flags, or `{ flags, signal }`. */
   blockStatus(count: number | bigint, offset: number | bigint, extent: ExtentCallback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -869,7 +870,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_block_status_64`: Block status with 64-bit extents (libnbd ≥ 1.18). Returns the cookie. */
+  /** `nbd_aio_block_status_64`: Block status with 64-bit extents. libnbd ≥ 1.18. Flags: CMD_FLAG_REQ_ONE. Returns the cookie. */
   aioBlockStatus64(count: number | bigint, offset: number | bigint, extent64: Extent64Callback<B>, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -880,7 +881,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioBlockStatus64(toNativeUint64(count), toNativeUint64(offset), flags), 'block-status', undefined, offset, extent64, completion, undefined);
   }
 
-  /** `nbd_block_status_64` as a Promise: Block status with 64-bit extents (libnbd ≥ 1.18). `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_block_status_64` as a Promise: Block status with 64-bit extents. libnbd ≥ 1.18. Flags: CMD_FLAG_REQ_ONE. `options`: the flags, or `{ flags, signal }`. */
   blockStatus64(count: number | bigint, offset: number | bigint, extent64: Extent64Callback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -892,7 +893,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     });
   }
 
-  /** `nbd_aio_block_status_filter`: Block status limited to some meta contexts (libnbd ≥ 1.18). Returns the cookie. */
+  /** `nbd_aio_block_status_filter`: Block status limited to some meta contexts. libnbd ≥ 1.18. Flags: CMD_FLAG_REQ_ONE, CMD_FLAG_PAYLOAD_LEN. Returns the cookie. */
   aioBlockStatusFilter(count: number | bigint, offset: number | bigint, contexts: string[], extent64: Extent64Callback<B>, completion?: CompletionCallback | null, flags = 0): number {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -904,7 +905,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._register(n.aioBlockStatusFilter(toNativeUint64(count), toNativeUint64(offset), contexts, flags), 'block-status', undefined, offset, extent64, completion, undefined);
   }
 
-  /** `nbd_block_status_filter` as a Promise: Block status limited to some meta contexts (libnbd ≥ 1.18). `options`: the flags, or `{ flags, signal }`. */
+  /** `nbd_block_status_filter` as a Promise: Block status limited to some meta contexts. libnbd ≥ 1.18. Flags: CMD_FLAG_REQ_ONE, CMD_FLAG_PAYLOAD_LEN. `options`: the flags, or `{ flags, signal }`. */
   blockStatusFilter(count: number | bigint, offset: number | bigint, contexts: string[], extent64: Extent64Callback<B>, options: number | CommandOptions = 0): Promise<void> {
     validateUint64(count, 'count');
     validateUint64(offset, 'offset');
@@ -971,7 +972,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._promiseOpt('nbd_opt_list_meta_context', signal, (settle, live) => this._registerOpt(this._native().aioOptListMetaContext(), live(context), undefined, settle));
   }
 
-  /** `nbd_aio_opt_list_meta_context_queries`: List meta contexts matching queries (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_list_meta_context_queries`: List meta contexts matching queries. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
   aioOptListMetaContextQueries(queries: string[], context: ContextCallback, completion?: CompletionCallback | null): void {
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
@@ -979,7 +980,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     this._registerOpt(this._native().aioOptListMetaContextQueries(queries), context, completion, undefined);
   }
 
-  /** `nbd_opt_list_meta_context_queries` as a Promise: List meta contexts matching queries (libnbd ≥ 1.16). Resolves with the number of context callbacks. */
+  /** `nbd_opt_list_meta_context_queries` as a Promise: List meta contexts matching queries. libnbd ≥ 1.16. Resolves with the number of context callbacks. */
   optListMetaContextQueries(queries: string[], context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
@@ -987,21 +988,21 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._promiseOpt('nbd_opt_list_meta_context_queries', signal, (settle, live) => this._registerOpt(this._native().aioOptListMetaContextQueries(queries), live(context), undefined, settle));
   }
 
-  /** `nbd_aio_opt_set_meta_context`: Select the requested meta contexts (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_set_meta_context`: Select the requested meta contexts. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
   aioOptSetMetaContext(context: ContextCallback, completion?: CompletionCallback | null): void {
     validateFunction(context, 'context');
     validateOptionalFunction(completion, 'completion');
     this._registerOpt(this._native().aioOptSetMetaContext(), context, completion, undefined);
   }
 
-  /** `nbd_opt_set_meta_context` as a Promise: Select the requested meta contexts (libnbd ≥ 1.16). Resolves with the number of context callbacks. */
+  /** `nbd_opt_set_meta_context` as a Promise: Select the requested meta contexts. libnbd ≥ 1.16. Resolves with the number of context callbacks. */
   optSetMetaContext(context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateFunction(context, 'context');
     const signal = signalOption(options);
     return this._promiseOpt('nbd_opt_set_meta_context', signal, (settle, live) => this._registerOpt(this._native().aioOptSetMetaContext(), live(context), undefined, settle));
   }
 
-  /** `nbd_aio_opt_set_meta_context_queries`: Select meta contexts matching queries (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_set_meta_context_queries`: Select meta contexts matching queries. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
   aioOptSetMetaContextQueries(queries: string[], context: ContextCallback, completion?: CompletionCallback | null): void {
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
@@ -1009,7 +1010,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     this._registerOpt(this._native().aioOptSetMetaContextQueries(queries), context, completion, undefined);
   }
 
-  /** `nbd_opt_set_meta_context_queries` as a Promise: Select meta contexts matching queries (libnbd ≥ 1.16). Resolves with the number of context callbacks. */
+  /** `nbd_opt_set_meta_context_queries` as a Promise: Select meta contexts matching queries. libnbd ≥ 1.16. Resolves with the number of context callbacks. */
   optSetMetaContextQueries(queries: string[], context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
@@ -1017,37 +1018,37 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._promiseOpt('nbd_opt_set_meta_context_queries', signal, (settle, live) => this._registerOpt(this._native().aioOptSetMetaContextQueries(queries), live(context), undefined, settle));
   }
 
-  /** `nbd_aio_opt_starttls`: Upgrade to TLS during negotiation (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_starttls`: Upgrade to TLS during negotiation. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
   aioOptStarttls(completion?: CompletionCallback | null): void {
     validateOptionalFunction(completion, 'completion');
     this._registerOpt(this._native().aioOptStarttls(), undefined, completion, undefined);
   }
 
-  /** `nbd_opt_starttls` as a Promise: Upgrade to TLS during negotiation (libnbd ≥ 1.16). */
+  /** `nbd_opt_starttls` as a Promise: Upgrade to TLS during negotiation. libnbd ≥ 1.16. */
   optStarttls(options?: SignalOptions): Promise<void> {
     const signal = signalOption(options);
     return this._promiseOpt('nbd_opt_starttls', signal, (settle) => this._registerOpt(this._native().aioOptStarttls(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
   }
 
-  /** `nbd_aio_opt_structured_reply`: Request structured replies (libnbd ≥ 1.16). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_structured_reply`: Request structured replies. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
   aioOptStructuredReply(completion?: CompletionCallback | null): void {
     validateOptionalFunction(completion, 'completion');
     this._registerOpt(this._native().aioOptStructuredReply(), undefined, completion, undefined);
   }
 
-  /** `nbd_opt_structured_reply` as a Promise: Request structured replies (libnbd ≥ 1.16). */
+  /** `nbd_opt_structured_reply` as a Promise: Request structured replies. libnbd ≥ 1.16. */
   optStructuredReply(options?: SignalOptions): Promise<void> {
     const signal = signalOption(options);
     return this._promiseOpt('nbd_opt_structured_reply', signal, (settle) => this._registerOpt(this._native().aioOptStructuredReply(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
   }
 
-  /** `nbd_aio_opt_extended_headers`: Request extended headers (libnbd ≥ 1.18). The completion callback runs once; libnbd retires option commands itself. */
+  /** `nbd_aio_opt_extended_headers`: Request extended headers. libnbd ≥ 1.18. The completion callback runs once; libnbd retires option commands itself. */
   aioOptExtendedHeaders(completion?: CompletionCallback | null): void {
     validateOptionalFunction(completion, 'completion');
     this._registerOpt(this._native().aioOptExtendedHeaders(), undefined, completion, undefined);
   }
 
-  /** `nbd_opt_extended_headers` as a Promise: Request extended headers (libnbd ≥ 1.18). */
+  /** `nbd_opt_extended_headers` as a Promise: Request extended headers. libnbd ≥ 1.18. */
   optExtendedHeaders(options?: SignalOptions): Promise<void> {
     const signal = signalOption(options);
     return this._promiseOpt('nbd_opt_extended_headers', signal, (settle) => this._registerOpt(this._native().aioOptExtendedHeaders(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
@@ -1062,11 +1063,23 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._connect('nbd_connect_uri', signal, (n) => n.aioConnectUri(uri));
   }
 
+  /** `nbd_aio_connect_uri`: Connect to an NBD URI (nbd://, nbds://, nbd+unix://, ...). Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectUri(uri: string): void {
+    validateString(uri, 'uri');
+    this._aioConnect('nbd_aio_connect_uri', (n) => n.aioConnectUri(uri));
+  }
+
   /** `nbd_connect_unix` as a Promise (the driver runs `nbd_aio_connect_unix`): Connect to a Unix domain socket. Aborting `options.signal` rejects the Promise and closes the handle. */
   connectUnix(unixsocket: string, options?: SignalOptions): Promise<void> {
     validateString(unixsocket, 'unixsocket');
     const signal = signalOption(options);
     return this._connect('nbd_connect_unix', signal, (n) => n.aioConnectUnix(unixsocket));
+  }
+
+  /** `nbd_aio_connect_unix`: Connect to a Unix domain socket. Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectUnix(unixsocket: string): void {
+    validateString(unixsocket, 'unixsocket');
+    this._aioConnect('nbd_aio_connect_unix', (n) => n.aioConnectUnix(unixsocket));
   }
 
   /** `nbd_connect_vsock` as a Promise (the driver runs `nbd_aio_connect_vsock`): Connect over AF_VSOCK. Aborting `options.signal` rejects the Promise and closes the handle. */
@@ -1077,12 +1090,26 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._connect('nbd_connect_vsock', signal, (n) => n.aioConnectVsock(cid, port));
   }
 
+  /** `nbd_aio_connect_vsock`: Connect over AF_VSOCK. Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectVsock(cid: number, port: number): void {
+    validateUint32(cid, 'cid');
+    validateUint32(port, 'port');
+    this._aioConnect('nbd_aio_connect_vsock', (n) => n.aioConnectVsock(cid, port));
+  }
+
   /** `nbd_connect_tcp` as a Promise (the driver runs `nbd_aio_connect_tcp`): Connect over TCP; the name lookup (getaddrinfo) blocks the thread that runs it (the I/O thread with the thread driver). Aborting `options.signal` rejects the Promise and closes the handle. */
   connectTcp(hostname: string, port: string | number, options?: SignalOptions): Promise<void> {
     validateString(hostname, 'hostname');
     validateService(port, 'port');
     const signal = signalOption(options);
     return this._connect('nbd_connect_tcp', signal, (n) => n.aioConnectTcp(hostname, String(port)));
+  }
+
+  /** `nbd_aio_connect_tcp`: Connect over TCP; the name lookup (getaddrinfo) blocks the thread that runs it (the I/O thread with the thread driver). Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectTcp(hostname: string, port: string | number): void {
+    validateString(hostname, 'hostname');
+    validateService(port, 'port');
+    this._aioConnect('nbd_aio_connect_tcp', (n) => n.aioConnectTcp(hostname, String(port)));
   }
 
   /** `nbd_connect_socket` as a Promise (the driver runs `nbd_aio_connect_socket`): Talk NBD over a connected socket; libnbd takes ownership of the fd. Aborting `options.signal` rejects the Promise and closes the handle. */
@@ -1092,11 +1119,23 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._connect('nbd_connect_socket', signal, (n) => n.aioConnectSocket(sock));
   }
 
+  /** `nbd_aio_connect_socket`: Talk NBD over a connected socket; libnbd takes ownership of the fd. Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectSocket(sock: number): void {
+    validateFd(sock, 'sock');
+    this._aioConnect('nbd_aio_connect_socket', (n) => n.aioConnectSocket(sock));
+  }
+
   /** `nbd_connect_command` as a Promise (the driver runs `nbd_aio_connect_command`): Run a server (e.g. nbdkit -s) and talk over its stdin/stdout. Aborting `options.signal` rejects the Promise and closes the handle. */
   connectCommand(argv: string[], options?: SignalOptions): Promise<void> {
     validateStringArray(argv, 'argv');
     const signal = signalOption(options);
     return this._connect('nbd_connect_command', signal, (n) => n.aioConnectCommand(argv));
+  }
+
+  /** `nbd_aio_connect_command`: Run a server (e.g. nbdkit -s) and talk over its stdin/stdout. Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectCommand(argv: string[]): void {
+    validateStringArray(argv, 'argv');
+    this._aioConnect('nbd_aio_connect_command', (n) => n.aioConnectCommand(argv));
   }
 
   /** `nbd_connect_systemd_socket_activation` as a Promise (the driver runs `nbd_aio_connect_systemd_socket_activation`): Run a server with systemd socket activation. Aborting `options.signal` rejects the Promise and closes the handle. */
@@ -1106,6 +1145,76 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return this._connect('nbd_connect_systemd_socket_activation', signal, (n) => n.aioConnectSystemdSocketActivation(argv));
   }
 
+  /** `nbd_aio_connect_systemd_socket_activation`: Run a server with systemd socket activation. Returns at once; the driver makes the call and drives the handshake. aioIsConnecting() is true from now until it ends (then aioIsReady(), aioIsNegotiating() or aioIsDead()). A failure libnbd reports from the call itself is emitted as `'connect'` (an NbdError), as is every outcome. Throws at once (EINVAL) when the handle is not newly created. */
+  aioConnectSystemdSocketActivation(argv: string[]): void {
+    validateStringArray(argv, 'argv');
+    this._aioConnect('nbd_aio_connect_systemd_socket_activation', (n) => n.aioConnectSystemdSocketActivation(argv));
+  }
+
+}
+
+/** Whether the libnbd the binding was compiled against has each call newer than libnbd 1.14 (its LIBNBD_HAVE_* macro); a call it lacks fails with NbdError ENOTSUP. */
+export interface NbdHave {
+  /** `nbd_aio_block_status_64`: libnbd ≥ 1.18. */
+  readonly aioBlockStatus64: boolean;
+  /** `nbd_aio_block_status_filter`: libnbd ≥ 1.18. */
+  readonly aioBlockStatusFilter: boolean;
+  /** `nbd_aio_opt_extended_headers`: libnbd ≥ 1.18. */
+  readonly aioOptExtendedHeaders: boolean;
+  /** `nbd_aio_opt_list_meta_context_queries`: libnbd ≥ 1.16. */
+  readonly aioOptListMetaContextQueries: boolean;
+  /** `nbd_aio_opt_set_meta_context`: libnbd ≥ 1.16. */
+  readonly aioOptSetMetaContext: boolean;
+  /** `nbd_aio_opt_set_meta_context_queries`: libnbd ≥ 1.16. */
+  readonly aioOptSetMetaContextQueries: boolean;
+  /** `nbd_aio_opt_starttls`: libnbd ≥ 1.16. */
+  readonly aioOptStarttls: boolean;
+  /** `nbd_aio_opt_structured_reply`: libnbd ≥ 1.16. */
+  readonly aioOptStructuredReply: boolean;
+  /** `nbd_block_status_64`: libnbd ≥ 1.18. */
+  readonly blockStatus64: boolean;
+  /** `nbd_block_status_filter`: libnbd ≥ 1.18. */
+  readonly blockStatusFilter: boolean;
+  /** `nbd_can_block_status_payload`: libnbd ≥ 1.18. */
+  readonly canBlockStatusPayload: boolean;
+  /** `nbd_get_extended_headers_negotiated`: libnbd ≥ 1.18. */
+  readonly getExtendedHeadersNegotiated: boolean;
+  /** `nbd_get_request_extended_headers`: libnbd ≥ 1.18. */
+  readonly getRequestExtendedHeaders: boolean;
+  /** `nbd_get_request_meta_context`: libnbd ≥ 1.16. */
+  readonly getRequestMetaContext: boolean;
+  /** `nbd_get_socket_activation_name`: libnbd ≥ 1.16. */
+  readonly getSocketActivationName: boolean;
+  /** `nbd_get_subprocess_pid`: libnbd ≥ 1.22. */
+  readonly getSubprocessPid: boolean;
+  /** `nbd_opt_extended_headers`: libnbd ≥ 1.18. */
+  readonly optExtendedHeaders: boolean;
+  /** `nbd_opt_list_meta_context_queries`: libnbd ≥ 1.16. */
+  readonly optListMetaContextQueries: boolean;
+  /** `nbd_opt_set_meta_context`: libnbd ≥ 1.16. */
+  readonly optSetMetaContext: boolean;
+  /** `nbd_opt_set_meta_context_queries`: libnbd ≥ 1.16. */
+  readonly optSetMetaContextQueries: boolean;
+  /** `nbd_opt_starttls`: libnbd ≥ 1.16. */
+  readonly optStarttls: boolean;
+  /** `nbd_opt_structured_reply`: libnbd ≥ 1.16. */
+  readonly optStructuredReply: boolean;
+  /** `nbd_set_request_extended_headers`: libnbd ≥ 1.18. */
+  readonly setRequestExtendedHeaders: boolean;
+  /** `nbd_set_request_meta_context`: libnbd ≥ 1.16. */
+  readonly setRequestMetaContext: boolean;
+  /** `nbd_set_socket_activation_name`: libnbd ≥ 1.16. */
+  readonly setSocketActivationName: boolean;
+  /** `nbd_stats_bytes_received`: libnbd ≥ 1.16. */
+  readonly statsBytesReceived: boolean;
+  /** `nbd_stats_bytes_sent`: libnbd ≥ 1.16. */
+  readonly statsBytesSent: boolean;
+  /** `nbd_stats_chunks_received`: libnbd ≥ 1.16. */
+  readonly statsChunksReceived: boolean;
+  /** `nbd_stats_chunks_sent`: libnbd ≥ 1.16. */
+  readonly statsChunksSent: boolean;
+  /** `nbd_supports_vsock`: libnbd ≥ 1.16. */
+  readonly supportsVsock: boolean;
 }
 
 /** Names of the libnbd constants this build exports, with those added after 1.14 marked optional. */
@@ -1116,12 +1225,14 @@ export interface NbdConstants {
   readonly SIZE_MINIMUM: number;
   readonly SIZE_PREFERRED: number;
   readonly SIZE_MAXIMUM: number;
+  /** libnbd ≥ 1.18. */
   readonly SIZE_PAYLOAD?: number;
   readonly CMD_FLAG_FUA: number;
   readonly CMD_FLAG_NO_HOLE: number;
   readonly CMD_FLAG_DF: number;
   readonly CMD_FLAG_REQ_ONE: number;
   readonly CMD_FLAG_FAST_ZERO: number;
+  /** libnbd ≥ 1.18. */
   readonly CMD_FLAG_PAYLOAD_LEN?: number;
   readonly CMD_FLAG_MASK: number;
   readonly HANDSHAKE_FLAG_FIXED_NEWSTYLE: number;
@@ -1132,7 +1243,9 @@ export interface NbdConstants {
   readonly STRICT_BOUNDS: number;
   readonly STRICT_ZERO_SIZE: number;
   readonly STRICT_ALIGN: number;
+  /** libnbd ≥ 1.18. */
   readonly STRICT_PAYLOAD?: number;
+  /** libnbd ≥ 1.18. */
   readonly STRICT_AUTO_FLAG?: number;
   readonly STRICT_MASK: number;
   readonly ALLOW_TRANSPORT_TCP: number;
@@ -1149,5 +1262,6 @@ export interface NbdConstants {
   readonly READ_ERROR: number;
   readonly STATE_HOLE: number;
   readonly STATE_ZERO: number;
+  /** libnbd ≥ 1.16. */
   readonly STATE_DIRTY?: number;
 }

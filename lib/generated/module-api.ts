@@ -2,6 +2,10 @@
 
 import { binding } from '../binding';
 import { notSupported } from '../errors';
+import type { NbdHave } from './handle-api';
+
+/** Feature test, as C's `#ifdef LIBNBD_HAVE_NBD_<CALL>`: whether the libnbd the binding was built against has the call. */
+export const have: Readonly<NbdHave> = binding.have;
 
 /** `nbd_get_version`: The version of the libnbd library loaded. */
 export function getVersion(): string {
@@ -31,7 +35,7 @@ export function supportsUri(): boolean {
   return r;
 }
 
-/** `nbd_supports_vsock`: Whether libnbd was built with AF_VSOCK (libnbd ≥ 1.16). */
+/** `nbd_supports_vsock`: Whether libnbd was built with AF_VSOCK. libnbd ≥ 1.16. */
 export function supportsVsock(): boolean {
   const r = binding.supportsVsock();
   if (r === undefined) throw notSupported('nbd_supports_vsock');
