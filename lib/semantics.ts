@@ -1,10 +1,11 @@
 // libnbd's error rules for a command's callbacks, applied in JS.
 //
 // JS callbacks run after libnbd has returned (docs/architecture.md, "The two
-// rules everything follows"), so libnbd cannot see what they return: its native callbacks return 0 (READ_ERROR:
-// see READ_ERROR_MARKER) and its own record of a command's error holds server
-// errors only. These functions replay libnbd's rules
-// (generator/states-reply-structured.c, states-reply.c, lib/aio.c) in event
+// rules everything follows"), so libnbd cannot see what they return: its
+// native callbacks return 0 (READ_ERROR: see READ_ERROR_MARKER) and its own
+// record of a command's error holds server errors only. These functions replay
+// libnbd's rules (generator/states-reply-structured.c, states-reply.c,
+// lib/aio.c) in event
 // order so that JS observes what a C program observes.
 
 /** errno values the rules need (Linux). */
