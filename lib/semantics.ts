@@ -5,8 +5,7 @@
 // native callbacks return 0 (READ_ERROR: see READ_ERROR_MARKER) and its own
 // record of a command's error holds server errors only. These functions replay
 // libnbd's rules (generator/states-reply-structured.c, states-reply.c,
-// lib/aio.c) in event
-// order so that JS observes what a C program observes.
+// lib/aio.c) in event order so that JS observes what a C program observes.
 
 /** errno values the rules need (Linux). */
 const EPROTO = 71;
