@@ -13,9 +13,10 @@ import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './er
 import { abortable } from './abort';
 import * as wire from './generated/event-wire';
 import { HandleApi, type Int64, type Live, type Settle } from './generated/handle-api';
-import { commandPromise, PendingCommand, reportAbortedCause, type Closure } from './handle/commands';
+import * as commands from './handle/commands';
+import type { Closure } from './handle/commands';
 import { deliverCompletionAtClose } from './handle/deliver';
-import { deliverEvents } from './handle/events';
+import * as events from './handle/events';
 import { HandleState } from './handle/state';
 import { extents, type Extent, type ExtentsOptions } from './io/extents';
 import { createReadStream, type ReadStreamOptions } from './io/read-stream';
@@ -53,6 +54,11 @@ export function defaultDriver(): Driver {
 // Local constants: loads from the generated module's exports object would
 // stay generic property loads in optimized code (it has many properties).
 const { HEADER_QUEUED, HEADER_SLOT } = wire;
+// The same for what the hot path calls of the stages: TypeScript's CommonJS
+// exports are written twice (`void 0`, then the value), so V8 would not take
+// them as constants.
+const { commandPromise, PendingCommand, reportAbortedCause } = commands;
+const { deliverEvents } = events;
 /** Views whose ArrayBuffer is marked untransferable (Handle#_pin). */
 const pinned = new WeakSet<ArrayBufferView>();
 

@@ -7,9 +7,13 @@ import type { CompletionCallback } from '../callbacks';
 import { errno, libnbdError, NbdError } from '../errors';
 import type { Settle } from '../generated/handle-api';
 import { byIssueOrder, peekCompleted, renameApi, type CommandErrorState } from '../semantics';
-import { reportLostCauses } from './deliver';
+import * as deliver from './deliver';
 
 export type Closure = (...args: never[]) => unknown;
+
+// A local constant, as in events.ts: called through the exports object, V8
+// would not inline it.
+const { reportLostCauses } = deliver;
 
 let issueOrder = 0;
 /** A read whose buffer was detached or shrunk while in flight fails with this. */

@@ -6,21 +6,16 @@ import type { NativePayload } from '../../typings/native';
 import type { ChunkCallback, DebugCallback, ErrorRef } from '../callbacks';
 import { errno } from '../errors';
 import { EVENT_LIST } from '../generated/event-wire';
-import {
-  adoptLibnbdError,
-  applyChunkResult,
-  applyCompletionResult,
-  chunkErrorOnEntry,
-  errnoValue,
-  errorAtClose,
-  retiredOnCompletion,
-} from '../semantics';
+import * as semantics from '../semantics';
 import type { PendingCommand } from './commands';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-// A local constant: a load from the generated module's exports object would
-// stay a generic property load in optimized code (it has many properties).
+// Local constants: a load from the generated module's exports object would
+// stay a generic property load in optimized code (it has many properties);
+// and TypeScript's CommonJS exports are written twice (`void 0`, then the
+// function), so V8 would not inline the rules called through them.
 const LIST = EVENT_LIST;
+const { adoptLibnbdError, applyChunkResult, applyCompletionResult, chunkErrorOnEntry, errnoValue, errorAtClose, retiredOnCompletion } = semantics;
 
 /** `error.value` as libnbd's int, set before a callback returned or threw; a getter of the user's may throw too. */
 function errorValue(error: ErrorRef): number {

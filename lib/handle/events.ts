@@ -7,8 +7,8 @@
 import type { NativePayload } from '../../typings/native';
 import { binding } from '../binding';
 import * as wire from '../generated/event-wire';
-import { finalError } from '../semantics';
-import { deliverChunk, deliverCompletion, deliverDebug, deliverExtent, deliverListing } from './deliver';
+import * as semantics from '../semantics';
+import * as deliver from './deliver';
 import type { HandleState } from './state';
 
 // Local constants: loads from the generated module's exports object would
@@ -44,6 +44,11 @@ const {
   READ_ERROR_MARKER,
 } = wire;
 const STRIDE = EVENT_STRIDE;
+// The same for the functions of the hot path: TypeScript's CommonJS exports
+// are written twice (`void 0`, then the function), so V8 does not take them
+// as constants and would not inline a call through the exports object.
+const { deliverChunk, deliverCompletion, deliverDebug, deliverExtent, deliverListing } = deliver;
+const { finalError } = semantics;
 
 // The event wire's layout comes from one table (scripts/event-wire.mjs),
 // compiled into the native module too: a stale build must not misread it.
