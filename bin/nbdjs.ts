@@ -1,7 +1,7 @@
 // nbdjs: nbdinfo and nbdcopy's jobs on the libnbd package's public API
-// (docs/architecture.md, "Layers"). Dispatches to a subcommand; exit status 0 on success, 1 on a
-// failure (one line: "nbdjs: SUBCOMMAND: <cause> (ECODE)", a stack trace
-// only with --debug), 2 on a usage error, 130 after Ctrl-C.
+// (docs/architecture.md, "Layers"). Dispatches to a subcommand; exit status
+// 0 on success, 1 on a failure (one line: "nbdjs: SUBCOMMAND: <cause> (ECODE)",
+// a stack trace only with --debug), 2 on a usage error, 130 after Ctrl-C.
 import { copyCommand, COPY_USAGE } from './copy';
 import { info, INFO_USAGE } from './info';
 import { UsageError } from './args';

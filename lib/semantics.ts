@@ -1,14 +1,19 @@
-// libnbd's error rules for a command's callbacks, applied in JS.
+// libnbd's rules, applied in JS: a command's errors through its callbacks,
+// retirement, close, and how a Promise form words its errors.
 //
 // JS callbacks run after libnbd has returned (docs/architecture.md, "The two
-// rules everything follows"), so libnbd cannot see what they return: its
-// native callbacks return 0 (READ_ERROR: see READ_ERROR_MARKER) and its own
-// record of a command's error holds server errors only. These functions replay
-// libnbd's rules (generator/states-reply-structured.c, states-reply.c,
+// rules everything follows", rule 1), so libnbd cannot see what they return:
+// its native callbacks return 0 (READ_ERROR: see READ_ERROR_MARKER) and its
+// own record of a command's error holds server errors only. These functions
+// replay libnbd's rules (generator/states-reply-structured.c, states-reply.c,
 // lib/aio.c) in event order so that JS observes what a C program observes.
+//
+// Pure rules only: the state they apply to lives in the stages of lib/handle/.
+import { NbdError } from './errors';
 
 /** errno values the rules need (Linux). */
 const EPROTO = 71;
+const ENOTCONN = 107;
 
 export const READ_ERROR_STATUS = 3;
 
@@ -116,4 +121,64 @@ export function finalError(cmd: CommandErrorState, retireError: number): number 
 /** An errno written by a callback into `error.value`, as libnbd's int. */
 export function errnoValue(v: unknown): number {
   return typeof v === 'number' ? v | 0 : 0;
+}
+
+// ---------------------------------------------------------------- retirement
+
+/**
+ * Whether a command is retired as soon as JS has seen its completion
+ * (lib/aio.c): an option command always (libnbd retires them itself), a data
+ * command when its completion callback asked to (returned 1). Else it stays
+ * completed until nbd_aio_command_completed retires it. (A Promise form's
+ * command is retired by its Promise, which reports the outcome.)
+ */
+export function retiredOnCompletion(opt: boolean, completionAsked: boolean): boolean {
+  return opt || completionAsked;
+}
+
+/**
+ * nbd_aio_peek_command_completed: the oldest completed, unretired cookie;
+ * else 0 while commands are in flight; else undefined (libnbd's EINVAL:
+ * no commands are in flight).
+ */
+export function peekCompleted(oldest: number | undefined, inFlight: number): number | undefined {
+  if (oldest !== undefined) return oldest;
+  return inFlight > 0 ? 0 : undefined;
+}
+
+/** nbd_aio_in_flight: commands whose completion JS has not seen, and a disconnect under way. */
+export function inFlight(pending: number, disconnecting: boolean): number {
+  return pending + (disconnecting ? 1 : 0);
+}
+
+// ---------------------------------------------------------------- close
+
+/**
+ * nbd_close completes every pending command (libnbd 1.18's rule, applied on
+ * every version): in issue order (`byIssueOrder`), each with its own error,
+ * else ENOTCONN (`errorAtClose`). Its completion callback runs once; whatever
+ * it returns, the command is retired. Completed, unretired commands are
+ * forgotten, and connects and disconnects under way fail ENOTCONN.
+ */
+export function errorAtClose(error: number): number {
+  return error !== 0 ? error : ENOTCONN;
+}
+
+export function byIssueOrder(a: { readonly order: number }, b: { readonly order: number }): number {
+  return a.order - b.order;
+}
+
+// ---------------------------------------------------------------- wording
+
+/**
+ * The error as the synchronous libnbd call would word it: a sync call runs
+ * its aio twin (and the state machine) under its own name, so libnbd's
+ * message starts "nbd_pwrite: ", not "nbd_aio_pwrite: ".
+ */
+export function renameApi<T>(e: T, api: string): T {
+  if (!(e instanceof NbdError) || !/^nbd_\w+: /.test(e.message)) return e;
+  const renamed = new NbdError(e.message.replace(/^nbd_\w+: /, `${api}: `), e.errno, e.cause === undefined ? undefined : { cause: e.cause });
+  // Keep where it was thrown, with the message the stack's first line shows.
+  if (typeof e.stack === 'string') renamed.stack = e.stack.replace(e.message, renamed.message);
+  return renamed as T;
 }

@@ -3,7 +3,7 @@
 // (nbdkit memory/data/eval/sparse-random and filters, qemu-nbd over a sparse
 // file). Every error case, and the block-status traces, are also run
 // through libnbd's Python binding (Debian's python3-libnbd) and compared:
-// libnbd is the reference (DESIGN §4).
+// libnbd is the reference (docs/architecture.md, "Where libnbd's rules live").
 import { spawnSync } from 'node:child_process';
 import { constants as os } from 'node:os';
 import {

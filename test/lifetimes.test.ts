@@ -1,7 +1,7 @@
 // Lifetimes: close() with commands in flight, servers that die, GC of
 // buffers and handles, process liveness, worker_threads teardown, many
 // commands at once, and a port of libnbd's tests/closure-lifetimes.c.
-// DESIGN.md §2 (liveness, GC, teardown) and §3 (close).
+// docs/architecture.md, "Connecting and closing" (close, env teardown).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -585,8 +585,8 @@ describe('worker_threads', () => {
 
   test('connectCommand from 16 workers at the same time: every server starts and answers', async () => {
     // connectCommand forks the server while fd 2's close-on-exec flag is
-    // cleared (DESIGN §2); the flag is process-wide, so workers must not
-    // race on it.
+    // cleared (docs/architecture.md, "Connecting and closing"); the flag is
+    // process-wide, so workers must not race on it.
     const r = await runNode([join(FIXTURES, 'workers.js'), 'concurrent'], 20000);
     expect(r.stderr).not.toMatch(CRASH);
     expect(r.timedOut).toBe(false);

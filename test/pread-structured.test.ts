@@ -1,8 +1,8 @@
 // Structured reads: ports of libnbd's own tests (python/t/405, python/t/505,
 // the OCaml variants, interop/structured-read.c) plus the cases the research
 // verified locally (servers without structured replies, server errors,
-// auto-retirement, issuing commands from callbacks). See DESIGN.md §3-4 and
-// research/libnbd-semantics.md §1, §2, §5.
+// auto-retirement, issuing commands from callbacks). See docs/architecture.md,
+// "The life of a read" and "Where libnbd's rules live".
 import { constants as os } from 'node:os';
 import {
   CMD_FLAG_DF,
@@ -317,8 +317,8 @@ describe('python/t/505-aio-pread-callback (nbdkit pattern size=512)', () => {
   });
 
   test('a completion that throws on a successful command (error 0): success, a process warning, other commands unharmed', async () => {
-    // DESIGN §3: a thrown value is never silently lost; if the command still
-    // succeeds it is reported with process.emitWarning. Tests run in jest's
+    // A thrown value is never silently lost (docs/architecture.md, "Traps");
+    // if the command still succeeds it is reported with process.emitWarning. Tests run in jest's
     // own realm, as users' tests do: that must not break event delivery.
     const boom = new Error('completion threw but nothing failed');
     // jest gives each test file its own `process` object, which Node's

@@ -1,4 +1,5 @@
-// The reference for every rule of DESIGN.md §4 is libnbd itself: run the same
+// The reference for every rule of docs/architecture.md's "Where libnbd's
+// rules live" is libnbd itself: run the same
 // structured-read scenarios through libnbd's Python binding (Debian's
 // python3-libnbd, for /usr/bin/python3) and through this binding, against
 // the same servers, and compare the traces. Python's callbacks run inside

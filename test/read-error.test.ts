@@ -1,5 +1,6 @@
-// DESIGN §4 rule 2 (READ_ERROR chunks and chunk-callback failures), plain
-// NBD_REPLY_TYPE_ERROR, and the short structured read of rule 4, against a
+// READ_ERROR chunks and chunk-callback failures (docs/architecture.md,
+// "Where libnbd's rules live"), plain NBD_REPLY_TYPE_ERROR, and the short
+// structured read, against a
 // scripted server (no real server sends NBD_REPLY_TYPE_ERROR_OFFSET). Every
 // scenario runs through this binding and through libnbd's Python binding
 // against the same server; the traces must be equal, and equal to the rule.
@@ -200,7 +201,7 @@ function middleTrace(final: number): Trace {
   return { aio: { chunks, completion: [final], errno: final }, sync: { chunks, errno: final } };
 }
 
-describe('READ_ERROR chunks (NBD_REPLY_TYPE_ERROR_OFFSET): DESIGN §4 rule 2', () => {
+describe('READ_ERROR chunks (NBD_REPLY_TYPE_ERROR_OFFSET): libnbd\'s READ_ERROR rule', () => {
   test('count 0 at the error offset, its own errno on entry; the command fails even if every callback returns 0', async () => {
     const js = await both(errorInTheMiddle, { count: 2048, offset: 0 });
     expect(js.trace).toEqual(middleTrace(EIO));

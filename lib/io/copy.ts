@@ -1,6 +1,6 @@
 // copy(): an export or a file to another, sparse and zero-aware, as nbdcopy
-// does it (docs/architecture.md, "lib/io"): the source's
-// base:allocation extents where it has them, holes and zero extents zeroed on
+// does it (docs/architecture.md, "lib/io: jobs on the public Handle"): the
+// source's base:allocation extents where it has them, holes and zero extents zeroed on
 // an NBD destination (never trimmed) and skipped on a file made sparse
 // (ftruncate), all-zero data blocks (detectZeroes) treated the same way,
 // requests split to the servers' limits, queueDepth requests in flight per

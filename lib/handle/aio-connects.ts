@@ -13,8 +13,8 @@
 //   after the aio call when libnbd's call failed (what C returns as -1:
 //   a bad URI, a refused connect, a failed lookup: the state then shows
 //   dead, or created where libnbd refused the arguments) or the handshake did.
-import type { NativeHandle } from '../typings/native';
-import { NbdError, errno, libnbdError } from './errors';
+import type { NativeHandle } from '../../typings/native';
+import { NbdError, errno, libnbdError } from '../errors';
 
 export class AioConnects {
   /** The aio connects not ended yet: id → libnbd call name. */
