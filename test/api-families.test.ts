@@ -4,7 +4,7 @@
 // (tests/errors-*.c), disconnects, and the module functions. Where libnbd's
 // behaviour is not obvious, the same scenario runs through libnbd's Python
 // binding (python3-libnbd, /usr/bin/python3) and the outcomes are compared.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -40,13 +40,11 @@ import {
   startNbdkit,
   startQemuNbd,
   sparseFile,
-  systemPython,
   tempDir,
   tempFile,
-  waitFor,
 } from './helpers/servers';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep, waitFor } from './helpers/wait';
+import { runPython, systemPython } from './helpers/python';
 
 /** libnbd's minor version (1.x.y). */
 const minor = Number(getVersion().split('.')[1]);
@@ -86,13 +84,8 @@ def outcome(f):
         return ['err', errno.errorcode.get(e.errnum, 'E%d' % e.errnum), e.string]
 `;
 
-/** Runs `script` with libnbd's Python binding; its last stdout line is JSON. */
-function python(script: string, ...args: string[]): any {
-  const r = spawnSync(systemPython, ['-c', PY_PRELUDE + script, ...args], { encoding: 'utf8', timeout: 20000 });
-  if (r.status !== 0) throw new Error(`python failed (${r.status}): ${r.stderr}`);
-  const lines = r.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]);
-}
+/** Runs `script` (after PY_PRELUDE) with libnbd's Python binding; resolves with its last stdout line's JSON. */
+const python = (script: string, ...args: string[]): Promise<any> => runPython(PY_PRELUDE + script, { args, timeoutMs: 20000 });
 
 /** A message without libnbd's "<api>: " context (the binding may name the aio_ form of the call). */
 const body = (message: string) => message.replace(/^nbd_\w+: /, '');
@@ -152,7 +145,7 @@ describe('option negotiation (opt mode)', () => {
       ['b', 'hello'],
     ]);
     expect(h.aioIsNegotiating()).toBe(true); // still negotiating after a listing
-    const py = python(
+    const py = await python(
       `
 h = nbd.NBD(); h.set_opt_mode(True); h.connect_command(json.loads(sys.argv[1]))
 seen = []
@@ -401,7 +394,7 @@ describe('TLS with pre-shared keys', () => {
     const e = await failure(() => h.connectUnix(socket));
     expect(e.code).toBe('ENOTSUP');
     expect(e.message).toMatch(/server requires TLS encryption first/);
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD()
 print(json.dumps(outcome(lambda: h.connect_unix(sys.argv[1]))))`, socket);
     expect(py[1]).toBe('ENOTSUP');
@@ -413,7 +406,7 @@ print(json.dumps(outcome(lambda: h.connect_unix(sys.argv[1]))))`, socket);
     const e = await failure(() => h.connectUnix(socket));
     expect(e.message).toMatch(/gnutls_handshake/);
     expect(h.aioIsReady()).toBe(false);
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD(); h.set_tls(nbd.TLS_REQUIRE); h.set_tls_psk_file(sys.argv[2]); h.set_tls_username('alice')
 print(json.dumps(outcome(lambda: h.connect_unix(sys.argv[1]))))`, socket, wrong);
     expect(py[0]).toBe('err');
@@ -455,7 +448,7 @@ print(json.dumps(outcome(lambda: h.connect_unix(sys.argv[1]))))`, socket, wrong)
     const h = handle();
     h.setUriAllowLocalFile(true);
     const js = await outcome(() => h.connectUri(uri));
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD(); h.set_uri_allow_local_file(True)
 print(json.dumps(outcome(lambda: h.connect_uri(sys.argv[1]))))`, uri);
     expect(js[0]).toBe(py[0]);
@@ -756,7 +749,7 @@ describe('killSubprocess', () => {
     const argv = nbdkit('--filter=error', 'memory', 'size=1M', 'error-pread=ESHUTDOWN', 'error-pread-rate=1');
     const h = await connected(argv);
     const e = await failure(() => h.pread(Buffer.alloc(512), 0));
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD(); h.connect_command(json.loads(sys.argv[1]))
 print(json.dumps(outcome(lambda: h.pread(512, 0))))`, JSON.stringify(argv));
     expect(e.errno).toBe(108);
@@ -780,7 +773,7 @@ print(json.dumps(outcome(lambda: h.pread(512, 0))))`, JSON.stringify(argv));
 // ------------------------------------------------------------------ settings
 
 describe('settings: defaults and round trips', () => {
-  test('the defaults of a new handle are libnbd\'s (compared with Python)', () => {
+  test('the defaults of a new handle are libnbd\'s (compared with Python)', async () => {
     const h = handle();
     const js = {
       tls: h.getTls(),
@@ -796,7 +789,7 @@ describe('settings: defaults and round trips', () => {
       debug: h.getDebug(),
       nrMetaContexts: h.getNrMetaContexts(),
     };
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD()
 print(json.dumps(dict(tls=h.get_tls(), tlsVerifyPeer=h.get_tls_verify_peer(), handshakeFlags=h.get_handshake_flags(),
   requestStructuredReplies=h.get_request_structured_replies(), requestBlockSize=h.get_request_block_size(),
@@ -998,7 +991,7 @@ describe('libnbd\'s argument errors (tests/errors-*.c)', () => {
 
   test('shutdown after aioDisconnect waits for the close and succeeds, as nbd_shutdown does', async () => {
     const argv = nbdkit('memory', 'size=1M');
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD(); h.connect_command(json.loads(sys.argv[1]))
 h.aio_disconnect(0)
 r = outcome(lambda: h.shutdown(0))
@@ -1027,12 +1020,12 @@ print(json.dumps([r, h.aio_is_closed()]))`, JSON.stringify(argv));
 // ------------------------------------------------------------------ module functions
 
 describe('module functions', () => {
-  test('package name, version, TLS and URI support (same as Python)', () => {
+  test('package name, version, TLS and URI support are what the Python binding reports', async () => {
     expect(getPackageName()).toBe('libnbd');
     expect(getVersion()).toMatch(/^1\.\d+\.\d+/);
     expect(supportsTls()).toBe(true);
     expect(supportsUri()).toBe(true);
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD()
 print(json.dumps([h.get_package_name(), h.get_version(), h.supports_tls(), h.supports_uri()]))`);
     expect([getPackageName(), getVersion(), supportsTls(), supportsUri()]).toEqual(py);

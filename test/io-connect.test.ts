@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Handle, connect } from '../lib';
-import { startNbdkit, tempDir, waitFor, silentServer } from './helpers/servers';
+import { startNbdkit, tempDir, silentServer } from './helpers/servers';
+import { waitFor } from './helpers/wait';
 import { collectUnhandledRejections } from './helpers/unhandled';
 
 collectUnhandledRejections();

@@ -7,25 +7,17 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AbortError, Handle, NbdError, Pool, type CommandOptions } from '../lib';
-import { clip, collect, nbdinfoMap } from './helpers/io';
+import { clip, collect, nbdinfoMap, pool } from './helpers/io';
 import { collectUnhandledRejections } from './helpers/unhandled';
-import { pattern, sparseFile, startNbdkit, tempDir, waitFor } from './helpers/servers';
+import { pattern, sparseFile, startNbdkit, tempDir } from './helpers/servers';
+import { waitFor } from './helpers/wait';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
 collectUnhandledRejections();
 
-const pools: Pool[] = [];
-afterAll(async () => {
-  await Promise.all(pools.map((p) => p.close()));
-});
 
-async function pool(uri: string, options?: Parameters<typeof Pool.connect>[1]): Promise<Pool> {
-  const p = await Pool.connect(uri, options);
-  pools.push(p);
-  return p;
-}
 
 /** Counts the commands each handle of the pool is asked for. */
 function spy(p: Pool, method: 'pread' | 'pwrite'): number[] {

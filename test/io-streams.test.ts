@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Handle } from '../lib';
-import { connected, nbdkit, pattern, startNbdkit, tempDir, waitFor } from './helpers/servers';
+import { connected, nbdkit, pattern, startNbdkit, tempDir } from './helpers/servers';
+import { waitFor } from './helpers/wait';
 import { collectUnhandledRejections } from './helpers/unhandled';
 
 collectUnhandledRejections();

@@ -2,16 +2,15 @@
 // buffers and handles, process liveness, worker_threads teardown, many
 // commands at once, and a port of libnbd's tests/closure-lifetimes.c.
 // DESIGN.md §2 (liveness, GC, teardown) and §3 (close).
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Handle, NbdError, defaultDriver } from '../lib';
-import { connected, handle, nbdkit, pattern, startNbdkit, waitFor } from './helpers/servers';
+import { connected, handle, nbdkit, pattern, startNbdkit } from './helpers/servers';
+import { sleep, waitFor } from './helpers/wait';
+import { runNode } from './helpers/node-child';
 
 const ENOTCONN = 107;
 const EINVAL = 22;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Blocks the JS thread (no event loop turn): libnbd cannot notice anything meanwhile. */
 function blockThread(ms: number): void {
@@ -81,43 +80,6 @@ class Recorder {
 // ---------------------------------------------------------------- child processes
 
 const FIXTURES = join(__dirname, 'fixtures');
-const DIST = join(__dirname, '..', 'dist', 'lib', 'index.js');
-
-interface ChildResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-  timedOut: boolean;
-  lines: any[];
-}
-
-function runNode(args: string[], timeoutMs = 15000): Promise<ChildResult> {
-  if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run \`npx tsc -p tsconfig.json\` (npm test does)`);
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const lines = stdout
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l));
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - started, timedOut, lines });
-    });
-  });
-}
-
 /** Signs of a crash of Node or of the addon (nbdkit's own chatter is allowed). */
 const CRASH = /FATAL ERROR|Segmentation fault|Aborted|core dumped|uv loop|open handles|libnbd: unexpected|FIXTURE FAILURE|node::|Assertion failed: .*(uv|node|napi)/;
 
@@ -486,7 +448,7 @@ describe('a server that dies with commands in flight', () => {
 
 describe('garbage collection', () => {
   test('buffers held only by pending commands, and a dropped Handle, survive gc() until completion', async () => {
-    const r = await runNode(['--expose-gc', join(FIXTURES, 'gc.js')]);
+    const r = await runNode(['--expose-gc', join(FIXTURES, 'gc.js')], { timeoutMs: 15000 });
     expect(r.stderr).not.toMatch(CRASH);
     expect(r.timedOut).toBe(false);
     expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
@@ -507,7 +469,7 @@ describe('garbage collection', () => {
 });
 
 test('an idle handle whose event sink went through gc() still delivers every command', async () => {
-  const r = await runNode(['--expose-gc', join(FIXTURES, 'idle-gc.js')]);
+  const r = await runNode(['--expose-gc', join(FIXTURES, 'idle-gc.js')], { timeoutMs: 15000 });
   expect(r.stderr).not.toMatch(CRASH);
   expect({ code: r.code, timedOut: r.timedOut }).toEqual({ code: 0, timedOut: false });
   expect(r.lines).toEqual([{ ok: 10 }]);
@@ -517,7 +479,7 @@ test('an idle handle whose event sink went through gc() still delivers every com
 
 describe('process liveness', () => {
   test('an idle connected handle does not keep the process alive', async () => {
-    const r = await runNode([join(FIXTURES, 'idle.js')], 10000);
+    const r = await runNode([join(FIXTURES, 'idle.js')], { timeoutMs: 10000 });
     expect(r.stderr).not.toMatch(CRASH);
     expect(r.timedOut).toBe(false);
     expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
@@ -526,7 +488,7 @@ describe('process liveness', () => {
   });
 
   test('a handle that has finished its commands does not keep the process alive', async () => {
-    const r = await runNode([join(FIXTURES, 'idle.js'), 'read'], 10000);
+    const r = await runNode([join(FIXTURES, 'idle.js'), 'read'], { timeoutMs: 10000 });
     expect(r.stderr).not.toMatch(CRASH);
     expect(r.timedOut).toBe(false);
     expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
@@ -535,7 +497,7 @@ describe('process liveness', () => {
   });
 
   test('a command in flight keeps the process alive until it completes', async () => {
-    const r = await runNode([join(FIXTURES, 'inflight.js'), '1000'], 10000);
+    const r = await runNode([join(FIXTURES, 'inflight.js'), '1000'], { timeoutMs: 10000 });
     expect(r.stderr).not.toMatch(CRASH);
     expect(r.timedOut).toBe(false);
     expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
@@ -550,7 +512,7 @@ describe('process liveness', () => {
   });
 
   test('process.exit() with commands in flight exits cleanly', async () => {
-    const r = await runNode([join(FIXTURES, 'inflight.js'), '10000', 'exit'], 10000);
+    const r = await runNode([join(FIXTURES, 'inflight.js'), '10000', 'exit'], { timeoutMs: 10000 });
     expect(r.stderr).not.toMatch(CRASH);
     expect(r.timedOut).toBe(false);
     expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
@@ -566,7 +528,7 @@ describe('process liveness', () => {
 
 describe('worker_threads', () => {
   test('terminating workers mid-I/O and mid-connect does not crash; a worker that reads exits normally', async () => {
-    const r = await runNode([join(FIXTURES, 'workers.js')], 20000);
+    const r = await runNode([join(FIXTURES, 'workers.js')], { timeoutMs: 20000 });
     expect(r.stderr).not.toMatch(CRASH);
     expect(r.timedOut).toBe(false);
     expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
@@ -587,7 +549,7 @@ describe('worker_threads', () => {
     // connectCommand forks the server while fd 2's close-on-exec flag is
     // cleared (DESIGN §2); the flag is process-wide, so workers must not
     // race on it.
-    const r = await runNode([join(FIXTURES, 'workers.js'), 'concurrent'], 20000);
+    const r = await runNode([join(FIXTURES, 'workers.js'), 'concurrent'], { timeoutMs: 20000 });
     expect(r.stderr).not.toMatch(CRASH);
     expect(r.timedOut).toBe(false);
     expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });

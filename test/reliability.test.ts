@@ -5,7 +5,8 @@ import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Handle, NbdError, defaultDriver } from '../lib';
-import { connected, handle, nbdkit, pattern, startNbdkit, tempDir, waitFor, silentServer } from './helpers/servers';
+import { connected, handle, nbdkit, pattern, startNbdkit, tempDir, silentServer } from './helpers/servers';
+import { waitFor } from './helpers/wait';
 
 const EFAULT = 14;
 // The lib settings have no DOM types: what these tests use of WebAssembly.

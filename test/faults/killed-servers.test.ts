@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Handle } from '../../lib';
 import { nbdkit, pattern, tempDir } from '../helpers/servers';
-import { Ledger, Rng, collectStrayErrors, nbdErrorProblem, sleep, within } from './helpers/faults';
+import { Ledger, Rng, closeDeadConnection, collectStrayErrors, within } from './helpers/faults';
+import { sleep } from '../helpers/wait';
 import { killableNbdkit } from './helpers/killable';
 
 const SEED = 0x6b696c6c; // 'kill'
@@ -97,13 +98,7 @@ async function killRound(seed: number, via: Via, round: number): Promise<{ probl
     const left = ledger.entries.filter((e) => e.settles === 0).map((e) => e.label);
     problems.push(`${left.length} of ${depth} commands unsettled ${SETTLE_MS} ms after the kill (${left.slice(0, 4).join(', ')}...); state ${h.connectionState()}`);
   }
-  // Neither may hang on a dead connection.
-  const down = await within(h.shutdown(), 2000);
-  if (!down.settled) problems.push('shutdown() did not settle within 2 s');
-  else if (down.error !== undefined && nbdErrorProblem(down.error)) problems.push(`shutdown(): ${nbdErrorProblem(down.error)}`);
-  const t = Date.now();
-  h.close();
-  if (Date.now() - t > 1000) problems.push(`close() took ${Date.now() - t} ms`);
+  problems.push(...(await closeDeadConnection(h)));
   await sleep(10); // a second settlement would show up here
   problems.push(...ledger.problems({ settled: true }));
   return { problems: problems.map((p) => `${where}: ${p}`), cut: ledger.failed() > 0 };

@@ -1,6 +1,6 @@
 // Real NBD servers for the tests: nbdkit and qemu-nbd, started here, over
 // Unix sockets in a temporary directory or as connectCommand subprocesses.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync, openSync, closeSync, ftruncateSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,14 +29,6 @@ export interface Server {
   uri: string;
   process: ChildProcess;
   stop(): void;
-}
-
-async function waitFor(pred: () => boolean, what: string, ms = 10000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 function track(proc: ChildProcess): () => void {
@@ -114,16 +106,6 @@ export function pattern(offset: number, length: number): Buffer {
   for (let i = 0; i < length; i += 8) b.writeBigUInt64BE(BigInt(offset + i), i);
   return b;
 }
-
-/** Debian's python3 with the libnbd binding (python3-libnbd), if present. */
-export const systemPython = '/usr/bin/python3';
-export function havePythonLibnbd(): boolean {
-  const r = spawnSync(systemPython, ['-c', 'import nbd'], { stdio: 'ignore' });
-  return r.status === 0;
-}
-
-/** Waits until `pred` holds (polling the event loop). */
-export { waitFor };
 
 /** `nbdkit -p PORT -i 127.0.0.1 ARGS`, TCP on loopback only. */
 export async function startNbdkitTcp(port: string, ...args: string[]): Promise<ChildProcess> {
