@@ -45,6 +45,7 @@ import {
 } from './helpers/servers';
 import { sleep, waitFor } from './helpers/wait';
 import { runPython, systemPython } from './helpers/python';
+import { keepOutput } from './helpers/output';
 
 /** libnbd's minor version (1.x.y). */
 const minor = Number(getVersion().split('.')[1]);
@@ -559,9 +560,8 @@ os.execvp(sys.argv[2], sys.argv[2:])
     const server = createServer({ pauseOnConnect: true });
     await new Promise<void>((resolve) => server.listen(path, resolve));
     const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
-    const child = spawn(systemPython, ['-c', connectAndExec, path, ...nbdkit(...args)], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+    const child = spawn(systemPython, ['-c', connectAndExec, path, ...nbdkit(...args)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    keepOutput('the connect-and-exec child', child.stderr!);
     children.push(child);
     const sock = await accepted;
     server.close();

@@ -3,10 +3,9 @@
 // command settles exactly once and promptly, and shutdown()/close()
 // afterwards neither hang nor settle anything a second time.
 // Seeded: a failure names the seed and round that replay it.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Handle } from '../../lib';
-import { nbdkit, pattern, tempDir } from '../helpers/servers';
+import { nbdkit, pattern, spawnServer, tempDir } from '../helpers/servers';
 import { Ledger, Rng, closeDeadConnection, collectStrayErrors, within } from './helpers/faults';
 import { sleep } from '../helpers/wait';
 import { killableNbdkit } from './helpers/killable';
@@ -138,15 +137,11 @@ describe('servers killed with commands in flight', () => {
 describe('a server that hangs up with requests unread', () => {
   const ANSWER = 16;
   const SERVER = join(__dirname, 'fixtures', 'half-answering-server.py');
-  const procs: ChildProcess[] = [];
-  afterAll(() => procs.forEach((p) => p.kill('SIGKILL')));
-
   async function halfAnsweringServer(more: number): Promise<string> {
     const socket = join(tempDir(), 'half.sock');
-    const proc = spawn('python3', [SERVER, socket, String(ANSWER), String(more)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    procs.push(proc);
+    const { proc } = spawnServer('python3', [SERVER, socket, String(ANSWER), String(more)], { stdout: 'pipe', stopSignal: 'SIGKILL' });
     await new Promise<void>((resolve, reject) => {
-      proc.stdout.once('data', () => resolve());
+      proc.stdout!.once('data', () => resolve());
       proc.once('exit', (code) => reject(new Error(`half-answering-server.py exited with ${code}`)));
     });
     return socket;
