@@ -82,7 +82,7 @@ describe('write/read round trips (nbdkit memory)', () => {
     }).toEqual({ readOnly: false, flush: true, fua: true, trim: true, zero: true, fastZero: true, cache: true });
   });
 
-  test('pwrite a Buffer, pread it back; neighbours untouched', async () => {
+  test('a Buffer written with pwrite reads back the same, its neighbours untouched', async () => {
     const data = fill(4096, 1);
     await expect(h.pwrite(data, 8192)).resolves.toBeUndefined();
     const back = await readBack(h, 8192 - 512, 4096 + 1024);
@@ -109,7 +109,7 @@ describe('write/read round trips (nbdkit memory)', () => {
     expect(new Uint8Array(into, 0, 1000).every((b) => b === 0)).toBe(true);
   });
 
-  test('pwrite a DataView and other typed arrays', async () => {
+  test('pwrite writes a DataView and other typed arrays', async () => {
     const backing = new ArrayBuffer(64);
     const dv = new DataView(backing, 8, 16);
     dv.setBigUint64(0, 0x0102030405060708n);
@@ -143,7 +143,7 @@ describe('write/read round trips (nbdkit memory)', () => {
     expect((await readBack(h, 65536, 512)).equals(data2)).toBe(true);
   });
 
-  test('many aioPwrites in flight at once, then read back', async () => {
+  test('32 aioPwrites in flight at once all land where they were aimed', async () => {
     const cookies = [];
     for (let i = 0; i < 32; i++) cookies.push(h.aioPwrite(fill(4096, 100 + i), 131072 + i * 4096));
     expect(h.aioInFlight()).toBe(32);
@@ -152,7 +152,7 @@ describe('write/read round trips (nbdkit memory)', () => {
     for (let i = 0; i < 32; i++) expect(back.subarray(i * 4096, (i + 1) * 4096).equals(fill(4096, 100 + i))).toBe(true);
   });
 
-  test('FUA writes (canFua) and flush', async () => {
+  test('FUA writes (canFua) and flush succeed in their Promise and aio forms', async () => {
     expect(h.canFua()).toBe(true);
     const data = fill(4096, 5);
     await h.pwrite(data, 262144, CMD_FLAG_FUA);
@@ -198,7 +198,7 @@ describe('write/read round trips (nbdkit memory)', () => {
     expect(back.subarray(8192).equals(data.subarray(8192))).toBe(true);
   });
 
-  test('aioZero with a completion callback', async () => {
+  test('aioZero with a completion callback zeroes the range and reports error 0', async () => {
     await h.pwrite(fill(4096, 9), 458752);
     const { error } = await withCompletion((done) => h.aioZero(4096, 458752, done, CMD_FLAG_NO_HOLE));
     expect(error).toBe(0);
@@ -734,7 +734,7 @@ describe('block status', () => {
     expect(kept.map((e) => Array.from(e))).toEqual(copies);
   });
 
-  test('two meta contexts: one call each', async () => {
+  test('with two meta contexts, blockStatus calls the callback once per context', async () => {
     const h = await qemu(['base:allocation', 'qemu:allocation-depth']);
     expect(h.canMetaContext('qemu:allocation-depth')).toBe(true);
     const calls: Extent[] = [];

@@ -155,7 +155,7 @@ describe('detectZeroes', () => {
     expect(contents(dst.uri).equals(contents(uri))).toBe(true);
   });
 
-  test('a block size of 64 KiB', async () => {
+  test('a block size of 64 KiB copies the same bytes', async () => {
     const out = join(tempDir(), 'out.raw');
     const stats = await copy(uri, out, { detectZeroes: 65536 });
     expect(stats.dataBytes).toBe(4 * MiB);
