@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Handle, NbdError, defaultDriver } from '../lib';
 import { connected, handle, nbdkit, pattern, startNbdkit } from './helpers/servers';
 import { sleep, waitFor } from './helpers/wait';
-import { runNode } from './helpers/node-child';
+import { runNode, type ChildResult } from './helpers/node-child';
 
 const ENOTCONN = 107;
 const EINVAL = 22;
@@ -80,8 +80,16 @@ class Recorder {
 // ---------------------------------------------------------------- child processes
 
 const FIXTURES = join(__dirname, 'fixtures');
+
 /** Signs of a crash of Node or of the addon (nbdkit's own chatter is allowed). */
 const CRASH = /FATAL ERROR|Segmentation fault|Aborted|core dumped|uv loop|open handles|libnbd: unexpected|FIXTURE FAILURE|node::|Assertion failed: .*(uv|node|napi)/;
+
+/** The fixture ran to its end and exited 0 of itself: no crash, no timeout, no signal. */
+function expectCleanExit(r: ChildResult): void {
+  expect(r.stderr).not.toMatch(CRASH);
+  expect(r.timedOut).toBe(false);
+  expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+}
 
 // ================================================================ 1. close()
 
@@ -449,9 +457,7 @@ describe('a server that dies with commands in flight', () => {
 describe('garbage collection', () => {
   test('buffers held only by pending commands, and a dropped Handle, survive gc() until completion', async () => {
     const r = await runNode(['--expose-gc', join(FIXTURES, 'gc.js')], { timeoutMs: 15000 });
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    expectCleanExit(r);
     expect(r.lines).toHaveLength(1);
     const s = r.lines[0];
     // gc() really ran while every command was still in flight.
@@ -480,27 +486,21 @@ test('an idle handle whose event sink went through gc() still delivers every com
 describe('process liveness', () => {
   test('an idle connected handle does not keep the process alive', async () => {
     const r = await runNode([join(FIXTURES, 'idle.js')], { timeoutMs: 10000 });
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    expectCleanExit(r);
     expect(r.lines).toEqual([{ connected: true, size: 1048576, ready: true, inFlight: 0 }]);
     expect(r.ms).toBeLessThan(5000);
   });
 
   test('a handle that has finished its commands does not keep the process alive', async () => {
     const r = await runNode([join(FIXTURES, 'idle.js'), 'read'], { timeoutMs: 10000 });
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    expectCleanExit(r);
     expect(r.lines).toEqual([{ connected: true, size: 1048576, ready: true, inFlight: 0 }]);
     expect(r.ms).toBeLessThan(5000);
   });
 
   test('a command in flight keeps the process alive until it completes', async () => {
     const r = await runNode([join(FIXTURES, 'inflight.js'), '1000'], { timeoutMs: 10000 });
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    expectCleanExit(r);
     const byKind = Object.fromEntries(r.lines.map((l) => [l.kind, l]));
     expect(byKind.aio).toMatchObject({ error: 0, ok: true });
     expect(byKind.promise).toMatchObject({ ok: true });
@@ -513,9 +513,7 @@ describe('process liveness', () => {
 
   test('process.exit() with commands in flight exits cleanly', async () => {
     const r = await runNode([join(FIXTURES, 'inflight.js'), '10000', 'exit'], { timeoutMs: 10000 });
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    expectCleanExit(r);
     expect(r.lines).toEqual([
       { kind: 'exiting', inFlight: 66 },
       { kind: 'exit', inFlight: 66 },
@@ -529,9 +527,7 @@ describe('process liveness', () => {
 describe('worker_threads', () => {
   test('terminating workers mid-I/O and mid-connect does not crash; a worker that reads exits normally', async () => {
     const r = await runNode([join(FIXTURES, 'workers.js')], { timeoutMs: 20000 });
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    expectCleanExit(r);
     const terminated = r.lines.filter((l) => l.mode === 'terminate' || l.mode === 'terminate-unix');
     expect(terminated).toHaveLength(6);
     for (const t of terminated) {
@@ -550,9 +546,7 @@ describe('worker_threads', () => {
     // cleared (DESIGN §2); the flag is process-wide, so workers must not
     // race on it.
     const r = await runNode([join(FIXTURES, 'workers.js'), 'concurrent'], { timeoutMs: 20000 });
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    expectCleanExit(r);
     expect(r.lines).toHaveLength(16);
     const failures = r.lines.filter((l) => l.code !== 0 || l.errored !== null || l.messages[0]?.state !== 'done');
     expect(failures.map((l) => l.messages[0]?.error ?? l.errored)).toEqual([]);
