@@ -5,10 +5,9 @@
 // Seeded: a failure names the seed and round that replay it.
 import { join } from 'node:path';
 import { Handle } from '../../lib';
-import { nbdkit, pattern, spawnServer, tempDir } from '../helpers/servers';
+import { nbdkit, pattern, spawnServer, startNbdkit, tempDir } from '../helpers/servers';
 import { Ledger, Rng, closeDeadConnection, collectStrayErrors, within } from './helpers/faults';
 import { sleep } from '../helpers/wait';
-import { killableNbdkit } from './helpers/killable';
 
 const SEED = 0x6b696c6c; // 'kill'
 const ROUNDS = 16; // per server kind: 32 kills per driver
@@ -74,10 +73,10 @@ async function killRound(seed: number, via: Via, round: number): Promise<{ probl
   handles.push(h);
   let kill: () => void;
   if (via === 'unix') {
-    const srv = await killableNbdkit(...args);
+    const srv = await startNbdkit(...args);
     const c = await within(h.connectUnix(srv.socket), 5000);
     if (!c.settled || c.error) return { problems: [`${where}: connect ${c.settled ? String(c.error) : 'hung'}`], cut: false };
-    kill = srv.kill;
+    kill = () => srv.process.kill('SIGKILL');
   } else {
     const c = await within(h.connectCommand(nbdkit(...args)), 5000);
     if (!c.settled || c.error) return { problems: [`${where}: connect ${c.settled ? String(c.error) : 'hung'}`], cut: false };
