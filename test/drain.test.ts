@@ -8,7 +8,8 @@ import { constants } from 'node:os';
 import { NbdError, READ_DATA, defaultDriver, type ErrorRef, type Handle } from '../lib';
 import { handle } from './helpers/servers';
 import { waitFor } from './helpers/wait';
-import { NBD_EIO, NBD_ENOSPC, scriptedData, startScriptedServer, type ReadScript, type ScriptedServer } from './helpers/scripted-server';
+import { NBD_EIO, NBD_ENOSPC } from './helpers/nbd-wire';
+import { scriptedData, startScriptedServer, type ReadScript, type ScriptedServer } from './helpers/scripted-server';
 
 const { EIO, ENOSPC, ENOTCONN } = constants.errno;
 const COUNT = 64;

@@ -32,26 +32,6 @@ import {
   u64,
 } from './nbd-wire';
 
-export {
-  NBD_EINVAL,
-  NBD_EIO,
-  NBD_ENOMEM,
-  NBD_ENOSPC,
-  NBD_ENOTSUP,
-  NBD_EOVERFLOW,
-  NBD_EPERM,
-  NBD_ESHUTDOWN,
-  REPLY_TYPE_ERROR,
-  REPLY_TYPE_ERROR_OFFSET,
-  REPLY_TYPE_NONE,
-  REPLY_TYPE_OFFSET_DATA,
-  REPLY_TYPE_OFFSET_HOLE,
-  TFLAG_HAS_FLAGS,
-  TFLAG_READ_ONLY,
-  TFLAG_SEND_DF,
-  TFLAG_SEND_FLUSH,
-} from './nbd-wire';
-
 /** One structured reply chunk. The last chunk of a reply gets the DONE flag. */
 export type Chunk =
   /** OFFSET_DATA with `scriptedData(offset, length)` (or `data`) as payload. */
