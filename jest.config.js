@@ -2,7 +2,8 @@
 // `thread` project differ only in LIBNBD_DRIVER, the default driver of the
 // handles the tests make.
 const common = {
-  testEnvironment: 'node',
+  // Node's, with console output shown only for failing tests (quiet passing runs).
+  testEnvironment: '<rootDir>/test/helpers/environment.js',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/test/tsconfig.json' }] },

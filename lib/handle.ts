@@ -24,6 +24,7 @@ import { createWriteStream, type WriteStreamOptions } from './io/write-stream';
 import { renameApi } from './semantics';
 import {
   commandOptions,
+  driverFromEnv,
   signalOption,
   validateFunction,
   validateUint32,
@@ -45,10 +46,9 @@ export interface HandleOptions<B extends boolean = false> {
   bigint?: B;
 }
 
-/** The driver of handles made without `driver`: LIBNBD_DRIVER, else 'loop'. */
+/** The driver of handles made without `driver`: LIBNBD_DRIVER, else 'loop' (a bad LIBNBD_DRIVER throws). */
 export function defaultDriver(): Driver {
-  const fromEnv = process.env.LIBNBD_DRIVER;
-  return fromEnv === 'thread' || fromEnv === 'loop' ? fromEnv : 'loop';
+  return driverFromEnv('loop');
 }
 
 // Local constants: loads from the generated module's exports object would

@@ -148,3 +148,19 @@ export function validateService(value: unknown, name: string): asserts value is 
   }
   validateString(value, name);
 }
+
+/**
+ * The driver LIBNBD_DRIVER names, or `fallback` when it is unset or empty.
+ * Any other value is an error, not a silent fallback: a typo would run
+ * everything on the other driver without a word.
+ */
+export function driverFromEnv(fallback: 'loop' | 'thread'): 'loop' | 'thread' {
+  const value = process.env.LIBNBD_DRIVER;
+  if (value === undefined || value === '') return fallback;
+  if (value === 'loop' || value === 'thread') return value;
+  const e = new TypeError(
+    `The environment variable LIBNBD_DRIVER must be 'loop' or 'thread' (or unset). Received ${JSON.stringify(value)}`,
+  ) as TypeError & { code: string };
+  e.code = 'ERR_INVALID_ARG_VALUE';
+  throw e;
+}

@@ -13,9 +13,9 @@ import {
   sparseFile,
   startNbdkit,
   startNbdkitTcp,
-  systemPython,
   tempDir,
 } from './helpers/servers';
+import { systemPython } from './helpers/python';
 
 /** Polls as a C program would (here: one event-loop turn per poll); returns the polls made. */
 async function whileConnecting(h: Handle): Promise<number> {

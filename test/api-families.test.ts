@@ -4,7 +4,7 @@
 // (tests/errors-*.c), disconnects, and the module functions. Where libnbd's
 // behaviour is not obvious, the same scenario runs through libnbd's Python
 // binding (python3-libnbd, /usr/bin/python3) and the outcomes are compared.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -40,13 +40,13 @@ import {
   startNbdkit,
   startQemuNbd,
   sparseFile,
-  systemPython,
   tempDir,
   tempFile,
-  waitFor,
 } from './helpers/servers';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep, waitFor } from './helpers/wait';
+import { runPython, systemPython } from './helpers/python';
+import { keepOutput } from './helpers/output';
+import { runNode } from './helpers/node-child';
 
 /** libnbd's minor version (1.x.y). */
 const minor = Number(getVersion().split('.')[1]);
@@ -86,13 +86,8 @@ def outcome(f):
         return ['err', errno.errorcode.get(e.errnum, 'E%d' % e.errnum), e.string]
 `;
 
-/** Runs `script` with libnbd's Python binding; its last stdout line is JSON. */
-function python(script: string, ...args: string[]): any {
-  const r = spawnSync(systemPython, ['-c', PY_PRELUDE + script, ...args], { encoding: 'utf8', timeout: 20000 });
-  if (r.status !== 0) throw new Error(`python failed (${r.status}): ${r.stderr}`);
-  const lines = r.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]);
-}
+/** Runs `script` (after PY_PRELUDE) with libnbd's Python binding; resolves with its last stdout line's JSON. */
+const python = (script: string, ...args: string[]): Promise<any> => runPython(PY_PRELUDE + script, { args, timeoutMs: 20000 });
 
 /** A message without libnbd's "<api>: " context (the binding may name the aio_ form of the call). */
 const body = (message: string) => message.replace(/^nbd_\w+: /, '');
@@ -152,7 +147,7 @@ describe('option negotiation (opt mode)', () => {
       ['b', 'hello'],
     ]);
     expect(h.aioIsNegotiating()).toBe(true); // still negotiating after a listing
-    const py = python(
+    const py = await python(
       `
 h = nbd.NBD(); h.set_opt_mode(True); h.connect_command(json.loads(sys.argv[1]))
 seen = []
@@ -183,7 +178,7 @@ print(json.dumps([r, seen]))`,
     expect(h.aioIsNegotiating()).toBe(true);
   });
 
-  test('optList on qemu-nbd -x NAME -D DESC', async () => {
+  test('optList lists qemu-nbd\'s one export (-x NAME -D DESC) and optListMetaContext the contexts of the export named', async () => {
     const file = sparseFile(1024 * 1024, [[0, 4096]]);
     const srv = await startQemuNbd(file, '-x', 'disk1', '-D', 'my disk');
     const h = handle();
@@ -401,7 +396,7 @@ describe('TLS with pre-shared keys', () => {
     const e = await failure(() => h.connectUnix(socket));
     expect(e.code).toBe('ENOTSUP');
     expect(e.message).toMatch(/server requires TLS encryption first/);
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD()
 print(json.dumps(outcome(lambda: h.connect_unix(sys.argv[1]))))`, socket);
     expect(py[1]).toBe('ENOTSUP');
@@ -413,7 +408,7 @@ print(json.dumps(outcome(lambda: h.connect_unix(sys.argv[1]))))`, socket);
     const e = await failure(() => h.connectUnix(socket));
     expect(e.message).toMatch(/gnutls_handshake/);
     expect(h.aioIsReady()).toBe(false);
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD(); h.set_tls(nbd.TLS_REQUIRE); h.set_tls_psk_file(sys.argv[2]); h.set_tls_username('alice')
 print(json.dumps(outcome(lambda: h.connect_unix(sys.argv[1]))))`, socket, wrong);
     expect(py[0]).toBe('err');
@@ -455,7 +450,7 @@ print(json.dumps(outcome(lambda: h.connect_unix(sys.argv[1]))))`, socket, wrong)
     const h = handle();
     h.setUriAllowLocalFile(true);
     const js = await outcome(() => h.connectUri(uri));
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD(); h.set_uri_allow_local_file(True)
 print(json.dumps(outcome(lambda: h.connect_uri(sys.argv[1]))))`, uri);
     expect(js[0]).toBe(py[0]);
@@ -566,9 +561,8 @@ os.execvp(sys.argv[2], sys.argv[2:])
     const server = createServer({ pauseOnConnect: true });
     await new Promise<void>((resolve) => server.listen(path, resolve));
     const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
-    const child = spawn(systemPython, ['-c', connectAndExec, path, ...nbdkit(...args)], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+    const child = spawn(systemPython, ['-c', connectAndExec, path, ...nbdkit(...args)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    keepOutput('the connect-and-exec child', child.stderr!);
     children.push(child);
     const sock = await accepted;
     server.close();
@@ -600,7 +594,7 @@ os.execvp(sys.argv[2], sys.argv[2:])
     expect(await exited).toBe(0);
   });
 
-  test('several commands in flight over a socket fd', async () => {
+  test('several commands can be in flight over a socket fd', async () => {
     const { fd } = await serverSocketFd('pattern', 'size=1M');
     const h = handle();
     await h.connectSocket(fd);
@@ -668,7 +662,7 @@ describe('debug callback', () => {
     expect(msgs.slice(before).some(([c]) => /pread/.test(c))).toBe(true);
   });
 
-  test('clearDebugCallback stops delivery to JS; setDebug(false) stops the messages', async () => {
+  test('setDebug(false) stops the messages', async () => {
     const h = await connected(nbdkit('memory', 'size=1M'));
     const msgs: string[] = [];
     h.setDebugCallback((_c, m) => void msgs.push(m));
@@ -685,14 +679,30 @@ describe('debug callback', () => {
     expect(afterOff - n).toBeLessThanOrEqual(2);
     await h.pread(Buffer.alloc(512), 0);
     expect(msgs.length).toBe(afterOff);
+  });
 
-    h.setDebug(true);
-    h.clearDebugCallback();
-    const cleared = msgs.length;
-    h.setDebug(false); // libnbd would otherwise write to stderr
-    await h.pread(Buffer.alloc(512), 0);
-    await sleep(20);
-    expect(msgs.length).toBe(cleared);
+  test("clearDebugCallback stops delivery to JS: libnbd writes the messages to its stderr again", async () => {
+    // In a child process, whose stderr is libnbd's and is kept here.
+    const script = `
+      const { Handle } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'lib'))});
+      const h = new Handle();
+      h.setHandleName('cleared');
+      const msgs = [];
+      h.setDebugCallback((context, m) => void msgs.push(context + ': ' + m));
+      h.setDebug(true);
+      h.getHandleName();
+      h.clearDebugCallback();
+      h.getExportName();
+      h.setDebug(false);
+      h.close();
+      setTimeout(() => console.log(JSON.stringify({ msgs })), 20);`;
+    const r = await runNode(['-e', script], { timeoutMs: 10000 });
+    expect(r.code).toBe(0);
+    expect(r.lines).toHaveLength(1);
+    const msgs: string[] = r.lines[0].msgs;
+    expect(msgs.some((m) => m.includes('nbd_get_handle_name'))).toBe(true);
+    expect(msgs.filter((m) => m.includes('nbd_get_export_name'))).toEqual([]);
+    expect(r.stderr).toMatch(/libnbd: debug: cleared: nbd_get_export_name/);
   });
 
   test('a debug callback that throws does not break the handle', async () => {
@@ -756,7 +766,7 @@ describe('killSubprocess', () => {
     const argv = nbdkit('--filter=error', 'memory', 'size=1M', 'error-pread=ESHUTDOWN', 'error-pread-rate=1');
     const h = await connected(argv);
     const e = await failure(() => h.pread(Buffer.alloc(512), 0));
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD(); h.connect_command(json.loads(sys.argv[1]))
 print(json.dumps(outcome(lambda: h.pread(512, 0))))`, JSON.stringify(argv));
     expect(e.errno).toBe(108);
@@ -780,7 +790,7 @@ print(json.dumps(outcome(lambda: h.pread(512, 0))))`, JSON.stringify(argv));
 // ------------------------------------------------------------------ settings
 
 describe('settings: defaults and round trips', () => {
-  test('the defaults of a new handle are libnbd\'s (compared with Python)', () => {
+  test('the defaults of a new handle are libnbd\'s (compared with Python)', async () => {
     const h = handle();
     const js = {
       tls: h.getTls(),
@@ -796,7 +806,7 @@ describe('settings: defaults and round trips', () => {
       debug: h.getDebug(),
       nrMetaContexts: h.getNrMetaContexts(),
     };
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD()
 print(json.dumps(dict(tls=h.get_tls(), tlsVerifyPeer=h.get_tls_verify_peer(), handshakeFlags=h.get_handshake_flags(),
   requestStructuredReplies=h.get_request_structured_replies(), requestBlockSize=h.get_request_block_size(),
@@ -849,6 +859,7 @@ print(json.dumps(dict(tls=h.get_tls(), tlsVerifyPeer=h.get_tls_verify_peer(), ha
     expect(h.getStrictMode()).toBe(STRICT_BOUNDS | STRICT_ZERO_SIZE);
     h.setStrictMode(0);
     expect(h.getStrictMode()).toBe(0);
+    h.setDebugCallback(() => 0); // else libnbd writes the messages to stderr
     h.setDebug(true);
     expect(h.getDebug()).toBe(true);
     h.setDebug(false);
@@ -857,7 +868,7 @@ print(json.dumps(dict(tls=h.get_tls(), tlsVerifyPeer=h.get_tls_verify_peer(), ha
     expect(h.getFullInfo()).toBe(false);
   });
 
-  test('meta context list: add, count, get by index, clear', async () => {
+  test('meta contexts requested can be added, counted, read by index and cleared, as in libnbd', async () => {
     const h = handle();
     expect(h.getNrMetaContexts()).toBe(0);
     h.addMetaContext('base:allocation');
@@ -998,7 +1009,7 @@ describe('libnbd\'s argument errors (tests/errors-*.c)', () => {
 
   test('shutdown after aioDisconnect waits for the close and succeeds, as nbd_shutdown does', async () => {
     const argv = nbdkit('memory', 'size=1M');
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD(); h.connect_command(json.loads(sys.argv[1]))
 h.aio_disconnect(0)
 r = outcome(lambda: h.shutdown(0))
@@ -1011,7 +1022,7 @@ print(json.dumps([r, h.aio_is_closed()]))`, JSON.stringify(argv));
     expect(h.aioIsClosed()).toBe(true);
   });
 
-  test('shutdown: ENOTCONN before connecting, EINVAL once closed', async () => {
+  test('shutdown fails ENOTCONN before connecting and EINVAL once closed', async () => {
     const c = handle();
     expect((await failure(() => c.shutdown())).code).toBe('ENOTCONN');
     expect((await failure(() => c.aioDisconnect(0))).code).toBe('ENOTCONN');
@@ -1027,12 +1038,12 @@ print(json.dumps([r, h.aio_is_closed()]))`, JSON.stringify(argv));
 // ------------------------------------------------------------------ module functions
 
 describe('module functions', () => {
-  test('package name, version, TLS and URI support (same as Python)', () => {
+  test('package name, version, TLS and URI support are what the Python binding reports', async () => {
     expect(getPackageName()).toBe('libnbd');
     expect(getVersion()).toMatch(/^1\.\d+\.\d+/);
     expect(supportsTls()).toBe(true);
     expect(supportsUri()).toBe(true);
-    const py = python(`
+    const py = await python(`
 h = nbd.NBD()
 print(json.dumps([h.get_package_name(), h.get_version(), h.supports_tls(), h.supports_uri()]))`);
     expect([getPackageName(), getVersion(), supportsTls(), supportsUri()]).toEqual(py);

@@ -2,7 +2,8 @@
 // with undefined after a clean shutdown and an NbdError otherwise, even
 // while idle, and never emits 'error'.
 import { Handle, NbdError } from '../lib';
-import { connected, handle, nbdkit, startNbdkit, waitFor } from './helpers/servers';
+import { connected, handle, nbdkit, startNbdkit } from './helpers/servers';
+import { waitFor } from './helpers/wait';
 
 /** Records the 'disconnect' (and any 'error') events of a handle. */
 function watch(h: Handle): { disconnects: unknown[]; errors: unknown[] } {

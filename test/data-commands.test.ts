@@ -4,7 +4,6 @@
 // file). Every error case, and the block-status traces, are also run
 // through libnbd's Python binding (Debian's python3-libnbd) and compared:
 // libnbd is the reference (docs/architecture.md, "Where libnbd's rules live").
-import { spawnSync } from 'node:child_process';
 import { constants as os } from 'node:os';
 import {
   CMD_FLAG_FAST_ZERO,
@@ -21,18 +20,12 @@ import {
   STRICT_ZERO_SIZE,
   type ErrorRef,
 } from '../lib';
-import { connected, handle, nbdkit, pattern, sparseFile, startQemuNbd, systemPython } from './helpers/servers';
+import { connected, handle, nbdkit, pattern, sparseFile, startQemuNbd } from './helpers/servers';
+import { runPython } from './helpers/python';
+import { waitFor } from './helpers/wait';
 
 const { EIO, EINVAL, ENOMEM, EPROTO, EPERM, ENOSPC } = os.errno;
 const MiB = 1024 * 1024;
-
-async function until(pred: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10000;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 /** Polls aioCommandCompleted until it is no longer false (true, or it throws). */
 async function retire(h: Handle<boolean>, cookie: number): Promise<true> {
@@ -89,7 +82,7 @@ describe('write/read round trips (nbdkit memory)', () => {
     }).toEqual({ readOnly: false, flush: true, fua: true, trim: true, zero: true, fastZero: true, cache: true });
   });
 
-  test('pwrite a Buffer, pread it back; neighbours untouched', async () => {
+  test('a Buffer written with pwrite reads back the same, its neighbours untouched', async () => {
     const data = fill(4096, 1);
     await expect(h.pwrite(data, 8192)).resolves.toBeUndefined();
     const back = await readBack(h, 8192 - 512, 4096 + 1024);
@@ -116,7 +109,7 @@ describe('write/read round trips (nbdkit memory)', () => {
     expect(new Uint8Array(into, 0, 1000).every((b) => b === 0)).toBe(true);
   });
 
-  test('pwrite a DataView and other typed arrays', async () => {
+  test('pwrite writes a DataView and other typed arrays', async () => {
     const backing = new ArrayBuffer(64);
     const dv = new DataView(backing, 8, 16);
     dv.setBigUint64(0, 0x0102030405060708n);
@@ -150,7 +143,7 @@ describe('write/read round trips (nbdkit memory)', () => {
     expect((await readBack(h, 65536, 512)).equals(data2)).toBe(true);
   });
 
-  test('many aioPwrites in flight at once, then read back', async () => {
+  test('32 aioPwrites in flight at once all land where they were aimed', async () => {
     const cookies = [];
     for (let i = 0; i < 32; i++) cookies.push(h.aioPwrite(fill(4096, 100 + i), 131072 + i * 4096));
     expect(h.aioInFlight()).toBe(32);
@@ -159,7 +152,7 @@ describe('write/read round trips (nbdkit memory)', () => {
     for (let i = 0; i < 32; i++) expect(back.subarray(i * 4096, (i + 1) * 4096).equals(fill(4096, 100 + i))).toBe(true);
   });
 
-  test('FUA writes (canFua) and flush', async () => {
+  test('FUA writes (canFua) and flush succeed in their Promise and aio forms', async () => {
     expect(h.canFua()).toBe(true);
     const data = fill(4096, 5);
     await h.pwrite(data, 262144, CMD_FLAG_FUA);
@@ -205,7 +198,7 @@ describe('write/read round trips (nbdkit memory)', () => {
     expect(back.subarray(8192).equals(data.subarray(8192))).toBe(true);
   });
 
-  test('aioZero with a completion callback', async () => {
+  test('aioZero with a completion callback zeroes the range and reports error 0', async () => {
     await h.pwrite(fill(4096, 9), 458752);
     const { error } = await withCompletion((done) => h.aioZero(4096, 458752, done, CMD_FLAG_NO_HOLE));
     expect(error).toBe(0);
@@ -478,15 +471,6 @@ def run(c):
 print(json.dumps([run(c) for c in json.load(sys.stdin)]))
 `;
 
-function python<T>(script: string, input: unknown): T {
-  const r = spawnSync(systemPython, ['-c', script], { input: JSON.stringify(input), encoding: 'utf8', timeout: 60000 });
-  if (r.error) throw new Error(`${systemPython} failed to run: ${r.error.message}`);
-  if (r.status !== 0) {
-    throw new Error(`${systemPython} exited with ${r.status} (libnbd's Python binding, python3-libnbd, is the reference):\n${r.stderr}`);
-  }
-  return JSON.parse(r.stdout) as T;
-}
-
 function errOf(e: unknown): [number, string] {
   if (!(e instanceof NbdError)) throw e;
   return [e.errno, e.message];
@@ -538,7 +522,7 @@ async function runCase(c: ErrorCase): Promise<ErrorTrace> {
       t.aio = { issue: errOf(e) };
     }
     if (t.aio === undefined) {
-      await until(() => seen.length > 0, 'the completion callback');
+      await waitFor(() => seen.length > 0, 'the completion callback');
       try {
         t.aio = { completion: seen[0], completed: h.aioCommandCompleted(cookie) ? true : 'false' };
       } catch (e) {
@@ -571,8 +555,8 @@ function expectedTrace(c: ErrorCase): ErrorTrace {
 }
 
 describe('errors of the data commands equal libnbd\'s', () => {
-  test('the expectations below are libnbd\'s own (the same cases through the Python binding)', () => {
-    const ref = python<ErrorTrace[]>(ERRORS_PY, ERROR_CASES);
+  test('the expectations below are libnbd\'s own (the same cases through the Python binding)', async () => {
+    const ref = await runPython<ErrorTrace[]>(ERRORS_PY, { input: ERROR_CASES });
     expect(ref).toHaveLength(ERROR_CASES.length);
     const named = (ts: ErrorTrace[]) => Object.fromEntries(ERROR_CASES.map((c, i) => [c.name, ts[i]]));
     expect(named(ref)).toEqual(named(ERROR_CASES.map(expectedTrace)));
@@ -599,7 +583,7 @@ describe('errors of the data commands equal libnbd\'s', () => {
       expect(h.aioInFlight()).toBe(0);
     } else {
       expect(thrown).toBeUndefined();
-      await until(() => seen.length > 0, 'the completion callback');
+      await waitFor(() => seen.length > 0, 'the completion callback');
       expect(seen).toEqual([want.completion]);
       let err: unknown;
       try {
@@ -635,7 +619,7 @@ describe('errors of the data commands equal libnbd\'s', () => {
   test('a whole case run agrees with the Python trace (read-only pwrite, server EIO on zero)', async () => {
     const cases = ERROR_CASES.filter((c) => c.name === 'pwrite on a read-only export' || c.name === 'server EIO on zero');
     expect(cases).toHaveLength(2);
-    const ref = python<ErrorTrace[]>(ERRORS_PY, cases);
+    const ref = await runPython<ErrorTrace[]>(ERRORS_PY, { input: cases });
     const ours = [];
     for (const c of cases) ours.push(await runCase(c));
     expect(ours).toEqual(ref);
@@ -750,7 +734,7 @@ describe('block status', () => {
     expect(kept.map((e) => Array.from(e))).toEqual(copies);
   });
 
-  test('two meta contexts: one call each', async () => {
+  test('with two meta contexts, blockStatus calls the callback once per context', async () => {
     const h = await qemu(['base:allocation', 'qemu:allocation-depth']);
     expect(h.canMetaContext('qemu:allocation-depth')).toBe(true);
     const calls: Extent[] = [];
@@ -979,7 +963,7 @@ print(json.dumps([run(sc) for sc in json.load(sys.stdin)]))
             if (sc.completion!.set !== undefined) err.value = sc.completion!.set;
             return sc.completion!.ret;
           }, sc.flags ?? 0);
-          await until(() => t.completion.length > 0, 'the completion callback');
+          await waitFor(() => t.completion.length > 0, 'the completion callback');
           h.aioCommandCompleted(c);
         }
       } catch (e) {
@@ -992,7 +976,7 @@ print(json.dumps([run(sc) for sc in json.load(sys.stdin)]))
   }
 
   test('block-status traces equal libnbd\'s Python binding on the same qemu-nbd', async () => {
-    const ref = python<BsTrace[]>(BS_PY, BS_SCENARIOS.map((sc) => ({ ...sc, socket: qemuSocket })));
+    const ref = await runPython<BsTrace[]>(BS_PY, { input: BS_SCENARIOS.map((sc) => ({ ...sc, socket: qemuSocket })) });
     expect(ref).toHaveLength(BS_SCENARIOS.length);
     // The scenarios mean what their names say.
     expect(ref[0].calls).toEqual([['base:allocation', 0, [4096, 0, 4096, HOLE, 4096, 0, 4096, HOLE], 0]]);

@@ -6,8 +6,10 @@
 // each reply has a wake-up of its own.
 import { constants } from 'node:os';
 import { NbdError, READ_DATA, defaultDriver, type ErrorRef, type Handle } from '../lib';
-import { handle, waitFor } from './helpers/servers';
-import { NBD_EIO, NBD_ENOSPC, scriptedData, startScriptedServer, type ReadScript, type ScriptedServer } from './helpers/scripted-server';
+import { handle } from './helpers/servers';
+import { waitFor } from './helpers/wait';
+import { NBD_EIO, NBD_ENOSPC } from './helpers/nbd-wire';
+import { scriptedData, startScriptedServer, type ReadScript, type ScriptedServer } from './helpers/scripted-server';
 
 const { EIO, ENOSPC, ENOTCONN } = constants.errno;
 const COUNT = 64;

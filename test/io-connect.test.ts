@@ -1,12 +1,12 @@
 // connect(uri, options): a new Handle, its meta contexts and connectUri in
 // one call; timeout and signal abort it; refused connections are retried
 // with a fresh handle; the handle of a failed connect is always closed.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Handle, connect } from '../lib';
-import { startNbdkit, tempDir, waitFor, silentServer } from './helpers/servers';
+import { silentServer, spawnServer, startNbdkit, tempDir } from './helpers/servers';
+import { waitFor } from './helpers/wait';
 import { collectUnhandledRejections } from './helpers/unhandled';
 
 collectUnhandledRejections();
@@ -44,10 +44,8 @@ function recordHandles(before?: (attempt: number) => Promise<void>): { handles: 
 /** `nbdkit memory` on a Unix socket path chosen in advance. */
 async function nbdkitAt(socket: string): Promise<void> {
   const pidfile = `${socket}.pid`;
-  const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', socket, '-P', pidfile, 'memory', 'size=1M'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  stops.push(() => proc.kill());
+  const { stop } = spawnServer('nbdkit', ['-f', '--exit-with-parent', '-U', socket, '-P', pidfile, 'memory', 'size=1M']);
+  stops.push(stop);
   await waitFor(() => existsSync(pidfile), 'nbdkit');
 }
 

@@ -4,7 +4,7 @@
 import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { AbortError, Handle, NbdError, Pool, STATE_ZERO, copy, type CopyProgress, type CommandOptions } from '../lib';
-import { nbdinfoMap, run } from './helpers/io';
+import { nbdinfoMap, pool, run } from './helpers/io';
 import { collectUnhandledRejections } from './helpers/unhandled';
 import { handle, sparseFile, startNbdkit, startQemuNbd, tempDir } from './helpers/servers';
 
@@ -13,15 +13,6 @@ const MiB = 1024 * KiB;
 
 collectUnhandledRejections();
 
-const pools: Pool[] = [];
-afterAll(async () => {
-  await Promise.all(pools.map((p) => p.close()));
-});
-async function pool(uri: string, options?: Parameters<typeof Pool.connect>[1]): Promise<Pool> {
-  const p = await Pool.connect(uri, options);
-  pools.push(p);
-  return p;
-}
 
 /** Writes `data` at `offset` of an existing file (allocating it, zeroes included). */
 function writeAt(path: string, data: Buffer, offset: number): void {
@@ -164,7 +155,7 @@ describe('detectZeroes', () => {
     expect(contents(dst.uri).equals(contents(uri))).toBe(true);
   });
 
-  test('a block size of 64 KiB', async () => {
+  test('a block size of 64 KiB copies the same bytes', async () => {
     const out = join(tempDir(), 'out.raw');
     const stats = await copy(uri, out, { detectZeroes: 65536 });
     expect(stats.dataBytes).toBe(4 * MiB);

@@ -1,31 +1,23 @@
 // Pool: several connections to one export (only one without multi-conn),
 // commands spread over them, lost connections replaced with their reads
 // re-issued, across a restart of the server on the same socket.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AbortError, Handle, NbdError, Pool, type CommandOptions } from '../lib';
-import { clip, collect, nbdinfoMap } from './helpers/io';
+import { clip, collect, nbdinfoMap, pool } from './helpers/io';
 import { collectUnhandledRejections } from './helpers/unhandled';
-import { pattern, sparseFile, startNbdkit, tempDir, waitFor } from './helpers/servers';
+import { pattern, sparseFile, spawnServer, startNbdkit, tempDir } from './helpers/servers';
+import { waitFor } from './helpers/wait';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
 collectUnhandledRejections();
 
-const pools: Pool[] = [];
-afterAll(async () => {
-  await Promise.all(pools.map((p) => p.close()));
-});
 
-async function pool(uri: string, options?: Parameters<typeof Pool.connect>[1]): Promise<Pool> {
-  const p = await Pool.connect(uri, options);
-  pools.push(p);
-  return p;
-}
 
 /** Counts the commands each handle of the pool is asked for. */
 function spy(p: Pool, method: 'pread' | 'pwrite'): number[] {
@@ -52,7 +44,7 @@ class RestartableNbdkit {
     const pidfile = join(this.dir, 'nbdkit.pid');
     rmSync(pidfile, { force: true });
     rmSync(this.socket, { force: true });
-    const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', this.socket, '-P', pidfile, ...this.args], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const { proc } = spawnServer('nbdkit', ['-f', '--exit-with-parent', '-U', this.socket, '-P', pidfile, ...this.args]);
     this.proc = proc;
     await waitFor(() => existsSync(pidfile) && readFileSync(pidfile, 'utf8') !== '', 'nbdkit to listen');
   }

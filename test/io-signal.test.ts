@@ -4,7 +4,8 @@
 // signal; connects are closed when aborted. Symbol.asyncDispose / dispose.
 import { getEventListeners } from 'node:events';
 import { CMD_FLAG_FUA, Handle, NbdError, READ_DATA } from '../lib';
-import { connected, handle, nbdkit, pattern, startNbdkit, waitFor, silentServer } from './helpers/servers';
+import { connected, handle, nbdkit, pattern, startNbdkit, silentServer } from './helpers/servers';
+import { waitFor } from './helpers/wait';
 import { collectUnhandledRejections } from './helpers/unhandled';
 
 collectUnhandledRejections();

@@ -1,15 +1,16 @@
 // Handle#createReadStream and #createWriteStream against real servers:
 // bytes equal to the export, server block-size limits obeyed, bounded
 // requests in flight and backpressure, abort, errors, EPERM, ENOSPC.
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Handle } from '../lib';
-import { connected, nbdkit, pattern, startNbdkit, tempDir, waitFor } from './helpers/servers';
+import { connected, nbdkit, pattern, startNbdkit, tempDir } from './helpers/servers';
+import { waitFor } from './helpers/wait';
 import { collectUnhandledRejections } from './helpers/unhandled';
+import { run } from './helpers/io';
 
 collectUnhandledRejections();
 
@@ -254,8 +255,7 @@ describe('createWriteStream', () => {
     await w.shutdown();
     w.close();
     const file = join(tempDir(), 'copy.raw');
-    const r = spawnSync('nbdcopy', [server.uri, file], { stdio: ['ignore', 'ignore', 'inherit'] });
-    expect(r.status).toBe(0);
+    run('nbdcopy', [server.uri, file]);
     const copy = readFileSync(file);
     expect(copy.length).toBe(4 * MiB);
     expect(copy.subarray(0, 4096).equals(Buffer.alloc(4096))).toBe(true);

@@ -2,16 +2,15 @@
 // buffers and handles, process liveness, worker_threads teardown, many
 // commands at once, and a port of libnbd's tests/closure-lifetimes.c.
 // docs/architecture.md, "Connecting and closing" (close, env teardown).
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Handle, NbdError, defaultDriver } from '../lib';
-import { connected, handle, nbdkit, pattern, startNbdkit, waitFor } from './helpers/servers';
+import { connected, handle, nbdkit, pattern, startNbdkit } from './helpers/servers';
+import { sleep, waitFor } from './helpers/wait';
+import { runNode, type ChildResult } from './helpers/node-child';
 
 const ENOTCONN = 107;
 const EINVAL = 22;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Blocks the JS thread (no event loop turn): libnbd cannot notice anything meanwhile. */
 function blockThread(ms: number): void {
@@ -81,45 +80,16 @@ class Recorder {
 // ---------------------------------------------------------------- child processes
 
 const FIXTURES = join(__dirname, 'fixtures');
-const DIST = join(__dirname, '..', 'dist', 'lib', 'index.js');
-
-interface ChildResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-  timedOut: boolean;
-  lines: any[];
-}
-
-function runNode(args: string[], timeoutMs = 15000): Promise<ChildResult> {
-  if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run \`npx tsc -p tsconfig.json\` (npm test does)`);
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const lines = stdout
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l));
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - started, timedOut, lines });
-    });
-  });
-}
 
 /** Signs of a crash of Node or of the addon (nbdkit's own chatter is allowed). */
 const CRASH = /FATAL ERROR|Segmentation fault|Aborted|core dumped|uv loop|open handles|libnbd: unexpected|FIXTURE FAILURE|node::|Assertion failed: .*(uv|node|napi)/;
+
+/** The fixture ran to its end and exited 0 of itself: no crash, no timeout, no signal. */
+function expectCleanExit(r: ChildResult): void {
+  expect(r.stderr).not.toMatch(CRASH);
+  expect(r.timedOut).toBe(false);
+  expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+}
 
 // ================================================================ 1. close()
 
@@ -486,10 +456,8 @@ describe('a server that dies with commands in flight', () => {
 
 describe('garbage collection', () => {
   test('buffers held only by pending commands, and a dropped Handle, survive gc() until completion', async () => {
-    const r = await runNode(['--expose-gc', join(FIXTURES, 'gc.js')]);
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    const r = await runNode(['--expose-gc', join(FIXTURES, 'gc.js')], { timeoutMs: 15000 });
+    expectCleanExit(r);
     expect(r.lines).toHaveLength(1);
     const s = r.lines[0];
     // gc() really ran while every command was still in flight.
@@ -507,7 +475,7 @@ describe('garbage collection', () => {
 });
 
 test('an idle handle whose event sink went through gc() still delivers every command', async () => {
-  const r = await runNode(['--expose-gc', join(FIXTURES, 'idle-gc.js')]);
+  const r = await runNode(['--expose-gc', join(FIXTURES, 'idle-gc.js')], { timeoutMs: 15000 });
   expect(r.stderr).not.toMatch(CRASH);
   expect({ code: r.code, timedOut: r.timedOut }).toEqual({ code: 0, timedOut: false });
   expect(r.lines).toEqual([{ ok: 10 }]);
@@ -517,28 +485,22 @@ test('an idle handle whose event sink went through gc() still delivers every com
 
 describe('process liveness', () => {
   test('an idle connected handle does not keep the process alive', async () => {
-    const r = await runNode([join(FIXTURES, 'idle.js')], 10000);
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    const r = await runNode([join(FIXTURES, 'idle.js')], { timeoutMs: 10000 });
+    expectCleanExit(r);
     expect(r.lines).toEqual([{ connected: true, size: 1048576, ready: true, inFlight: 0 }]);
     expect(r.ms).toBeLessThan(5000);
   });
 
   test('a handle that has finished its commands does not keep the process alive', async () => {
-    const r = await runNode([join(FIXTURES, 'idle.js'), 'read'], 10000);
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    const r = await runNode([join(FIXTURES, 'idle.js'), 'read'], { timeoutMs: 10000 });
+    expectCleanExit(r);
     expect(r.lines).toEqual([{ connected: true, size: 1048576, ready: true, inFlight: 0 }]);
     expect(r.ms).toBeLessThan(5000);
   });
 
   test('a command in flight keeps the process alive until it completes', async () => {
-    const r = await runNode([join(FIXTURES, 'inflight.js'), '1000'], 10000);
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    const r = await runNode([join(FIXTURES, 'inflight.js'), '1000'], { timeoutMs: 10000 });
+    expectCleanExit(r);
     const byKind = Object.fromEntries(r.lines.map((l) => [l.kind, l]));
     expect(byKind.aio).toMatchObject({ error: 0, ok: true });
     expect(byKind.promise).toMatchObject({ ok: true });
@@ -550,10 +512,8 @@ describe('process liveness', () => {
   });
 
   test('process.exit() with commands in flight exits cleanly', async () => {
-    const r = await runNode([join(FIXTURES, 'inflight.js'), '10000', 'exit'], 10000);
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    const r = await runNode([join(FIXTURES, 'inflight.js'), '10000', 'exit'], { timeoutMs: 10000 });
+    expectCleanExit(r);
     expect(r.lines).toEqual([
       { kind: 'exiting', inFlight: 66 },
       { kind: 'exit', inFlight: 66 },
@@ -566,10 +526,8 @@ describe('process liveness', () => {
 
 describe('worker_threads', () => {
   test('terminating workers mid-I/O and mid-connect does not crash; a worker that reads exits normally', async () => {
-    const r = await runNode([join(FIXTURES, 'workers.js')], 20000);
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    const r = await runNode([join(FIXTURES, 'workers.js')], { timeoutMs: 20000 });
+    expectCleanExit(r);
     const terminated = r.lines.filter((l) => l.mode === 'terminate' || l.mode === 'terminate-unix');
     expect(terminated).toHaveLength(6);
     for (const t of terminated) {
@@ -587,10 +545,8 @@ describe('worker_threads', () => {
     // connectCommand forks the server while fd 2's close-on-exec flag is
     // cleared (docs/architecture.md, "Connecting and closing"); the flag is
     // process-wide, so workers must not race on it.
-    const r = await runNode([join(FIXTURES, 'workers.js'), 'concurrent'], 20000);
-    expect(r.stderr).not.toMatch(CRASH);
-    expect(r.timedOut).toBe(false);
-    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
+    const r = await runNode([join(FIXTURES, 'workers.js'), 'concurrent'], { timeoutMs: 20000 });
+    expectCleanExit(r);
     expect(r.lines).toHaveLength(16);
     const failures = r.lines.filter((l) => l.code !== 0 || l.errored !== null || l.messages[0]?.state !== 'done');
     expect(failures.map((l) => l.messages[0]?.error ?? l.errored)).toEqual([]);

@@ -1,10 +1,10 @@
 // nbdjs info against nbdinfo on the same servers: the JSON compared field by
 // field, the text and the maps compared as printed.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nbdjs, run } from './helpers/cli';
-import { startNbdkit, tempDir, type Server } from './helpers/servers';
+import { spawnServer, startNbdkit, tempDir, type Server } from './helpers/servers';
 
 async function both(args: string[]): Promise<[string, string]> {
   const [ours, theirs] = [await nbdjs(['info', ...args]), await run('nbdinfo', args)];
@@ -32,8 +32,6 @@ function compareJson(ours: string, theirs: string): void {
 
 let qemu: Server;
 let qemuDir: string;
-let qemuProc: ChildProcess | undefined;
-afterAll(() => qemuProc?.kill('SIGTERM'));
 
 beforeAll(async () => {
   // A qcow2 image with a persistent dirty bitmap: 64 KiB written after the bitmap was added.
@@ -47,10 +45,7 @@ beforeAll(async () => {
   await sh('qemu-img', ['bitmap', '--add', image, 'b0']);
   await sh('qemu-io', ['-c', 'write -P 0xab 1M 64k', image]);
   const socket = join(qemuDir, 'qemu.sock');
-  const proc = spawn('qemu-nbd', ['-f', 'qcow2', '-k', socket, '--persistent', '-x', 'disk', '-D', 'a qcow2 disk', '-B', 'b0', '-A', image], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  qemuProc = proc;
+  const { proc } = spawnServer('qemu-nbd', ['-f', 'qcow2', '-k', socket, '--persistent', '-x', 'disk', '-D', 'a qcow2 disk', '-B', 'b0', '-A', image]);
   // Until it answers.
   for (let i = 0; i < 100; i++) {
     if ((await run('nbdinfo', ['--size', `nbd+unix:///disk?socket=${socket}`], { timeout: 5000 })).code === 0) break;

@@ -12,7 +12,8 @@ import {
   READ_HOLE,
   type ErrorRef,
 } from '../lib';
-import { connected, handle, nbdkit, pattern, sparseFile, startQemuNbd, waitFor } from './helpers/servers';
+import { connected, handle, nbdkit, pattern, sparseFile, startQemuNbd } from './helpers/servers';
+import { waitFor } from './helpers/wait';
 
 const { EPROTO, ENOMEM, ENETDOWN, ENETUNREACH, ECONNREFUSED, EIO, EINVAL } = os.errno;
 

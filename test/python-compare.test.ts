@@ -4,11 +4,12 @@
 // python3-libnbd, for /usr/bin/python3) and through this binding, against
 // the same servers, and compare the traces. Python's callbacks run inside
 // libnbd, so its trace is what a C program observes.
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants as os } from 'node:os';
 import { CMD_FLAG_DF, Handle, NbdError, READ_DATA, READ_HOLE, type ErrorRef } from '../lib';
-import { sparseFile, startNbdkit, startQemuNbd, systemPython } from './helpers/servers';
+import { sparseFile, startNbdkit, startQemuNbd } from './helpers/servers';
+import { runPython } from './helpers/python';
+import { waitFor } from './helpers/wait';
 
 const { EPROTO, ENOMEM, ENETDOWN, ECONNREFUSED, EIO, EINVAL } = os.errno;
 
@@ -155,12 +156,8 @@ scenarios = json.load(sys.stdin)
 print(json.dumps([run(sc) for sc in scenarios]))
 `;
 
-function runPython(scenarios: (Scenario & { socket: string })[]): Trace[] {
-  const input = JSON.stringify(scenarios.map(({ check: _check, ...sc }) => sc));
-  const r = spawnSync(systemPython, ['-c', PYTHON], { input, encoding: 'utf8', timeout: 30000 });
-  if (r.error) throw new Error(`${systemPython} failed to run: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`${systemPython} exited with ${r.status}:\n${r.stderr}`);
-  return JSON.parse(r.stdout) as Trace[];
+function pythonTraces(scenarios: (Scenario & { socket: string })[]): Promise<Trace[]> {
+  return runPython<Trace[]>(PYTHON, { input: scenarios.map(({ check: _check, ...sc }) => sc), timeoutMs: 30000 });
 }
 
 // ------------------------------------------------------------------ this binding
@@ -196,14 +193,6 @@ function peek(h: Handle, c: number): string | number {
     return r === c ? 'cookie' : r;
   } catch (e) {
     return `errno:${errnoOf(e)}`;
-  }
-}
-
-async function until(pred: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10000;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
   }
 }
 
@@ -246,8 +235,8 @@ async function runJs(sc: Scenario & { socket: string }): Promise<Trace> {
         return t;
       }
       t.cookie = c;
-      if (comp !== undefined) await until(() => t.completion.length > 0, 'the completion callback');
-      else await until(() => h.aioPeekCommandCompleted() !== 0, 'the command to complete');
+      if (comp !== undefined) await waitFor(() => t.completion.length > 0, 'the completion callback');
+      else await waitFor(() => h.aioPeekCommandCompleted() !== 0, 'the command to complete');
       t.peekBefore = peek(h, c);
       t.result = completed(h, c);
       t.again = completed(h, c);
@@ -540,13 +529,6 @@ describe("traces equal libnbd's Python binding", () => {
   let python: Trace[];
 
   beforeAll(async () => {
-    const probe = spawnSync(systemPython, ['-c', 'import nbd; print(nbd.NBD().get_version())'], { encoding: 'utf8' });
-    if (probe.status !== 0) {
-      throw new Error(
-        `${systemPython} cannot import nbd (install Debian's python3-libnbd): these comparisons need libnbd's ` +
-          `Python binding as the reference.\n${probe.stderr ?? probe.error}`,
-      );
-    }
     const file = sparseFile(12288, [[0, 4096], [8192, 4096]], 1);
     const [qemu, p512, p64k, nosr, error] = await Promise.all([
       startQemuNbd(file, '-e', '8'),
@@ -556,7 +538,7 @@ describe("traces equal libnbd's Python binding", () => {
       startNbdkit('--log=null', '--filter=error', 'pattern', 'size=64K', 'error-pread=EIO', 'error-pread-rate=1'),
     ]);
     Object.assign(sockets, { qemu: qemu.socket, pattern512: p512.socket, pattern64k: p64k.socket, nosr: nosr.socket, error: error.socket });
-    python = runPython(SCENARIOS.map((sc) => ({ ...sc, socket: sockets[sc.server] })));
+    python = await pythonTraces(SCENARIOS.map((sc) => ({ ...sc, socket: sockets[sc.server] })));
     expect(python).toHaveLength(SCENARIOS.length);
   });
 

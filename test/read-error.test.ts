@@ -4,21 +4,14 @@
 // scripted server (no real server sends NBD_REPLY_TYPE_ERROR_OFFSET). Every
 // scenario runs through this binding and through libnbd's Python binding
 // against the same server; the traces must be equal, and equal to the rule.
-import { execFile } from 'node:child_process';
 import { constants } from 'node:os';
-import { promisify } from 'node:util';
 import { NbdError, READ_DATA, READ_ERROR, READ_HOLE, getVersion } from '../lib';
-import { handle, systemPython } from './helpers/servers';
-import {
-  NBD_EIO,
-  NBD_ENOSPC,
-  scriptedData,
-  startScriptedServer,
-  type ReadScript,
-} from './helpers/scripted-server';
+import { handle } from './helpers/servers';
+import { runPython } from './helpers/python';
+import { NBD_EIO, NBD_ENOSPC } from './helpers/nbd-wire';
+import { scriptedData, startScriptedServer, type ReadScript } from './helpers/scripted-server';
 
 const { EINVAL, EIO, ENOMEM, ENOSPC, EPROTO } = constants.errno;
-const execFileP = promisify(execFile);
 
 /** What a callback does: set error.value, then throw or return `ret` (default 0). */
 interface Act {
@@ -98,9 +91,8 @@ h.shutdown()
 print(json.dumps(out))
 `;
 
-async function runPython(socket: string, s: Scenario): Promise<Trace> {
-  const { stdout } = await execFileP(systemPython, ['-c', PYTHON, socket, JSON.stringify(s)], { timeout: 20000 });
-  return JSON.parse(stdout) as Trace;
+function pythonTrace(socket: string, s: Scenario): Promise<Trace> {
+  return runPython<Trace>(PYTHON, { args: [socket, JSON.stringify(s)], timeoutMs: 20000 });
 }
 
 /** Where each chunk's subbuf lies in the caller's buffer: [byteOffset - buf.byteOffset, same ArrayBuffer]. */
@@ -174,7 +166,7 @@ async function runJs(socket: string, s: Scenario): Promise<{ trace: Trace; place
 /** Runs `scenario` against `script` through both bindings; returns the JS trace after checking Python agrees. */
 async function both(script: ReadScript, scenario: Scenario) {
   const server = await startScriptedServer(script);
-  const [js, py] = await Promise.all([runJs(server.socket, scenario), runPython(server.socket, scenario)]);
+  const [js, py] = await Promise.all([runJs(server.socket, scenario), pythonTrace(server.socket, scenario)]);
   await server.close();
   expect(js.trace).toEqual(py);
   return js;

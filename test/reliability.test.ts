@@ -5,7 +5,9 @@ import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Handle, NbdError, defaultDriver } from '../lib';
-import { connected, handle, nbdkit, pattern, startNbdkit, tempDir, waitFor, silentServer } from './helpers/servers';
+import { connected, handle, nbdkit, pattern, silentServer, spawnServer, startNbdkit, tempDir } from './helpers/servers';
+import { keepOutput } from './helpers/output';
+import { waitFor } from './helpers/wait';
 
 const EFAULT = 14;
 // The lib settings have no DOM types: what these tests use of WebAssembly.
@@ -75,14 +77,9 @@ async function within<T>(p: Promise<T>, ms: number): Promise<{ value?: T; error?
   }
 }
 
-const cleanups: (() => void)[] = [];
-afterAll(() => cleanups.forEach((c) => c()));
-
+/** A server that prints a line on stdout once it listens. */
 function startProcess(cmd: string, args: string[]): Promise<ChildProcess> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  cleanups.push(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
+  const { proc: child } = spawnServer(cmd, args, { stdout: 'pipe', stopSignal: 'SIGKILL' });
   return new Promise((resolve, reject) => {
     child.stdout!.once('data', () => resolve(child));
     child.once('exit', (code) => reject(new Error(`${cmd} exited with ${code}`)));
@@ -329,11 +326,12 @@ describe('connects that resolve a host name', () => {
     writeFileSync(resolv, 'nameserver 127.0.0.1\noptions timeout:6 attempts:1\n');
     const script = `ip link set lo up && mount --bind ${resolv} /etc/resolv.conf && exec "$0" "$@"`;
     const child = spawn('unshare', ['--mount', '--net', 'sh', '-c', script, process.execPath, join(fixtures, 'slow-dns.js'), '3000'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'pipe', 'pipe'],
       // The default build: a sanitizer build (scripts/sanitize.sh) needs its
       // runtime preloaded, which does not pass through unshare and sh.
       env: { ...process.env, LIBNBD_BINDING: '' },
     });
+    keepOutput('slow-dns.js', child.stderr!);
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
     const code = await new Promise((r) => child.once('exit', r));

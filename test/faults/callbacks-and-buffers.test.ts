@@ -3,7 +3,8 @@
 // their read is in flight (fixtures/mid-read-buffer.js): each case in a child
 // process of its own, so that a crash or a stall is a result, not the end of
 // the test run.
-import { collectStrayErrors, sleep } from './helpers/faults';
+import { collectStrayErrors } from './helpers/faults';
+import { sleep } from '../helpers/wait';
 import { CRASH, howItEnded, runFixture } from './helpers/child';
 
 const stray = collectStrayErrors();

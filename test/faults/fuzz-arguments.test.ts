@@ -4,7 +4,8 @@
 //
 // Replay a run: LIBNBD_DRIVER=loop node --no-warnings test/faults/fixtures/fuzz-handle.js STATE SEED 2000
 // (the "@batch:call method(args)" lines say what was called).
-import { collectStrayErrors, sleep } from './helpers/faults';
+import { collectStrayErrors } from './helpers/faults';
+import { sleep } from '../helpers/wait';
 import { CRASH, howItEnded, runFixture, type ChildResult } from './helpers/child';
 
 const SEED = 0x66757a7a; // 'fuzz'

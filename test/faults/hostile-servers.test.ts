@@ -6,25 +6,24 @@
 // nothing hangs (every wait is bounded and reported, never a jest timeout).
 import { Handle } from '../../lib';
 import { pattern } from '../helpers/servers';
-import { Ledger, Rng, collectStrayErrors, nbdErrorProblem, sleep, within } from './helpers/faults';
+import { Ledger, Rng, closeDeadConnection, collectStrayErrors, nbdErrorProblem, within } from './helpers/faults';
+import { sleep } from '../helpers/wait';
 import {
   CMD_DISC,
   CMD_READ,
   Cut,
   REPLY_FLAG_DONE,
   REPLY_TYPE_OFFSET_DATA,
-  goodReply,
   greeting,
   handshake,
   readRequest,
   simpleReply,
-  startRawServer,
   structuredChunk,
   u64,
-  type RawServer,
   type Request,
   type Wire,
-} from './helpers/raw-server';
+} from '../helpers/nbd-wire';
+import { goodReply, startRawServer, type RawServer } from './helpers/raw-server';
 
 const SEED = 0x686f7374; // 'host'
 const CONNECT_MS = 2000;
@@ -70,13 +69,7 @@ function rejectionProblem(c: Awaited<ReturnType<typeof connectTo>>): string | un
 
 /** After the connection died: shutdown() settles promptly, close() returns promptly, nothing settles again. */
 async function finish(h: Handle, ledger?: Ledger): Promise<string[]> {
-  const problems: string[] = [];
-  const down = await within(h.shutdown(), 2000);
-  if (!down.settled) problems.push('shutdown() did not settle within 2 s');
-  else if (down.error !== undefined && nbdErrorProblem(down.error)) problems.push(`shutdown(): ${nbdErrorProblem(down.error)}`);
-  const t = Date.now();
-  h.close();
-  if (Date.now() - t > 1000) problems.push(`close() took ${Date.now() - t} ms`);
+  const problems = await closeDeadConnection(h);
   if (ledger) {
     await sleep(10);
     problems.push(...ledger.problems({ settled: true }));

@@ -4,7 +4,8 @@
 // bounded time (children to be reaped).
 import { Handle } from '../../lib';
 import { nbdkit, startNbdkit, type Server } from '../helpers/servers';
-import { childPids, collectStrayErrors, describeFds, describePid, sleep, until, within } from './helpers/faults';
+import { childPids, collectStrayErrors, describeFds, describePid, until, within } from './helpers/faults';
+import { sleep } from '../helpers/wait';
 
 const stray = collectStrayErrors();
 

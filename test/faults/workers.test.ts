@@ -3,7 +3,8 @@
 // process so that a crash cannot take the test runner down).
 //
 // Replay: LIBNBD_DRIVER=loop node --no-warnings test/faults/fixtures/workers-midio.js SEED 18
-import { collectStrayErrors, sleep } from './helpers/faults';
+import { collectStrayErrors } from './helpers/faults';
+import { sleep } from '../helpers/wait';
 import { CRASH, howItEnded, runFixture, type ChildResult } from './helpers/child';
 
 const SEED = 0x776f726b; // 'work'

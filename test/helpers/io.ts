@@ -1,5 +1,6 @@
 // Helpers of the lib/io tests: nbdinfo, qemu-img and friends as references.
 import { spawnSync } from 'node:child_process';
+import { Pool } from '../../lib';
 
 /**
  * Runs a command to its end (at most `timeoutMs`); throws with its stderr
@@ -44,4 +45,16 @@ export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const x of it) out.push(x);
   return out;
+}
+
+const pools: Pool[] = [];
+afterAll(async () => {
+  await Promise.all(pools.map((p) => p.close()));
+});
+
+/** Pool.connect(uri, options), the pool closed after the test file. */
+export async function pool(uri: string, options?: Parameters<typeof Pool.connect>[1]): Promise<Pool> {
+  const p = await Pool.connect(uri, options);
+  pools.push(p);
+  return p;
 }

@@ -1,11 +1,13 @@
 // Real NBD servers for the tests: nbdkit and qemu-nbd, started here, over
 // Unix sockets in a temporary directory or as connectCommand subprocesses.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+// Their stderr is kept and shown only for a failing test (helpers/output).
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync, openSync, closeSync, ftruncateSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { Handle, type HandleOptions } from '../../lib';
+import { keepServerOutput, withKeptStderr } from './output';
 
 const cleanups: (() => void)[] = [];
 afterAll(() => {
@@ -19,9 +21,9 @@ export function tempDir(): string {
   return dir;
 }
 
-/** argv for connectCommand: `nbdkit -s --exit-with-parent ARGS`. */
+/** argv for connectCommand: `nbdkit -s --exit-with-parent ARGS` (its stderr kept, through sh). */
 export function nbdkit(...args: string[]): string[] {
-  return ['nbdkit', '-s', '--exit-with-parent', ...args];
+  return withKeptStderr(['nbdkit', '-s', '--exit-with-parent', ...args]);
 }
 
 export interface Server {
@@ -31,20 +33,25 @@ export interface Server {
   stop(): void;
 }
 
-async function waitFor(pred: () => boolean, what: string, ms = 10000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-function track(proc: ChildProcess): () => void {
+/**
+ * Spawns a server (stdin ignored; stdout ignored unless `stdout: 'pipe'`),
+ * its stderr kept, stopped with `stopSignal` (SIGTERM) by `stop()` or after
+ * the test file.
+ */
+export function spawnServer(
+  cmd: string,
+  args: string[],
+  options: { stdout?: 'pipe' | 'ignore'; stopSignal?: NodeJS.Signals } = {},
+): { proc: ChildProcess; stop: () => void } {
+  const proc = spawn(cmd, args, { stdio: ['ignore', options.stdout ?? 'ignore', 'pipe'] });
+  let stopping = false;
+  keepServerOutput(`${cmd} ${args.join(' ')} (pid ${proc.pid})`, proc, () => stopping);
   const stop = () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+    stopping = true;
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(options.stopSignal ?? 'SIGTERM');
   };
   cleanups.push(stop);
-  return stop;
+  return { proc, stop };
 }
 
 /** `nbdkit -U SOCKET ARGS` in the foreground, stopped after the test file. */
@@ -54,10 +61,7 @@ export async function startNbdkit(...args: string[]): Promise<Server> {
   // nbdkit writes its pidfile once it accepts connections (the socket file
   // alone exists from bind(), before listen()).
   const pidfile = join(dir, 'nbdkit.pid');
-  const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', socket, '-P', pidfile, ...args], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const stop = track(proc);
+  const { proc, stop } = spawnServer('nbdkit', ['-f', '--exit-with-parent', '-U', socket, '-P', pidfile, ...args]);
   await untilReady(proc, `nbdkit ${args.join(' ')}`, () => existsSync(pidfile));
   return { socket, uri: `nbd+unix:///?socket=${socket}`, process: proc, stop };
 }
@@ -65,10 +69,7 @@ export async function startNbdkit(...args: string[]): Promise<Server> {
 /** `qemu-nbd` serving FILE (raw) on a Unix socket. */
 export async function startQemuNbd(file: string, ...args: string[]): Promise<Server> {
   const socket = join(tempDir(), 'qemu.sock');
-  const proc = spawn('qemu-nbd', ['-f', 'raw', '-k', socket, '--persistent', ...args, file], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const stop = track(proc);
+  const { proc, stop } = spawnServer('qemu-nbd', ['-f', 'raw', '-k', socket, '--persistent', ...args, file]);
   await untilReady(proc, `qemu-nbd ${file}`, () => canConnect({ path: socket }));
   return { socket, uri: `nbd+unix:///?socket=${socket}`, process: proc, stop };
 }
@@ -115,22 +116,9 @@ export function pattern(offset: number, length: number): Buffer {
   return b;
 }
 
-/** Debian's python3 with the libnbd binding (python3-libnbd), if present. */
-export const systemPython = '/usr/bin/python3';
-export function havePythonLibnbd(): boolean {
-  const r = spawnSync(systemPython, ['-c', 'import nbd'], { stdio: 'ignore' });
-  return r.status === 0;
-}
-
-/** Waits until `pred` holds (polling the event loop). */
-export { waitFor };
-
 /** `nbdkit -p PORT -i 127.0.0.1 ARGS`, TCP on loopback only. */
 export async function startNbdkitTcp(port: string, ...args: string[]): Promise<ChildProcess> {
-  const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-p', port, '-i', '127.0.0.1', ...args], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  track(proc);
+  const { proc } = spawnServer('nbdkit', ['-f', '--exit-with-parent', '-p', port, '-i', '127.0.0.1', ...args]);
   await untilReady(proc, `nbdkit on port ${port}`, () => canConnect({ host: '127.0.0.1', port: Number(port) }));
   return proc;
 }

@@ -3,9 +3,9 @@
 // collectors, and fd / child-process counts from /proc.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { runInThisContext } from 'node:vm';
-import { NbdError } from '../../../lib';
+import { NbdError, type Handle } from '../../../lib';
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+import { waitFor } from '../../helpers/wait';
 
 /** mulberry32: a small seeded PRNG, so that a failing run replays from its seed. */
 export class Rng {
@@ -48,14 +48,12 @@ export class Rng {
   }
 }
 
-/** Polls `pred` every few ms for up to `ms`; whether it came to hold. */
-export async function until(pred: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) return false;
-    await sleep(5);
-  }
-  return true;
+/** Whether `pred` came to hold within `ms` (waitFor's poll, a timeout being an answer rather than an error). */
+export function until(pred: () => boolean, ms: number): Promise<boolean> {
+  return waitFor(pred, 'until', ms).then(
+    () => true,
+    () => false,
+  );
 }
 
 export type Outcome<T> = { settled: true; value?: T; error?: unknown } | { settled: false };
@@ -265,4 +263,20 @@ export function describePid(pid: number): string {
   } catch {
     return `${pid} (gone)`;
   }
+}
+
+/**
+ * Shuts down and closes a handle whose connection died: neither may hang
+ * (shutdown() settles within 2 s, with nothing but an NbdError; close()
+ * returns within 1 s). The problems found, none if all went well.
+ */
+export async function closeDeadConnection(h: Handle): Promise<string[]> {
+  const problems: string[] = [];
+  const down = await within(h.shutdown(), 2000);
+  if (!down.settled) problems.push('shutdown() did not settle within 2 s');
+  else if (down.error !== undefined && nbdErrorProblem(down.error)) problems.push(`shutdown(): ${nbdErrorProblem(down.error)}`);
+  const t = Date.now();
+  h.close();
+  if (Date.now() - t > 1000) problems.push(`close() took ${Date.now() - t} ms`);
+  return problems;
 }
