@@ -2,9 +2,6 @@
 // nbd_aio_is_connecting() ports line by line. Each transport against a real
 // server, on the driver of this project (jest.config.js runs every file once
 // per driver).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { Handle, NbdError } from '../lib';
 import {
   handle,
@@ -13,9 +10,8 @@ import {
   sparseFile,
   startNbdkit,
   startNbdkitTcp,
-  tempDir,
 } from './helpers/servers';
-import { systemPython } from './helpers/python';
+import { serverSocketFd, stopSocketFdServers } from './helpers/socket-fd';
 
 /** Polls as a C program would (here: one event-loop turn per poll); returns the polls made. */
 async function whileConnecting(h: Handle): Promise<number> {
@@ -110,35 +106,10 @@ describe('aio connects: poll aioIsConnecting() until ready', () => {
   });
 
   describe('aioConnectSocket', () => {
-    // Node objects sharing the fds handed to libnbd: kept, paused, never destroyed (libnbd owns the fds).
-    const keep: unknown[] = [];
-    const children: ChildProcess[] = [];
-    afterAll(() => {
-      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-    });
-    const connectAndExec = `
-import os, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-os.dup2(s.fileno(), 0)
-os.dup2(s.fileno(), 1)
-os.execvp(sys.argv[2], sys.argv[2:])
-`;
+    afterAll(stopSocketFdServers);
 
     test('over a connected socket fd whose peer is `nbdkit -s`', async () => {
-      const path = join(tempDir(), 'aio-listen.sock');
-      const server = createServer({ pauseOnConnect: true });
-      await new Promise<void>((resolve) => server.listen(path, resolve));
-      const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
-      const child = spawn(systemPython, ['-c', connectAndExec, path, ...nbdkit('pattern', 'size=1M')], {
-        stdio: ['ignore', 'ignore', 'inherit'],
-      });
-      children.push(child);
-      const sock = await accepted;
-      server.close();
-      sock.unref();
-      keep.push(sock);
-      const fd = (sock as unknown as { _handle: { fd: number } })._handle.fd;
+      const { fd } = await serverSocketFd('pattern', 'size=1M');
       const h = handle();
       h.aioConnectSocket(fd);
       expectConnectingNow(h);

@@ -4,9 +4,7 @@
 // (tests/errors-*.c), disconnects, and the module functions. Where libnbd's
 // behaviour is not obvious, the same scenario runs through libnbd's Python
 // binding (python3-libnbd, /usr/bin/python3) and the outcomes are compared.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, unlinkSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import {
@@ -40,12 +38,11 @@ import {
   startNbdkit,
   startQemuNbd,
   sparseFile,
-  tempDir,
   tempFile,
 } from './helpers/servers';
 import { sleep, waitFor } from './helpers/wait';
-import { runPython, systemPython } from './helpers/python';
-import { keepOutput } from './helpers/output';
+import { runPython } from './helpers/python';
+import { serverSocketFd, stopSocketFdServers } from './helpers/socket-fd';
 import { runNode } from './helpers/node-child';
 
 /** libnbd's minor version (1.x.y). */
@@ -534,44 +531,7 @@ describe('URIs', () => {
 // ------------------------------------------------------------------ connectSocket
 
 describe('connectSocket', () => {
-  // Node objects that share the fds handed to libnbd: kept referenced and
-  // paused forever, never read from, never destroyed (libnbd owns the fds).
-  const keep: unknown[] = [];
-  const children: ChildProcess[] = [];
-  afterAll(() => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-  });
-
-  const connectAndExec = `
-import os, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-os.dup2(s.fileno(), 0)
-os.dup2(s.fileno(), 1)
-os.execvp(sys.argv[2], sys.argv[2:])
-`;
-
-  /**
-   * A connected socket fd whose peer is `nbdkit -s ARGS`: a Unix listener
-   * here (pauseOnConnect: Node never reads), a Python child that connects
-   * and execs nbdkit on that connection as its stdin and stdout.
-   */
-  async function serverSocketFd(...args: string[]): Promise<{ fd: number; child: ChildProcess }> {
-    const path = join(tempDir(), 'listen.sock');
-    const server = createServer({ pauseOnConnect: true });
-    await new Promise<void>((resolve) => server.listen(path, resolve));
-    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
-    const child = spawn(systemPython, ['-c', connectAndExec, path, ...nbdkit(...args)], { stdio: ['ignore', 'ignore', 'pipe'] });
-    keepOutput('the connect-and-exec child', child.stderr!);
-    children.push(child);
-    const sock = await accepted;
-    server.close();
-    sock.unref();
-    keep.push(sock);
-    const fd = (sock as unknown as { _handle: { fd: number } })._handle.fd;
-    expect(fd).toBeGreaterThan(2);
-    return { fd, child };
-  }
+  afterAll(stopSocketFdServers);
 
   test('libnbd talks NBD over the fd; close() closes it and the server exits', async () => {
     const { fd, child } = await serverSocketFd('memory', 'size=1M');

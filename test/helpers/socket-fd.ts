@@ -1,0 +1,47 @@
+// A connected socket fd for connectSocket/aioConnectSocket, whose peer is
+// `nbdkit -s ARGS`: a Unix listener here (pauseOnConnect: Node never reads
+// from it), and a Python child that connects and execs nbdkit with that
+// connection as its stdin and stdout.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { keepOutput } from './output';
+import { systemPython } from './python';
+import { nbdkit, tempDir } from './servers';
+
+const connectAndExec = `
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+os.dup2(s.fileno(), 0)
+os.dup2(s.fileno(), 1)
+os.execvp(sys.argv[2], sys.argv[2:])
+`;
+
+// Node's sockets sharing the fds handed to libnbd: kept referenced and
+// paused, never read from, never destroyed (libnbd owns the fds).
+const keep: Socket[] = [];
+const children: ChildProcess[] = [];
+
+export async function serverSocketFd(...args: string[]): Promise<{ fd: number; child: ChildProcess }> {
+  const path = join(tempDir(), 'listen.sock');
+  const server = createServer({ pauseOnConnect: true });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+  const child = spawn(systemPython, ['-c', connectAndExec, path, ...nbdkit(...args)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  keepOutput('the connect-and-exec child', child.stderr!);
+  children.push(child);
+  const sock = await accepted;
+  server.close();
+  sock.unref();
+  keep.push(sock);
+  const fd = (sock as unknown as { _handle: { fd: number } })._handle.fd;
+  if (!(fd > 2)) throw new Error(`the accepted socket has fd ${fd}`);
+  return { fd, child };
+}
+
+/** For afterAll: ends the servers still running. */
+export function stopSocketFdServers(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  children.length = 0;
+}
