@@ -316,16 +316,16 @@ describe('connectSystemdSocketActivation', () => {
 // ------------------------------------------------------------------ 7
 
 describe('connects that resolve a host name', () => {
-  test('run off the JS thread and keep libnbd errno 0 with a code of Node', async () => {
-    // A namespace of its own where 127.0.0.1 is the name server: the lookup
-    // takes 3 s and finds nothing; no query leaves this machine. A blocked
-    // event loop would stall for all of it (and the answer could not even
-    // be sent); the margin is wide for a loaded machine.
-    const dir = tempDir();
-    const resolv = join(dir, 'resolv.conf');
+  /**
+   * Runs test/fixtures/slow-dns.js (`args`) in a namespace of its own where
+   * 127.0.0.1 is the name server: the lookup takes 3 s and finds nothing; no
+   * query leaves this machine. Resolves with the fixture's JSON report.
+   */
+  async function inSlowDnsNamespace(...args: string[]): Promise<Record<string, unknown>> {
+    const resolv = join(tempDir(), 'resolv.conf');
     writeFileSync(resolv, 'nameserver 127.0.0.1\noptions timeout:6 attempts:1\n');
     const script = `ip link set lo up && mount --bind ${resolv} /etc/resolv.conf && exec "$0" "$@"`;
-    const child = spawn('unshare', ['--mount', '--net', 'sh', '-c', script, process.execPath, join(fixtures, 'slow-dns.js'), '3000'], {
+    const child = spawn('unshare', ['--mount', '--net', 'sh', '-c', script, process.execPath, join(fixtures, 'slow-dns.js'), '3000', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       // The default build: a sanitizer build (scripts/sanitize.sh) needs its
       // runtime preloaded, which does not pass through unshare and sh.
@@ -336,7 +336,13 @@ describe('connects that resolve a host name', () => {
     child.stdout!.on('data', (d) => (out += d));
     const code = await new Promise((r) => child.once('exit', r));
     expect(code).toBe(0);
-    const r = JSON.parse(out);
+    return JSON.parse(out);
+  }
+
+  test('run off the JS thread and keep libnbd errno 0 with a code of Node', async () => {
+    // A blocked event loop would stall for all of the lookup (and the answer
+    // could not even be sent); the margin is wide for a loaded machine.
+    const r = await inSlowDnsNamespace();
     expect(r.ok).toBe(false);
     expect(r.errno).toBe(0);
     expect(r.code).toBe('ENOTFOUND');
@@ -346,19 +352,7 @@ describe('connects that resolve a host name', () => {
   });
 
   test('aioConnectTcp: connecting while the lookup runs, state queries never wait for it, the failure emitted', async () => {
-    const dir = tempDir();
-    const resolv = join(dir, 'resolv.conf');
-    writeFileSync(resolv, 'nameserver 127.0.0.1\noptions timeout:6 attempts:1\n');
-    const script = `ip link set lo up && mount --bind ${resolv} /etc/resolv.conf && exec "$0" "$@"`;
-    const child = spawn('unshare', ['--mount', '--net', 'sh', '-c', script, process.execPath, join(fixtures, 'slow-dns.js'), '3000', 'aio'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, LIBNBD_BINDING: '' },
-    });
-    let out = '';
-    child.stdout!.on('data', (d) => (out += d));
-    const code = await new Promise((r) => child.once('exit', r));
-    expect(code).toBe(0);
-    const r = JSON.parse(out);
+    const r = await inSlowDnsNamespace('aio');
     expect(r.ok).toBe(false);
     expect(r.code).toBe('ENOTFOUND');
     expect(r.message).toMatch(/^nbd_aio_connect_tcp: getaddrinfo: /);
