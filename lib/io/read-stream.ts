@@ -35,7 +35,7 @@ export interface ReadStreamOptions {
   highWaterMark?: number;
   /** Reads in flight at most (default 16); a paused stream holds at most this many reads' data besides its buffer. */
   queueDepth?: number;
-  /** Bytes per read (default 256 KiB), split further to the server's maximum and aligned to its minimum. */
+  /** Bytes per read (default 1 MiB), split further to the server's maximum and aligned to its minimum. */
   requestSize?: number;
   /** Aborting destroys the stream with an AbortError once the reads in flight have completed. */
   signal?: AbortSignal;
