@@ -1,4 +1,4 @@
-// Every suite runs once per driver (DESIGN §2): the `loop` project and the
+// Every suite runs once per driver (docs/architecture.md, "Drivers"): the `loop` project and the
 // `thread` project differ only in LIBNBD_DRIVER, the default driver of the
 // handles the tests make.
 const common = {
