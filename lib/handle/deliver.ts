@@ -10,10 +10,8 @@ import * as semantics from '../semantics';
 import type { PendingCommand } from './commands';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-// Local constants: a load from the generated module's exports object would
-// stay a generic property load in optimized code (it has many properties);
-// and TypeScript's CommonJS exports are written twice (`void 0`, then the
-// function), so V8 would not inline the rules called through them.
+// Local constants, as in lib/handle.ts: loads through another module's
+// exports object are not constants to V8.
 const LIST = EVENT_LIST;
 const { adoptLibnbdError, applyChunkResult, applyCompletionResult, chunkErrorOnEntry, errnoValue, errorAtClose, retiredOnCompletion } = semantics;
 

@@ -11,8 +11,8 @@ import * as semantics from '../semantics';
 import * as deliver from './deliver';
 import type { HandleState } from './state';
 
-// Local constants: loads from the generated module's exports object would
-// stay generic property loads in optimized code (it has many properties).
+// Local constants, as in lib/handle.ts: loads through another module's
+// exports object are not constants to V8.
 const {
   CHUNK_COUNT,
   CHUNK_ERROR,
@@ -44,9 +44,6 @@ const {
   READ_ERROR_MARKER,
 } = wire;
 const STRIDE = EVENT_STRIDE;
-// The same for the functions of the hot path: TypeScript's CommonJS exports
-// are written twice (`void 0`, then the function), so V8 does not take them
-// as constants and would not inline a call through the exports object.
 const { deliverChunk, deliverCompletion, deliverDebug, deliverExtent, deliverListing } = deliver;
 const { finalError } = semantics;
 
