@@ -97,6 +97,11 @@ export function closedError(): NbdError {
 
 type CodedError = Error & { code: string };
 
+/** `e` with Node's `code` property, as Node's own argument errors carry it. */
+export function withCode<E extends Error>(e: E, code: string): E & CodedError {
+  return Object.assign(e, { code });
+}
+
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
@@ -113,24 +118,16 @@ function describe(value: unknown): string {
 
 /** Node's ERR_INVALID_ARG_TYPE. */
 export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
-  const e = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`) as TypeError &
-    CodedError;
-  e.code = 'ERR_INVALID_ARG_TYPE';
-  return e;
+  return withCode(new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`), 'ERR_INVALID_ARG_TYPE');
 }
 
 /** Node's ERR_INVALID_ARG_VALUE. */
 export function invalidArgValue(name: string, reason: string, actual: unknown): TypeError {
-  const e = new TypeError(`The argument '${name}' ${reason}. Received ${describe(actual)}`) as TypeError & CodedError;
-  e.code = 'ERR_INVALID_ARG_VALUE';
-  return e;
+  return withCode(new TypeError(`The argument '${name}' ${reason}. Received ${describe(actual)}`), 'ERR_INVALID_ARG_VALUE');
 }
 
 /** Node's ERR_OUT_OF_RANGE. */
 export function outOfRange(name: string, range: string, actual: unknown): RangeError {
   const shown = typeof actual === 'bigint' ? `${actual}n` : String(actual);
-  const e = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${shown}`) as RangeError &
-    CodedError;
-  e.code = 'ERR_OUT_OF_RANGE';
-  return e;
+  return withCode(new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${shown}`), 'ERR_OUT_OF_RANGE');
 }

@@ -26,6 +26,7 @@ import {
   commandOptions,
   driverFromEnv,
   signalOption,
+  validateDriver,
   validateFunction,
   validateUint32,
   validateUint64,
@@ -51,12 +52,11 @@ export function defaultDriver(): Driver {
   return driverFromEnv('loop');
 }
 
-// Local constants: loads from the generated module's exports object would
-// stay generic property loads in optimized code (it has many properties).
+// Local constants for the hot path: TypeScript's CommonJS exports are
+// written twice (`void 0`, then the value), so V8 does not take a load from
+// another module's exports object as a constant (nor inline a call through
+// it); a module-level const it does.
 const { HEADER_QUEUED, HEADER_SLOT } = wire;
-// The same for what the hot path calls of the stages: TypeScript's CommonJS
-// exports are written twice (`void 0`, then the value), so V8 would not take
-// them as constants.
 const { commandPromise, PendingCommand, reportAbortedCause } = commands;
 const { deliverEvents } = events;
 /** Views whose ArrayBuffer is marked untransferable (Handle#_pin). */
@@ -88,10 +88,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (options === null || typeof options !== 'object') {
       throw invalidArgValue('options', 'must be an object', options);
     }
-    const driver = options.driver ?? defaultDriver();
-    if (driver !== 'loop' && driver !== 'thread') {
-      throw invalidArgValue('options.driver', "must be 'loop' or 'thread'", driver);
-    }
+    const driver = validateDriver(options.driver ?? defaultDriver(), 'options.driver');
     // The native side holds this sink only weakly while idle, so that an
     // unreachable idle handle can be collected: the facade must keep it.
     this.#eventSink = (n, payloads) => deliverEvents(this.#state, n, payloads);

@@ -1,5 +1,6 @@
 // Argument checks made before anything reaches C, with Node's error codes.
-import { invalidArgType, invalidArgValue, outOfRange } from './errors';
+import { invalidArgType, invalidArgValue, outOfRange, withCode } from './errors';
+import type { Driver } from './handle';
 
 const UINT64_MAX = (1n << 64n) - 1n;
 
@@ -149,18 +150,27 @@ export function validateService(value: unknown, name: string): asserts value is 
   validateString(value, name);
 }
 
+function isDriver(value: unknown): value is Driver {
+  return value === 'loop' || value === 'thread';
+}
+
+/** A driver option (`options.driver` of a Handle, of copy()). */
+export function validateDriver(value: unknown, name: string): Driver {
+  if (!isDriver(value)) throw invalidArgValue(name, "must be 'loop' or 'thread'", value);
+  return value;
+}
+
 /**
  * The driver LIBNBD_DRIVER names, or `fallback` when it is unset or empty.
  * Any other value is an error, not a silent fallback: a typo would run
  * everything on the other driver without a word.
  */
-export function driverFromEnv(fallback: 'loop' | 'thread'): 'loop' | 'thread' {
+export function driverFromEnv(fallback: Driver): Driver {
   const value = process.env.LIBNBD_DRIVER;
   if (value === undefined || value === '') return fallback;
-  if (value === 'loop' || value === 'thread') return value;
-  const e = new TypeError(
-    `The environment variable LIBNBD_DRIVER must be 'loop' or 'thread' (or unset). Received ${JSON.stringify(value)}`,
-  ) as TypeError & { code: string };
-  e.code = 'ERR_INVALID_ARG_VALUE';
-  throw e;
+  if (isDriver(value)) return value;
+  throw withCode(
+    new TypeError(`The environment variable LIBNBD_DRIVER must be 'loop' or 'thread' (or unset). Received ${JSON.stringify(value)}`),
+    'ERR_INVALID_ARG_VALUE',
+  );
 }

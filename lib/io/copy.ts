@@ -15,7 +15,7 @@ import { extents, type Extent, type ExtentSource } from './extents';
 import { Pool } from './pool';
 import { LIBNBD_MAXIMUM, optionalBoolean, optionalInteger, optionalSignal, serverLimits } from './stream-support';
 import { isZeroRange } from './zero';
-import { driverFromEnv } from '../validate';
+import { driverFromEnv, validateDriver } from '../validate';
 
 /** A source or destination: an NBD URI, a connected Handle, a Pool, or a local file path. */
 export type CopyEndpoint = string | Handle<boolean> | Pool;
@@ -375,8 +375,7 @@ export function copy(src: CopyEndpoint, dst: CopyEndpoint, options: CopyOptions 
   validateEndpoint(src, 'src');
   validateEndpoint(dst, 'dst');
   const connections = optionalInteger(options.connections, 'options.connections', 1, 64, DEFAULTS.connections);
-  const driver = options.driver ?? driverFromEnv('thread');
-  if (driver !== 'loop' && driver !== 'thread') throw invalidArgValue('options.driver', "must be 'loop' or 'thread'", driver);
+  const driver = validateDriver(options.driver ?? driverFromEnv('thread'), 'options.driver');
   const queueDepth = optionalInteger(options.queueDepth, 'options.queueDepth', 1, 1024, DEFAULTS.queueDepth);
   const requestSizeAsked = optionalInteger(options.requestSize, 'options.requestSize', 1, LIBNBD_MAXIMUM, DEFAULTS.requestSize);
   const sparse = options.sparse ?? true;
