@@ -236,20 +236,29 @@ function clients(uri: string, cBin: string, python: boolean, defaultDriver: Driv
     runJson<RunResult>(...client(pin, cmd, [...pre, uri, String(w.block), String(w.qd), String(w.total)]));
   const list: Client[] = [{ id: 'c', client: 'C', variant: 'libnbd aio', run: native(cBin, []) }];
   if (python) list.push({ id: 'python', client: 'Python', variant: 'libnbd aio', run: native(PYTHON, [join(SOURCE_DIR, 'py_loop.py')]) });
-  for (const form of ['callback', 'promise'] as Form[]) {
-    for (const driver of DRIVERS) {
-      list.push({
-        id: `node-${driver}-${form}`,
-        client: 'Node',
-        variant: `${driver}${driver === defaultDriver ? ' (default)' : ''} / ${form}`,
-        run: async (w, eld) => {
-          const r = await jsJob({ mode: 'measure', uri, driver, form, block: w.block, qd: w.qd, total: w.total, eld }, [], pin);
-          return r as RunResult;
-        },
-      });
-    }
+  for (const { driver, form, ...node } of nodeClients(defaultDriver)) {
+    list.push({
+      ...node,
+      run: async (w, eld) => {
+        const r = await jsJob({ mode: 'measure', uri, driver, form, block: w.block, qd: w.qd, total: w.total, eld }, [], pin);
+        return r as RunResult;
+      },
+    });
   }
   return list;
+}
+
+/** The binding's clients, one per form and driver, in the tables' order. */
+function nodeClients(defaultDriver: Driver): { id: string; client: string; variant: string; driver: Driver; form: Form }[] {
+  return (['callback', 'promise'] as Form[]).flatMap((form) =>
+    DRIVERS.map((driver) => ({
+      id: `node-${driver}-${form}`,
+      client: 'Node',
+      variant: `${driver}${driver === defaultDriver ? ' (default)' : ''} / ${form}`,
+      driver,
+      form,
+    })),
+  );
 }
 
 // ------------------------------------------------------------------ figures
@@ -372,18 +381,14 @@ function instrClients(uri: string, cBin: string, defaultDriver: Driver): InstrCl
   const list: InstrClient[] = [
     { id: 'c', client: 'C', variant: 'libnbd aio', argv: (n) => [cBin, uri, String(INSTR_BLOCK), String(INSTR_QD), String(total(n))] },
   ];
-  for (const form of ['callback', 'promise'] as Form[]) {
-    for (const driver of DRIVERS) {
-      list.push({
-        id: `node-${driver}-${form}`,
-        client: 'Node',
-        variant: `${driver}${driver === defaultDriver ? ' (default)' : ''} / ${form}`,
-        argv: (n) => {
-          const job: Job = { mode: 'measure', uri, driver, form, block: INSTR_BLOCK, qd: INSTR_QD, total: total(n), eld: false };
-          return [process.execPath, JS_LOOP, JSON.stringify(job)];
-        },
-      });
-    }
+  for (const { driver, form, ...node } of nodeClients(defaultDriver)) {
+    list.push({
+      ...node,
+      argv: (n) => {
+        const job: Job = { mode: 'measure', uri, driver, form, block: INSTR_BLOCK, qd: INSTR_QD, total: total(n), eld: false };
+        return [process.execPath, JS_LOOP, JSON.stringify(job)];
+      },
+    });
   }
   return list;
 }
