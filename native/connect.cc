@@ -80,11 +80,13 @@ void NbdHandle::ConnectStarted(uint64_t id, bool ok, const LastError& error) {
   PushConnectionEvent(ConnectionEvent(kConnected, id, &error));
 }
 
-// The error that ended the connection (RecordIoError), or one that says so.
-static LastError ConnectionFailure(std::mutex& mutex, const LastError& recorded) {
+// The error that ended the connection (RecordIoError), or ENOTCONN with
+// `otherwise` when none was recorded.
+static LastError ConnectionFailure(std::mutex& mutex, const LastError& recorded,
+                                   const char* otherwise = "connection failed: server disconnected") {
   std::lock_guard<std::mutex> lock(mutex);
   if (recorded.errnum != 0 || !recorded.message.empty()) return recorded;
-  return LastError{ENOTCONN, "connection failed: server disconnected"};
+  return LastError{ENOTCONN, otherwise};
 }
 
 // Either thread may see the end first; the exchange makes one event of it.
@@ -111,12 +113,7 @@ void NbdHandle::CheckConnectionState(nbd_handle* h) {
   } else if (ended && !disconnecting_ && connected_.exchange(false)) {
     // libnbd 1.14 reports a server that hung up on an idle connection as
     // CLOSED, not DEAD, with no error recorded: say what happened.
-    LastError failure;
-    {
-      std::lock_guard<std::mutex> lock(io_error_mutex_);
-      failure = io_error_;
-    }
-    if (failure.errnum == 0 && failure.message.empty()) failure = LastError{ENOTCONN, "the server closed the connection"};
+    LastError failure = ConnectionFailure(io_error_mutex_, io_error_, "the server closed the connection");
     PushConnectionEvent(ConnectionEvent(kConnectionLost, 0, &failure));
   }
 }
