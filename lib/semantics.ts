@@ -170,14 +170,22 @@ export function byIssueOrder(a: { readonly order: number }, b: { readonly order:
 
 // ---------------------------------------------------------------- wording
 
+/** The libnbd call a message of libnbd's starts with ("nbd_aio_pwrite: "). */
+const API_PREFIX = /^nbd_\w+: /;
+
+/** libnbd's `message` with the call it names replaced by `api`. */
+export function messageOf(api: string, message: string): string {
+  return message.replace(API_PREFIX, `${api}: `);
+}
+
 /**
  * The error as the synchronous libnbd call would word it: a sync call runs
  * its aio twin (and the state machine) under its own name, so libnbd's
  * message starts "nbd_pwrite: ", not "nbd_aio_pwrite: ".
  */
 export function renameApi<T>(e: T, api: string): T {
-  if (!(e instanceof NbdError) || !/^nbd_\w+: /.test(e.message)) return e;
-  const renamed = new NbdError(e.message.replace(/^nbd_\w+: /, `${api}: `), e.errno, e.cause === undefined ? undefined : { cause: e.cause });
+  if (!(e instanceof NbdError) || !API_PREFIX.test(e.message)) return e;
+  const renamed = new NbdError(messageOf(api, e.message), e.errno, e.cause === undefined ? undefined : { cause: e.cause });
   // Keep where it was thrown, with the message the stack's first line shows.
   if (typeof e.stack === 'string') renamed.stack = e.stack.replace(e.message, renamed.message);
   return renamed as T;

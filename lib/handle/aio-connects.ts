@@ -15,6 +15,7 @@
 //   dead, or created where libnbd refused the arguments) or the handshake did.
 import type { NativeHandle } from '../../typings/native';
 import { NbdError, errno, libnbdError } from '../errors';
+import { messageOf } from '../semantics';
 
 export class AioConnects {
   /** The aio connects not ended yet: id → libnbd call name. */
@@ -43,7 +44,7 @@ export class AioConnects {
     const api = this.#pending.get(id);
     if (api === undefined) return false;
     this.#pending.delete(id);
-    this.emit(message === undefined ? undefined : new NbdError(message.replace(/^nbd_\w+: /, `${api}: `), errnum));
+    this.emit(message === undefined ? undefined : new NbdError(messageOf(api, message), errnum));
     return true;
   }
 
