@@ -131,6 +131,34 @@ test('extents() over a pool equals nbdinfo --map; block sizes and contexts as th
   await expect(collect(bare.extents())).rejects.toThrow(/not negotiated/);
 });
 
+test("a pool's read stream issues its reads without libnbd's zeroing and leaves each connection's setting as configured", async () => {
+  const server = await startNbdkit('pattern', 'size=4M');
+  const p = await pool(server.uri, { connections: 2 });
+  // What each connection's pread_initialize was when the stream's reads were issued.
+  const seen: boolean[][] = p.handles.map(() => []);
+  p.handles.forEach((h, i) => {
+    const original = h.pread.bind(h);
+    h.pread = (buf: ArrayBufferView, offset: number | bigint, options?: number | CommandOptions) => {
+      seen[i].push(h.getPreadInitialize());
+      return original(buf, offset, options);
+    };
+  });
+  const chunks: Buffer[] = [];
+  await pipeline(
+    p.createReadStream({ requestSize: 256 * KiB }),
+    new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk);
+        callback();
+      },
+    }),
+  );
+  expect(Buffer.concat(chunks).equals(pattern(0, 4 * MiB))).toBe(true);
+  expect(seen.flat()).toHaveLength(16);
+  expect(seen.flat().every((v) => v === false)).toBe(true);
+  expect(p.handles.map((h) => h.getPreadInitialize())).toEqual([true, true]);
+});
+
 test('createReadStream over a pool: the whole export in order, its reads spread over the connections', async () => {
   const server = await startNbdkit('pattern', 'size=8M');
   const p = await pool(server.uri, { connections: 2 });

@@ -115,6 +115,20 @@ describe('createReadStream', () => {
     expect(got.equals(pattern(8, 16))).toBe(true);
   });
 
+  test("a read stream's reads skip libnbd's zeroing of their buffers, and the handle's setting is as it was after each issue", async () => {
+    const h = await connected(nbdkit('pattern', 'size=1M'));
+    const seen: boolean[] = [];
+    const original = h.pread.bind(h);
+    h.pread = (buf, offset, options) => {
+      seen.push(h.getPreadInitialize());
+      return original(buf, offset, options);
+    };
+    const got = await drain(h.createReadStream({ requestSize: 256 * KiB }));
+    expect(got.equals(pattern(0, MiB))).toBe(true);
+    expect(seen).toEqual([false, false, false, false]);
+    expect(h.getPreadInitialize()).toBe(true);
+  });
+
   test('no more than queueDepth reads are ever in flight', async () => {
     const h = await connected(nbdkit('--filter=delay', 'null', 'size=4M', 'delay-read=5ms'));
     const spy = spyCalls(h, 'pread');

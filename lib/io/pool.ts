@@ -9,7 +9,7 @@ import { Handle, type Driver } from '../handle';
 import type { CommandOptions } from '../validate';
 import { extents, type Extent, type ExtentsOptions } from './extents';
 import { createReadStream, type ReadStreamOptions } from './read-stream';
-import { optionalInteger } from './stream-support';
+import { optionalInteger, preadUninitialized } from './stream-support';
 import { createWriteStream, type WriteStreamOptions } from './write-stream';
 
 export interface ReconnectOptions {
@@ -317,7 +317,7 @@ export class Pool extends EventEmitter {
 
   /** Handle#createReadStream over the pool: its reads spread over the connections (and re-issued after a loss), delivered in order. */
   createReadStream(options?: ReadStreamOptions): Readable {
-    return createReadStream(this, options);
+    return createReadStream(this, options, (buf, offset) => this.#issue(true, (h) => preadUninitialized(h, buf, offset)));
   }
 
   /**

@@ -9,6 +9,7 @@ import {
   optionalInteger,
   optionalOffset,
   optionalSignal,
+  preadUninitialized,
   requestSizeFor,
   serverLimits,
   type AnyHandle,
@@ -50,6 +51,8 @@ interface Request {
 
 class NbdReadStream extends Readable {
   readonly #h: StreamTarget;
+  /** How one request is read: without libnbd's zeroing of the buffer (see preadUninitialized). */
+  readonly #read: (buf: Buffer, offset: number) => Promise<void>;
   readonly #wantStart: number;
   readonly #wantEnd: number | undefined;
   readonly #queueDepth: number;
@@ -69,7 +72,7 @@ class NbdReadStream extends Readable {
   /** _destroy's callback, waiting for the reads in flight. */
   #whenIdle: (() => void) | undefined;
 
-  constructor(h: StreamTarget, options: ReadStreamOptions | undefined) {
+  constructor(h: StreamTarget, read: (buf: Buffer, offset: number) => Promise<void>, options: ReadStreamOptions | undefined) {
     const o = validateOptions(options, 'options');
     const start = optionalOffset(o.start, 'options.start') ?? 0;
     const end = optionalOffset(o.end, 'options.end');
@@ -80,6 +83,7 @@ class NbdReadStream extends Readable {
     const signal = optionalSignal(o.signal, 'options.signal');
     super({ highWaterMark });
     this.#h = h;
+    this.#read = read;
     this.#wantStart = start;
     this.#wantEnd = end;
     this.#queueDepth = queueDepth;
@@ -142,7 +146,7 @@ class NbdReadStream extends Readable {
     this.#inFlight++;
     let p: Promise<void>;
     try {
-      p = this.#pread(buf, offset);
+      p = this.#read(buf, offset);
     } catch (e) {
       p = Promise.reject(e);
     }
@@ -150,26 +154,6 @@ class NbdReadStream extends Readable {
       () => this.#completed(r, undefined),
       (e: unknown) => this.#completed(r, e),
     );
-  }
-
-  /**
-   * A read without libnbd zeroing the buffer first (pread_initialize, a
-   * memset on this thread of every byte read): the stream never hands out a
-   * buffer whose read failed. The setting is the handle's, so it is turned
-   * off around this issue only (nothing else runs in between).
-   */
-  #pread(buf: Buffer, offset: number): Promise<void> {
-    const h = this.#h as StreamTarget & Partial<Pick<AnyHandle, 'getPreadInitialize' | 'setPreadInitialize'>>;
-    // A Pool has no such setting (its connections are its own).
-    if (h.setPreadInitialize === undefined || h.getPreadInitialize === undefined || !h.getPreadInitialize()) {
-      return h.pread(buf, offset);
-    }
-    h.setPreadInitialize(false);
-    try {
-      return h.pread(buf, offset);
-    } finally {
-      h.setPreadInitialize(true);
-    }
   }
 
   #completed(r: Request, error: unknown): void {
@@ -203,7 +187,15 @@ class NbdReadStream extends Readable {
   }
 }
 
-/** A Readable of the export's bytes [start, end] (end inclusive). */
-export function createReadStream(h: StreamTarget, options?: ReadStreamOptions): Readable {
-  return new NbdReadStream(h, options);
+/**
+ * A Readable of the export's bytes [start, end] (end inclusive). `read`
+ * issues one request: a Handle's own by default; a Pool passes its own,
+ * spreading them over its connections.
+ */
+export function createReadStream(
+  h: StreamTarget,
+  options?: ReadStreamOptions,
+  read: (buf: Buffer, offset: number) => Promise<void> = (buf, offset) => preadUninitialized(h as AnyHandle, buf, offset),
+): Readable {
+  return new NbdReadStream(h, read, options);
 }

@@ -17,6 +17,22 @@ export type AnyHandle = Handle<boolean>;
 /** What the streams use of a connection: a Handle (any bigint mode), or a Pool. */
 export type StreamTarget = Pick<AnyHandle, 'getSize' | 'getBlockSize' | 'pread' | 'pwrite' | 'flush' | 'canFlush'>;
 
+/**
+ * A read whose buffer libnbd does not zero first (pread_initialize, a memset
+ * on the issuing thread of every byte read), for readers that never hand out
+ * a buffer whose read failed. The setting is the handle's, so it is turned
+ * off around this one issue (nothing else runs in between).
+ */
+export function preadUninitialized(h: AnyHandle, buf: Buffer, offset: number): Promise<void> {
+  if (!h.getPreadInitialize()) return h.pread(buf, offset);
+  h.setPreadInitialize(false);
+  try {
+    return h.pread(buf, offset);
+  } finally {
+    h.setPreadInitialize(true);
+  }
+}
+
 export interface Limits {
   /** The server's minimum block size (1 when it gave none): requests are aligned to it. */
   readonly minimum: number;
