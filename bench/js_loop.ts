@@ -13,6 +13,9 @@ import { Handle, type Driver, type ErrorRef } from '../lib';
 
 export type Form = 'callback' | 'promise';
 
+/** monitorEventLoopDelay's sampling interval here, ms. */
+export const ELD_RESOLUTION_MS = 1;
+
 export type Job =
   /** Read `total` bytes; with `eld`, record the event-loop delay meanwhile. */
   | { mode: 'measure'; uri: string; driver: Driver; form: Form; block: number; qd: number; total: number; eld: boolean }
@@ -150,7 +153,7 @@ async function run(job: Job): Promise<Omit<JsResult, 'maxRssKiB'>> {
     case 'measure':
       return withHandle(job.uri, job.driver, async (h, size) => {
         const n = Math.floor(job.total / job.block);
-        const eld = job.eld ? monitorEventLoopDelay({ resolution: 1 }) : undefined;
+        const eld = job.eld ? monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS }) : undefined;
         eld?.enable();
         const t0 = process.hrtime.bigint();
         const counts = await loops[job.form](h, size, job.block, job.qd, n);
@@ -196,7 +199,7 @@ async function run(job: Job): Promise<Omit<JsResult, 'maxRssKiB'>> {
         };
       });
     case 'idle': {
-      const eld = monitorEventLoopDelay({ resolution: 1 });
+      const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
       eld.enable();
       await new Promise((r) => setTimeout(r, job.ms));
       eld.disable();
