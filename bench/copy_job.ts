@@ -5,8 +5,7 @@
 //    from the call (connects included) to its resolution.
 //  - 'stream': createReadStream(stream) of the whole export piped into a
 //    Writable that drops the bytes: a Handle's, or with `connections` a
-//    Pool's; `driver` and `preadInitialize: false` set on its handles. The
-//    time runs from createReadStream() (connected) to the pipeline's end.
+//    Pool's, on `driver`. The time runs from createReadStream() (connected) to the pipeline's end.
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Handle, Pool, copy, type Driver, type ReadStreamOptions } from '../lib';
@@ -16,7 +15,6 @@ export interface StreamJob {
   src: string;
   connections?: number;
   driver?: Driver;
-  preadInitialize?: boolean;
   stream?: ReadStreamOptions;
 }
 
@@ -30,17 +28,13 @@ export interface CopyJobResult {
 }
 
 async function stream(job: StreamJob): Promise<CopyJobResult> {
-  const configure = (h: Handle) => {
-    if (job.preadInitialize !== undefined) h.setPreadInitialize(job.preadInitialize);
-  };
   let from: Handle | Pool;
   if (job.connections === undefined) {
     const h = new Handle({ driver: job.driver });
-    configure(h);
     await h.connectUri(job.src);
     from = h;
   } else {
-    from = await Pool.connect(job.src, { connections: job.connections, driver: job.driver, metaContexts: [], configure });
+    from = await Pool.connect(job.src, { connections: job.connections, driver: job.driver, metaContexts: [] });
   }
   const bytes = from.getSize();
   const t0 = performance.now();
