@@ -5,7 +5,7 @@
 
 namespace nbdjs {
 
-CommandContext* NbdHandle::AcquireCommand(const uint8_t* base, bool opt) {
+CommandContext* NbdHandle::AcquireCommand(const uint8_t* base, uint64_t reply_bytes, bool opt) {
   CommandContext* c;
   if (free_commands_.empty()) {
     command_storage_.push_back(std::make_unique<CommandContext>());
@@ -20,6 +20,7 @@ CommandContext* NbdHandle::AcquireCommand(const uint8_t* base, bool opt) {
   c->retired = opt;
   c->retire_error = 0;
   c->base = base;
+  c->reply_bytes = reply_bytes;
   return c;
 }
 

@@ -14,7 +14,8 @@ namespace {
 
 // Extra notify_read calls per wake-up at most (DrainReadyReplies).
 constexpr int kMaxDrainedReplies = 64;
-// On the JS thread, no new round once the rounds so far read this much data:
+// On the JS thread, no new round once the reads completed so far carried this
+// much data (their buffers: a reply with chunks or without counts alike):
 // 64 large replies (256 KiB each) would hold the event loop for milliseconds,
 // 64 small ones take a fraction of one. Counted in bytes, not time, so that
 // the batches are the same under callgrind (bench --instructions).
@@ -65,8 +66,10 @@ void NbdHandle::DrainReadyReplies(nbd_handle* h, StagedEvents& staged) {
     // retired by the flush below.
     bool completed = false;
     for (const Event& e : staged.events) {
-      if (e.kind == kChunk) bytes += e.count;
-      if (e.kind == kCompletion && !e.command->retired.load()) completed = true;
+      if (e.kind == kCompletion && !e.command->retired.load()) {
+        completed = true;
+        bytes += e.command->reply_bytes;
+      }
     }
     staged.Flush(h);
     if (!completed || driver_->Stopping()) return;

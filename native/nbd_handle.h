@@ -108,9 +108,9 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // user_data is `c` and returns libnbd's result (a cookie, or 0 for an
   // option command). Returns the cookie (an option command's id) or -1.
   template <typename F>
-  Napi::Value Issue(Napi::Env env, const uint8_t* base, bool opt, F&& call) {
+  Napi::Value Issue(Napi::Env env, const uint8_t* base, uint64_t reply_bytes, bool opt, F&& call) {
     if (h_ == nullptr) return ClosedResult(env);
-    CommandContext* c = AcquireCommand(base, opt);
+    CommandContext* c = AcquireCommand(base, reply_bytes, opt);
     int64_t id;
     {
       StagedEvents staged(this);
@@ -130,7 +130,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
     AfterLibnbdCall();
     return Napi::Number::New(env, static_cast<double>(id));
   }
-  CommandContext* AcquireCommand(const uint8_t* base, bool opt);
+  CommandContext* AcquireCommand(const uint8_t* base, uint64_t reply_bytes, bool opt);
   void ReleaseCommand(CommandContext* c);
 
   // ---- Errors (errors.cc)

@@ -31,7 +31,8 @@
  * libnbd accesses (the command's base address); `persist`: libnbd keeps the
  * pointer until the command completes (API.ml's BytesPersistIn/Out): the
  * buffer is pinned (never transferred or detached by Node meanwhile);
- * `family`: the third element of an argument names its constants' prefix.
+ * `replyData`: the reply carries the buffer's bytes (a read: the drain on the
+ * JS thread counts them against its cap); `family`: the third element of an argument names its constants' prefix.
  */
 export const argKinds = {
   bool: { doc: 'JS boolean -> C bool', ts: 'boolean', validate: 'validateBoolean', c: 'bool',
@@ -56,7 +57,7 @@ export const argKinds = {
     decl: ['std::vector<std::string> $v_strings = ArgStrings(info[$i]);', 'std::vector<char*> $v = Argv($v_strings);'], pass: ['$v.data()'],
     owned: '$v_strings', ownedDecl: ['std::vector<std::string> $v_strings = ArgStrings(info[$i]);'], taskDecl: 'std::vector<char*> $v = Argv($v_strings); ' },
   buffer_out: { doc: 'Buffer/TypedArray/DataView libnbd writes into (its byteLength is the count) -> C void *, size_t', ts: 'ArrayBufferView',
-    validate: 'validateBuffer', c: 'void *', buffer: true, persist: true,
+    validate: 'validateBuffer', c: 'void *', buffer: true, persist: true, replyData: true,
     decl: ['uint8_t* $v = nullptr;', 'size_t $v_len = 0;', 'if (!ArgBuffer(info[$i], &$v, &$v_len)) return ThrowBufferType(env);'], pass: ['$v', '$v_len'] },
   buffer_in: { doc: 'Buffer/TypedArray/DataView libnbd reads from -> C const void *, size_t', ts: 'ArrayBufferView',
     validate: 'validateBuffer', c: 'const void *', buffer: true, persist: true,

@@ -215,8 +215,10 @@ function commandMethod(call, opt) {
   }
   const buffer = call.args.find(([, k]) => argKinds[k].buffer);
   const base = buffer ? `a_${buffer[0]}` : 'nullptr';
+  // What the reply carries: a read's whole buffer (the drain counts it).
+  const replyBytes = buffer && argKinds[buffer[1]].replyData ? `a_${buffer[0]}_len` : '0';
   const body = [...pre,
-    `  return Issue(env, ${base}, ${opt}, [&](CommandContext* c) -> int64_t { return ${fn}(${cArgs.join(', ')}); });`];
+    `  return Issue(env, ${base}, ${replyBytes}, ${opt}, [&](CommandContext* c) -> int64_t { return ${fn}(${cArgs.join(', ')}); });`];
   let lines = guarded(call.name, body, 'Napi::Number::New(env, -1)');
   const cm = closures[call.closure]?.have;
   if (cm) lines = [`#if defined(${macro(call.name)}) && defined(${cm})`, ...lines.slice(1)];

@@ -1099,7 +1099,7 @@ Napi::Value NbdHandle::AioPread(const RawArgs& info) {
   if (!ArgBuffer(info[0], &a_buf, &a_buf_len)) return ThrowBufferType(env);
   uint64_t a_offset = ArgUint64(info[1]);
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
-  return Issue(env, a_buf, false, [&](CommandContext* c) -> int64_t { return nbd_aio_pread(h_, a_buf, a_buf_len, a_offset, Completion(c), a_flags); });
+  return Issue(env, a_buf, a_buf_len, false, [&](CommandContext* c) -> int64_t { return nbd_aio_pread(h_, a_buf, a_buf_len, a_offset, Completion(c), a_flags); });
 #else
   RecordNotSupported("nbd_aio_pread");
   return Napi::Number::New(env, -1);
@@ -1114,7 +1114,7 @@ Napi::Value NbdHandle::AioPreadStructured(const RawArgs& info) {
   if (!ArgBuffer(info[0], &a_buf, &a_buf_len)) return ThrowBufferType(env);
   uint64_t a_offset = ArgUint64(info[1]);
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
-  return Issue(env, a_buf, false, [&](CommandContext* c) -> int64_t { return nbd_aio_pread_structured(h_, a_buf, a_buf_len, a_offset, Chunk(c), Completion(c), a_flags); });
+  return Issue(env, a_buf, a_buf_len, false, [&](CommandContext* c) -> int64_t { return nbd_aio_pread_structured(h_, a_buf, a_buf_len, a_offset, Chunk(c), Completion(c), a_flags); });
 #else
   RecordNotSupported("nbd_aio_pread_structured");
   return Napi::Number::New(env, -1);
@@ -1129,7 +1129,7 @@ Napi::Value NbdHandle::AioPwrite(const RawArgs& info) {
   if (!ArgBuffer(info[0], &a_buf, &a_buf_len)) return ThrowBufferType(env);
   uint64_t a_offset = ArgUint64(info[1]);
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
-  return Issue(env, a_buf, false, [&](CommandContext* c) -> int64_t { return nbd_aio_pwrite(h_, a_buf, a_buf_len, a_offset, Completion(c), a_flags); });
+  return Issue(env, a_buf, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_pwrite(h_, a_buf, a_buf_len, a_offset, Completion(c), a_flags); });
 #else
   RecordNotSupported("nbd_aio_pwrite");
   return Napi::Number::New(env, -1);
@@ -1140,7 +1140,7 @@ Napi::Value NbdHandle::AioFlush(const RawArgs& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_FLUSH
   uint32_t a_flags = info[0].As<Napi::Number>().Uint32Value();
-  return Issue(env, nullptr, false, [&](CommandContext* c) -> int64_t { return nbd_aio_flush(h_, Completion(c), a_flags); });
+  return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_flush(h_, Completion(c), a_flags); });
 #else
   RecordNotSupported("nbd_aio_flush");
   return Napi::Number::New(env, -1);
@@ -1153,7 +1153,7 @@ Napi::Value NbdHandle::AioTrim(const RawArgs& info) {
   uint64_t a_count = ArgUint64(info[0]);
   uint64_t a_offset = ArgUint64(info[1]);
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
-  return Issue(env, nullptr, false, [&](CommandContext* c) -> int64_t { return nbd_aio_trim(h_, a_count, a_offset, Completion(c), a_flags); });
+  return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_trim(h_, a_count, a_offset, Completion(c), a_flags); });
 #else
   RecordNotSupported("nbd_aio_trim");
   return Napi::Number::New(env, -1);
@@ -1166,7 +1166,7 @@ Napi::Value NbdHandle::AioCache(const RawArgs& info) {
   uint64_t a_count = ArgUint64(info[0]);
   uint64_t a_offset = ArgUint64(info[1]);
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
-  return Issue(env, nullptr, false, [&](CommandContext* c) -> int64_t { return nbd_aio_cache(h_, a_count, a_offset, Completion(c), a_flags); });
+  return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_cache(h_, a_count, a_offset, Completion(c), a_flags); });
 #else
   RecordNotSupported("nbd_aio_cache");
   return Napi::Number::New(env, -1);
@@ -1179,7 +1179,7 @@ Napi::Value NbdHandle::AioZero(const RawArgs& info) {
   uint64_t a_count = ArgUint64(info[0]);
   uint64_t a_offset = ArgUint64(info[1]);
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
-  return Issue(env, nullptr, false, [&](CommandContext* c) -> int64_t { return nbd_aio_zero(h_, a_count, a_offset, Completion(c), a_flags); });
+  return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_zero(h_, a_count, a_offset, Completion(c), a_flags); });
 #else
   RecordNotSupported("nbd_aio_zero");
   return Napi::Number::New(env, -1);
@@ -1192,7 +1192,7 @@ Napi::Value NbdHandle::AioBlockStatus(const RawArgs& info) {
   uint64_t a_count = ArgUint64(info[0]);
   uint64_t a_offset = ArgUint64(info[1]);
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
-  return Issue(env, nullptr, false, [&](CommandContext* c) -> int64_t { return nbd_aio_block_status(h_, a_count, a_offset, Extent(c), Completion(c), a_flags); });
+  return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_block_status(h_, a_count, a_offset, Extent(c), Completion(c), a_flags); });
 #else
   RecordNotSupported("nbd_aio_block_status");
   return Napi::Number::New(env, -1);
@@ -1205,7 +1205,7 @@ Napi::Value NbdHandle::AioBlockStatus64(const RawArgs& info) {
   uint64_t a_count = ArgUint64(info[0]);
   uint64_t a_offset = ArgUint64(info[1]);
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
-  return Issue(env, nullptr, false, [&](CommandContext* c) -> int64_t { return nbd_aio_block_status_64(h_, a_count, a_offset, Extent64(c), Completion(c), a_flags); });
+  return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_block_status_64(h_, a_count, a_offset, Extent64(c), Completion(c), a_flags); });
 #else
   RecordNotSupported("nbd_aio_block_status_64");
   return Napi::Number::New(env, -1);
@@ -1220,7 +1220,7 @@ Napi::Value NbdHandle::AioBlockStatusFilter(const RawArgs& info) {
   std::vector<std::string> a_contexts_strings = ArgStrings(info[2]);
   std::vector<char*> a_contexts = Argv(a_contexts_strings);
   uint32_t a_flags = info[3].As<Napi::Number>().Uint32Value();
-  return Issue(env, nullptr, false, [&](CommandContext* c) -> int64_t { return nbd_aio_block_status_filter(h_, a_count, a_offset, a_contexts.data(), Extent64(c), Completion(c), a_flags); });
+  return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_block_status_filter(h_, a_count, a_offset, a_contexts.data(), Extent64(c), Completion(c), a_flags); });
 #else
   RecordNotSupported("nbd_aio_block_status_filter");
   return Napi::Number::New(env, -1);
@@ -1232,7 +1232,7 @@ Napi::Value NbdHandle::AioBlockStatusFilter(const RawArgs& info) {
 Napi::Value NbdHandle::AioOptGo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_GO
-  return Issue(env, nullptr, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_go(h_, Completion(c)); });
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_go(h_, Completion(c)); });
 #else
   RecordNotSupported("nbd_aio_opt_go");
   return Napi::Number::New(env, -1);
@@ -1242,7 +1242,7 @@ Napi::Value NbdHandle::AioOptGo(const Napi::CallbackInfo& info) {
 Napi::Value NbdHandle::AioOptInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_INFO
-  return Issue(env, nullptr, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_info(h_, Completion(c)); });
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_info(h_, Completion(c)); });
 #else
   RecordNotSupported("nbd_aio_opt_info");
   return Napi::Number::New(env, -1);
@@ -1252,7 +1252,7 @@ Napi::Value NbdHandle::AioOptInfo(const Napi::CallbackInfo& info) {
 Napi::Value NbdHandle::AioOptList(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_LIST
-  return Issue(env, nullptr, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_list(h_, List(c), Completion(c)); });
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_list(h_, List(c), Completion(c)); });
 #else
   RecordNotSupported("nbd_aio_opt_list");
   return Napi::Number::New(env, -1);
@@ -1262,7 +1262,7 @@ Napi::Value NbdHandle::AioOptList(const Napi::CallbackInfo& info) {
 Napi::Value NbdHandle::AioOptListMetaContext(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT
-  return Issue(env, nullptr, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_list_meta_context(h_, Context(c), Completion(c)); });
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_list_meta_context(h_, Context(c), Completion(c)); });
 #else
   RecordNotSupported("nbd_aio_opt_list_meta_context");
   return Napi::Number::New(env, -1);
@@ -1274,7 +1274,7 @@ Napi::Value NbdHandle::AioOptListMetaContextQueries(const Napi::CallbackInfo& in
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT_QUERIES
   std::vector<std::string> a_queries_strings = ArgStrings(info[0]);
   std::vector<char*> a_queries = Argv(a_queries_strings);
-  return Issue(env, nullptr, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_list_meta_context_queries(h_, a_queries.data(), Context(c), Completion(c)); });
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_list_meta_context_queries(h_, a_queries.data(), Context(c), Completion(c)); });
 #else
   RecordNotSupported("nbd_aio_opt_list_meta_context_queries");
   return Napi::Number::New(env, -1);
@@ -1284,7 +1284,7 @@ Napi::Value NbdHandle::AioOptListMetaContextQueries(const Napi::CallbackInfo& in
 Napi::Value NbdHandle::AioOptSetMetaContext(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT
-  return Issue(env, nullptr, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_set_meta_context(h_, Context(c), Completion(c)); });
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_set_meta_context(h_, Context(c), Completion(c)); });
 #else
   RecordNotSupported("nbd_aio_opt_set_meta_context");
   return Napi::Number::New(env, -1);
@@ -1296,7 +1296,7 @@ Napi::Value NbdHandle::AioOptSetMetaContextQueries(const Napi::CallbackInfo& inf
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT_QUERIES
   std::vector<std::string> a_queries_strings = ArgStrings(info[0]);
   std::vector<char*> a_queries = Argv(a_queries_strings);
-  return Issue(env, nullptr, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_set_meta_context_queries(h_, a_queries.data(), Context(c), Completion(c)); });
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_set_meta_context_queries(h_, a_queries.data(), Context(c), Completion(c)); });
 #else
   RecordNotSupported("nbd_aio_opt_set_meta_context_queries");
   return Napi::Number::New(env, -1);
@@ -1306,7 +1306,7 @@ Napi::Value NbdHandle::AioOptSetMetaContextQueries(const Napi::CallbackInfo& inf
 Napi::Value NbdHandle::AioOptStarttls(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_STARTTLS
-  return Issue(env, nullptr, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_starttls(h_, Completion(c)); });
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_starttls(h_, Completion(c)); });
 #else
   RecordNotSupported("nbd_aio_opt_starttls");
   return Napi::Number::New(env, -1);
@@ -1316,7 +1316,7 @@ Napi::Value NbdHandle::AioOptStarttls(const Napi::CallbackInfo& info) {
 Napi::Value NbdHandle::AioOptStructuredReply(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_STRUCTURED_REPLY
-  return Issue(env, nullptr, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_structured_reply(h_, Completion(c)); });
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_structured_reply(h_, Completion(c)); });
 #else
   RecordNotSupported("nbd_aio_opt_structured_reply");
   return Napi::Number::New(env, -1);
@@ -1326,7 +1326,7 @@ Napi::Value NbdHandle::AioOptStructuredReply(const Napi::CallbackInfo& info) {
 Napi::Value NbdHandle::AioOptExtendedHeaders(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_EXTENDED_HEADERS
-  return Issue(env, nullptr, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_extended_headers(h_, Completion(c)); });
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_extended_headers(h_, Completion(c)); });
 #else
   RecordNotSupported("nbd_aio_opt_extended_headers");
   return Napi::Number::New(env, -1);
