@@ -17,8 +17,12 @@ export type Form = 'callback' | 'promise';
 export const ELD_RESOLUTION_MS = 1;
 
 export type Job =
-  /** Read `total` bytes; with `eld`, record the event-loop delay meanwhile. */
-  | { mode: 'measure'; uri: string; driver: Driver; form: Form; block: number; qd: number; total: number; eld: boolean }
+  /**
+   * Read `total` bytes; with `eld`, record the event-loop delay meanwhile.
+   * `warmup` bytes are read first, neither timed nor recorded (V8 compiles
+   * the loop's functions meanwhile).
+   */
+  | { mode: 'measure'; uri: string; driver: Driver; form: Form; block: number; qd: number; total: number; eld: boolean; warmup?: number }
   /** Memory after `warmup` commands, then after half and all of `commands` more (gc() before each sample). */
   | { mode: 'rss'; uri: string; driver: Driver; form: Form; block: number; qd: number; warmup: number; commands: number }
   /** The event-loop delay of an idle process over `ms`: the floor of the figures above. */
@@ -153,6 +157,7 @@ async function run(job: Job): Promise<Omit<JsResult, 'maxRssKiB'>> {
     case 'measure':
       return withHandle(job.uri, job.driver, async (h, size) => {
         const n = Math.floor(job.total / job.block);
+        if (job.warmup !== undefined) await loops[job.form](h, size, job.block, job.qd, Math.floor(job.warmup / job.block));
         const eld = job.eld ? monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS }) : undefined;
         eld?.enable();
         const t0 = process.hrtime.bigint();
