@@ -209,14 +209,13 @@ interface RunResult {
   bytes: number;
   seconds: number;
   maxRssKiB: number;
-  eld?: EventLoopDelay;
 }
 
 interface Client {
   id: string;
   client: string;
   variant: string;
-  run(w: Workload, withEld: boolean): Promise<RunResult>;
+  run(w: Workload): Promise<RunResult>;
 }
 
 /** The CPU W1-W3's clients run on when pinned; the server has CPU 0. */
@@ -239,8 +238,8 @@ function clients(uri: string, cBin: string, python: boolean, defaultDriver: Driv
   for (const { driver, form, ...node } of nodeClients(defaultDriver)) {
     list.push({
       ...node,
-      run: async (w, eld) => {
-        const r = await jsJob({ mode: 'measure', uri, driver, form, block: w.block, qd: w.qd, total: w.total, eld }, [], pin);
+      run: async (w) => {
+        const r = await jsJob({ mode: 'measure', uri, driver, form, block: w.block, qd: w.qd, total: w.total, eld: false }, [], pin);
         return r as RunResult;
       },
     });
@@ -276,13 +275,11 @@ interface Measured {
   /** (max - min) / median of the runs' ops/s. */
   spread: number;
   maxRssKiB: number;
-  eld?: { p50Ms: number; p99Ms: number; maxMs: number };
 }
 
 function summarize(c: Client, runs: RunResult[], cOpsPerSec: number | undefined, failures: string[]): Measured {
   const ops = runs.map((r) => r.ops / r.seconds);
   const opsPerSec = median(ops);
-  const eld = runs.map((r) => r.eld).filter((e): e is EventLoopDelay => e !== undefined);
   return {
     id: c.id,
     client: c.client,
@@ -294,10 +291,6 @@ function summarize(c: Client, runs: RunResult[], cOpsPerSec: number | undefined,
     ratioToC: cOpsPerSec === undefined ? NaN : opsPerSec / cOpsPerSec,
     spread: (Math.max(...ops) - Math.min(...ops)) / opsPerSec,
     maxRssKiB: median(runs.map((r) => r.maxRssKiB)),
-    eld:
-      eld.length === 0
-        ? undefined
-        : { p50Ms: median(eld.map((e) => e.p50Ms)), p99Ms: median(eld.map((e) => e.p99Ms)), maxMs: Math.max(...eld.map((e) => e.maxMs)) },
   };
 }
 
@@ -328,57 +321,63 @@ function workloadTable(w: Workload, results: Measured[], runs: number): Table {
   };
 }
 
-/** W1's event-loop delay once warm: per Node client, `runs` runs that read W1's bytes unrecorded first. */
-async function warmEventLoopDelay(
+/** W1's event-loop delay for one Node client: medians of its runs' p50/p99, the max of their maxima. */
+interface ClientEld {
+  variant: string;
+  eld?: { p50Ms: number; p99Ms: number; maxMs: number };
+}
+
+/**
+ * W1's event-loop delay, in runs of its own: the timed runs record none,
+ * since the 1 ms timer wakes the JS thread, which on a client held to one
+ * CPU costs the thread driver's I/O thread a context switch per tick. With
+ * `warm`, each run first reads W1's bytes unrecorded (V8 compiles the loop's
+ * functions meanwhile).
+ */
+async function eventLoopDelay(
   uri: string,
   w: Workload,
   defaultDriver: Driver,
   runs: number,
   pin: boolean,
+  warm: boolean,
   attempt: <T>(what: string, run: () => Promise<T>) => Promise<T | ChildError>,
-): Promise<SteadyEld[]> {
-  const out: SteadyEld[] = [];
+): Promise<ClientEld[]> {
   const per = new Map<string, EventLoopDelay[]>();
   for (let i = 1; i <= runs; i++) {
     for (const { variant, driver, form } of nodeClients(defaultDriver)) {
-      const job: Job = { mode: 'measure', uri, driver, form, block: w.block, qd: w.qd, total: w.total, eld: true, warmup: w.total };
-      const r = await attempt(`W1 warm event-loop delay run ${i}/${runs} ${variant}`, () => jsJob(job, [], pin));
+      const job: Job = { mode: 'measure', uri, driver, form, block: w.block, qd: w.qd, total: w.total, eld: true, warmup: warm ? w.total : undefined };
+      const r = await attempt(`W1 event-loop delay (${warm ? 'warm' : 'cold'}) run ${i}/${runs} ${variant}`, () => jsJob(job, [], pin));
       if (!(r instanceof ChildError) && r.eld !== undefined) per.set(variant, [...(per.get(variant) ?? []), r.eld]);
     }
   }
-  for (const { variant } of nodeClients(defaultDriver)) {
+  return nodeClients(defaultDriver).map(({ variant }) => {
     const e = per.get(variant) ?? [];
-    out.push({ variant, eld: e.length === 0 ? undefined : { p99Ms: median(e.map((x) => x.p99Ms)), maxMs: Math.max(...e.map((x) => x.maxMs)) } });
-  }
-  return out;
+    return {
+      variant,
+      eld:
+        e.length === 0
+          ? undefined
+          : { p50Ms: median(e.map((x) => x.p50Ms)), p99Ms: median(e.map((x) => x.p99Ms)), maxMs: Math.max(...e.map((x) => x.maxMs)) },
+    };
+  });
 }
 
-/** The event-loop delay of W1-shaped runs read after a warm-up of as many bytes, per Node client. */
-interface SteadyEld {
-  variant: string;
-  eld?: { p99Ms: number; maxMs: number };
-}
-
-function eldTable(w1: Measured[], steady: SteadyEld[], idle: EventLoopDelay | undefined, runs: number): Table {
+function eldTable(cold: ClientEld[], warm: ClientEld[], idle: EventLoopDelay | undefined, runs: number): Table {
   const ms = (x: number) => fmt(x, 2);
   // How late the p99 tick came: its interval less the 1 ms it was due after.
   const late = (p99: number) => ms(Math.max(0, p99 - ELD_RESOLUTION_MS));
-  const rows = w1
-    .filter((m) => m.eld !== undefined)
-    .map((m) => {
-      const e = m.eld!;
-      const s = steady.find((x) => x.variant === m.variant)?.eld;
-      return [m.variant, ms(e.p50Ms), ms(e.p99Ms), late(e.p99Ms), ms(e.maxMs), s ? ms(s.p99Ms) : '-', s ? late(s.p99Ms) : '-', s ? ms(s.maxMs) : '-'];
-    });
-  if (idle !== undefined) rows.unshift(['idle process (floor)', ms(idle.p50Ms), ms(idle.p99Ms), late(idle.p99Ms), ms(idle.maxMs), '', '', '']);
+  const figures = (e: ClientEld['eld']) => (e === undefined ? ['-', '-', '-', '-'] : [ms(e.p50Ms), ms(e.p99Ms), late(e.p99Ms), ms(e.maxMs)]);
+  const rows = cold.map((c) => [c.variant, ...figures(c.eld), ...figures(warm.find((x) => x.variant === c.variant)?.eld).slice(1)]);
+  if (idle !== undefined) rows.unshift(['idle process (floor)', ...figures(idle), '', '', '']);
   return {
-    title: `Event-loop delay during W1 (monitorEventLoopDelay, resolution ${ELD_RESOLUTION_MS} ms; medians of ${runs} runs' p99, max of maxima)`,
+    title: `Event-loop delay during W1 (monitorEventLoopDelay, resolution ${ELD_RESOLUTION_MS} ms; runs of their own, medians of ${runs} runs' p50/p99, max of maxima)`,
     headers: ['driver / form', 'p50 interval ms', 'p99 interval ms', 'p99 delay ms', 'max interval ms', 'warm: p99 interval ms', 'warm: p99 delay ms', 'warm: max ms'],
     align: 'lrrrrrrr',
     rows,
     notes: [
       `The histogram records whole timer intervals (Node's RecordDelta), so an idle loop shows about ${ELD_RESOLUTION_MS} ms, the resolution. "p99 delay" is how late the p99 tick came: its interval less the ${ELD_RESOLUTION_MS} ms it was due after.`,
-      'The first columns are the timed W1 runs, from a cold start. "warm": runs of their own that first read as much again, unrecorded, then record W1: in a cold run V8 compiles the loop\'s functions on worker threads throughout the run, and with the client held to one CPU each compile job (up to 20 ms) holds the event loop off it.',
+      'The first columns are W1 runs from a cold start. "warm": runs that first read as much again, unrecorded, then record W1: in a cold run V8 compiles the loop\'s functions on worker threads throughout the run, and with the client held to one CPU each compile job (up to 20 ms) holds the event loop off it. The timed runs above record no delay (its timer would cost the thread driver a context switch per tick).',
     ],
   };
 }
@@ -603,7 +602,7 @@ async function main(): Promise<void> {
     for (let i = 1; i <= opts.runs; i++) {
       for (const c of all) {
         const what = `${w.name} run ${i}/${opts.runs} ${c.client} ${c.variant}`;
-        const r = await attempt(what, () => c.run(w, w.name === 'W1'));
+        const r = await attempt(what, () => c.run(w));
         if (r instanceof ChildError) {
           failed.get(c.id)!.push(r.message);
         } else {
@@ -621,9 +620,10 @@ async function main(): Promise<void> {
       const idle = await attempt('idle event-loop delay', () => jsJob({ mode: 'idle', ms: opts.quick ? 1000 : 3000 }, [], opts.pin));
       const idleEld = idle instanceof ChildError ? undefined : idle.eld;
       json.idleEventLoopDelay = idleEld;
-      const steady = await warmEventLoopDelay(uri, w, defaultDriver, opts.runs, opts.pin, attempt);
-      json.warmEventLoopDelay = steady;
-      tables.push(eldTable(results, steady, idleEld, opts.runs));
+      const cold = await eventLoopDelay(uri, w, defaultDriver, opts.runs, opts.pin, false, attempt);
+      const warm = await eventLoopDelay(uri, w, defaultDriver, opts.runs, opts.pin, true, attempt);
+      json.eventLoopDelay = { cold, warm };
+      tables.push(eldTable(cold, warm, idleEld, opts.runs));
     }
   }
 
