@@ -4,9 +4,12 @@
 // then sends them in one write, so that they are all in the client's socket
 // at once; libnbd's order, errors, retirement and close() must be as when
 // each reply has a wake-up of its own.
+import { execFileSync } from 'node:child_process';
+import { fstatSync } from 'node:fs';
 import { constants } from 'node:os';
 import { NbdError, READ_DATA, defaultDriver, type ErrorRef, type Handle } from '../lib';
-import { handle } from './helpers/servers';
+import { handle, pattern } from './helpers/servers';
+import { serverSocketFdWith, stopSocketFdServers } from './helpers/socket-fd';
 import { waitFor } from './helpers/wait';
 import { NBD_EIO, NBD_ENOSPC } from './helpers/nbd-wire';
 import { scriptedData, startScriptedServer, type ReadScript, type ScriptedServer } from './helpers/scripted-server';
@@ -284,5 +287,64 @@ describe('close() from a callback in the middle of a batch of waiting replies', 
       else if (i % 2 === 0) expect(o).toEqual([ENOTCONN]);
       else expect(o).toEqual(['ENOTCONN']);
     });
+  });
+});
+
+describe('large replies already waiting in the socket', () => {
+  afterAll(stopSocketFdServers);
+
+  const LARGE = 256 * 1024;
+  const READS = 8; // 2 MiB of replies: twice the JS thread's drain cap
+
+  /** Bytes waiting in the receive queue of Unix socket `fd` (ss: Recv-Q of the socket with its inode). */
+  const queued = (fd: number): number => {
+    const inode = String(fstatSync(fd).ino);
+    for (const line of execFileSync('ss', ['-xnH'], { encoding: 'utf8' }).split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f[5] === inode) return Number(f[2]);
+    }
+    throw new Error(`no Unix socket with inode ${inode} in ss -x`);
+  };
+
+  test("plain reads' replies are drained on the JS thread 1 MiB per wake-up, in order, each with its data", async () => {
+    // A server whose send buffer holds all the replies, so that they wait in
+    // the socket together while this thread is held.
+    // One server thread: replies in request order.
+    const { fd } = await serverSocketFdWith({ sendBuffer: 4 << 20 }, '--threads=1', 'pattern', 'size=8M');
+    const h = handle();
+    await h.connectSocket(fd);
+    const deliveries = new Deliveries();
+    const seen: { index: number; delivery: number; error: number }[] = [];
+    const bufs = range(READS).map(() => Buffer.alloc(LARGE));
+    bufs.forEach((buf, i) =>
+      h.aioPread(buf, i * LARGE, (error: ErrorRef) => {
+        deliveries.mark();
+        seen.push({ index: i, delivery: deliveries.count, error: error.value });
+        return 1;
+      }),
+    );
+    if (defaultDriver() === 'loop') {
+      // Hold this thread (and with it the loop driver's reading) until every
+      // reply waits in the socket. The thread driver's I/O thread reads them
+      // meanwhile.
+      const park = new Int32Array(new SharedArrayBuffer(4));
+      for (const deadline = Date.now() + 10_000; queued(fd) < READS * LARGE; ) {
+        if (Date.now() > deadline) throw new Error('the server did not write its replies within 10 s');
+        Atomics.wait(park, 0, 0, 5);
+      }
+    }
+    await waitFor(() => seen.length === READS, 'every completion');
+
+    expect(seen.map((c) => c.index)).toEqual(range(READS));
+    expect(seen.every((c) => c.error === 0)).toBe(true);
+    bufs.forEach((buf, i) => expect(buf.equals(pattern(i * LARGE, LARGE))).toBe(true));
+    const perDelivery = [...new Set(seen.map((c) => c.delivery))].map((d) => seen.filter((c) => c.delivery === d).length);
+    if (defaultDriver() === 'loop') {
+      // Four replies of 256 KiB reach the cap; the rest wait for the next turn.
+      expect(perDelivery).toEqual([4, 4]);
+    } else {
+      // The I/O thread has no such cap (it holds no event loop): whatever it read meanwhile.
+      expect(perDelivery.reduce((a, b) => a + b, 0)).toBe(READS);
+    }
   });
 });
