@@ -23,6 +23,8 @@ const ISZERO_SIZES = [4096, 256 * 1024, 32 * MiB];
 /** nbdcopy's connections here: 4, or the number of CPUs if fewer. */
 const STREAM_CONNECTIONS = Math.min(4, availableParallelism());
 const NBDJS_NOTE = '‡ the nbdjs command (bin/), same arguments as nbdcopy, timed as nbdcopy: its process from exec to exit (Node start-up included; no RSS figure).';
+/** glibc malloc thresholds fixed (no trim under 512 MiB free, mmap only from 4 MiB): the W5 § row's environment. */
+const MALLOC_TUNABLES = 'glibc.malloc.trim_threshold=536870912:glibc.malloc.mmap_threshold=4194304';
 const COPY_TIMED = 'copy() from the call (connects included) to its resolution';
 
 export interface IoContext {
@@ -52,8 +54,8 @@ interface CopyWorkload {
   title: string;
   /** The source's size. */
   size: number;
-  /** Our children's jobs (one row each), and nbdcopy's arguments, for one run. */
-  jobs: { label: string; job: CopyJob }[];
+  /** Our children's jobs (one row each; `env` added to the child's environment), and nbdcopy's arguments, for one run. */
+  jobs: { label: string; job: CopyJob; env?: Record<string, string> }[];
   nbdcopy: string[];
   /** `nbdjs copy` rows: its arguments, timed from exec to exit like nbdcopy. */
   commands?: { label: string; args: string[] }[];
@@ -71,9 +73,11 @@ async function measureCopy(ctx: IoContext, w: CopyWorkload): Promise<{ ours: Sid
     if (w.file !== undefined) rmSync(w.file, { force: true });
   };
   const runOurs = async (what: string) => {
-    for (const [k, { label, job }] of w.jobs.entries()) {
+    for (const [k, { label, job, env }] of w.jobs.entries()) {
       fresh();
-      const r = await ctx.attempt(`${what} ${label}`, () => runJson<CopyJobResult>(process.execPath, [COPY_JOB, JSON.stringify(job)]));
+      const node = [process.execPath, COPY_JOB, JSON.stringify(job)];
+      const [cmd, ...args] = env === undefined ? node : ['env', ...Object.entries(env).map(([name, value]) => `${name}=${value}`), ...node];
+      const r = await ctx.attempt(`${what} ${label}`, () => runJson<CopyJobResult>(cmd, args));
       if (r instanceof ChildError) ours[k].failures.push(r.message);
       else {
         ours[k].seconds.push(r.seconds);
@@ -247,11 +251,23 @@ export async function runIo(ctx: IoContext, picked: string[]): Promise<{ tables:
             stream: { requestSize: MiB, queueDepth: 16, highWaterMark: 4 * MiB },
           },
         },
+        {
+          label: `Node Pool#createReadStream, ${STREAM_CONNECTIONS} connections, tuned †, malloc thresholds §`,
+          job: {
+            mode: 'stream',
+            src: ctx.uri,
+            connections: STREAM_CONNECTIONS,
+            driver: 'thread',
+            stream: { requestSize: MiB, queueDepth: 16, highWaterMark: 4 * MiB },
+          },
+          env: { GLIBC_TUNABLES: MALLOC_TUNABLES },
+        },
       ],
       nbdcopy: ['--', ctx.uri, 'null:'],
       timed: 'from createReadStream() (connected) to the end of the pipeline',
       notes: [
         "† the thread driver and highWaterMark 4 MiB; the others use the stream's defaults (1 MiB requests, 16 in flight, highWaterMark 1 MiB) and the loop driver. Every stream turns libnbd's zeroing of each read buffer off around its own reads.",
+        `§ the process run with GLIBC_TUNABLES=${MALLOC_TUNABLES}: fixed malloc thresholds, so that the heap is not trimmed (and its pages faulted in again) as the collector frees batches of 1 MiB buffers.`,
       ],
     };
     const r = await measureCopy(ctx, w);
