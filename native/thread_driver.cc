@@ -127,7 +127,8 @@ void ThreadDriver::CallJs(Napi::Env env, Napi::Function, ThreadDriver* driver, v
   if (env == nullptr || driver == nullptr || driver->stopped_) return;
   driver->owner_->OnThreadWake();
   if (driver->stopped_) return;  // close() from a callback
-  // The batch is delivered: the I/O thread may read the socket again.
+  // The batch is delivered: the I/O thread wakes JS again for the events
+  // it published meanwhile.
   driver->wake_pending_ = false;
   driver->Wake();
 }
@@ -172,12 +173,11 @@ void ThreadDriver::Run(std::shared_ptr<Control> control, nbd_handle* h) {
     owner_->CheckConnectionState(h);
     if (owner_->HasEvents() && !wake_pending_.exchange(true)) tsfn_.NonBlockingCall();
 
-    // While JS delivers a batch it also issues commands, taking libnbd's
-    // handle lock: leave the socket alone until it is done (CallJs wakes
-    // this thread), rather than contend for the lock with it. Replies pile
-    // up meanwhile and the next wake-up reads them all.
+    // The socket is read while JS delivers a batch too: a server sending
+    // large replies is held up by every pause in reading (its send buffer
+    // holds ~200 KiB), and JS's commands take libnbd's lock only briefly.
     unsigned dir = quiet::Direction(h);
-    short events = fd >= 0 && !wake_pending_.load() ? PollEvents(dir) : 0;
+    short events = fd >= 0 ? PollEvents(dir) : 0;
     polling_ = events;
     // JS reads `polling_` after changing the direction: look again after
     // publishing, so that a change made in between is not slept through.

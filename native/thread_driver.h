@@ -62,7 +62,7 @@ class ThreadDriver final : public Driver {
   // poll(2) events the I/O thread waits for; JS wakes it when libnbd wants more.
   std::atomic<int> polling_{0};
   // A TSFN call is queued or JS is delivering its batch: one wake-up per
-  // batch, and the socket is left alone until JS is done with it.
+  // batch (events published meanwhile wait for the next one).
   std::atomic<bool> wake_pending_{false};
 };
 

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { fstatSync } from 'node:fs';
 import { constants } from 'node:os';
 import { NbdError, READ_DATA, defaultDriver, type ErrorRef, type Handle } from '../lib';
-import { handle, pattern } from './helpers/servers';
+import { handle, pattern, startNbdkit } from './helpers/servers';
 import { serverSocketFdWith, stopSocketFdServers } from './helpers/socket-fd';
 import { waitFor } from './helpers/wait';
 import { NBD_EIO, NBD_ENOSPC } from './helpers/nbd-wire';
@@ -346,5 +346,38 @@ describe('large replies already waiting in the socket', () => {
       // The I/O thread has no such cap (it holds no event loop): whatever it read meanwhile.
       expect(perDelivery.reduce((a, b) => a + b, 0)).toBe(READS);
     }
+  });
+});
+
+describe('the thread driver while JS delivers', () => {
+  test('goes on reading the socket: replies arrive in their buffers while a completion callback holds the JS thread', async () => {
+    // Eight 1 MiB replies: far more than the server's socket buffer holds
+    // (~200 KiB), so the seven after the first reach their buffers only if
+    // the I/O thread reads while JS is inside the first completion.
+    const READS = 8;
+    const SIZE = 1024 * 1024;
+    const server = await startNbdkit('pattern', `size=${READS * SIZE}`);
+    const h = handle({ driver: 'thread' });
+    await h.connectUri(server.uri);
+    const bufs = range(READS).map(() => Buffer.alloc(SIZE));
+    const lastFilled = (): boolean => bufs[READS - 1].readBigUInt64BE(SIZE - 8) === BigInt(READS * SIZE - 8);
+    let filledDuringCallback: boolean | undefined;
+    let done = 0;
+    bufs.forEach((buf, i) =>
+      h.aioPread(buf, i * SIZE, (error: ErrorRef) => {
+        if (filledDuringCallback === undefined) {
+          // Held here (up to 10 s) until the last reply's bytes are in its buffer.
+          const park = new Int32Array(new SharedArrayBuffer(4));
+          for (const deadline = Date.now() + 10_000; !lastFilled() && Date.now() < deadline; ) Atomics.wait(park, 0, 0, 1);
+          filledDuringCallback = lastFilled();
+        }
+        expect(error.value).toBe(0);
+        done++;
+        return 1;
+      }),
+    );
+    await waitFor(() => done === READS, 'every completion');
+    expect(filledDuringCallback).toBe(true);
+    bufs.forEach((buf, i) => expect(buf.equals(pattern(i * SIZE, SIZE))).toBe(true));
   });
 });
