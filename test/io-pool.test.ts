@@ -3,6 +3,7 @@
 // re-issued, across a restart of the server on the same socket.
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -99,6 +100,12 @@ test('opens the connections asked for when the server allows multi-conn, and spr
   await p.zero(block, 0);
   await p.trim(block, block);
   await p.cache(block, 2 * block);
+});
+
+test('without `connections`, opens 4 connections, or one per CPU if fewer, as nbdcopy', async () => {
+  const server = await startNbdkit('memory', 'size=1M');
+  const p = await pool(server.uri);
+  expect(p.connections).toBe(Math.min(4, availableParallelism()));
 });
 
 test('one connection when the server does not advertise multi-conn', async () => {

@@ -7,12 +7,11 @@
 // connection.
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { abortError, NbdError, errno, invalidArgType, invalidArgValue } from '../errors';
 import { CMD_FLAG_NO_HOLE, SIZE_PREFERRED, STATE_ZERO } from '../generated/constants';
 import { Handle, type Driver } from '../handle';
 import { extents, type Extent, type ExtentSource } from './extents';
-import { Pool } from './pool';
+import { POOL_DEFAULTS, Pool } from './pool';
 import { LIBNBD_MAXIMUM, optionalBoolean, optionalInteger, optionalSignal, serverLimits } from './stream-support';
 import { isZeroRange } from './zero';
 import { driverFromEnv, validateDriver } from '../validate';
@@ -53,7 +52,7 @@ export interface CopyOptions {
   driver?: Driver;
   /** Requests in flight per connection (default 8), and no more than 16 MiB of them (as nbdcopy's --queue-size) unless one request is larger. */
   queueDepth?: number;
-  /** Bytes per read/write request (default 256 KiB), clamped to the servers' maximum block size (else 32 MiB) and aligned to their minimum. */
+  /** Bytes per read/write request (default 1 MiB), clamped to the servers' maximum block size (else 32 MiB) and aligned to their minimum. */
   requestSize?: number;
   /**
    * true (default): holes and zeroes need not be allocated on the destination
@@ -74,7 +73,7 @@ export interface CopyOptions {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 /** As nbdcopy: 4 connections, but no more than there are CPUs (its -C 4, -T CPUs, connections = threads = the lesser). */
-const DEFAULTS = { connections: Math.min(4, availableParallelism()), queueDepth: 8, requestSize: MiB, sparseSize: 4096 };
+const DEFAULTS = { connections: POOL_DEFAULTS.connections, queueDepth: 8, requestSize: MiB, sparseSize: 4096 };
 /** The largest zero request (nbdcopy's work range: it never zeroes more in one). */
 const MAX_ZERO = 128 * MiB;
 const PROGRESS_INTERVAL_MS = 100;
@@ -375,7 +374,7 @@ export function copy(src: CopyEndpoint, dst: CopyEndpoint, options: CopyOptions 
   validateEndpoint(src, 'src');
   validateEndpoint(dst, 'dst');
   const connections = optionalInteger(options.connections, 'options.connections', 1, 64, DEFAULTS.connections);
-  const driver = validateDriver(options.driver ?? driverFromEnv('thread'), 'options.driver');
+  const driver = validateDriver(options.driver ?? driverFromEnv(POOL_DEFAULTS.driver), 'options.driver');
   const queueDepth = optionalInteger(options.queueDepth, 'options.queueDepth', 1, 1024, DEFAULTS.queueDepth);
   const requestSizeAsked = optionalInteger(options.requestSize, 'options.requestSize', 1, LIBNBD_MAXIMUM, DEFAULTS.requestSize);
   const sparse = options.sparse ?? true;

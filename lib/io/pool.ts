@@ -1,12 +1,13 @@
 // Pool: several connections to one export, the commands spread over them,
 // a dead connection replaced and its reads re-issued.
 import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import type { ExtentCallback } from '../callbacks';
 import { NbdError, errno, invalidArgType } from '../errors';
 import { SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED } from '../generated/constants';
 import { Handle, type Driver } from '../handle';
-import type { CommandOptions } from '../validate';
+import { driverFromEnv, validateDriver, type CommandOptions } from '../validate';
 import { extents, type Extent, type ExtentsOptions } from './extents';
 import { createReadStream, type ReadStreamOptions } from './read-stream';
 import { optionalInteger, preadUninitialized } from './stream-support';
@@ -21,12 +22,24 @@ export interface ReconnectOptions {
   maxDelay?: number;
 }
 
+/**
+ * A pool's defaults, as nbdcopy's: 4 connections, or as many as there are
+ * CPUs if fewer, each on its own I/O thread (the 'thread' driver) so that
+ * their sockets are read in parallel. Measured with W5 in npm run bench (a
+ * Pool's read stream beside nbdcopy; README, "Performance").
+ */
+export const POOL_DEFAULTS = { connections: Math.min(4, availableParallelism()), driver: 'thread' } as const;
+
 export interface PoolOptions {
-  /** Connections to open (default 4); only 1 when the server does not advertise multi-conn. */
+  /** Connections to open (default: 4, or the number of CPUs if fewer, as nbdcopy); only 1 when the server does not advertise multi-conn. */
   connections?: number;
   /** Meta contexts requested on every connection (default ['base:allocation'], what extents() uses). */
   metaContexts?: string[];
-  /** The driver of the pool's handles (default: as new Handle()). */
+  /**
+   * The driver of the pool's handles. Default: LIBNBD_DRIVER if set, else
+   * 'thread' (not 'loop' as for new Handle()): each connection's socket is
+   * then read on its own I/O thread, as copy() does.
+   */
   driver?: Driver;
   /** How a lost connection is replaced; false: it is not (its reads then fail). */
   reconnect?: ReconnectOptions | false;
@@ -82,7 +95,7 @@ export class Pool extends EventEmitter {
   readonly uri: string;
   readonly #options: {
     metaContexts: string[];
-    driver: Driver | undefined;
+    driver: Driver;
     reconnect: Required<ReconnectOptions> | false;
     configure: ((h: Handle) => void) | undefined;
   };
@@ -112,7 +125,7 @@ export class Pool extends EventEmitter {
     }
     this.#options = {
       metaContexts,
-      driver: options.driver,
+      driver: validateDriver(options.driver ?? driverFromEnv(POOL_DEFAULTS.driver), 'options.driver'),
       configure: options.configure,
       reconnect:
         reconnect === false
@@ -133,7 +146,7 @@ export class Pool extends EventEmitter {
   static connect(uri: string, options: PoolOptions = {}): Promise<Pool> {
     if (typeof uri !== 'string') throw invalidArgType('uri', 'of type string', uri);
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-    const wanted = optionalInteger(options.connections, 'options.connections', 1, 64, 4);
+    const wanted = optionalInteger(options.connections, 'options.connections', 1, 64, POOL_DEFAULTS.connections);
     const pool = new Pool(uri, options);
     return pool.#start(wanted);
   }
@@ -163,7 +176,7 @@ export class Pool extends EventEmitter {
   }
 
   async #open(): Promise<Handle> {
-    const h = new Handle(this.#options.driver === undefined ? {} : { driver: this.#options.driver });
+    const h = new Handle({ driver: this.#options.driver });
     try {
       for (const c of this.#options.metaContexts) h.addMetaContext(c);
       this.#options.configure?.(h);
