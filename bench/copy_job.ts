@@ -4,8 +4,9 @@
 //  - 'copy': copy(src, dst) with the default options; the time is copy()'s,
 //    from the call (connects included) to its resolution.
 //  - 'stream': createReadStream(stream) of the whole export piped into a
-//    Writable that drops the bytes: a Handle's, or with `connections` a
-//    Pool's, on `driver`. The time runs from createReadStream() (connected) to the pipeline's end.
+//    Writable that drops the bytes: a Handle's, or with `pool` a Pool's
+//    (Pool.connect with only the options given), on `driver`. The time runs
+//    from createReadStream() (connected) to the pipeline's end.
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Handle, Pool, copy, type Driver, type ReadStreamOptions } from '../lib';
@@ -13,6 +14,7 @@ import { Handle, Pool, copy, type Driver, type ReadStreamOptions } from '../lib'
 export interface StreamJob {
   mode: 'stream';
   src: string;
+  pool?: boolean;
   connections?: number;
   driver?: Driver;
   stream?: ReadStreamOptions;
@@ -29,12 +31,12 @@ export interface CopyJobResult {
 
 async function stream(job: StreamJob): Promise<CopyJobResult> {
   let from: Handle | Pool;
-  if (job.connections === undefined) {
+  if (job.pool !== true) {
     const h = new Handle({ driver: job.driver });
     await h.connectUri(job.src);
     from = h;
   } else {
-    from = await Pool.connect(job.src, { connections: job.connections, driver: job.driver, metaContexts: [] });
+    from = await Pool.connect(job.src, { connections: job.connections, driver: job.driver });
   }
   const bytes = from.getSize();
   const t0 = performance.now();

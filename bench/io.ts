@@ -239,34 +239,19 @@ export async function runIo(ctx: IoContext, picked: string[]): Promise<{ tables:
       title: 'W5 (stream): createReadStream() of the 1 GiB export into a Writable that drops it',
       size: GiB,
       jobs: [
-        { label: 'Node Handle#createReadStream, defaults', job: { mode: 'stream', src: ctx.uri } },
-        { label: `Node Pool#createReadStream, ${STREAM_CONNECTIONS} connections`, job: { mode: 'stream', src: ctx.uri, connections: STREAM_CONNECTIONS } },
+        { label: 'Node Pool#createReadStream, defaults', job: { mode: 'stream', src: ctx.uri, pool: true } },
+        { label: 'Node Handle#createReadStream, defaults (loop driver)', job: { mode: 'stream', src: ctx.uri } },
+        { label: 'Node Handle#createReadStream, thread driver', job: { mode: 'stream', src: ctx.uri, driver: 'thread' } },
         {
-          label: `Node Pool#createReadStream, ${STREAM_CONNECTIONS} connections, tuned †`,
-          job: {
-            mode: 'stream',
-            src: ctx.uri,
-            connections: STREAM_CONNECTIONS,
-            driver: 'thread',
-            stream: { requestSize: MiB, queueDepth: 16, highWaterMark: 4 * MiB },
-          },
-        },
-        {
-          label: `Node Pool#createReadStream, ${STREAM_CONNECTIONS} connections, tuned †, malloc thresholds §`,
-          job: {
-            mode: 'stream',
-            src: ctx.uri,
-            connections: STREAM_CONNECTIONS,
-            driver: 'thread',
-            stream: { requestSize: MiB, queueDepth: 16, highWaterMark: 4 * MiB },
-          },
+          label: 'Node Pool#createReadStream, defaults, malloc thresholds §',
+          job: { mode: 'stream', src: ctx.uri, pool: true },
           env: { GLIBC_TUNABLES: MALLOC_TUNABLES },
         },
       ],
       nbdcopy: ['--', ctx.uri, 'null:'],
       timed: 'from createReadStream() (connected) to the end of the pipeline',
       notes: [
-        "† the thread driver and highWaterMark 4 MiB; the others use the stream's defaults (1 MiB requests, 16 in flight, highWaterMark 1 MiB) and the loop driver. Every stream turns libnbd's zeroing of each read buffer off around its own reads.",
+        `Every stream with the stream's defaults (1 MiB requests, 16 in flight, highWaterMark 1 MiB; libnbd's zeroing of each read buffer off around its own reads). A Pool's defaults: ${STREAM_CONNECTIONS} connections here (4, or one per CPU if fewer, as nbdcopy's), the thread driver. A Handle's stream reads over its one connection on the handle's driver.`,
         `§ the process run with GLIBC_TUNABLES=${MALLOC_TUNABLES}: fixed malloc thresholds, so that the heap is not trimmed (and its pages faulted in again) as the collector frees batches of 1 MiB buffers.`,
       ],
     };
