@@ -1,6 +1,7 @@
-// Measures Handle#createReadStream / #createWriteStream against nbdcopy on
-// one `nbdkit memory` server, over a grid of request sizes, queue depths
-// and highWaterMarks: what the streams' defaults were chosen from.
+// Measures Handle#createReadStream / #createWriteStream and
+// Pool#createReadStream against nbdcopy on one `nbdkit memory` server, over a
+// grid of request sizes, queue depths, highWaterMarks, connections and
+// drivers: what the streams' and the Pool's defaults were chosen from.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/streams.js [--size 1G] [--runs 3] [--quick]
 //
@@ -12,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { connect } from '../lib';
+import { Pool, connect, type Driver } from '../lib';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -85,6 +86,34 @@ async function main(): Promise<void> {
     for (const [requestSize, queueDepth, highWaterMark] of readGrid) {
       add(read, `stream requestSize=${requestSize / KiB}K queueDepth=${queueDepth} hwm=${highWaterMark / KiB}K`,
         withHandle((h) => pipeline(h.createReadStream({ requestSize, queueDepth, highWaterMark }), discard())));
+    }
+
+    const pooled = 'read: Pool -> discarding Writable';
+    add(pooled, 'nbdcopy URI null: (its defaults)', async () => {
+      spawnSync('nbdcopy', [uri, 'null:'], { stdio: 'inherit' });
+    });
+    const poolGrid: [number, Driver, number, number][] = quick
+      ? [[2, 'thread', 1 * MiB, 16]]
+      : [
+          [2, 'loop', 1 * MiB, 16],
+          [2, 'thread', 1 * MiB, 16],
+          [3, 'thread', 1 * MiB, 16],
+          [4, 'thread', 1 * MiB, 16],
+          [2, 'thread', 1 * MiB, 8],
+          [2, 'thread', 1 * MiB, 32],
+          [2, 'thread', 2 * MiB, 8],
+          [2, 'thread', 512 * KiB, 32],
+          [2, 'thread', 256 * KiB, 64],
+        ];
+    for (const [connections, driver, requestSize, queueDepth] of poolGrid) {
+      add(pooled, `pool connections=${connections} ${driver} requestSize=${requestSize / KiB}K queueDepth=${queueDepth}`, async () => {
+        const pool = await Pool.connect(uri, { connections, driver });
+        try {
+          await pipeline(pool.createReadStream({ requestSize, queueDepth }), discard());
+        } finally {
+          await pool.close();
+        }
+      });
     }
 
     const write = 'write: file (fs.createReadStream, 64 KiB chunks) -> export';
