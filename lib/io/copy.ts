@@ -11,10 +11,9 @@ import { abortError, NbdError, errno, invalidArgType, invalidArgValue } from '..
 import { CMD_FLAG_NO_HOLE, SIZE_PREFERRED, STATE_ZERO } from '../generated/constants';
 import { Handle, type Driver } from '../handle';
 import { extents, type Extent, type ExtentSource } from './extents';
-import { POOL_DEFAULTS, Pool } from './pool';
+import { POOL_DEFAULTS, Pool, poolDriver } from './pool';
 import { LIBNBD_MAXIMUM, optionalBoolean, optionalInteger, optionalSignal, serverLimits } from './stream-support';
 import { isZeroRange } from './zero';
-import { driverFromEnv, validateDriver } from '../validate';
 
 /** A source or destination: an NBD URI, a connected Handle, a Pool, or a local file path. */
 export type CopyEndpoint = string | Handle<boolean> | Pool;
@@ -374,7 +373,7 @@ export function copy(src: CopyEndpoint, dst: CopyEndpoint, options: CopyOptions 
   validateEndpoint(src, 'src');
   validateEndpoint(dst, 'dst');
   const connections = optionalInteger(options.connections, 'options.connections', 1, 64, DEFAULTS.connections);
-  const driver = validateDriver(options.driver ?? driverFromEnv(POOL_DEFAULTS.driver), 'options.driver');
+  const driver = poolDriver(options.driver, 'options.driver');
   const queueDepth = optionalInteger(options.queueDepth, 'options.queueDepth', 1, 1024, DEFAULTS.queueDepth);
   const requestSizeAsked = optionalInteger(options.requestSize, 'options.requestSize', 1, LIBNBD_MAXIMUM, DEFAULTS.requestSize);
   const sparse = options.sparse ?? true;

@@ -30,6 +30,11 @@ export interface ReconnectOptions {
  */
 export const POOL_DEFAULTS = { connections: Math.min(4, availableParallelism()), driver: 'thread' } as const;
 
+/** The driver of a pool's (or copy()'s) connections: `value`, else LIBNBD_DRIVER, else POOL_DEFAULTS.driver. Throws for a bad one. */
+export function poolDriver(value: unknown, name: string): Driver {
+  return validateDriver(value ?? driverFromEnv(POOL_DEFAULTS.driver), name);
+}
+
 export interface PoolOptions {
   /** Connections to open (default: 4, or the number of CPUs if fewer, as nbdcopy); only 1 when the server does not advertise multi-conn. */
   connections?: number;
@@ -125,7 +130,7 @@ export class Pool extends EventEmitter {
     }
     this.#options = {
       metaContexts,
-      driver: validateDriver(options.driver ?? driverFromEnv(POOL_DEFAULTS.driver), 'options.driver'),
+      driver: poolDriver(options.driver, 'options.driver'),
       configure: options.configure,
       reconnect:
         reconnect === false
