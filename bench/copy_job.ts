@@ -3,21 +3,19 @@
 // one JSON line (a CopyJobResult).
 //  - 'copy': copy(src, dst) with the default options; the time is copy()'s,
 //    from the call (connects included) to its resolution.
-//  - 'stream': createReadStream(stream) of the whole export piped into a
-//    Writable that drops the bytes: a Handle's, or with `pool` a Pool's
-//    (Pool.connect with only the options given), on `driver`. The time runs
+//  - 'stream': createReadStream() with its defaults, of the whole export,
+//    piped into a Writable that drops the bytes: a Handle's on `driver`, or
+//    with `pool` a Pool's (Pool.connect with its defaults). The time runs
 //    from createReadStream() (connected) to the pipeline's end.
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Handle, Pool, copy, type Driver, type ReadStreamOptions } from '../lib';
+import { Handle, Pool, copy, type Driver } from '../lib';
 
 export interface StreamJob {
   mode: 'stream';
   src: string;
   pool?: boolean;
-  connections?: number;
   driver?: Driver;
-  stream?: ReadStreamOptions;
 }
 
 export type CopyJob = { mode: 'copy'; src: string; dst: string } | StreamJob;
@@ -36,12 +34,12 @@ async function stream(job: StreamJob): Promise<CopyJobResult> {
     await h.connectUri(job.src);
     from = h;
   } else {
-    from = await Pool.connect(job.src, { connections: job.connections, driver: job.driver });
+    from = await Pool.connect(job.src, { driver: job.driver });
   }
   const bytes = from.getSize();
   const t0 = performance.now();
   await pipeline(
-    from.createReadStream(job.stream),
+    from.createReadStream(),
     new Writable({
       write(_chunk, _encoding, callback) {
         callback();

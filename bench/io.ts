@@ -6,9 +6,9 @@
 //   ISZERO  isZero's GB/s beside a JS word loop and nbdcopy's is_zero in C (N-API)
 import { spawnSync } from 'node:child_process';
 import { rmSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { ChildError, MiB, fmt, median, runChild, runJson, startServer, type Table } from './common';
+import { POOL_DEFAULTS } from '../lib/io/pool';
 import type { CopyJob, CopyJobResult } from './copy_job';
 import type { IsZeroJob, IsZeroResult } from './iszero';
 
@@ -20,8 +20,6 @@ const COPY_JOB = join(__dirname, 'copy_job.js');
 const NBDJS = join(__dirname, '..', 'bin', 'nbdjs.js');
 const ISZERO_JOB = join(__dirname, 'iszero.js');
 const ISZERO_SIZES = [4096, 256 * 1024, 32 * MiB];
-/** nbdcopy's connections here: 4, or the number of CPUs if fewer. */
-const STREAM_CONNECTIONS = Math.min(4, availableParallelism());
 const NBDJS_NOTE = '‡ the nbdjs command (bin/), same arguments as nbdcopy, timed as nbdcopy: its process from exec to exit (Node start-up included; no RSS figure).';
 /** glibc malloc thresholds fixed (no trim under 512 MiB free, mmap only from 4 MiB): the W5 § row's environment. */
 const MALLOC_TUNABLES = 'glibc.malloc.trim_threshold=536870912:glibc.malloc.mmap_threshold=4194304';
@@ -251,7 +249,7 @@ export async function runIo(ctx: IoContext, picked: string[]): Promise<{ tables:
       nbdcopy: ['--', ctx.uri, 'null:'],
       timed: 'from createReadStream() (connected) to the end of the pipeline',
       notes: [
-        `Every stream with the stream's defaults (1 MiB requests, 16 in flight, highWaterMark 1 MiB; libnbd's zeroing of each read buffer off around its own reads). A Pool's defaults: ${STREAM_CONNECTIONS} connections here (4, or one per CPU if fewer, as nbdcopy's), the thread driver. A Handle's stream reads over its one connection on the handle's driver.`,
+        `Every stream with the stream's defaults (1 MiB requests, 16 in flight, highWaterMark 1 MiB; libnbd's zeroing of each read buffer off around its own reads). A Pool's defaults: ${POOL_DEFAULTS.connections} connections here (4, or one per CPU if fewer, as nbdcopy's), the thread driver. A Handle's stream reads over its one connection on the handle's driver.`,
         `§ the process run with GLIBC_TUNABLES=${MALLOC_TUNABLES}: fixed malloc thresholds, so that the heap is not trimmed (and its pages faulted in again) as the collector frees batches of 1 MiB buffers.`,
       ],
     };

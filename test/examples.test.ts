@@ -35,6 +35,7 @@ describe('stream-gzip', () => {
 describe('serve-http', () => {
   test('sends the export with GET, and the bytes of a Range (its end inclusive) with 206', async () => {
     const size = 2 * MiB;
+    const data = pattern(0, size);
     const server = await startNbdkit('pattern', `size=${size}`);
     const child = spawn(process.execPath, [example('serve-http'), server.uri], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
@@ -49,15 +50,15 @@ describe('serve-http', () => {
       const whole = await fetch(url);
       expect(whole.status).toBe(200);
       expect(whole.headers.get('content-length')).toBe(String(size));
-      expect(Buffer.from(await whole.arrayBuffer()).equals(pattern(0, size))).toBe(true);
+      expect(Buffer.from(await whole.arrayBuffer()).equals(data)).toBe(true);
 
       const part = await fetch(url, { headers: { Range: 'bytes=1000-70999' } });
       expect(part.status).toBe(206);
       expect(part.headers.get('content-range')).toBe(`bytes 1000-70999/${size}`);
-      expect(Buffer.from(await part.arrayBuffer()).equals(pattern(0, size).subarray(1000, 71000))).toBe(true);
+      expect(Buffer.from(await part.arrayBuffer()).equals(data.subarray(1000, 71000))).toBe(true);
 
       const tail = await fetch(url, { headers: { Range: `bytes=${size - 10}-` } });
-      expect(Buffer.from(await tail.arrayBuffer()).equals(pattern(0, size).subarray(size - 10))).toBe(true);
+      expect(Buffer.from(await tail.arrayBuffer()).equals(data.subarray(size - 10))).toBe(true);
 
       const beyond = await fetch(url, { headers: { Range: `bytes=${size}-` } });
       expect(beyond.status).toBe(416);
