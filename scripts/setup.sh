@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(libnbd-dev libnbd-bin nbdkit qemu-utils python3-libnbd pkg-config g++ make cmake iproute2 procps util-linux valgrind)
+# --print-packages: the list alone (scripts/debian13.sh keys its cached root by it).
+if [ "${1:-}" = --print-packages ]; then echo "${packages[*]}"; exit 0; fi
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
