@@ -12,6 +12,12 @@ if [ "${1:-}" = --print-packages ]; then echo "${packages[*]}"; exit 0; fi
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+# apt only when something is missing (a cached Debian 13 root has them all).
+if ! dpkg-query -W -f='${Status}\n' "${packages[@]}" 2>/dev/null | grep -qv '^install ok installed$' &&
+   [ "$(dpkg-query -W -f='${Status}\n' "${packages[@]}" 2>/dev/null | wc -l)" = "${#packages[@]}" ]; then
+  echo "setup: system packages already installed"
+else
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
 npm ci
