@@ -12,6 +12,7 @@ import type { CompletionCallback, DebugCallback } from './callbacks';
 import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './errors';
 import { abortable } from './abort';
 import * as wire from './generated/event-wire';
+import { SHUTDOWN_ABANDON_PENDING, SHUTDOWN_MASK } from './generated/constants';
 import { HandleApi, type Int64, type Live, type Settle } from './generated/handle-api';
 import * as commands from './handle/commands';
 import type { Closure } from './handle/commands';
@@ -162,6 +163,15 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       (settle) => start(settle, live)), undefined, reportAbortedCause);
   }
 
+  protected _promiseOptAccepted(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<boolean> {
+    // As lib/opt.c: a refusal leaves the handle negotiating (false); any
+    // other end of the option is the connection's failure.
+    const request = api.replace(/^nbd_/, '');
+    const refused = () => (!this.#state.closed && this.aioIsNegotiating() ? false : undefined);
+    return abortable(signal, (live) => commandPromise(api, `failed to get response to ${request} request`, () => true,
+      (settle) => start(settle, live), refused), undefined, reportAbortedCause);
+  }
+
   protected _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void> {
     // A connect cannot be abandoned: aborting it closes the handle.
     return abortable(signal, () => this.#startConnection('connect', api, start), () => this.close());
@@ -247,7 +257,12 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
 
   /**
    * `nbd_shutdown` as a Promise: disconnect cleanly (unless a disconnect is
-   * already queued) and wait for the server to close the connection.
+   * already queued) and wait for the server to close the connection. While
+   * negotiating, it aborts the option phase (libnbd >= 1.16's rule, on every
+   * version). SHUTDOWN_ABANDON_PENDING fails the commands not yet sent with
+   * ENOTCONN: only nbd_shutdown itself can, so it runs off the JS thread,
+   * holding libnbd's lock until the server has closed the connection (JS
+   * calls that take it wait meanwhile; close() interrupts it).
    */
   shutdown(options: number | CommandOptions = 0): Promise<void> {
     const { flags, signal } = commandOptions(options);
@@ -257,8 +272,16 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       // As nbd_shutdown: no second NBD_CMD_DISC when one is already on its way
       // (`disconnecting` is false once closed: close() rejects as usual).
       if (s.connections.disconnecting && !s.closed) return s.connections.waitForDisconnect('nbd_shutdown');
+      const negotiating = !s.closed && this.aioIsNegotiating();
+      if (negotiating && (flags & ~SHUTDOWN_MASK) !== 0) {
+        // nbd_shutdown's own check, after its state check.
+        return Promise.reject(libnbdError('nbd_shutdown', errno.EINVAL, `flags: invalid value for flag: 0x${flags.toString(16)}`));
+      }
       return this.#startConnection('disconnect', 'nbd_shutdown', (native) => {
-        const r = native.aioDisconnect(flags);
+        let r: number;
+        if (negotiating) r = native.aioOptAbort();
+        else if ((flags & SHUTDOWN_ABANDON_PENDING) !== 0) r = native.shutdown(flags);
+        else r = native.aioDisconnect(flags);
         if (r !== -1) s.connections.disconnecting = true;
         return r;
       });

@@ -37,6 +37,7 @@ Napi::Value NbdHandle::AioCommandCompleted(const Napi::CallbackInfo& info) {
 Napi::Value NbdHandle::AioInFlight(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (h_ == nullptr) return ClosedResult(env);
+  if (shutdown_running_) return Napi::Number::New(env, 0);  // connected, and libnbd's lock is held
   int r = nbd_aio_in_flight(h_);
   if (r == -1) RecordError();
   return Napi::Number::New(env, r);

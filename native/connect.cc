@@ -8,6 +8,9 @@
 #include <string>
 #include <utility>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "nbd_handle.h"
 
 namespace nbdjs {
@@ -17,13 +20,13 @@ Napi::Value NbdHandle::StartConnect(Napi::Env env, std::function<int(nbd_handle*
   if (subprocess) subprocess_ = true;
   uint64_t id = ++next_connect_id_;
   connects_queued_++;
-  driver_->Connect(ConnectTask{id, std::move(run)});
+  driver_->Connect(ConnectTask{id, std::move(run), nullptr});
   AfterLibnbdCall();
   return Napi::Number::New(env, static_cast<double>(id));
 }
 
 template <typename F>
-Napi::Value NbdHandle::StartDisconnect(Napi::Env env, F&& call) {
+Napi::Value NbdHandle::StartDisconnect(Napi::Env env, F&& call, bool option_abort) {
   if (h_ == nullptr) return ClosedResult(env);
   int r;
   {
@@ -31,6 +34,7 @@ Napi::Value NbdHandle::StartDisconnect(Napi::Env env, F&& call) {
     // Set before the call: the thread driver's I/O thread may see the
     // connection end before the call returns (else it reports it as lost).
     bool was_disconnecting = disconnecting_.exchange(true);
+    if (!was_disconnecting) aborting_options_ = option_abort;
     r = call();
     if (r == -1) {
       if (!was_disconnecting) disconnecting_ = false;
@@ -46,8 +50,35 @@ Napi::Value NbdHandle::AioDisconnect(const Napi::CallbackInfo& info) {
   return StartDisconnect(info.Env(), [&] { return nbd_aio_disconnect(h_, flags); });
 }
 
+// nbd_shutdown itself, for what only it does (SHUTDOWN_ABANDON_PENDING fails
+// the commands not yet sent, ENOTCONN): it waits for the server, so it runs
+// as the driver's task, which close() interrupts through a duplicate of the
+// socket. Commands completed inside it are staged on its thread.
+Napi::Value NbdHandle::Shutdown(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (h_ == nullptr) return ClosedResult(env);
+  uint32_t flags = info[0].As<Napi::Number>().Uint32Value();
+  std::shared_ptr<const int> interrupt;
+  int fd = quiet::Fd(h_);
+  if (fd >= 0) {
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup >= 0) interrupt = std::shared_ptr<const int>(new int(dup), [](const int* p) { ::close(*p); delete p; });
+  }
+  if (!disconnecting_.exchange(true)) aborting_options_ = false;
+  shutdown_running_ = true;
+  connects_queued_++;
+  driver_->Connect(ConnectTask{0, [this, flags](nbd_handle* h) {
+    StagedEvents staged(this);
+    int r = nbd_shutdown(h, flags);
+    if (r == -1) shutdown_error_ = LastError::Capture();  // before the flush's calls
+    return r;
+  }, std::move(interrupt)});
+  AfterLibnbdCall();
+  return Napi::Number::New(env, 0);
+}
+
 Napi::Value NbdHandle::AioOptAbort(const Napi::CallbackInfo& info) {
-  return StartDisconnect(info.Env(), [&] { return nbd_aio_opt_abort(h_); });
+  return StartDisconnect(info.Env(), [&] { return nbd_aio_opt_abort(h_); }, /*option_abort=*/true);
 }
 
 namespace {
@@ -69,6 +100,16 @@ Event ConnectionEvent(EventKind kind, uint64_t id, const LastError* failure) {
 
 void NbdHandle::ConnectStarted(uint64_t id, bool ok, const LastError& error) {
   connects_queued_--;
+  if (id == 0) {
+    // nbd_shutdown returned: 0 once the connection closed (or died without
+    // an error), -1 with its error otherwise.
+    shutdown_running_ = false;
+    if (disconnecting_.exchange(false)) {
+      connected_ = false;
+      PushConnectionEvent(ConnectionEvent(kDisconnected, 0, ok ? nullptr : &shutdown_error_));
+    }
+    return;
+  }
   if (ok) {
     {
       std::lock_guard<std::mutex> lock(io_error_mutex_);
@@ -102,9 +143,15 @@ void NbdHandle::CheckConnectionState(nbd_handle* h) {
     }
   }
   bool ended = quiet::IsClosed(h) || quiet::IsDead(h);
+  if (shutdown_running_) return;  // its end is ConnectStarted's to report
   if (disconnecting_ && ended && disconnecting_.exchange(false)) {
     connected_ = false;
-    if (quiet::IsDead(h)) {
+    bool failed = quiet::IsDead(h);
+    if (failed && aborting_options_) {
+      std::lock_guard<std::mutex> lock(io_error_mutex_);
+      failed = io_error_.errnum != 0 || !io_error_.message.empty();
+    }
+    if (failed) {
       LastError failure = ConnectionFailure(io_error_mutex_, io_error_);
       PushConnectionEvent(ConnectionEvent(kDisconnected, 0, &failure));
     } else {

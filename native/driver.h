@@ -12,9 +12,11 @@
 
 #include <libnbd.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 
 #include "errors.h"
 
@@ -26,12 +28,25 @@ inline short PollEvents(unsigned dir) {
                             ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0));
 }
 
-// One nbd_aio_connect_* call. `id` names it in the kConnected event that
-// reports its end (or its failure to start).
+// A libnbd call that may block, run off the JS thread: a connect
+// (nbd_aio_connect_* resolves names and forks servers, holding the handle
+// lock), or nbd_shutdown with SHUTDOWN_ABANDON_PENDING (it waits for the
+// server). `id` names a connect in the kConnected event that reports its end
+// (or its failure to start); 0 is a shutdown. `interrupt`: a duplicate of the
+// connected socket, through which Stop shuts the socket down to end the call
+// at once (a connect has none: Stop hands it the close instead).
 struct ConnectTask {
   uint64_t id = 0;
   std::function<int(nbd_handle*)> run;
+  std::shared_ptr<const int> interrupt;
 };
+
+// Ends a blocking task's wait on the server: the socket is shut down both
+// ways (its duplicate keeps it from being reused meanwhile), so libnbd's next
+// read or write fails and the call returns.
+inline void InterruptTask(const ConnectTask& task) {
+  if (task.interrupt) ::shutdown(*task.interrupt, SHUT_RDWR);
+}
 
 // Closes the libnbd handle (NbdHandle::Teardown builds it). Runs exactly
 // once, on a thread that is the only one inside libnbd for that handle.
@@ -88,7 +103,8 @@ class Driver {
   // Stops driving for good and closes the handle with `close`: now, or, when
   // a thread of the driver is still inside a libnbd call that may take long
   // (a connect resolving a name), on that thread once the call returns. The
-  // JS thread never waits for it. No libnbd call is made for the NbdHandle
+  // JS thread never waits for it, but for a task it can interrupt (a
+  // shutdown), which returns as soon as its socket is shut down. No libnbd call is made for the NbdHandle
   // once this returns, and connects still queued are dropped.
   virtual void Stop(CloseFn close) = 0;
   // Stop() has begun: the driving thread should go back to its loop rather

@@ -6,6 +6,8 @@
 #include "quiet.h"
 
 #include <cerrno>
+#include <condition_variable>
+#include <mutex>
 
 namespace nbdjs {
 
@@ -63,11 +65,18 @@ struct ConnectWork {
   LastError error;
   CloseFn close;
   napi_async_cleanup_hook_handle hook = nullptr;
+  // Run has returned (Stop waits for an interrupted task on it).
+  std::mutex mutex;
+  std::condition_variable finished_cv;
+  bool finished = false;
 
   static void Run(uv_work_t* req) {
     auto* w = static_cast<ConnectWork*>(req->data);
     w->result = w->task.run(w->h);
     if (w->result == -1) w->error = LastError::Capture();  // this thread's error
+    std::lock_guard<std::mutex> lock(w->mutex);
+    w->finished = true;
+    w->finished_cv.notify_all();
   }
 
   static void Done(uv_work_t* req, int /*status*/) {
@@ -134,6 +143,12 @@ void LoopDriver::StartNextConnect() {
   w->h = owner_->handle();
   w->task = std::move(queued_.front());
   queued_.pop_front();
+  // The task holds libnbd's handle lock: a notify call from a poll watch
+  // would wait for it on the JS thread (Rearm restarts the watch after).
+  if (watch_ != nullptr && watch_->events != 0) {
+    uv_poll_stop(&watch_->poll);
+    watch_->events = 0;
+  }
   if (uv_queue_work(loop_, &w->req, ConnectWork::Run, ConnectWork::Done) != 0) {
     // Cannot happen with a valid loop; report it as the connect's failure.
     LastError e{EAGAIN, "uv_queue_work failed"};
@@ -189,7 +204,19 @@ void LoopDriver::Stop(CloseFn close) {
     CloseWatch();
     queued_.clear();
   }
-  if (work_ != nullptr) {
+  if (work_ != nullptr && work_->task.interrupt) {
+    // A shutdown waiting for the server: not started yet, it is cancelled;
+    // running, it returns once its socket is shut down. Either way the
+    // handle is closed here; ConnectWork::Done only frees the request.
+    ConnectWork* w = work_;
+    work_ = nullptr;
+    w->driver = nullptr;
+    InterruptTask(w->task);
+    if (uv_cancel(reinterpret_cast<uv_req_t*>(&w->req)) != 0) {
+      std::unique_lock<std::mutex> lock(w->mutex);
+      w->finished_cv.wait(lock, [w] { return w->finished; });
+    }
+  } else if (work_ != nullptr) {
     // libnbd is inside the connect on a pool thread: ConnectWork::Done closes.
     work_->driver = nullptr;
     work_->close = std::move(close);

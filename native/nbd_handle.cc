@@ -116,7 +116,6 @@ void NbdHandle::Teardown() {
   closing->h = h_;
   closing->commands = std::move(command_storage_);
   closing->subprocess = subprocess_;
-  h_ = nullptr;
   if (debug_sink_ != nullptr) {
     debug_sink_->Detach();  // libnbd frees it with the handle
     debug_sink_ = nullptr;
@@ -126,10 +125,13 @@ void NbdHandle::Teardown() {
   // completion callbacks in nbd_close: they record nothing, and the facade
   // completes every pending command itself.
   CloseFn close = [closing] { ClosingHandle::Close(closing); };
+  // h_ is cleared once the driver has stopped: an interrupted task still
+  // running until Stop returns reads it (StagedEvents).
   if (driver_)
     driver_->Stop(std::move(close));
   else
     close();
+  h_ = nullptr;
   queue_.Clear();
   in_flight_ = 0;
   connects_queued_ = 0;

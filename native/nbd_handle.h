@@ -162,7 +162,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // A disconnect-like call (aio_disconnect, aio_opt_abort): its end is
   // awaited as a kDisconnected event.
   template <typename F>
-  Napi::Value StartDisconnect(Napi::Env env, F&& call);
+  Napi::Value StartDisconnect(Napi::Env env, F&& call, bool option_abort = false);
 
   // ---- Driving (drive.cc)
   // After a poll error: drives libnbd while its socket has something to say.
@@ -212,6 +212,16 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   bool subprocess_ = false;         // a connect started a server process
   DebugSink* debug_sink_ = nullptr;  // owned by libnbd's debug closure
   std::atomic<bool> disconnecting_{false};
+  // The disconnect asked for is an option abort: nbd_opt_abort returns 0
+  // when libnbd went dead inside nbd_aio_opt_abort itself (a server that is
+  // not fixed newstyle), and fails only when driving it later failed (an I/O
+  // error was recorded), so only that end is a failure.
+  std::atomic<bool> aborting_options_{false};
+  // nbd_shutdown runs as a task (connect.cc, Shutdown): its result, not the
+  // state it leaves, is the disconnect's outcome; libnbd's lock is held
+  // meanwhile. `shutdown_error_` is its failure, captured on its thread.
+  std::atomic<bool> shutdown_running_{false};
+  LastError shutdown_error_;
   std::mutex io_error_mutex_;
   LastError io_error_;  // the error that ended a connect or the connection
   bool dispatching_ = false;

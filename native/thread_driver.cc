@@ -95,7 +95,11 @@ void ThreadDriver::Stop(CloseFn close) {
       std::lock_guard<std::mutex> lock(control_->mutex);
       control_->stop = true;
       control_->tasks.clear();
-      if (control_->in_task) {
+      if (control_->in_task && control_->task_interrupt) {
+        // A shutdown waiting for the server: it returns once its socket is
+        // shut down, and the thread is joined below.
+        InterruptTask(ConnectTask{0, nullptr, control_->task_interrupt});
+      } else if (control_->in_task) {
         // A connect may be resolving a name: never wait for it. The thread
         // closes the handle when libnbd returns, and touches nothing else.
         control_->close = std::move(close);
@@ -142,6 +146,7 @@ bool ThreadDriver::RunTasks(const std::shared_ptr<Control>& control, ThreadDrive
       task = std::move(control->tasks.front());
       control->tasks.pop_front();
       control->in_task = true;
+      control->task_interrupt = task.interrupt;
     }
     int r = task.run(h);
     LastError error;
@@ -151,6 +156,7 @@ bool ThreadDriver::RunTasks(const std::shared_ptr<Control>& control, ThreadDrive
     {
       std::lock_guard<std::mutex> lock(control->mutex);
       control->in_task = false;
+      control->task_interrupt.reset();
       handed_off = control->stop;
       close = std::move(control->close);
     }

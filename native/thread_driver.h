@@ -35,6 +35,7 @@ class ThreadDriver final : public Driver {
     std::mutex mutex;
     std::atomic<bool> stop{false};
     bool in_task = false;
+    std::shared_ptr<const int> task_interrupt;  // the running task's (ConnectTask::interrupt)
     std::deque<ConnectTask> tasks;
     CloseFn close;  // set by Stop while in_task
   };

@@ -182,6 +182,7 @@ export const closures = {
  */
 export const nativeSurface = [
   { js: 'aioDisconnect', cpp: 'AioDisconnect', ts: '(flags: number): number', doc: 'nbd_aio_disconnect; its end is a kDisconnected event.' },
+  { js: 'shutdown', cpp: 'Shutdown', ts: '(flags: number): number', doc: 'nbd_shutdown itself, as a task off the JS thread (for SHUTDOWN_ABANDON_PENDING); its end is a kDisconnected event.' },
   { js: 'aioOptAbort', cpp: 'AioOptAbort', ts: '(): number', doc: 'nbd_aio_opt_abort; its end is a kDisconnected event.' },
   { js: 'setDebugCallback', cpp: 'SetDebugCallback', ts: '(): number', doc: 'Debug messages become debug events.' },
   { js: 'clearDebugCallback', cpp: 'ClearDebugCallback', ts: '(): number', doc: 'Back to stderr.' },
@@ -261,11 +262,14 @@ export const simpleCalls = [
   { name: 'set_tls_username', args: [['username', 'string']], ret: 'void', state: pre, doc: 'User name for TLS authentication (PSK).' },
   { name: 'get_tls_username', args: [], ret: 'string', doc: 'The TLS user name.' },
   { name: 'set_tls_psk_file', args: [['filename', 'string']], ret: 'void', state: pre, doc: 'File of TLS pre-shared keys.' },
+  { name: 'set_tls_hostname', args: [['hostname', 'string']], ret: 'void', have: true, since: '1.22', state: pre, doc: 'The host name to check the server\'s certificate against (default: the name connected to).' },
+  { name: 'get_tls_hostname', args: [], ret: 'string', have: true, since: '1.22', doc: 'The host name the server\'s certificate is checked against.' },
 
   // URIs
   { name: 'set_uri_allow_transports', args: [['mask', 'flags', 'ALLOW_TRANSPORT']], ret: 'void', state: pre, doc: 'Transports a URI may name.' },
   { name: 'set_uri_allow_tls', args: [['tls', 'int', 'TLS']], ret: 'void', state: pre, doc: 'Whether URIs may ask for TLS (TLS_DISABLE/ALLOW/REQUIRE).' },
   { name: 'set_uri_allow_local_file', args: [['allow', 'bool']], ret: 'void', state: pre, doc: 'Whether URIs may name local files (tls-psk-file=...).' },
+  { name: 'is_uri', args: [['uri', 'string']], ret: 'bool', have: true, since: '1.22', doc: 'Whether a string could be an NBD URI (libnbd\'s heuristic: connectUri may still refuse it).' },
 
   // Meta contexts
   { name: 'add_meta_context', args: [['name', 'string']], ret: 'void', state: `${pre} or negotiating`, doc: 'Request a meta context, e.g. "base:allocation".' },
@@ -318,7 +322,10 @@ export const commandCalls = [
  * Option negotiation (opt mode, negotiating state): `aio<Name>([closure,]
  * completion?)` returns an id, the completion callback runs once and is
  * auto-retired; `sync` names the Promise form, which resolves with the
- * number of closure calls where there is a closure.
+ * number of closure calls where there is a closure. `accepted`: libnbd's sync
+ * call returns whether the server accepted the option (true), or refused it
+ * with the handle still negotiating (false); it fails only when the
+ * connection did not survive (lib/opt.c).
  */
 export const optCalls = [
   { name: 'aio_opt_go', sync: 'opt_go', args: [], doc: 'End negotiation and move to transmission.' },
@@ -328,9 +335,9 @@ export const optCalls = [
   { name: 'aio_opt_list_meta_context_queries', sync: 'opt_list_meta_context_queries', have: true, since: '1.16', args: [['queries', 'strings']], closure: 'context', doc: 'List meta contexts matching queries.' },
   { name: 'aio_opt_set_meta_context', sync: 'opt_set_meta_context', have: true, since: '1.16', args: [], closure: 'context', doc: 'Select the requested meta contexts.' },
   { name: 'aio_opt_set_meta_context_queries', sync: 'opt_set_meta_context_queries', have: true, since: '1.16', args: [['queries', 'strings']], closure: 'context', doc: 'Select meta contexts matching queries.' },
-  { name: 'aio_opt_starttls', sync: 'opt_starttls', have: true, since: '1.16', args: [], doc: 'Upgrade to TLS during negotiation.' },
-  { name: 'aio_opt_structured_reply', sync: 'opt_structured_reply', have: true, since: '1.16', args: [], doc: 'Request structured replies.' },
-  { name: 'aio_opt_extended_headers', sync: 'opt_extended_headers', have: true, since: '1.18', args: [], doc: 'Request extended headers.' },
+  { name: 'aio_opt_starttls', sync: 'opt_starttls', accepted: true, have: true, since: '1.16', args: [], doc: 'Upgrade to TLS during negotiation.' },
+  { name: 'aio_opt_structured_reply', sync: 'opt_structured_reply', accepted: true, have: true, since: '1.16', args: [], doc: 'Request structured replies.' },
+  { name: 'aio_opt_extended_headers', sync: 'opt_extended_headers', accepted: true, have: true, since: '1.18', args: [], doc: 'Request extended headers.' },
 ];
 
 /** Connects: `connect<Name>(args)` returns a Promise; the driver runs nbd_aio_connect_<name>. */
@@ -372,8 +379,8 @@ export const ownedCalls = [
 
 /** Calls whose glue is written by hand (the facade and native/, each in the file of its stage); `native`: the `nativeSurface` entry they use. */
 export const customCalls = [
-  { name: 'aio_disconnect', public: 'aioDisconnect', native: 'aioDisconnect', doc: 'Queue NBD_CMD_DISC (pending commands are sent first unless SHUTDOWN_ABANDON_PENDING).' },
-  { name: 'shutdown', public: 'shutdown', native: 'aioDisconnect', doc: 'Disconnect and wait until the server has closed the connection (a Promise); takes the flags or `{ flags, signal }` (aborting rejects the Promise, the disconnect goes on).' },
+  { name: 'aio_disconnect', public: 'aioDisconnect', native: 'aioDisconnect', doc: 'Queue NBD_CMD_DISC after the commands pending, which are all sent (libnbd accepts no flags here; `shutdown(SHUTDOWN_ABANDON_PENDING)` abandons the unsent ones).' },
+  { name: 'shutdown', public: 'shutdown', native: 'shutdown', doc: 'Disconnect and wait until the server has closed the connection (a Promise), as nbd_shutdown: while negotiating it aborts the option phase; SHUTDOWN_ABANDON_PENDING fails the commands not yet sent with ENOTCONN (nbd_shutdown itself runs off the JS thread then, and JS calls that take libnbd\'s lock wait for it). Takes the flags or `{ flags, signal }` (aborting rejects the Promise, the disconnect goes on).' },
   { name: 'aio_opt_abort', public: 'aioOptAbort', native: 'aioOptAbort', doc: 'End negotiation without an export.' },
   { name: 'opt_abort', public: 'optAbort', native: 'aioOptAbort', doc: 'End negotiation and wait for the connection to close (a Promise); takes `{ signal }`.' },
   { name: 'aio_command_completed', public: 'aioCommandCompleted', native: 'aioCommandCompleted', doc: 'Tracked in lib/ (native retires every command at once); native is asked only for cookie 0, for libnbd\'s own error.' },
@@ -391,7 +398,7 @@ export const constants = [
   'CMD_FLAG_FUA', 'CMD_FLAG_NO_HOLE', 'CMD_FLAG_DF', 'CMD_FLAG_REQ_ONE', 'CMD_FLAG_FAST_ZERO', { name: 'CMD_FLAG_PAYLOAD_LEN', since: '1.18' }, 'CMD_FLAG_MASK',
   'HANDSHAKE_FLAG_FIXED_NEWSTYLE', 'HANDSHAKE_FLAG_NO_ZEROES', 'HANDSHAKE_FLAG_MASK',
   'STRICT_COMMANDS', 'STRICT_FLAGS', 'STRICT_BOUNDS', 'STRICT_ZERO_SIZE', 'STRICT_ALIGN', { name: 'STRICT_PAYLOAD', since: '1.18' }, { name: 'STRICT_AUTO_FLAG', since: '1.18' }, 'STRICT_MASK',
-  'ALLOW_TRANSPORT_TCP', 'ALLOW_TRANSPORT_UNIX', 'ALLOW_TRANSPORT_VSOCK', 'ALLOW_TRANSPORT_MASK',
+  'ALLOW_TRANSPORT_TCP', 'ALLOW_TRANSPORT_UNIX', 'ALLOW_TRANSPORT_VSOCK', { name: 'ALLOW_TRANSPORT_SSH', since: '1.22' }, 'ALLOW_TRANSPORT_MASK',
   'SHUTDOWN_ABANDON_PENDING', 'SHUTDOWN_MASK',
   'AIO_DIRECTION_READ', 'AIO_DIRECTION_WRITE', 'AIO_DIRECTION_BOTH',
   'READ_DATA', 'READ_HOLE', 'READ_ERROR',

@@ -397,15 +397,18 @@ function tsOptMethods(call) {
   const closureCheck = call.closure ? [`    validateFunction(${call.closure}, '${call.closure}');`] : [];
   const nativeCall = `this._native().${aio}(${call.args.map(toNative).join(', ')})`;
   const closureArg = call.closure ?? 'undefined';
-  const syncRet = call.closure ? 'Promise<number>' : 'Promise<void>';
+  const syncRet = call.closure ? 'Promise<number>' : call.accepted ? 'Promise<boolean>' : 'Promise<void>';
+  const hook = call.accepted ? '_promiseOptAccepted' : '_promiseOpt';
+  const cast = call.closure || call.accepted ? '' : ' as Promise<unknown> as Promise<void>';
   return [docLine([`\`nbd_${call.name}\`: ${withSince(call)}`, 'The completion callback runs once; libnbd retires option commands itself.']),
     `  ${aio}(${[...params(call.args), ...closureParam, 'completion?: CompletionCallback | null'].join(', ')}): void {`,
     ...validations(call.args), ...closureCheck, "    validateOptionalFunction(completion, 'completion');",
     `    this._registerOpt(${nativeCall}, ${closureArg}, completion, undefined);`, '  }', '',
-    docLine([`\`nbd_${call.sync}\` as a Promise: ${withSince(call)}`, call.closure ? `Resolves with the number of ${call.closure} callbacks.` : '']),
+    docLine([`\`nbd_${call.sync}\` as a Promise: ${withSince(call)}`, call.closure ? `Resolves with the number of ${call.closure} callbacks.` : '',
+      call.accepted ? 'Resolves true when the server accepted, false when it refused (the handle still negotiating); rejects when the connection did not survive.' : '']),
     `  ${sync}(${[...params(call.args), ...closureParam, 'options?: SignalOptions'].join(', ')}): ${syncRet} {`,
     ...validations(call.args), ...closureCheck, '    const signal = signalOption(options);',
-    `    return this._promiseOpt('nbd_${call.sync}', signal, (settle${call.closure ? ', live' : ''}) => this._registerOpt(${nativeCall}, ${call.closure ? `live(${call.closure})` : 'undefined'}, undefined, settle))${call.closure ? '' : ' as Promise<unknown> as Promise<void>'};`,
+    `    return this.${hook}('nbd_${call.sync}', signal, (settle${call.closure ? ', live' : ''}) => this._registerOpt(${nativeCall}, ${call.closure ? `live(${call.closure})` : 'undefined'}, undefined, settle))${cast};`,
     '  }'].join('\n');
 }
 
@@ -458,6 +461,8 @@ function tsApi() {
     '  /** A data command\'s Promise form; `signal` aborts it (AbortError), `live` wraps its callbacks. */',
     '  protected abstract _promise(api: string, type: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<void>;',
     '  protected abstract _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number>;',
+    '  /** The Promise form of an option the server may refuse (`accepted` in the table): true accepted, false refused. */',
+    '  protected abstract _promiseOptAccepted(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<boolean>;',
     '  /** A connect\'s Promise form; aborting `signal` rejects it and closes the handle. */',
     '  protected abstract _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void>;',
     '  /** An aio connect: starts it (throws on a synchronous failure); its end is emitted as `\'connect\'`. */',

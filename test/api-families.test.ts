@@ -586,14 +586,26 @@ describe('debug callback', () => {
     h.setDebug(true);
     expect(h.getDebug()).toBe(true);
     h.setHandleName('dbg');
-    await h.connectCommand(nbdkit('memory', 'size=1M'));
-    expect(msgs.length).toBeGreaterThan(5);
-    // The connect's handshake shows up (the state machine logs transitions).
-    expect(msgs.some(([, m]) => /NEWSTYLE|newstyle/.test(m))).toBe(true);
+    const argv = nbdkit('memory', 'size=1M');
+    await h.connectCommand(argv);
+    // The handshake's own messages (beside each call's enter/leave) are the
+    // ones libnbd's Python binding collects for the same connect, apart from
+    // its nbd_poll's: whatever this libnbd logs (1.14 logs each transition
+    // of the state machine, 1.22 does not).
+    const own = (m: string) => !/^(enter|leave):|^poll (start|end):/.test(m);
+    const py: string[] = await python(`
+h = nbd.NBD()
+msgs = []
+h.set_debug_callback(lambda context, message: msgs.append(message))
+h.set_debug(True)
+h.connect_command(sys.argv[1:])
+print(json.dumps(msgs))`, ...argv);
+    expect(py.filter(own).length).toBeGreaterThan(2);
+    expect(msgs.map(([, m]) => m).filter(own)).toEqual(py.filter(own));
     expect(msgs.some(([c]) => /connect_command/.test(c))).toBe(true);
     // Messages produced while the driver runs libnbd's state machine (on the
     // I/O thread with the thread driver) reach JS too.
-    expect(msgs.some(([c, m]) => c === 'nbd_aio_notify_read' && /-> READY/.test(m))).toBe(true);
+    expect(msgs.some(([c, m]) => c === 'nbd_aio_notify_read' && own(m))).toBe(true);
 
     // A getter made on the JS thread: its enter/leave messages are delivered
     // by the time it returns.

@@ -59,9 +59,12 @@ export interface NativeHandle {
   setTlsUsername(username: string): number;
   getTlsUsername(): string | null;
   setTlsPskFile(filename: string): number;
+  setTlsHostname(hostname: string): number;
+  getTlsHostname(): string | null;
   setUriAllowTransports(mask: number): number;
   setUriAllowTls(tls: number): number;
   setUriAllowLocalFile(allow: boolean): number;
+  isUri(uri: string): boolean | -1;
   addMetaContext(name: string): number;
   getNrMetaContexts(): number;
   getMetaContext(i: number): string | null;
@@ -111,6 +114,8 @@ export interface NativeHandle {
   // The hand-written surface (scripts/api-table.mjs `nativeSurface`).
   /** nbd_aio_disconnect; its end is a kDisconnected event. */
   aioDisconnect(flags: number): number;
+  /** nbd_shutdown itself, as a task off the JS thread (for SHUTDOWN_ABANDON_PENDING); its end is a kDisconnected event. */
+  shutdown(flags: number): number;
   /** nbd_aio_opt_abort; its end is a kDisconnected event. */
   aioOptAbort(): number;
   /** Debug messages become debug events. */

@@ -34,6 +34,8 @@ export const STRICT_MASK: number = binding.constants.STRICT_MASK as number;
 export const ALLOW_TRANSPORT_TCP: number = binding.constants.ALLOW_TRANSPORT_TCP as number;
 export const ALLOW_TRANSPORT_UNIX: number = binding.constants.ALLOW_TRANSPORT_UNIX as number;
 export const ALLOW_TRANSPORT_VSOCK: number = binding.constants.ALLOW_TRANSPORT_VSOCK as number;
+/** libnbd ≥ 1.22: undefined when built against an older libnbd.h. */
+export const ALLOW_TRANSPORT_SSH: number | undefined = binding.constants.ALLOW_TRANSPORT_SSH;
 export const ALLOW_TRANSPORT_MASK: number = binding.constants.ALLOW_TRANSPORT_MASK as number;
 export const SHUTDOWN_ABANDON_PENDING: number = binding.constants.SHUTDOWN_ABANDON_PENDING as number;
 export const SHUTDOWN_MASK: number = binding.constants.SHUTDOWN_MASK as number;

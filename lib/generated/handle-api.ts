@@ -53,6 +53,8 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   /** A data command's Promise form; `signal` aborts it (AbortError), `live` wraps its callbacks. */
   protected abstract _promise(api: string, type: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<void>;
   protected abstract _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number>;
+  /** The Promise form of an option the server may refuse (`accepted` in the table): true accepted, false refused. */
+  protected abstract _promiseOptAccepted(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<boolean>;
   /** A connect's Promise form; aborting `signal` rejects it and closes the handle. */
   protected abstract _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void>;
   /** An aio connect: starts it (throws on a synchronous failure); its end is emitted as `'connect'`. */
@@ -508,6 +510,23 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return;
   }
 
+  /** `nbd_set_tls_hostname`: The host name to check the server's certificate against (default: the name connected to). libnbd ≥ 1.22. Permitted in state: created. */
+  setTlsHostname(hostname: string): void {
+    validateString(hostname, 'hostname');
+    const r = this._native().setTlsHostname(hostname);
+    this._afterCall();
+    if (r === -1) this._raise();
+    return;
+  }
+
+  /** `nbd_get_tls_hostname`: The host name the server's certificate is checked against. libnbd ≥ 1.22. */
+  getTlsHostname(): string {
+    const r = this._native().getTlsHostname();
+    this._afterCall();
+    if (r === null) this._raise();
+    return r as string;
+  }
+
   /** `nbd_set_uri_allow_transports`: Transports a URI may name. Permitted in state: created. */
   setUriAllowTransports(mask: number): void {
     validateUint32(mask, 'mask');
@@ -533,6 +552,15 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     this._afterCall();
     if (r === -1) this._raise();
     return;
+  }
+
+  /** `nbd_is_uri`: Whether a string could be an NBD URI (libnbd's heuristic: connectUri may still refuse it). libnbd ≥ 1.22. */
+  isUri(uri: string): boolean {
+    validateString(uri, 'uri');
+    const r = this._native().isUri(uri);
+    this._afterCall();
+    if (r === -1) this._raise();
+    return r as boolean;
   }
 
   /** `nbd_add_meta_context`: Request a meta context, e.g. "base:allocation". Permitted in state: created or negotiating. */
@@ -1024,10 +1052,10 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     this._registerOpt(this._native().aioOptStarttls(), undefined, completion, undefined);
   }
 
-  /** `nbd_opt_starttls` as a Promise: Upgrade to TLS during negotiation. libnbd ≥ 1.16. */
-  optStarttls(options?: SignalOptions): Promise<void> {
+  /** `nbd_opt_starttls` as a Promise: Upgrade to TLS during negotiation. libnbd ≥ 1.16. Resolves true when the server accepted, false when it refused (the handle still negotiating); rejects when the connection did not survive. */
+  optStarttls(options?: SignalOptions): Promise<boolean> {
     const signal = signalOption(options);
-    return this._promiseOpt('nbd_opt_starttls', signal, (settle) => this._registerOpt(this._native().aioOptStarttls(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
+    return this._promiseOptAccepted('nbd_opt_starttls', signal, (settle) => this._registerOpt(this._native().aioOptStarttls(), undefined, undefined, settle));
   }
 
   /** `nbd_aio_opt_structured_reply`: Request structured replies. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
@@ -1036,10 +1064,10 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     this._registerOpt(this._native().aioOptStructuredReply(), undefined, completion, undefined);
   }
 
-  /** `nbd_opt_structured_reply` as a Promise: Request structured replies. libnbd ≥ 1.16. */
-  optStructuredReply(options?: SignalOptions): Promise<void> {
+  /** `nbd_opt_structured_reply` as a Promise: Request structured replies. libnbd ≥ 1.16. Resolves true when the server accepted, false when it refused (the handle still negotiating); rejects when the connection did not survive. */
+  optStructuredReply(options?: SignalOptions): Promise<boolean> {
     const signal = signalOption(options);
-    return this._promiseOpt('nbd_opt_structured_reply', signal, (settle) => this._registerOpt(this._native().aioOptStructuredReply(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
+    return this._promiseOptAccepted('nbd_opt_structured_reply', signal, (settle) => this._registerOpt(this._native().aioOptStructuredReply(), undefined, undefined, settle));
   }
 
   /** `nbd_aio_opt_extended_headers`: Request extended headers. libnbd ≥ 1.18. The completion callback runs once; libnbd retires option commands itself. */
@@ -1048,10 +1076,10 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     this._registerOpt(this._native().aioOptExtendedHeaders(), undefined, completion, undefined);
   }
 
-  /** `nbd_opt_extended_headers` as a Promise: Request extended headers. libnbd ≥ 1.18. */
-  optExtendedHeaders(options?: SignalOptions): Promise<void> {
+  /** `nbd_opt_extended_headers` as a Promise: Request extended headers. libnbd ≥ 1.18. Resolves true when the server accepted, false when it refused (the handle still negotiating); rejects when the connection did not survive. */
+  optExtendedHeaders(options?: SignalOptions): Promise<boolean> {
     const signal = signalOption(options);
-    return this._promiseOpt('nbd_opt_extended_headers', signal, (settle) => this._registerOpt(this._native().aioOptExtendedHeaders(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
+    return this._promiseOptAccepted('nbd_opt_extended_headers', signal, (settle) => this._registerOpt(this._native().aioOptExtendedHeaders(), undefined, undefined, settle));
   }
 
   // ---------------------------------------------------------------- connects
@@ -1187,6 +1215,10 @@ export interface NbdHave {
   readonly getSocketActivationName: boolean;
   /** `nbd_get_subprocess_pid`: libnbd ≥ 1.22. */
   readonly getSubprocessPid: boolean;
+  /** `nbd_get_tls_hostname`: libnbd ≥ 1.22. */
+  readonly getTlsHostname: boolean;
+  /** `nbd_is_uri`: libnbd ≥ 1.22. */
+  readonly isUri: boolean;
   /** `nbd_opt_extended_headers`: libnbd ≥ 1.18. */
   readonly optExtendedHeaders: boolean;
   /** `nbd_opt_list_meta_context_queries`: libnbd ≥ 1.16. */
@@ -1205,6 +1237,8 @@ export interface NbdHave {
   readonly setRequestMetaContext: boolean;
   /** `nbd_set_socket_activation_name`: libnbd ≥ 1.16. */
   readonly setSocketActivationName: boolean;
+  /** `nbd_set_tls_hostname`: libnbd ≥ 1.22. */
+  readonly setTlsHostname: boolean;
   /** `nbd_stats_bytes_received`: libnbd ≥ 1.16. */
   readonly statsBytesReceived: boolean;
   /** `nbd_stats_bytes_sent`: libnbd ≥ 1.16. */
@@ -1251,6 +1285,8 @@ export interface NbdConstants {
   readonly ALLOW_TRANSPORT_TCP: number;
   readonly ALLOW_TRANSPORT_UNIX: number;
   readonly ALLOW_TRANSPORT_VSOCK: number;
+  /** libnbd ≥ 1.22. */
+  readonly ALLOW_TRANSPORT_SSH?: number;
   readonly ALLOW_TRANSPORT_MASK: number;
   readonly SHUTDOWN_ABANDON_PENDING: number;
   readonly SHUTDOWN_MASK: number;

@@ -170,14 +170,23 @@ export class Commands {
 
 /**
  * A Promise form: settles with the command (`start` issues it with the
- * Settle given); errors worded as the sync call `api` words them.
+ * Settle given); errors worded as the sync call `api` words them. `refused`:
+ * what a failed command resolves with instead, where libnbd's sync call
+ * returns a value for it (undefined: it rejects).
  */
-export function commandPromise<T>(api: string, failure: string, result: (closureCalls: number) => T, start: (settle: Settle) => void): Promise<T> {
+export function commandPromise<T>(
+  api: string,
+  failure: string,
+  result: (closureCalls: number) => T,
+  start: (settle: Settle) => void,
+  refused?: () => T | undefined,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const settle: Settle = (err, cause, closureCalls, what) => {
-      if (err === 0) {
+      const answer = err === 0 ? undefined : refused?.();
+      if (err === 0 || answer !== undefined) {
         reportLostCauses(cause === undefined ? undefined : [cause]);
-        resolve(result(closureCalls));
+        resolve(err === 0 ? result(closureCalls) : answer!);
       } else {
         reject(libnbdError(api, err, what ?? failure, cause));
       }

@@ -780,6 +780,36 @@ Napi::Value NbdHandle::SetTlsPskFile(const Napi::CallbackInfo& info) {
 #endif
 }
 
+Napi::Value NbdHandle::SetTlsHostname(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#ifdef LIBNBD_HAVE_NBD_SET_TLS_HOSTNAME
+  if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
+  std::string a_hostname = info[0].As<Napi::String>().Utf8Value();
+  StagedEvents staged(this);  // debug messages
+  if (nbd_set_tls_hostname(h_, a_hostname.c_str()) == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  return Napi::Number::New(env, 0);
+#else
+  RecordNotSupported("nbd_set_tls_hostname");
+  return Napi::Number::New(env, -1);
+#endif
+}
+
+Napi::Value NbdHandle::GetTlsHostname(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#ifdef LIBNBD_HAVE_NBD_GET_TLS_HOSTNAME
+  if (h_ == nullptr) { RecordClosed(); return env.Null(); }
+  StagedEvents staged(this);  // debug messages
+  char* r = nbd_get_tls_hostname(h_);
+  if (r == nullptr) { RecordError(); return env.Null(); }
+  Napi::String s = Napi::String::New(env, r);
+  free(r);
+  return s;
+#else
+  RecordNotSupported("nbd_get_tls_hostname");
+  return env.Null();
+#endif
+}
+
 Napi::Value NbdHandle::SetUriAllowTransports(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_SET_URI_ALLOW_TRANSPORTS
@@ -818,6 +848,21 @@ Napi::Value NbdHandle::SetUriAllowLocalFile(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, 0);
 #else
   RecordNotSupported("nbd_set_uri_allow_local_file");
+  return Napi::Number::New(env, -1);
+#endif
+}
+
+Napi::Value NbdHandle::IsUri(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#ifdef LIBNBD_HAVE_NBD_IS_URI
+  if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
+  std::string a_uri = info[0].As<Napi::String>().Utf8Value();
+  StagedEvents staged(this);  // debug messages
+  int64_t r = nbd_is_uri(h_, a_uri.c_str());
+  if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  return Napi::Boolean::New(env, r != 0);
+#else
+  RecordNotSupported("nbd_is_uri");
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1430,6 +1475,7 @@ Napi::Value NbdHandle::AioConnectSystemdSocketActivation(const Napi::CallbackInf
 
 void NbdHandle::AddGeneratedMethods(std::vector<PropertyDescriptor>& methods) {
   methods.push_back(InstanceMethod<&NbdHandle::AioDisconnect>("aioDisconnect"));
+  methods.push_back(InstanceMethod<&NbdHandle::Shutdown>("shutdown"));
   methods.push_back(InstanceMethod<&NbdHandle::AioOptAbort>("aioOptAbort"));
   methods.push_back(InstanceMethod<&NbdHandle::SetDebugCallback>("setDebugCallback"));
   methods.push_back(InstanceMethod<&NbdHandle::ClearDebugCallback>("clearDebugCallback"));
@@ -1493,9 +1539,12 @@ void NbdHandle::AddGeneratedMethods(std::vector<PropertyDescriptor>& methods) {
   methods.push_back(InstanceMethod<&NbdHandle::SetTlsUsername>("setTlsUsername"));
   methods.push_back(InstanceMethod<&NbdHandle::GetTlsUsername>("getTlsUsername"));
   methods.push_back(InstanceMethod<&NbdHandle::SetTlsPskFile>("setTlsPskFile"));
+  methods.push_back(InstanceMethod<&NbdHandle::SetTlsHostname>("setTlsHostname"));
+  methods.push_back(InstanceMethod<&NbdHandle::GetTlsHostname>("getTlsHostname"));
   methods.push_back(InstanceMethod<&NbdHandle::SetUriAllowTransports>("setUriAllowTransports"));
   methods.push_back(InstanceMethod<&NbdHandle::SetUriAllowTls>("setUriAllowTls"));
   methods.push_back(InstanceMethod<&NbdHandle::SetUriAllowLocalFile>("setUriAllowLocalFile"));
+  methods.push_back(InstanceMethod<&NbdHandle::IsUri>("isUri"));
   methods.push_back(InstanceMethod<&NbdHandle::AddMetaContext>("addMetaContext"));
   methods.push_back(InstanceMethod<&NbdHandle::GetNrMetaContexts>("getNrMetaContexts"));
   methods.push_back(InstanceMethod<&NbdHandle::GetMetaContext>("getMetaContext"));
@@ -1712,6 +1761,16 @@ void ExportModuleFunctions(Napi::Env env, Napi::Object target) {
 #else
   have.Set("getSubprocessPid", Napi::Boolean::New(env, false));
 #endif
+#if defined(LIBNBD_HAVE_NBD_GET_TLS_HOSTNAME)
+  have.Set("getTlsHostname", Napi::Boolean::New(env, true));
+#else
+  have.Set("getTlsHostname", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_IS_URI)
+  have.Set("isUri", Napi::Boolean::New(env, true));
+#else
+  have.Set("isUri", Napi::Boolean::New(env, false));
+#endif
 #if defined(LIBNBD_HAVE_NBD_AIO_OPT_EXTENDED_HEADERS)
   have.Set("optExtendedHeaders", Napi::Boolean::New(env, true));
 #else
@@ -1756,6 +1815,11 @@ void ExportModuleFunctions(Napi::Env env, Napi::Object target) {
   have.Set("setSocketActivationName", Napi::Boolean::New(env, true));
 #else
   have.Set("setSocketActivationName", Napi::Boolean::New(env, false));
+#endif
+#if defined(LIBNBD_HAVE_NBD_SET_TLS_HOSTNAME)
+  have.Set("setTlsHostname", Napi::Boolean::New(env, true));
+#else
+  have.Set("setTlsHostname", Napi::Boolean::New(env, false));
 #endif
 #if defined(LIBNBD_HAVE_NBD_STATS_BYTES_RECEIVED)
   have.Set("statsBytesReceived", Napi::Boolean::New(env, true));
@@ -1869,6 +1933,9 @@ void ExportConstants(Napi::Env env, Napi::Object target) {
 #endif
 #ifdef LIBNBD_ALLOW_TRANSPORT_VSOCK
   target.Set("ALLOW_TRANSPORT_VSOCK", Napi::Number::New(env, static_cast<double>(LIBNBD_ALLOW_TRANSPORT_VSOCK)));
+#endif
+#ifdef LIBNBD_ALLOW_TRANSPORT_SSH
+  target.Set("ALLOW_TRANSPORT_SSH", Napi::Number::New(env, static_cast<double>(LIBNBD_ALLOW_TRANSPORT_SSH)));
 #endif
 #ifdef LIBNBD_ALLOW_TRANSPORT_MASK
   target.Set("ALLOW_TRANSPORT_MASK", Napi::Number::New(env, static_cast<double>(LIBNBD_ALLOW_TRANSPORT_MASK)));

@@ -75,9 +75,12 @@ Napi::Value GetTlsVerifyPeer(const Napi::CallbackInfo& info);
 Napi::Value SetTlsUsername(const Napi::CallbackInfo& info);
 Napi::Value GetTlsUsername(const Napi::CallbackInfo& info);
 Napi::Value SetTlsPskFile(const Napi::CallbackInfo& info);
+Napi::Value SetTlsHostname(const Napi::CallbackInfo& info);
+Napi::Value GetTlsHostname(const Napi::CallbackInfo& info);
 Napi::Value SetUriAllowTransports(const Napi::CallbackInfo& info);
 Napi::Value SetUriAllowTls(const Napi::CallbackInfo& info);
 Napi::Value SetUriAllowLocalFile(const Napi::CallbackInfo& info);
+Napi::Value IsUri(const Napi::CallbackInfo& info);
 Napi::Value AddMetaContext(const Napi::CallbackInfo& info);
 Napi::Value GetNrMetaContexts(const Napi::CallbackInfo& info);
 Napi::Value GetMetaContext(const Napi::CallbackInfo& info);
@@ -127,6 +130,7 @@ Napi::Value AioBlockStatusFilter(const RawArgs& info);
 
 // The hand-written glue (each in the native/ file of its stage; scripts/api-table.mjs `nativeSurface`).
 Napi::Value AioDisconnect(const Napi::CallbackInfo& info);
+Napi::Value Shutdown(const Napi::CallbackInfo& info);
 Napi::Value AioOptAbort(const Napi::CallbackInfo& info);
 Napi::Value SetDebugCallback(const Napi::CallbackInfo& info);
 Napi::Value ClearDebugCallback(const Napi::CallbackInfo& info);
