@@ -1,6 +1,6 @@
 // extents(): the block map of an export as contiguous, merged extents,
 // as nbdinfo --map prints it, for any meta context.
-import type { ExtentCallback } from '../callbacks';
+import type { Extent64Callback, ExtentCallback } from '../callbacks';
 import { NbdError, errno, invalidArgType, invalidArgValue, outOfRange } from '../errors';
 import { optionalOffset, serverLimits } from './stream-support';
 
@@ -26,14 +26,27 @@ export interface ExtentSource {
   getBlockSize(sizeType: number): number | bigint;
   canMetaContext(metacontext: string): boolean;
   blockStatus(count: number, offset: number, extent: ExtentCallback, flags?: number): Promise<void>;
+  /** libnbd >= 1.18: whether the connection has 64-bit requests and replies (then blockStatus64 is used). */
+  getExtendedHeadersNegotiated(): boolean;
+  blockStatus64(count: number, offset: number, extent: Extent64Callback, flags?: number): Promise<void>;
 }
 
 /**
  * The most one block-status call asks for: under 2 GiB (servers and
  * libnbd 1.14 take a 32-bit count; some treat it as signed), a multiple of
- * any minimum block size (a power of 2 up to 64 KiB).
+ * any minimum block size (a power of 2 up to 64 KiB). With extended headers
+ * the count is 64-bit and one call may ask for the whole range.
  */
 export const MAX_BLOCK_STATUS = 2 ** 31 - 4 * 2 ** 20;
+
+/** Whether `src` negotiated extended headers (false where libnbd predates them). */
+function extendedHeaders(src: ExtentSource): boolean {
+  try {
+    return src.getExtendedHeadersNegotiated();
+  } catch {
+    return false; // ENOTSUP before libnbd 1.18
+  }
+}
 
 /**
  * The extents of `[start, end)` in `context`: contiguous, adjacent extents
@@ -72,19 +85,28 @@ async function* walk(src: ExtentSource, context: string, start: number, wantEnd:
   }
   const align = serverLimits(src).minimum;
   const alignedEnd = Math.min(size, Math.ceil(end / align) * align);
+  const wide = extendedHeaders(src);
 
   let pending: Extent | undefined;
   let cursor = start;
   while (cursor < end) {
     const reqOffset = cursor - (cursor % align);
-    const count = Math.min(alignedEnd - reqOffset, MAX_BLOCK_STATUS);
-    // The reply for our context. A re-issued call (a Pool after a
-    // reconnection) reports again: the last report is the one to use.
-    let reply: { offset: number; entries: Uint32Array } | undefined;
-    await src.blockStatus(count, reqOffset, (metacontext, offset, entries, error) => {
-      if (metacontext === context && error.value === 0) reply = { offset: Number(offset), entries: entries.slice() };
-      return 0;
-    });
+    const count = wide ? alignedEnd - reqOffset : Math.min(alignedEnd - reqOffset, MAX_BLOCK_STATUS);
+    // The reply for our context, as (length, flags) pairs. A re-issued call
+    // (a Pool after a reconnection) reports again: the last report is the
+    // one to use.
+    let reply: { offset: number; entries: ArrayLike<number> } | undefined;
+    if (wide) {
+      await src.blockStatus64(count, reqOffset, (metacontext, offset, entries, error) => {
+        if (metacontext === context && error.value === 0) reply = { offset: Number(offset), entries: Array.from(entries, Number) };
+        return 0;
+      });
+    } else {
+      await src.blockStatus(count, reqOffset, (metacontext, offset, entries, error) => {
+        if (metacontext === context && error.value === 0) reply = { offset: Number(offset), entries: entries.slice() };
+        return 0;
+      });
+    }
     const before = cursor;
     if (reply !== undefined) {
       let pos = reply.offset;

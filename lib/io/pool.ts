@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import type { ExtentCallback } from '../callbacks';
+import type { Extent64Callback, ExtentCallback } from '../callbacks';
 import { NbdError, errno, invalidArgType } from '../errors';
 import { SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED } from '../generated/constants';
 import { Handle, type Driver } from '../handle';
@@ -75,7 +75,17 @@ interface ExportInfo {
   size: number;
   blockSizes: number[];
   flags: Record<
-    'canMultiConn' | 'canZero' | 'canFastZero' | 'canTrim' | 'canFlush' | 'canFua' | 'canCache' | 'canDf' | 'isReadOnly' | 'isRotational',
+    | 'canMultiConn'
+    | 'canZero'
+    | 'canFastZero'
+    | 'canTrim'
+    | 'canFlush'
+    | 'canFua'
+    | 'canCache'
+    | 'canDf'
+    | 'isReadOnly'
+    | 'isRotational'
+    | 'extendedHeaders',
     boolean
   >;
   contexts: Map<string, boolean>;
@@ -215,6 +225,7 @@ export class Pool extends EventEmitter {
         canDf: flag(h.canDf),
         isReadOnly: flag(h.isReadOnly),
         isRotational: flag(h.isRotational),
+        extendedHeaders: flag(h.getExtendedHeadersNegotiated),
       },
       contexts: new Map(this.#options.metaContexts.map((c) => [c, flag(() => h.canMetaContext(c))])),
     };
@@ -252,6 +263,10 @@ export class Pool extends EventEmitter {
 
   canMultiConn(): boolean {
     return this.#info.flags.canMultiConn;
+  }
+  /** Whether the connections have 64-bit requests and replies (false where libnbd predates them). */
+  getExtendedHeadersNegotiated(): boolean {
+    return this.#info.flags.extendedHeaders;
   }
   canZero(): boolean {
     return this.#info.flags.canZero;
@@ -326,6 +341,11 @@ export class Pool extends EventEmitter {
    */
   blockStatus(count: number | bigint, offset: number | bigint, extent: ExtentCallback, options: number | CommandOptions = 0): Promise<void> {
     return this.#issue(true, (h) => h.blockStatus(count, offset, extent, options));
+  }
+
+  /** `nbd_block_status_64` (libnbd >= 1.18), spread and re-issued as blockStatus. */
+  blockStatus64(count: number | bigint, offset: number | bigint, extent: Extent64Callback, options: number | CommandOptions = 0): Promise<void> {
+    return this.#issue(true, (h) => h.blockStatus64(count, offset, extent, options));
   }
 
   /** Handle#extents over the pool's connections (block-status calls spread and re-issued as blockStatus). */
