@@ -155,7 +155,9 @@ print(json.dumps([seen, contexts]))`,
 h = nbd.NBD(); h.set_opt_mode(True); h.connect_command(sys.argv[1:])
 h.add_meta_context('base:allocation')
 names = []
-n = h.opt_set_meta_context(lambda name: names.append(name))
+n = [h.opt_list_meta_context_queries(['base:'], lambda name: names.append(name)),
+     h.opt_set_meta_context_queries(['nosuch:'], lambda name: names.append(name)),
+     h.opt_set_meta_context(lambda name: names.append(name))]
 h.set_request_meta_context(False)
 h.opt_go()
 print(json.dumps([n, names, h.get_request_meta_context(), h.can_meta_context('base:allocation')]))`,
@@ -163,11 +165,24 @@ print(json.dumps([n, names, h.get_request_meta_context(), h.can_meta_context('ba
       );
       h.addMetaContext('base:allocation');
       const names: string[] = [];
-      const n = await h.optSetMetaContext((name) => void names.push(name));
+      const n = [
+        await h.optListMetaContextQueries(['base:'], (name) => void names.push(name)),
+        await h.optSetMetaContextQueries(['nosuch:'], (name) => void names.push(name)),
+      ];
+      // The aio form of the last, its completion once with error 0.
+      n.push(
+        await new Promise<number>((resolve) => {
+          let calls = 0;
+          h.aioOptSetMetaContext(
+            (name) => void (calls++, names.push(name)),
+            (err) => (resolve(err.value === 0 ? calls : -err.value), 1),
+          );
+        }),
+      );
       h.setRequestMetaContext(false);
       await h.optGo();
       expect([n, names, h.getRequestMetaContext(), h.canMetaContext('base:allocation')]).toEqual(py);
-      expect(py[0]).toBe(1);
+      expect(py[0]).toEqual([1, 0, 1]);
     });
   });
 });
@@ -219,6 +234,13 @@ print(json.dumps([outcome(h.opt_extended_headers), outcome(h.opt_extended_header
       await fresh.connectUri(server.uri);
       const js = [asJson(await outcome(() => fresh.optExtendedHeaders())), asJson(await outcome(() => fresh.optExtendedHeaders())), fresh.aioIsNegotiating()];
       expect(js).toEqual(py);
+      // The aio form on a third handle: its completion once, with error 0 (accepted).
+      const third = handle();
+      third.setOptMode(true);
+      third.setRequestExtendedHeaders(false);
+      await third.connectUri(server.uri);
+      const err = await new Promise<number>((resolve) => third.aioOptExtendedHeaders((e) => (resolve(e.value), 1)));
+      expect([err, third.getExtendedHeadersNegotiated()]).toEqual([0, py[0][1]]);
     });
   });
 
@@ -337,7 +359,15 @@ print(json.dumps(out))`,
         const r = await outcome(() => h.blockStatusFilter(count, offset, use, (ctx) => (seen.add(ctx), 0), flags));
         out.push([[...seen].sort(), r[0] === 'ok' ? 'ok' : r[1], h.statsBytesSent() > before]);
       };
-      await kase(size, 0, contexts);
+      {
+        // The first case through the aio form.
+        const seen = new Set<string>();
+        const before = h.statsBytesSent();
+        const err = await new Promise<number>((resolve) => {
+          h.aioBlockStatusFilter(size, 0, contexts, (ctx) => (seen.add(ctx), 0), (e) => (resolve(e.value), 1));
+        });
+        out.push([[...seen].sort(), err === 0 ? 'ok' : err, h.statsBytesSent() > before]);
+      }
       await kase(size, 0, [contexts[0], contexts[2]], CMD_FLAG_PAYLOAD_LEN);
       await kase(1, size - 1, [contexts[1]]);
       await kase(size, 0, []);
@@ -372,6 +402,12 @@ print(json.dumps([before, [h.stats_bytes_sent(), h.stats_chunks_sent(), h.stats_
       for (let i = 0; i < 3; i++) await h.pread(Buffer.alloc(4096), i * 4096);
       expect([before, stats()]).toEqual(py);
       expect(py[1][1]).toBeGreaterThan(3);
+    });
+  });
+
+  test('supportsVsock is libnbd\'s answer', async () => {
+    await unlessMissing('supportsVsock', 'nbd_supports_vsock', () => libnbd.supportsVsock(), async () => {
+      expect(libnbd.supportsVsock()).toBe(await python<boolean>('print(json.dumps(nbd.NBD().supports_vsock()))'));
     });
   });
 
@@ -451,4 +487,10 @@ print(json.dumps([mode] + out))`,
     expect(js).toEqual(py);
     if (STRICT_PAYLOAD !== undefined) expect((py[0] as number) & STRICT_PAYLOAD).toBe(STRICT_PAYLOAD);
   });
+});
+
+test('every call of `have` is exercised by this file', () => {
+  const source = readFileSync(__filename, 'utf8');
+  const missing = Object.keys(have).filter((k) => !new RegExp(`\\.${k}\\(`).test(source));
+  expect(missing).toEqual([]);
 });
