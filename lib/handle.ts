@@ -16,7 +16,7 @@ import { SHUTDOWN_ABANDON_PENDING, SHUTDOWN_MASK } from './generated/constants';
 import { HandleApi, type Int64, type Live, type Settle } from './generated/handle-api';
 import * as commands from './handle/commands';
 import type { Closure } from './handle/commands';
-import { deliverCompletionAtClose } from './handle/deliver';
+import { deliverCompletionAtClose, deliverDebug } from './handle/deliver';
 import * as events from './handle/events';
 import { HandleState } from './handle/state';
 import { extents, type Extent, type ExtentsOptions } from './io/extents';
@@ -395,7 +395,12 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     const s = this.#state;
     if (s.closed) return;
     s.closed = true;
-    this.#native.close();
+    const lastWords = this.#native.close();
+    // As nbd_close: its own debug messages ("closing handle") reach the
+    // callback, which is then released.
+    const debug = s.debugCallback;
+    s.debugCallback = undefined;
+    if (debug !== undefined && lastWords !== undefined) for (const [context, message] of lastWords) deliverDebug(debug, { context, message });
     const commands = s.commands;
     for (const cmd of commands.takeAll()) {
       try {

@@ -1,6 +1,12 @@
 // libnbd's debug messages reach the handle through a DebugSink.
 #pragma once
 
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include <mutex>
 
 namespace nbdjs {
@@ -12,12 +18,28 @@ class NbdHandle;
 // for a name lookup), so the link to the handle is cut under a lock; libnbd
 // frees the sink with the callback.
 struct DebugSink {
+  // What nbd_close says before it frees the sink ("closing handle"): kept
+  // apart from the handle, which close() hands them to (DebugSink::Closing).
+  struct Closing {
+    std::mutex mutex;
+    std::vector<std::pair<std::string, std::string>> messages;
+  };
+
   std::mutex mutex;
   NbdHandle* owner;
+  std::shared_ptr<Closing> closing;
   explicit DebugSink(NbdHandle* o) : owner(o) {}
   void Detach() {
     std::lock_guard<std::mutex> lock(mutex);
     owner = nullptr;
+  }
+  // From now on messages are kept in the returned record, on whatever
+  // thread runs nbd_close, until libnbd frees the sink.
+  std::shared_ptr<Closing> DetachForClose() {
+    std::lock_guard<std::mutex> lock(mutex);
+    owner = nullptr;
+    closing = std::make_shared<Closing>();
+    return closing;
   }
   static void Free(void* user_data) { delete static_cast<DebugSink*>(user_data); }
 };

@@ -107,7 +107,13 @@ int NbdHandle::DebugCallback(void* user_data, const char* context, const char* m
   if (QuietCalls::Active()) return 0;  // the binding's own bookkeeping call
   auto* sink = static_cast<DebugSink*>(user_data);
   std::lock_guard<std::mutex> lock(sink->mutex);
-  if (sink->owner == nullptr) return 0;  // the handle is closed
+  if (sink->owner == nullptr) {
+    if (sink->closing) {  // nbd_close's own messages, for close() to deliver
+      std::lock_guard<std::mutex> closing_lock(sink->closing->mutex);
+      sink->closing->messages.emplace_back(context ? context : "", msg ? msg : "");
+    }
+    return 0;
+  }
   Event e = PayloadEvent(kDebug, nullptr, 0);
   e.payload->text = context ? context : "";
   e.payload->text2 = msg ? msg : "";

@@ -117,7 +117,9 @@ void NbdHandle::Teardown() {
   closing->commands = std::move(command_storage_);
   closing->subprocess = subprocess_;
   if (debug_sink_ != nullptr) {
-    debug_sink_->Detach();  // libnbd frees it with the handle
+    // libnbd frees the sink in nbd_close, after its last message ("closing
+    // handle"), which close() hands to JS as nbd_close hands it to C.
+    closing_messages_ = debug_sink_->DetachForClose();
     debug_sink_ = nullptr;
   }
   // The driver stops polling before libnbd closes the fd, and closes now or
@@ -142,9 +144,22 @@ void NbdHandle::Teardown() {
 }
 
 Napi::Value NbdHandle::Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   Teardown();
   UpdateActive();
-  return info.Env().Undefined();
+  // The debug messages of nbd_close, as [context, message] pairs (those of a
+  // close still waiting for a connect to return are not known yet).
+  std::shared_ptr<DebugSink::Closing> closing = std::move(closing_messages_);
+  if (!closing) return env.Undefined();
+  std::lock_guard<std::mutex> lock(closing->mutex);
+  Napi::Array messages = Napi::Array::New(env, closing->messages.size());
+  for (size_t i = 0; i < closing->messages.size(); i++) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::String::New(env, closing->messages[i].first));
+    pair.Set(1u, Napi::String::New(env, closing->messages[i].second));
+    messages.Set(static_cast<uint32_t>(i), pair);
+  }
+  return messages;
 }
 
 }  // namespace nbdjs

@@ -211,6 +211,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   uint64_t next_connect_id_ = 0;
   bool subprocess_ = false;         // a connect started a server process
   DebugSink* debug_sink_ = nullptr;  // owned by libnbd's debug closure
+  std::shared_ptr<DebugSink::Closing> closing_messages_;  // set by Teardown, taken by Close
   std::atomic<bool> disconnecting_{false};
   // The disconnect asked for is an option abort: nbd_opt_abort returns 0
   // when libnbd went dead inside nbd_aio_opt_abort itself (a server that is

@@ -188,7 +188,7 @@ export const nativeSurface = [
   { js: 'clearDebugCallback', cpp: 'ClearDebugCallback', ts: '(): number', doc: 'Back to stderr.' },
   { js: 'aioCommandCompleted', cpp: 'AioCommandCompleted', ts: '(cookie: number | bigint): number', doc: 'libnbd\'s own answer (lib/ tracks completions).' },
   { js: 'aioInFlight', cpp: 'AioInFlight', ts: '(): number', doc: 'libnbd\'s own count (lib/ counts what JS has not seen).' },
-  { js: 'close', cpp: 'Close', ts: '(): void', doc: 'nbd_close, without waiting for a server process or a name lookup.' },
+  { js: 'close', cpp: 'Close', ts: '(): [context: string, message: string][] | undefined', doc: 'nbd_close, without waiting for a server process or a name lookup; returns the debug messages nbd_close made (there is a debug callback).' },
   { js: 'lastError', cpp: 'LastErrorJs', ts: '(): [number, string]', doc: '[errno, message] of the last failure recorded on this handle.' },
   { js: 'drain', cpp: 'DrainJs', ts: '(): void', doc: 'Deliver events queued by a call made from JS (no-op while dispatching).' },
   { js: 'events', cpp: 'EventsGetter', accessor: true, ts: ': Float64Array', doc: 'Shared event records (layout: scripts/event-wire.mjs).' },

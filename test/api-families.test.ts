@@ -634,6 +634,33 @@ print(json.dumps(msgs))`, ...argv);
     expect(msgs.slice(before).some(([c]) => /pread/.test(c))).toBe(true);
   });
 
+  test('close() hands the callback nbd_close\'s own last message, "closing handle", as libnbd\'s Python binding collects it', async () => {
+    const argv = nbdkit('memory', 'size=1M');
+    const py: [string, string][] = await python(`
+h = nbd.NBD()
+msgs = []
+h.set_debug_callback(lambda context, message: msgs.append([context, message]))
+h.set_debug(True)
+h.connect_command(sys.argv[1:])
+n = len(msgs)
+del h  # nbd_close (h.close() is libnbd >= 1.16's)
+print(json.dumps(msgs[n:]))`, ...argv);
+    const h = await connected(argv);
+    const msgs: [string, string][] = [];
+    h.setDebugCallback((context, message) => void msgs.push([context, message]));
+    h.setDebug(true);
+    h.getSize();
+    const n = msgs.length;
+    h.close();
+    expect(py).toEqual([['nbd_close', 'closing handle']]);
+    expect(msgs.slice(n)).toEqual(py);
+  });
+
+  test('close() releases the debug callback and those of pending commands: they are collected while the Handle lives', async () => {
+    const r = await runNode(['--expose-gc', join(__dirname, 'fixtures', 'close-releases-callbacks.js')], { timeoutMs: 15000 });
+    expect(r.lines).toEqual([{ collected: ['chunk', 'completion', 'debug'], handleClosed: true }]);
+  });
+
   test('setDebug(false) stops the messages', async () => {
     const h = await connected(nbdkit('memory', 'size=1M'));
     const msgs: string[] = [];

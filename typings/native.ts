@@ -126,8 +126,8 @@ export interface NativeHandle {
   aioCommandCompleted(cookie: number | bigint): number;
   /** libnbd's own count (lib/ counts what JS has not seen). */
   aioInFlight(): number;
-  /** nbd_close, without waiting for a server process or a name lookup. */
-  close(): void;
+  /** nbd_close, without waiting for a server process or a name lookup; returns the debug messages nbd_close made (there is a debug callback). */
+  close(): [context: string, message: string][] | undefined;
   /** [errno, message] of the last failure recorded on this handle. */
   lastError(): [number, string];
   /** Deliver events queued by a call made from JS (no-op while dispatching). */
