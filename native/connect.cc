@@ -68,6 +68,7 @@ Napi::Value NbdHandle::Shutdown(const Napi::CallbackInfo& info) {
   shutdown_running_ = true;
   connects_queued_++;
   driver_->Connect(ConnectTask{0, [this, flags](nbd_handle* h) {
+    state_before_ = quiet::State(h);
     StagedEvents staged(this);
     int r = nbd_shutdown(h, flags);
     if (r == -1) shutdown_error_ = LastError::Capture();  // before the flush's calls

@@ -27,6 +27,9 @@ constexpr int kMaxErrorRounds = 1024;
 }  // namespace
 
 void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
+  // Off the JS thread, what JS will see of the state until it has this
+  // call's events (EventQueue::PendingBefore).
+  if (std::this_thread::get_id() != js_thread_) state_before_ = quiet::State(h);
   unsigned dir = quiet::Direction(h);
   int r = 0;
   StagedEvents staged(this);

@@ -42,6 +42,15 @@ struct Event {
   std::unique_ptr<Payload> payload;
 };
 
+// libnbd's connection state as its lock-free queries (aio_is_*,
+// connection_state) answered at one moment.
+struct StateSnapshot {
+  enum Bit : uint8_t { kCreated = 1, kConnecting = 2, kNegotiating = 4, kReady = 8, kProcessing = 16, kDead = 32, kClosed = 64 };
+  bool known = false;
+  uint8_t is = 0;
+  const char* name = nullptr;  // nbd_connection_state's static string
+};
+
 // Shared between the thread that runs libnbd (JS thread for the loop driver,
 // I/O thread for the thread driver) and the JS thread that drains it.
 class EventQueue {
@@ -50,9 +59,12 @@ class EventQueue {
     std::lock_guard<std::mutex> lock(mutex_);
     events_.push_back(std::move(e));
   }
-  // Appends `events` in order and empties it.
-  void PushAll(std::vector<Event>& events) {
+  // Appends `events` in order and empties it. `before`: libnbd's state
+  // before the call that made them, when another thread than JS's made it:
+  // what JS sees of the state until it has these events (PendingBefore).
+  void PushAll(std::vector<Event>& events, const StateSnapshot* before = nullptr) {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (before != nullptr && before->known && !pending_before_.known && !events.empty()) pending_before_ = *before;
     events_.insert(events_.end(), std::make_move_iterator(events.begin()), std::make_move_iterator(events.end()));
     events.clear();
   }
@@ -60,6 +72,16 @@ class EventQueue {
   void TakeAll(std::vector<Event>& out) {
     std::lock_guard<std::mutex> lock(mutex_);
     out.swap(events_);
+    pending_before_ = StateSnapshot();
+  }
+  // The state as of the events JS has been handed, while events another
+  // thread recorded wait for JS: in C, once aio_is_dead is true every
+  // command has completed, and JS has not seen these completions yet.
+  bool PendingBefore(StateSnapshot* out) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!pending_before_.known) return false;
+    *out = pending_before_;
+    return true;
   }
   size_t Size() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -68,11 +90,13 @@ class EventQueue {
   void Clear() {
     std::lock_guard<std::mutex> lock(mutex_);
     events_.clear();
+    pending_before_ = StateSnapshot();
   }
 
  private:
   std::mutex mutex_;
   std::vector<Event> events_;
+  StateSnapshot pending_before_;
 };
 
 }  // namespace nbdjs

@@ -93,7 +93,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   void Publish(std::vector<Event>& events) {
     bool js = std::this_thread::get_id() == js_thread_;
     if (js) js_thread_events_ += static_cast<int64_t>(events.size());
-    queue_.PushAll(events);
+    queue_.PushAll(events, js ? nullptr : &state_before_);
     if (js) events_data_[kHeaderQueued] = static_cast<double>(js_thread_events_);
   }
   // A connection event (connect or disconnect ended), from either thread.
@@ -222,6 +222,10 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // state it leaves, is the disconnect's outcome; libnbd's lock is held
   // meanwhile. `shutdown_error_` is its failure, captured on its thread.
   std::atomic<bool> shutdown_running_{false};
+  // libnbd's state before the driving thread's current call (not JS's
+  // thread: the I/O thread, or the thread of a task), published with the
+  // events it makes (EventQueue::PendingBefore).
+  StateSnapshot state_before_;
   LastError shutdown_error_;
   std::mutex io_error_mutex_;
   LastError io_error_;  // the error that ended a connect or the connection

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "event_queue.h"
+
 namespace nbdjs {
 
 class QuietCalls {
@@ -38,6 +40,17 @@ inline bool IsDead(nbd_handle* h) { QuietCalls q; return nbd_aio_is_dead(h) == 1
 inline bool IsClosed(nbd_handle* h) { QuietCalls q; return nbd_aio_is_closed(h) == 1; }
 inline int64_t InFlight(nbd_handle* h) { QuietCalls q; return nbd_aio_in_flight(h); }
 inline int CommandCompleted(nbd_handle* h, uint64_t cookie) { QuietCalls q; return nbd_aio_command_completed(h, cookie); }
+inline StateSnapshot State(nbd_handle* h) {
+  QuietCalls q;
+  StateSnapshot s;
+  s.known = true;
+  s.name = nbd_connection_state(h);
+  s.is = (nbd_aio_is_created(h) == 1 ? StateSnapshot::kCreated : 0) | (nbd_aio_is_connecting(h) == 1 ? StateSnapshot::kConnecting : 0) |
+         (nbd_aio_is_negotiating(h) == 1 ? StateSnapshot::kNegotiating : 0) | (nbd_aio_is_ready(h) == 1 ? StateSnapshot::kReady : 0) |
+         (nbd_aio_is_processing(h) == 1 ? StateSnapshot::kProcessing : 0) | (nbd_aio_is_dead(h) == 1 ? StateSnapshot::kDead : 0) |
+         (nbd_aio_is_closed(h) == 1 ? StateSnapshot::kClosed : 0);
+  return s;
+}
 }  // namespace quiet
 
 }  // namespace nbdjs

@@ -246,14 +246,18 @@ export const simpleCalls = [
   // `whileConnectQueued`: the answer while a connect the binding has queued
   // has not yet entered libnbd's connect call (libnbd still says created):
   // an aioConnect* call has returned, so the handle is connecting, as in C.
-  { name: 'aio_is_created', args: [], ret: 'bool', whileConnectQueued: false, doc: 'In the created state (false once a connect call was made: aioConnect… or connect…).' },
-  { name: 'aio_is_connecting', args: [], ret: 'bool', whileConnectQueued: true, doc: 'Connecting (true from the return of a connect call on a created handle: aioConnect… or connect…).' },
-  { name: 'aio_is_negotiating', args: [], ret: 'bool', doc: 'Negotiating options (opt mode).' },
-  { name: 'aio_is_ready', args: [], ret: 'bool', doc: 'Connected and idle.' },
-  { name: 'aio_is_processing', args: [], ret: 'bool', doc: 'Connected with commands in progress.' },
-  { name: 'aio_is_dead', args: [], ret: 'bool', doc: 'The connection died.' },
-  { name: 'aio_is_closed', args: [], ret: 'bool', doc: 'The connection was shut down.' },
-  { name: 'connection_state', args: [], ret: 'static_string', doc: 'A description of the state machine state.' },
+  // `seenState`: while events another thread recorded (the thread driver's
+  // I/O thread) wait for JS, the answer is the state before them: in C the
+  // state changes only with the callbacks the change runs (once aio_is_dead
+  // is true, every command has completed).
+  { name: 'aio_is_created', args: [], ret: 'bool', seenState: 'created', whileConnectQueued: false, doc: 'In the created state (false once a connect call was made: aioConnect… or connect…).' },
+  { name: 'aio_is_connecting', args: [], ret: 'bool', seenState: 'connecting', whileConnectQueued: true, doc: 'Connecting (true from the return of a connect call on a created handle: aioConnect… or connect…).' },
+  { name: 'aio_is_negotiating', args: [], ret: 'bool', seenState: 'negotiating', doc: 'Negotiating options (opt mode).' },
+  { name: 'aio_is_ready', args: [], ret: 'bool', seenState: 'ready', doc: 'Connected and idle.' },
+  { name: 'aio_is_processing', args: [], ret: 'bool', seenState: 'processing', doc: 'Connected with commands in progress.' },
+  { name: 'aio_is_dead', args: [], ret: 'bool', seenState: 'dead', doc: 'The connection died.' },
+  { name: 'aio_is_closed', args: [], ret: 'bool', seenState: 'closed', doc: 'The connection was shut down.' },
+  { name: 'connection_state', args: [], ret: 'static_string', seenState: 'name', doc: 'A description of the state machine state.' },
 
   // TLS
   { name: 'set_tls_certificates', args: [['dir', 'string']], ret: 'void', state: pre, doc: 'Directory of X.509 certificates.' },

@@ -63,6 +63,9 @@ function checkTable() {
     checkCall(c.name, c);
     if (!(c.ret in retKinds)) problems.push(`${c.name}: unknown return kind ${c.ret}`);
     if (c.whileConnectQueued !== undefined && c.ret !== 'bool') problems.push(`${c.name}: whileConnectQueued needs ret bool`);
+    if (c.seenState !== undefined && !['created', 'connecting', 'negotiating', 'ready', 'processing', 'dead', 'closed', 'name'].includes(c.seenState)) {
+      problems.push(`${c.name}: seenState names no state`);
+    }
   }
   for (const c of [...commandCalls, ...optCalls]) {
     checkArgs(c.name, c.args);
@@ -152,6 +155,11 @@ function simpleMethod(call) {
   } else {
     body.push(`  ${R.cDecl} = ${callExpr};`);
     if (R.fail !== null) body.push(`  if (r ${R.fail}) { RecordError(); return ${failValue}; }`);
+  }
+  if (call.seenState !== undefined) {
+    // As of the events JS has been handed (EventQueue::PendingBefore).
+    const seen = call.seenState === 'name' ? 'seen.name' : `(seen.is & StateSnapshot::k${pascal(call.seenState)}) != 0`;
+    body.push(`  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = ${seen};`);
   }
   body.push(...R.toJs.map((l) => `  ${l}`));
   return [`Napi::Value NbdHandle::${pascal(call.name)}(const Napi::CallbackInfo& info) {`, '  Napi::Env env = info.Env();',

@@ -588,6 +588,7 @@ Napi::Value NbdHandle::AioIsCreated(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_created(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kCreated) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_created");
@@ -603,6 +604,7 @@ Napi::Value NbdHandle::AioIsConnecting(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_connecting(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kConnecting) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_connecting");
@@ -617,6 +619,7 @@ Napi::Value NbdHandle::AioIsNegotiating(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_negotiating(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kNegotiating) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_negotiating");
@@ -631,6 +634,7 @@ Napi::Value NbdHandle::AioIsReady(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_ready(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kReady) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_ready");
@@ -645,6 +649,7 @@ Napi::Value NbdHandle::AioIsProcessing(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_processing(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kProcessing) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_processing");
@@ -659,6 +664,7 @@ Napi::Value NbdHandle::AioIsDead(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_dead(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kDead) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_dead");
@@ -673,6 +679,7 @@ Napi::Value NbdHandle::AioIsClosed(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_closed(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kClosed) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_closed");
@@ -687,6 +694,7 @@ Napi::Value NbdHandle::ConnectionState(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   const char* r = nbd_connection_state(h_);
   if (r == nullptr) { RecordError(); return env.Null(); }
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = seen.name;
   return Napi::String::New(env, r);
 #else
   RecordNotSupported("nbd_connection_state");

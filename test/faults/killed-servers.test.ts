@@ -188,6 +188,32 @@ describe('a server that hangs up with requests unread', () => {
   });
 });
 
+test('once aioIsDead() or aioIsClosed() is true, aioInFlight() is 0 and no completion is left to deliver, as in C (20 kills with reads in flight)', async () => {
+  const seen: string[] = [];
+  for (let round = 0; round < 20; round++) {
+    const server = await startNbdkit('--filter=delay', 'memory', 'size=16M', 'rdelay=20ms');
+    const h = new Handle();
+    handles.push(h);
+    await h.connectUri(server.uri);
+    let delivered = 0;
+    for (let i = 0; i < 16; i++) h.aioPread(Buffer.alloc(65536), i * 65536, () => (delivered++, 1));
+    setTimeout(() => server.process.kill('SIGKILL'), 5);
+    // Ask as a C program polling the state would, between turns of the loop.
+    const state = await new Promise<string>((resolve) => {
+      const started = Date.now();
+      const look = () => {
+        if (h.aioIsDead() || h.aioIsClosed()) resolve(`inFlight ${h.aioInFlight()}, completions ${delivered}`);
+        else if (Date.now() - started > SETTLE_MS) resolve(`still ${h.connectionState()} after ${SETTLE_MS} ms`);
+        else setImmediate(look);
+      };
+      look();
+    });
+    seen.push(state);
+    h.close();
+  }
+  expect(seen).toEqual(Array(20).fill('inFlight 0, completions 16'));
+});
+
 test('no unhandled rejection or uncaught exception in this file', async () => {
   await sleep(20);
   expect(stray).toEqual([]);
