@@ -6,6 +6,7 @@
 #include "quiet.h"
 
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 
@@ -214,7 +215,9 @@ void LoopDriver::Stop(CloseFn close) {
     InterruptTask(w->task);
     if (uv_cancel(reinterpret_cast<uv_req_t*>(&w->req)) != 0) {
       std::unique_lock<std::mutex> lock(w->mutex);
-      w->finished_cv.wait(lock, [w] { return w->finished; });
+      // wait_for, not wait: GCC 12's condition_variable::wait is a
+      // GLIBCXX_3.4.30 symbol, newer than RHEL 9's libstdc++.
+      while (!w->finished) w->finished_cv.wait_for(lock, std::chrono::seconds(1));
     }
   } else if (work_ != nullptr) {
     // libnbd is inside the connect on a pool thread: ConnectWork::Done closes.
