@@ -1,7 +1,7 @@
 // Reads a whole export with aioPreadStructured at a chosen queue depth and
 // prints how much came as DATA and as HOLE chunks, and the throughput.
 //
-//   npm run main -- [URI] [--queue-depth N] [--block-size BYTES]
+//   npm run read-export -- [URI] [--queue-depth N] [--block-size BYTES]
 //
 // Without a URI it starts its own server through connectCommand:
 // `nbdkit -s sparse-random size=1G` (random data with sparse regions).

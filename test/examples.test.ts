@@ -1,5 +1,5 @@
 // The examples of examples/ (compiled to dist/examples by npm test's
-// pretest) do what the README's tour says, against real servers.
+// pretest) do what docs/guide.md says, against real servers.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

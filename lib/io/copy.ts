@@ -46,7 +46,7 @@ export interface CopyOptions {
    * The driver of the connections copy() opens. Default: LIBNBD_DRIVER if
    * set, else 'thread' (not 'loop' as for new Handle()): each connection's
    * socket work then runs on its own I/O thread, as nbdcopy's runs on its
-   * worker threads; measured faster for copies (README, "Performance").
+   * worker threads; measured faster for copies (docs/performance.md).
    */
   driver?: Driver;
   /** Requests in flight per connection (default 8), and no more than 16 MiB of them (as nbdcopy's --queue-size) unless one request is larger. */

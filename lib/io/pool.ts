@@ -26,7 +26,7 @@ export interface ReconnectOptions {
  * A pool's defaults, as nbdcopy's: 4 connections, or as many as there are
  * CPUs if fewer, each on its own I/O thread (the 'thread' driver) so that
  * their sockets are read in parallel. Measured with W5 in npm run bench (a
- * Pool's read stream beside nbdcopy; README, "Performance").
+ * Pool's read stream beside nbdcopy; docs/performance.md).
  */
 export const POOL_DEFAULTS = { connections: Math.min(4, availableParallelism()), driver: 'thread' } as const;
 

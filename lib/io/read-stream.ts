@@ -20,7 +20,7 @@ import {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** Defaults, chosen by measurement (README: "Streams, cancellation, connect()"; W5 in npm run bench). */
+/** Defaults, chosen by measurement (docs/performance.md, "Stream defaults"; W5 in npm run bench). */
 export const READ_STREAM_DEFAULTS = {
   requestSize: 1 * MiB,
   queueDepth: 16,

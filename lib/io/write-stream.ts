@@ -20,7 +20,7 @@ import {
 
 const MiB = 1024 * 1024;
 
-/** Defaults, chosen by measurement (README: "Streams, cancellation, connect()"). */
+/** Defaults, chosen by measurement (docs/performance.md, "Stream defaults"). */
 export const WRITE_STREAM_DEFAULTS = {
   highWaterMark: 1 * MiB,
   queueDepth: 8,

@@ -5,8 +5,8 @@
 // bytes, which one memcmp(buf, buf + 16, len - 16) decides. Node's
 // Buffer#compare with ranges is that memcmp (glibc's vectorised one), so
 // no native code of ours is needed: bench/iszero.ts measures it beside a
-// JS word loop and a C N-API function doing nbdcopy's is_zero (README,
-// "Performance").
+// JS word loop and a C N-API function doing nbdcopy's is_zero (docs/performance.md,
+// "isZero").
 import { invalidArgType } from '../errors';
 
 const compare = Buffer.prototype.compare;
