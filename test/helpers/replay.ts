@@ -17,12 +17,15 @@
 //   { $u64: 'max' }        2**64 - 1 (C's -1 as an offset)
 // Pseudo-steps: ['$wait', i] waits for the aio command of step i
 // (aio_command_completed until it is not false: C's polling loop);
-// ['$buffer', i] is the sha1 of the buffer of step i.
+// ['$buffer', i] is the sha1 of the buffer of step i; ['$touch', path] and
+// ['$unlink', path] create and remove a file (a witness a server script
+// waits on); ['$sleep', ms] sleeps.
 //
 // Each step's outcome is ['ok', value], ['err', errno name, message], or
 // ['missing'] when the installed libnbd lacks the call (Python has no such
 // method; here it fails ENOTSUP, "function missing").
 import { createHash } from 'node:crypto';
+import { unlinkSync, writeFileSync } from 'node:fs';
 import { Handle, NbdError, type HandleOptions } from '../../lib';
 import { asJson } from './outcome';
 import { runPython } from './python';
@@ -54,7 +57,7 @@ const sha1 = (b: Uint8Array) => createHash('sha1').update(b).digest('hex');
 // ------------------------------------------------------------------ Python side
 
 const PYTHON = String.raw`
-import errno, hashlib, json, sys, time
+import errno, hashlib, json, os, sys, time
 import nbd
 
 steps = json.load(sys.stdin)
@@ -147,6 +150,15 @@ def run(i, step):
         return True
     if name == '$buffer':
         return {'sha1': sha1(buffers[step[1]].to_bytearray())}
+    if name == '$touch':
+        open(step[1], 'w').close()
+        return None
+    if name == '$unlink':
+        os.unlink(step[1])
+        return None
+    if name == '$sleep':
+        time.sleep(step[1] / 1000)
+        return None
     if not hasattr(h, name):
         raise AttributeError(name)
     aio = name.startswith('aio_')
@@ -274,6 +286,9 @@ export async function replayJs(steps: Step[], options: { handle?: Handle; handle
       return true;
     }
     if (name === '$buffer') return { sha1: sha1(buffers.get(rest[0] as number)!) };
+    if (name === '$touch') return writeFileSync(rest[0] as string, ''), null;
+    if (name === '$unlink') return unlinkSync(rest[0] as string), null;
+    if (name === '$sleep') return await sleep(rest[0] as number), null;
     const method = (h as unknown as Record<string, unknown>)[camel(name)];
     if (typeof method !== 'function') throw new Error(`Handle has no method ${camel(name)} (libnbd's ${name})`);
     const args = rest.map((a) => arg(i, a));
@@ -308,4 +323,42 @@ export async function replayBoth(steps: Step[], options: { handleOptions?: Handl
 /** Step i's outcome paired with the step, so that a failing comparison names the call. */
 export function labelled(steps: Step[], t: Trace): unknown[] {
   return t.outcomes.map((o, i) => [JSON.stringify(steps[i]).slice(0, 120), o]);
+}
+
+/**
+ * What a scenario compares loosely, for a divergence that a test of its own
+ * states: the steps of these calls compare only ok/err and errno ('value':
+ * their value and message are left out), or only ok/err ('status').
+ */
+export interface Loose {
+  [pythonName: string]: 'value' | 'status';
+}
+
+function loosened(steps: Step[], t: Trace, loose: Loose): unknown[] {
+  return labelled(steps, t).map((entry, i) => {
+    const o = t.outcomes[i];
+    const how = loose[steps[i][0]];
+    if (how === undefined) return entry;
+    const label = (entry as unknown[])[0];
+    if (o[0] !== 'err') return [label, [o[0]]];
+    return [label, how === 'value' ? short(o) : ['err']];
+  });
+}
+
+/**
+ * Runs the scenario through both, expects the same outcomes (values, errno
+ * names, messages) and the same callback calls, and returns this binding's
+ * trace. `loose` leaves out what a divergence of its own (another test)
+ * would otherwise hide the rest of the scenario behind.
+ */
+export async function expectSameAsLibnbd(steps: Step[], options: { handleOptions?: HandleOptions; loose?: Loose } = {}): Promise<Trace> {
+  const { js, py } = await replayBoth(steps, options);
+  expect(loosened(steps, js, options.loose ?? {})).toEqual(loosened(steps, py, options.loose ?? {}));
+  expect(js.calls).toEqual(py.calls);
+  return js;
+}
+
+/** An outcome without its message: ['ok', value] or ['err', code]. */
+export function short(o: StepOutcome): unknown[] {
+  return o[0] === 'err' ? o.slice(0, 2) : o;
 }
