@@ -19,13 +19,15 @@
 // (aio_command_completed until it is not false: C's polling loop);
 // ['$buffer', i] is the sha1 of the buffer of step i; ['$touch', path] and
 // ['$unlink', path] create and remove a file (a witness a server script
-// waits on); ['$sleep', ms] sleeps.
+// waits on); ['$sleep', ms] sleeps; ['$until', name] calls `name` (a state
+// query) until it is true, C's polling loop (nbd_poll between tries).
 //
 // Each step's outcome is ['ok', value], ['err', errno name, message], or
 // ['missing'] when the installed libnbd lacks the call (Python has no such
 // method; here it fails ENOTSUP, "function missing").
 import { createHash } from 'node:crypto';
 import { unlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { Handle, NbdError, type HandleOptions } from '../../lib';
 import { asJson } from './outcome';
 import { runPython } from './python';
@@ -156,6 +158,13 @@ def run(i, step):
     if name == '$unlink':
         os.unlink(step[1])
         return None
+    if name == '$until':
+        deadline = time.time() + 20
+        while not getattr(h, step[1])():
+            if time.time() > deadline:
+                raise Exception('timed out waiting for %s' % step[1])
+            h.poll(1000)
+        return True
     if name == '$sleep':
         time.sleep(step[1] / 1000)
         return None
@@ -286,6 +295,15 @@ export async function replayJs(steps: Step[], options: { handle?: Handle; handle
       return true;
     }
     if (name === '$buffer') return { sha1: sha1(buffers.get(rest[0] as number)!) };
+    if (name === '$until') {
+      const query = (h as unknown as Record<string, () => boolean>)[camel(rest[0] as string)];
+      const until = Date.now() + 20000;
+      while (!query.call(h)) {
+        if (Date.now() > until) throw new Error(`timed out waiting for ${String(rest[0])}`);
+        await sleep(1);
+      }
+      return true;
+    }
     if (name === '$touch') return writeFileSync(rest[0] as string, ''), null;
     if (name === '$unlink') return unlinkSync(rest[0] as string), null;
     if (name === '$sleep') return await sleep(rest[0] as number), null;
@@ -361,4 +379,16 @@ export async function expectSameAsLibnbd(steps: Step[], options: { handleOptions
 /** An outcome without its message: ['ok', value] or ['err', code]. */
 export function short(o: StepOutcome): unknown[] {
   return o[0] === 'err' ? o.slice(0, 2) : o;
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick, the probe closed). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
 }
