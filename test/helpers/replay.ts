@@ -20,7 +20,8 @@
 // ['$buffer', i] is the sha1 of the buffer of step i; ['$touch', path] and
 // ['$unlink', path] create and remove a file (a witness a server script
 // waits on); ['$sleep', ms] sleeps; ['$until', name] calls `name` (a state
-// query) until it is true, C's polling loop (nbd_poll between tries).
+// query) until it is true, C's polling loop (nbd_poll between tries);
+// ['$drain'] polls until aio_in_flight is 0.
 //
 // Each step's outcome is ['ok', value], ['err', errno name, message], or
 // ['missing'] when the installed libnbd lacks the call (Python has no such
@@ -165,6 +166,13 @@ def run(i, step):
                 raise Exception('timed out waiting for %s' % step[1])
             h.poll(1000)
         return True
+    if name == '$drain':
+        deadline = time.time() + 20
+        while h.aio_in_flight() > 0:
+            if time.time() > deadline:
+                raise Exception('timed out waiting for the commands in flight')
+            h.poll(1000)
+        return True
     if name == '$sleep':
         time.sleep(step[1] / 1000)
         return None
@@ -300,6 +308,14 @@ export async function replayJs(steps: Step[], options: { handle?: Handle; handle
       const until = Date.now() + 20000;
       while (!query.call(h)) {
         if (Date.now() > until) throw new Error(`timed out waiting for ${String(rest[0])}`);
+        await sleep(1);
+      }
+      return true;
+    }
+    if (name === '$drain') {
+      const until = Date.now() + 20000;
+      while (h.aioInFlight() > 0) {
+        if (Date.now() > until) throw new Error('timed out waiting for the commands in flight');
         await sleep(1);
       }
       return true;
