@@ -144,6 +144,8 @@ def arg(i, a, aio):
 def run(i, step):
     name = step[0]
     if name == '$wait':
+        if outcomes[step[1]][0] != 'ok':
+            return 'no command to wait for'
         cookie = outcomes[step[1]][1]
         deadline = time.time() + 20
         while not h.aio_command_completed(cookie):
@@ -294,6 +296,7 @@ export async function replayJs(steps: Step[], options: { handle?: Handle; handle
   const run = async (i: number, step: Step): Promise<unknown> => {
     const [name, ...rest] = step;
     if (name === '$wait') {
+      if (outcomes[rest[0] as number][0] !== 'ok') return 'no command to wait for';
       const cookie = (outcomes[rest[0] as number] as ['ok', number])[1];
       const until = Date.now() + 20000;
       while (!h.aioCommandCompleted(cookie)) {
