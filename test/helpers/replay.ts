@@ -15,13 +15,17 @@
 //                          what was read
 //   { $write: N, fill }    N bytes of `fill` to write
 //   { $u64: 'max' }        2**64 - 1 (C's -1 as an offset)
+//   { $cookie: i }         the value step i returned (its cookie)
 // Pseudo-steps: ['$wait', i] waits for the aio command of step i
 // (aio_command_completed until it is not false: C's polling loop);
 // ['$buffer', i] is the sha1 of the buffer of step i; ['$touch', path] and
 // ['$unlink', path] create and remove a file (a witness a server script
 // waits on); ['$sleep', ms] sleeps; ['$until', name] calls `name` (a state
 // query) until it is true, C's polling loop (nbd_poll between tries);
-// ['$drain'] polls until aio_in_flight is 0.
+// ['$drain'] polls until aio_in_flight is 0 (a poll that fails, on a
+// connection that died, is C's loop going on); ['$dead_or_closed'] polls
+// until aio_is_dead() || aio_is_closed() (which one a killed server leaves
+// is a race), for at most 5 s, and says whether it got there.
 //
 // Each step's outcome is ['ok', value], ['err', errno name, message], or
 // ['missing'] when the installed libnbd lacks the call (Python has no such
@@ -137,6 +141,8 @@ def arg(i, a, aio):
             return b
         if '$u64' in a:
             return 2**64 - 1
+        if '$cookie' in a:
+            return outcomes[a['$cookie']][1]
         if '$nbdkit' in a:
             return a['$nbdkit']
     return a
@@ -173,7 +179,20 @@ def run(i, step):
         while h.aio_in_flight() > 0:
             if time.time() > deadline:
                 raise Exception('timed out waiting for the commands in flight')
-            h.poll(1000)
+            try:
+                h.poll(1000)
+            except nbd.Error:
+                pass
+        return True
+    if name == '$dead_or_closed':
+        deadline = time.time() + 5
+        while not (h.aio_is_dead() or h.aio_is_closed()):
+            if time.time() > deadline:
+                return False
+            try:
+                h.poll(100)
+            except nbd.Error:
+                pass
         return True
     if name == '$sleep':
         time.sleep(step[1] / 1000)
@@ -291,6 +310,7 @@ export async function replayJs(steps: Step[], options: { handle?: Handle; handle
       return b;
     }
     if (isMarker(a, '$u64')) return 2n ** 64n - 1n;
+    if (isMarker(a, '$cookie')) return (outcomes[a.$cookie as number] as ['ok', number])[1];
     return a;
   };
   const run = async (i: number, step: Step): Promise<unknown> => {
@@ -319,6 +339,14 @@ export async function replayJs(steps: Step[], options: { handle?: Handle; handle
       const until = Date.now() + 20000;
       while (h.aioInFlight() > 0) {
         if (Date.now() > until) throw new Error('timed out waiting for the commands in flight');
+        await sleep(1);
+      }
+      return true;
+    }
+    if (name === '$dead_or_closed') {
+      const until = Date.now() + 5000;
+      while (!(h.aioIsDead() || h.aioIsClosed())) {
+        if (Date.now() > until) return false;
         await sleep(1);
       }
       return true;
