@@ -108,6 +108,17 @@ describe('base:allocation from an nbdkit sh plugin (460, 465, meta-base-allocati
     expect(short(js.outcomes[2])).toEqual(['err', 'EPROTO']);
   });
 
+  test('setRequestMetaContext(false): connecting requests no context, canMetaContext and blockStatus answer as libnbd', async () => {
+    await expectSameAsLibnbd([
+      ['set_request_meta_context', false],
+      ['add_meta_context', CONTEXT_BASE_ALLOCATION],
+      ['connect_command', { $nbdkit: ['sh', allocationScript()] }],
+      ['get_request_meta_context'],
+      ['can_meta_context', CONTEXT_BASE_ALLOCATION],
+      ['block_status', 65536, 0, { $fn: 'extent' }],
+    ]);
+  });
+
   test('blockStatus without a negotiated meta context fails before it is sent, as libnbd (closure-lifetimes)', async () => {
     await expectSameAsLibnbd([
       ['block_status', 512, 0, { $fn: 'extent' }],

@@ -491,3 +491,29 @@ describe('errors-not-negotiating-aio', () => {
     expect(js.calls).toEqual([]);
   });
 });
+
+describe('full info', () => {
+  const described = {
+    $nbdkit: ['--filter=exportname', 'memory', '1M', 'exportname-list=explicit', 'exportname=a', 'exportdesc=fixed:the description', 'default-export=a'],
+  };
+
+  test('with setFullInfo(true), the canonical name and the description after optInfo and after optGo are libnbd\'s', async () => {
+    await same([
+      ['set_opt_mode', true],
+      ['set_full_info', true],
+      ['connect_command', described],
+      ['get_canonical_export_name'],
+      ['get_export_description'],
+      ['opt_info'],
+      ['get_canonical_export_name'],
+      ['get_export_description'],
+      ['opt_go'],
+      ['get_canonical_export_name'],
+      ['get_export_description'],
+    ]);
+  });
+
+  test('without setFullInfo, what the handle knows of the name and description is libnbd\'s', async () => {
+    await same([['connect_command', described], ['get_canonical_export_name'], ['get_export_description'], ['get_export_name']]);
+  });
+});

@@ -25,7 +25,8 @@
 // ['$drain'] polls until aio_in_flight is 0 (a poll that fails, on a
 // connection that died, is C's loop going on); ['$dead_or_closed'] polls
 // until aio_is_dead() || aio_is_closed() (which one a killed server leaves
-// is a race), for at most 5 s, and says whether it got there.
+// is a race), for at most 5 s, and says whether it got there; ['$settle']
+// polls while aio_is_connecting() (an aio option or connect in progress).
 //
 // Each step's outcome is ['ok', value], ['err', errno name, message], or
 // ['missing'] when the installed libnbd lacks the call (Python has no such
@@ -184,6 +185,13 @@ def run(i, step):
             except nbd.Error:
                 pass
         return True
+    if name == '$settle':
+        deadline = time.time() + 20
+        while h.aio_is_connecting():
+            if time.time() > deadline:
+                raise Exception('timed out waiting for the option to end')
+            h.poll(1000)
+        return True
     if name == '$dead_or_closed':
         deadline = time.time() + 5
         while not (h.aio_is_dead() or h.aio_is_closed()):
@@ -339,6 +347,14 @@ export async function replayJs(steps: Step[], options: { handle?: Handle; handle
       const until = Date.now() + 20000;
       while (h.aioInFlight() > 0) {
         if (Date.now() > until) throw new Error('timed out waiting for the commands in flight');
+        await sleep(1);
+      }
+      return true;
+    }
+    if (name === '$settle') {
+      const until = Date.now() + 20000;
+      while (h.aioIsConnecting()) {
+        if (Date.now() > until) throw new Error('timed out waiting for the option to end');
         await sleep(1);
       }
       return true;
