@@ -20,7 +20,7 @@ test('connect, flush and shutdown: the state machine\'s debug messages are libnb
   expect(js.outcomes).toEqual(py.outcomes);
   const messages = stateMachineMessages(js.calls);
   expect(messages).toEqual(stateMachineMessages(py.calls));
-  expect(messages).toContain('transition: NEWSTYLE.FINISHED -> READY');
+  expect(messages).toContain('negotiated structured replies on this connection');
   expect(messages[messages.length - 1]).toBe('closing handle');
 });
 
