@@ -8,7 +8,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { constants as os } from 'node:os';
 import { join } from 'node:path';
-import { CMD_FLAG_DF, CMD_FLAG_FAST_ZERO, CMD_FLAG_FUA, CMD_FLAG_NO_HOLE, CMD_FLAG_REQ_ONE, Handle, READ_DATA } from '../lib';
+import { CMD_FLAG_DF, CMD_FLAG_FAST_ZERO, CMD_FLAG_FUA, CMD_FLAG_NO_HOLE, CMD_FLAG_REQ_ONE, Handle, READ_DATA, isZero } from '../lib';
+import { python } from './helpers/outcome';
 import { sparseFile, tempDir } from './helpers/servers';
 import { expectSameAsLibnbd, short, type Step } from './helpers/replay';
 import { withKeptStderr } from './helpers/output';
@@ -223,4 +224,41 @@ test('the Promise forms of a read and of a write reject with libnbd\'s message a
   } finally {
     h.close();
   }
+});
+
+test('isZero answers as nbd.Buffer.is_zero for the buffers and ranges of python/t/580-aio-is-zero', async () => {
+  const MiB = 2 ** 20;
+  const mixed = Buffer.concat([Buffer.alloc(MiB, 0xff), Buffer.alloc(MiB)]);
+  // [buffer name, offset, length]: the same slices on both sides.
+  const cases: [string, number, number | undefined][] = [
+    ['zeroes', 0, undefined],
+    ...Array.from({ length: 7 }, (_, i): [string, number, number] => ['zeroes', i * 2 ** 17, 2 ** 17]),
+    ['ones', 0, undefined],
+    ...Array.from({ length: 15 }, (_, i): [string, number, number] => ['ones', i * 2 ** 16, 2 ** 16]),
+    ['hello', 0, undefined],
+    ['mixed', 0, undefined],
+    ['mixed', 0, MiB],
+    ['mixed', MiB, undefined],
+    ['mixed', MiB / 2, undefined],
+    ['mixed', MiB, MiB / 2],
+    ['mixed', MiB - 1, 1],
+    ['mixed', MiB, 1],
+    ['mixed', 0, 1],
+    ['mixed', 2 * MiB - 1, 1],
+    ['empty', 0, undefined],
+  ];
+  const buffers: Record<string, Buffer> = { zeroes: Buffer.alloc(MiB), ones: Buffer.alloc(MiB, 0xff), hello: Buffer.from('Hello world'), mixed, empty: Buffer.alloc(0) };
+  const js = cases.map(([name, offset, length]) => isZero(buffers[name].subarray(offset, length === undefined ? undefined : offset + length)));
+  const py = await python<boolean[]>(
+    `MiB = 2**20
+bufs = {'zeroes': bytearray(MiB), 'ones': bytearray(b'\\xff') * MiB, 'hello': bytearray(b'Hello world'),
+        'mixed': bytearray(b'\\xff') * MiB + bytearray(MiB), 'empty': bytearray()}
+out = []
+for name, offset, length in json.loads(sys.argv[1]):
+    b = nbd.Buffer.from_bytearray(bufs[name])
+    out.append(b.is_zero(offset) if length is None else b.is_zero(offset, length))
+print(json.dumps(out))`,
+    JSON.stringify(cases),
+  );
+  expect(js).toEqual(py);
 });
