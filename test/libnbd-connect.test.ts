@@ -7,6 +7,7 @@
 // socket-activation-name.c, get-subprocess-pid.c, python/t/200; and the
 // failures of each form (a refused or missing socket, URIs libnbd rejects).
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { spawnServer, startNbdkit, startNbdkitTcp, tempDir, tempFile } from './helpers/servers';
@@ -140,6 +141,29 @@ describe('connect-uri', () => {
   test.each(bad)('connectUri(%j) fails as libnbd fails it, the handle left as libnbd leaves it', async (uri) => {
     const js = await expectSameAsLibnbd([['is_uri', uri], ['connect_uri', uri], ['aio_is_created'], ['aio_is_dead']]);
     expect(js.outcomes[1][0]).toBe('err');
+  });
+});
+
+describe('URIs with export names that need quoting (info-uri-quoting)', () => {
+  test.each(['%%', 'hello world', 'リソース', 'a/b?c&d=e#f'])('export %j: connectUri with the name percent-encoded, getExportName and getUri as libnbd', async (name) => {
+    const dir = tempDir();
+    writeFileSync(join(dir, name.replace(/\//g, '_')), Buffer.alloc(512));
+    const srv = await startNbdkit('-r', 'file', `dir=${dir}`);
+    const exportName = name.replace(/\//g, '_');
+    const js = await expectSameAsLibnbd([
+      ['connect_uri', `nbd+unix:///${encodeURIComponent(exportName)}?socket=${srv.socket}`],
+      ['get_export_name'],
+      ['get_uri'],
+      ['get_size'],
+    ]);
+    expect(js.outcomes[1]).toEqual(['ok', exportName]);
+  });
+
+  test('setExportName with characters to quote, connectUnix: getUri quotes them as libnbd does', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'hello world'), Buffer.alloc(512));
+    const srv = await startNbdkit('-r', 'file', `dir=${dir}`);
+    await expectSameAsLibnbd([['set_export_name', 'hello world'], ['connect_unix', srv.socket], ['get_uri']]);
   });
 });
 
