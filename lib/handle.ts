@@ -57,7 +57,7 @@ export function defaultDriver(): Driver {
 // written twice (`void 0`, then the value), so V8 does not take a load from
 // another module's exports object as a constant (nor inline a call through
 // it); a module-level const it does.
-const { HEADER_QUEUED, HEADER_SLOT } = wire;
+const { HEADER_QUEUED, HEADER_SLOT, STATE_IS_NEGOTIATING, STATE_IS_PROCESSING, STATE_IS_READY } = wire;
 const { commandPromise, PendingCommand, reportAbortedCause } = commands;
 const { deliverEvents } = events;
 /** Views whose ArrayBuffer is marked untransferable (Handle#_pin). */
@@ -167,7 +167,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     // As lib/opt.c: a refusal leaves the handle negotiating (false); any
     // other end of the option is the connection's failure.
     const request = api.replace(/^nbd_/, '');
-    const refused = () => (!this.#state.closed && this.aioIsNegotiating() ? false : undefined);
+    const refused = () => (this.#is(STATE_IS_NEGOTIATING) ? false : undefined);
     return abortable(signal, (live) => commandPromise(api, `failed to get response to ${request} request`, () => true,
       (settle) => start(settle, live), refused), undefined, reportAbortedCause);
   }
@@ -180,6 +180,14 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   protected _aioConnect(api: string, start: (n: NativeHandle) => number): void {
     this.#state.connections.aioConnects.start(this._native(), api, start, () => this._raise());
     this._afterCall();
+  }
+
+  /**
+   * Whether libnbd's state is one of `bits` (STATE_IS_*): the binding's own
+   * check, which makes no debug message (a C program makes no such call).
+   */
+  #is(bits: number): boolean {
+    return !this.#state.closed && (this.#native.state() & bits) !== 0;
   }
 
   #lastError(): NbdError {
@@ -272,7 +280,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       // As nbd_shutdown: no second NBD_CMD_DISC when one is already on its way
       // (`disconnecting` is false once closed: close() rejects as usual).
       if (s.connections.disconnecting && !s.closed) return s.connections.waitForDisconnect('nbd_shutdown');
-      const negotiating = !s.closed && this.aioIsNegotiating();
+      const negotiating = this.#is(STATE_IS_NEGOTIATING);
       if (negotiating && (flags & ~SHUTDOWN_MASK) !== 0) {
         // nbd_shutdown's own check, after its state check.
         return Promise.reject(libnbdError('nbd_shutdown', errno.EINVAL, `flags: invalid value for flag: 0x${flags.toString(16)}`));
@@ -364,8 +372,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   async [asyncDispose](): Promise<void> {
     if (this.#state.closed) return;
     try {
-      if (this.aioIsNegotiating()) await this.optAbort();
-      else if (this.aioIsReady() || this.aioIsProcessing()) await this.shutdown();
+      if (this.#is(STATE_IS_NEGOTIATING)) await this.optAbort();
+      else if (this.#is(STATE_IS_READY | STATE_IS_PROCESSING)) await this.shutdown();
     } catch {
       // Nothing left to shut down cleanly.
     } finally {

@@ -78,6 +78,10 @@ Napi::Value NbdHandle::Shutdown(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, 0);
 }
 
+Napi::Value NbdHandle::StateJs(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), h_ == nullptr ? 0 : quiet::State(h_).is);
+}
+
 Napi::Value NbdHandle::AioOptAbort(const Napi::CallbackInfo& info) {
   return StartDisconnect(info.Env(), [&] { return nbd_aio_opt_abort(h_); }, /*option_abort=*/true);
 }

@@ -45,9 +45,8 @@ struct Event {
 // libnbd's connection state as its lock-free queries (aio_is_*,
 // connection_state) answered at one moment.
 struct StateSnapshot {
-  enum Bit : uint8_t { kCreated = 1, kConnecting = 2, kNegotiating = 4, kReady = 8, kProcessing = 16, kDead = 32, kClosed = 64 };
   bool known = false;
-  uint8_t is = 0;
+  uint8_t is = 0;  // state::k* bits (generated/event_wire.h)
   const char* name = nullptr;  // nbd_connection_state's static string
 };
 

@@ -159,6 +159,21 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // the connect's id (its kConnected event carries it). `subprocess`: the
   // call starts a server process that nbd_close will wait for.
   Napi::Value StartConnect(Napi::Env env, std::function<int(nbd_handle*)> run, bool subprocess);
+  // A connect with an argument libnbd refuses before it may block (an empty
+  // argv): made here, on the JS thread, so that it fails at once, as in C.
+  template <typename F>
+  Napi::Value RefusedConnect(Napi::Env env, F&& call) {
+    if (h_ == nullptr) return ClosedResult(env);
+    {
+      StagedEvents staged(this);  // debug messages
+      if (call() == -1)
+        RecordError();
+      else  // not libnbd's way: it checks argv before anything else
+        RecordErrno(EINVAL, "the connect was refused");
+    }
+    AfterLibnbdCall();
+    return Napi::Number::New(env, -1);
+  }
   // A disconnect-like call (aio_disconnect, aio_opt_abort): its end is
   // awaited as a kDisconnected event.
   template <typename F>

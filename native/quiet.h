@@ -45,10 +45,10 @@ inline StateSnapshot State(nbd_handle* h) {
   StateSnapshot s;
   s.known = true;
   s.name = nbd_connection_state(h);
-  s.is = (nbd_aio_is_created(h) == 1 ? StateSnapshot::kCreated : 0) | (nbd_aio_is_connecting(h) == 1 ? StateSnapshot::kConnecting : 0) |
-         (nbd_aio_is_negotiating(h) == 1 ? StateSnapshot::kNegotiating : 0) | (nbd_aio_is_ready(h) == 1 ? StateSnapshot::kReady : 0) |
-         (nbd_aio_is_processing(h) == 1 ? StateSnapshot::kProcessing : 0) | (nbd_aio_is_dead(h) == 1 ? StateSnapshot::kDead : 0) |
-         (nbd_aio_is_closed(h) == 1 ? StateSnapshot::kClosed : 0);
+  s.is = (nbd_aio_is_created(h) == 1 ? state::kCreated : 0) | (nbd_aio_is_connecting(h) == 1 ? state::kConnecting : 0) |
+         (nbd_aio_is_negotiating(h) == 1 ? state::kNegotiating : 0) | (nbd_aio_is_ready(h) == 1 ? state::kReady : 0) |
+         (nbd_aio_is_processing(h) == 1 ? state::kProcessing : 0) | (nbd_aio_is_dead(h) == 1 ? state::kDead : 0) |
+         (nbd_aio_is_closed(h) == 1 ? state::kClosed : 0);
   return s;
 }
 }  // namespace quiet

@@ -27,7 +27,9 @@
  * `c`: libnbd's C type; `decl`: C++ lines converting info[$i] into the local
  * `$v`; `pass`: the C arguments made of it; `owned`: what a connect task
  * captures (default `$v`), `ownedDecl` the JS-side lines then (default
- * `decl`), `taskDecl` what the task declares from it; `buffer`: a buffer
+ * `decl`), `taskDecl` what the task declares from it, `refusedAtOnce` a value
+ * libnbd refuses before anything that may block (the connect is then made
+ * on the JS thread, failing there as in C); `buffer`: a buffer
  * libnbd accesses (the command's base address); `persist`: libnbd keeps the
  * pointer until the command completes (API.ml's BytesPersistIn/Out): the
  * buffer is pinned (never transferred or detached by Node meanwhile);
@@ -55,7 +57,8 @@ export const argKinds = {
     toNative: 'String($)', c: 'const char *', decl: ['std::string $v = info[$i].As<Napi::String>().Utf8Value();'], pass: ['$v.c_str()'] },
   strings: { doc: 'JS string[] -> C char ** (NULL-terminated)', ts: 'string[]', validate: 'validateStringArray', c: 'char **',
     decl: ['std::vector<std::string> $v_strings = ArgStrings(info[$i]);', 'std::vector<char*> $v = Argv($v_strings);'], pass: ['$v.data()'],
-    owned: '$v_strings', ownedDecl: ['std::vector<std::string> $v_strings = ArgStrings(info[$i]);'], taskDecl: 'std::vector<char*> $v = Argv($v_strings); ' },
+    owned: '$v_strings', ownedDecl: ['std::vector<std::string> $v_strings = ArgStrings(info[$i]);'], taskDecl: 'std::vector<char*> $v = Argv($v_strings); ',
+    refusedAtOnce: '$v_strings.empty()' },
   buffer_out: { doc: 'Buffer/TypedArray/DataView libnbd writes into (its byteLength is the count) -> C void *, size_t', ts: 'ArrayBufferView',
     validate: 'validateBuffer', c: 'void *', buffer: true, persist: true, replyData: true,
     decl: ['uint8_t* $v = nullptr;', 'size_t $v_len = 0;', 'if (!ArgBuffer(info[$i], &$v, &$v_len)) return ThrowBufferType(env);'], pass: ['$v', '$v_len'] },
@@ -189,6 +192,7 @@ export const nativeSurface = [
   { js: 'aioCommandCompleted', cpp: 'AioCommandCompleted', ts: '(cookie: number | bigint): number', doc: 'libnbd\'s own answer (lib/ tracks completions).' },
   { js: 'aioInFlight', cpp: 'AioInFlight', ts: '(): number', doc: 'libnbd\'s own count (lib/ counts what JS has not seen).' },
   { js: 'close', cpp: 'Close', ts: '(): [context: string, message: string][] | undefined', doc: 'nbd_close, without waiting for a server process or a name lookup; returns the debug messages nbd_close made (there is a debug callback).' },
+  { js: 'state', cpp: 'StateJs', ts: '(): number', doc: 'libnbd\'s aio_is_* answers as STATE_IS_* bits (lib/generated/event-wire.ts), without debug messages: the binding\'s own checks (0 when closed).' },
   { js: 'lastError', cpp: 'LastErrorJs', ts: '(): [number, string]', doc: '[errno, message] of the last failure recorded on this handle.' },
   { js: 'drain', cpp: 'DrainJs', ts: '(): void', doc: 'Deliver events queued by a call made from JS (no-op while dispatching).' },
   { js: 'events', cpp: 'EventsGetter', accessor: true, ts: ': Float64Array', doc: 'Shared event records (layout: scripts/event-wire.mjs).' },

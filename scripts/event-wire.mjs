@@ -54,6 +54,21 @@ export const kinds = [
 ];
 
 /**
+ * libnbd's connection state as a bitmask of its aio_is_* answers: what
+ * NbdHandle::state() returns (the binding's own checks, which make no debug
+ * messages) and how a snapshot of the state is kept (StateSnapshot).
+ */
+export const stateBits = [
+  ['created', 1],
+  ['connecting', 2],
+  ['negotiating', 4],
+  ['ready', 8],
+  ['processing', 16],
+  ['dead', 32],
+  ['closed', 64],
+];
+
+/**
  * Recorded in libnbd as a READ_ERROR chunk's error when libnbd had none;
  * larger than any errno (lib/semantics.ts settles the rule from it).
  */

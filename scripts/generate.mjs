@@ -158,7 +158,7 @@ function simpleMethod(call) {
   }
   if (call.seenState !== undefined) {
     // As of the events JS has been handed (EventQueue::PendingBefore).
-    const seen = call.seenState === 'name' ? 'seen.name' : `(seen.is & StateSnapshot::k${pascal(call.seenState)}) != 0`;
+    const seen = call.seenState === 'name' ? 'seen.name' : `(seen.is & state::k${pascal(call.seenState)}) != 0`;
     body.push(`  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = ${seen};`);
   }
   body.push(...R.toJs.map((l) => `  ${l}`));
@@ -244,7 +244,11 @@ function connectMethod(call) {
   const taskPre = call.args.map(([n, k]) => (argKinds[k].taskDecl ? subst(argKinds[k].taskDecl, `a_${n}`) : ''));
   const taskExprs = exprs;
   const lock = call.subprocess ? 'InheritStdio keep_stdio; ' : '';
-  const body = [...pre,
+  const refused = call.args.filter(([, k]) => argKinds[k].refusedAtOnce).map(([n, k]) => subst(argKinds[k].refusedAtOnce, `a_${n}`));
+  const now = refused.length === 0 ? [] : [
+    `  if (${refused.join(' || ')}) {  // libnbd refuses it at once: its error now, as in C`,
+    `    ${taskPre.join('')}return RefusedConnect(env, [&] { return nbd_${name}(${['h_', ...taskExprs].join(', ')}); });`, '  }'];
+  const body = [...pre, ...now,
     `  return StartConnect(env, [${captures.join(', ')}](nbd_handle* h) mutable {`,
     `    ${taskPre.join('')}${lock}return nbd_${name}(${['h', ...taskExprs].join(', ')});`, `  }, ${call.subprocess ? 'true' : 'false'});`];
   return [`Napi::Value NbdHandle::${pascal(name)}(const Napi::CallbackInfo& info) {`, '  Napi::Env env = info.Env();',
@@ -641,6 +645,9 @@ function nativeWire() {
     '#include <cstdint>', '', 'namespace nbdjs {', '', `constexpr int kEventStride = ${wire.stride};`,
     `constexpr int kReadErrorMarker = 0x${wire.readErrorMarker.toString(16)};`, ''];
   for (const [name, index, doc] of wire.header) out.push(`// ${doc}`, `constexpr int kHeader${pascal(name)} = ${index};`);
+  out.push('', '// libnbd\'s connection state as a bitmask (aio_is_*).', 'namespace state {');
+  for (const [name, bit] of wire.stateBits) out.push(`constexpr uint8_t k${pascal(name)} = ${bit};`);
+  out.push('}  // namespace state');
   out.push('', 'enum EventKind : uint32_t {');
   for (const k of wire.kinds) out.push(`  k${pascal(k.name)} = ${k.value},${k.payload ? `  // payload: ${k.payload}` : ''}`);
   out.push('};', '', '// Field positions within a record.', 'namespace field {', `constexpr int kKind = ${wire.kindField};`);
@@ -657,6 +664,8 @@ function tsWire() {
     `/** ${'What libnbd records for a READ_ERROR chunk when it had none (lib/semantics.ts).'} */`,
     `export const READ_ERROR_MARKER = 0x${wire.readErrorMarker.toString(16)};`, ''];
   for (const [name, index, doc] of wire.header) out.push(`/** Header: ${doc}. */`, `export const HEADER_${snake(name)} = ${index};`);
+  out.push('', '/** libnbd\'s connection state as a bitmask of its aio_is_* answers (the native state()). */');
+  for (const [name, bit] of wire.stateBits) out.push(`export const STATE_IS_${snake(name)} = ${bit};`);
   out.push('', `export const FIELD_KIND = ${wire.kindField};`, '');
   for (const k of wire.kinds) {
     out.push(`/** ${k.name}${k.payload ? `; payload: ${k.payload}` : ''} */`, `export const EVENT_${snake(k.name)} = ${k.value};`);

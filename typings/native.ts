@@ -128,6 +128,8 @@ export interface NativeHandle {
   aioInFlight(): number;
   /** nbd_close, without waiting for a server process or a name lookup; returns the debug messages nbd_close made (there is a debug callback). */
   close(): [context: string, message: string][] | undefined;
+  /** libnbd's aio_is_* answers as STATE_IS_* bits (lib/generated/event-wire.ts), without debug messages: the binding's own checks (0 when closed). */
+  state(): number;
   /** [errno, message] of the last failure recorded on this handle. */
   lastError(): [number, string];
   /** Deliver events queued by a call made from JS (no-op while dispatching). */

@@ -11,6 +11,15 @@ export const HEADER_QUEUED = 0;
 /** Header: slot of the command the last aio call issued (lib/ registers it there). */
 export const HEADER_SLOT = 1;
 
+/** libnbd's connection state as a bitmask of its aio_is_* answers (the native state()). */
+export const STATE_IS_CREATED = 1;
+export const STATE_IS_CONNECTING = 2;
+export const STATE_IS_NEGOTIATING = 4;
+export const STATE_IS_READY = 8;
+export const STATE_IS_PROCESSING = 16;
+export const STATE_IS_DEAD = 32;
+export const STATE_IS_CLOSED = 64;
+
 export const FIELD_KIND = 0;
 
 /** chunk */

@@ -588,7 +588,7 @@ Napi::Value NbdHandle::AioIsCreated(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_created(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
-  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kCreated) != 0;
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kCreated) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_created");
@@ -604,7 +604,7 @@ Napi::Value NbdHandle::AioIsConnecting(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_connecting(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
-  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kConnecting) != 0;
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kConnecting) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_connecting");
@@ -619,7 +619,7 @@ Napi::Value NbdHandle::AioIsNegotiating(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_negotiating(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
-  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kNegotiating) != 0;
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kNegotiating) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_negotiating");
@@ -634,7 +634,7 @@ Napi::Value NbdHandle::AioIsReady(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_ready(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
-  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kReady) != 0;
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kReady) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_ready");
@@ -649,7 +649,7 @@ Napi::Value NbdHandle::AioIsProcessing(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_processing(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
-  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kProcessing) != 0;
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kProcessing) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_processing");
@@ -664,7 +664,7 @@ Napi::Value NbdHandle::AioIsDead(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_dead(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
-  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kDead) != 0;
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kDead) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_dead");
@@ -679,7 +679,7 @@ Napi::Value NbdHandle::AioIsClosed(const Napi::CallbackInfo& info) {
   StagedEvents staged(this);  // debug messages
   int64_t r = nbd_aio_is_closed(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
-  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & StateSnapshot::kClosed) != 0;
+  if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kClosed) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
   RecordNotSupported("nbd_aio_is_closed");
@@ -1459,6 +1459,9 @@ Napi::Value NbdHandle::AioConnectCommand(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_CONNECT_COMMAND
   std::vector<std::string> a_argv_strings = ArgStrings(info[0]);
+  if (a_argv_strings.empty()) {  // libnbd refuses it at once: its error now, as in C
+    std::vector<char*> a_argv = Argv(a_argv_strings); return RefusedConnect(env, [&] { return nbd_aio_connect_command(h_, a_argv.data()); });
+  }
   return StartConnect(env, [a_argv_strings](nbd_handle* h) mutable {
     std::vector<char*> a_argv = Argv(a_argv_strings); InheritStdio keep_stdio; return nbd_aio_connect_command(h, a_argv.data());
   }, true);
@@ -1472,6 +1475,9 @@ Napi::Value NbdHandle::AioConnectSystemdSocketActivation(const Napi::CallbackInf
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_AIO_CONNECT_SYSTEMD_SOCKET_ACTIVATION
   std::vector<std::string> a_argv_strings = ArgStrings(info[0]);
+  if (a_argv_strings.empty()) {  // libnbd refuses it at once: its error now, as in C
+    std::vector<char*> a_argv = Argv(a_argv_strings); return RefusedConnect(env, [&] { return nbd_aio_connect_systemd_socket_activation(h_, a_argv.data()); });
+  }
   return StartConnect(env, [a_argv_strings](nbd_handle* h) mutable {
     std::vector<char*> a_argv = Argv(a_argv_strings); InheritStdio keep_stdio; return nbd_aio_connect_systemd_socket_activation(h, a_argv.data());
   }, true);
@@ -1490,6 +1496,7 @@ void NbdHandle::AddGeneratedMethods(std::vector<PropertyDescriptor>& methods) {
   methods.push_back(InstanceMethod<&NbdHandle::AioCommandCompleted>("aioCommandCompleted"));
   methods.push_back(InstanceMethod<&NbdHandle::AioInFlight>("aioInFlight"));
   methods.push_back(InstanceMethod<&NbdHandle::Close>("close"));
+  methods.push_back(InstanceMethod<&NbdHandle::StateJs>("state"));
   methods.push_back(InstanceMethod<&NbdHandle::LastErrorJs>("lastError"));
   methods.push_back(InstanceMethod<&NbdHandle::DrainJs>("drain"));
   methods.push_back(InstanceAccessor<&NbdHandle::EventsGetter>("events"));

@@ -137,6 +137,7 @@ Napi::Value ClearDebugCallback(const Napi::CallbackInfo& info);
 Napi::Value AioCommandCompleted(const Napi::CallbackInfo& info);
 Napi::Value AioInFlight(const Napi::CallbackInfo& info);
 Napi::Value Close(const Napi::CallbackInfo& info);
+Napi::Value StateJs(const Napi::CallbackInfo& info);
 Napi::Value LastErrorJs(const Napi::CallbackInfo& info);
 Napi::Value DrainJs(const Napi::CallbackInfo& info);
 Napi::Value EventsGetter(const Napi::CallbackInfo& info);

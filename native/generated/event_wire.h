@@ -15,6 +15,17 @@ constexpr int kHeaderQueued = 0;
 // slot of the command the last aio call issued (lib/ registers it there)
 constexpr int kHeaderSlot = 1;
 
+// libnbd's connection state as a bitmask (aio_is_*).
+namespace state {
+constexpr uint8_t kCreated = 1;
+constexpr uint8_t kConnecting = 2;
+constexpr uint8_t kNegotiating = 4;
+constexpr uint8_t kReady = 8;
+constexpr uint8_t kProcessing = 16;
+constexpr uint8_t kDead = 32;
+constexpr uint8_t kClosed = 64;
+}  // namespace state
+
 enum EventKind : uint32_t {
   kChunk = 1,
   kCompletion = 2,
