@@ -1,7 +1,8 @@
 // The public Handle: a thin class over the stages of lib/handle/ — commands
 // (pending commands, retirement, Promise forms), events (decoding and
 // dispatch of what the native side records), deliver (the user's callbacks),
-// connections (connect and disconnect waiters, 'disconnect'). libnbd's rules
+// connections (connect and disconnect waiters, 'disconnect'), polls (poll()
+// waiting for the driver). libnbd's rules
 // are lib/semantics.ts's. The per-call methods are generated
 // (lib/generated/handle-api.ts) and call the protected hooks below.
 import type { Readable, Writable } from 'node:stream';
@@ -29,6 +30,7 @@ import {
   signalOption,
   validateDriver,
   validateFunction,
+  validateInt32,
   validateUint32,
   validateUint64,
   type CommandOptions,
@@ -232,6 +234,39 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     return s.connections.inFlight(s.commands.pending);
   }
 
+  // ------------------------------------------------------------ waiting as C does (lib/handle/polls.ts)
+
+  /**
+   * `nbd_poll` for an event loop, so that C's waiting loops port line by
+   * line: `while (!h.aioCommandCompleted(c)) await h.poll(-1)`. Resolves 1
+   * once the driver has run libnbd's state machine and the events of that
+   * run were delivered (callbacks run, Promises settled), 0 after `timeout`
+   * ms (0: in this turn of the event loop; negative: no timeout). The driver
+   * runs libnbd, not poll(): a run that JS had not yet seen when poll() was
+   * called counts, and what failed in it shows on the commands and as
+   * `'disconnect'`, not here. Without a timeout it does not keep the process
+   * alive (an idle handle does not). Rejects as nbd_poll fails where libnbd
+   * waits for nothing (created, negotiating, dead, closed: EINVAL), and with
+   * ENOTCONN when the handle is closed meanwhile.
+   */
+  poll(timeout: number): Promise<number> {
+    validateInt32(timeout, 'timeout');
+    let after: number;
+    try {
+      after = this._native().poll();
+      if (after === -1) {
+        this._afterCall(); // the debug messages of libnbd's nbd_poll
+        this._raise();
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // No libnbd call of the user's was made, so nothing to deliver before
+    // waiting: a delivery now could hand over, before this poll waits, the
+    // polled event that settles it.
+    return this.#state.polls.wait(after, timeout);
+  }
+
   // ------------------------------------------------------------ connecting and disconnecting (lib/handle/connections.ts)
 
   /**
@@ -419,5 +454,6 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       }
     }
     s.connections.closeAll(libnbdError('nbd_close', errno.ENOTCONN, 'handle closed'));
+    s.polls.closeAll(libnbdError('nbd_poll', errno.ENOTCONN, 'handle closed'));
   }
 }

@@ -104,6 +104,9 @@ Event ConnectionEvent(EventKind kind, uint64_t id, const LastError* failure) {
 }  // namespace
 
 void NbdHandle::ConnectStarted(uint64_t id, bool ok, const LastError& error) {
+  // The task was a run of libnbd (poll() waits for it): counted before it
+  // leaves the queue, done once its event is published.
+  runs_begun_++;
   connects_queued_--;
   if (id == 0) {
     // nbd_shutdown returned: 0 once the connection closed (or died without
@@ -121,9 +124,10 @@ void NbdHandle::ConnectStarted(uint64_t id, bool ok, const LastError& error) {
       io_error_ = LastError();
     }
     connecting_id_ = id;
-    return;
+  } else {
+    PushConnectionEvent(ConnectionEvent(kConnected, id, &error));
   }
-  PushConnectionEvent(ConnectionEvent(kConnected, id, &error));
+  runs_done_++;
 }
 
 // The error that ended the connection (RecordIoError), or ENOTCONN with

@@ -42,6 +42,7 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
   napi_ref failure = nullptr;
   bool closed = false;
   while (!closed) {
+    MarkRunsDelivered();
     queue_.TakeAll(batch_);
     if (batch_.empty()) break;
     size_t i = 0;
@@ -94,6 +95,9 @@ void NbdHandle::Drain(Napi::Env env, bool from_js) {
             out[field::kContextSlot] = c->slot;
             break;
           case kDebug:
+            break;
+          case kPolled:
+            out[field::kPolledSequence] = static_cast<double>(e.id);
             break;
         }
       }

@@ -30,6 +30,7 @@ void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   // Off the JS thread, what JS will see of the state until it has this
   // call's events (EventQueue::PendingBefore).
   if (std::this_thread::get_id() != js_thread_) state_before_ = quiet::State(h);
+  runs_begun_++;
   unsigned dir = quiet::Direction(h);
   int r = 0;
   StagedEvents staged(this);
@@ -44,6 +45,7 @@ void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   if (r == -1) RecordIoError();
   staged.Flush(h);
   CheckConnectionState(h);
+  runs_done_++;  // after its events were published: a delivery that sees it hands them over
 }
 
 // libnbd's notify_read returns at READY after each reply, so waiting for the
@@ -147,6 +149,45 @@ void NbdHandle::DriveAfterSocketError() {
     bool failed = (p.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0;
     RunStateMachine(h_, failed || (p.revents & POLLIN) != 0, failed || (p.revents & POLLOUT) != 0);
   }
+}
+
+// poll(): C's nbd_poll runs libnbd once; here the driver runs it, and a
+// poll() waits for the delivery of the next run (a kPolled event after its
+// events, MarkRunsDelivered). A run that began before the call and that JS
+// has not been handed yet counts: its events may be what the caller waits
+// for (a completion the I/O thread read, not yet delivered). Where libnbd
+// waits for nothing (created, negotiating, dead, closed) and no run or
+// connect is under way, nbd_poll fails at once without polling: it is called
+// for libnbd's own error. Returns -1, or the kPolled events so far: the
+// next one settles this poll.
+Napi::Value NbdHandle::PollJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (h_ == nullptr) return ClosedResult(env);
+  // A queued connect's task holds libnbd's lock: read before the runs
+  // (ConnectStarted counts its run before it leaves the queue).
+  bool connecting = connects_queued_ > 0;
+  bool undelivered = runs_begun_ != runs_delivered_;
+  if (!connecting && !undelivered && quiet::Direction(h_) == 0) {
+    StagedEvents staged(this);  // debug messages
+    if (nbd_poll(h_, 0) == -1) {
+      RecordError();
+      return Napi::Number::New(env, -1);
+    }
+  }
+  polls_waiting_ = true;
+  if (undelivered && driver_) driver_->DeliverRuns();
+  return Napi::Number::New(env, static_cast<double>(polled_events_));
+}
+
+void NbdHandle::MarkRunsDelivered() {
+  uint64_t done = runs_done_.load();
+  if (done == runs_delivered_.load()) return;
+  runs_delivered_ = done;
+  if (!polls_waiting_.load() || !polls_waiting_.exchange(false)) return;
+  Event e{};
+  e.kind = kPolled;
+  e.id = ++polled_events_;
+  queue_.Push(std::move(e));
 }
 
 void NbdHandle::OnConnectTaskDone() {

@@ -69,6 +69,9 @@ class DriverHost {
   virtual void CheckConnectionState(nbd_handle* h) = 0;
   // Events are queued for JS (any thread).
   virtual bool HasEvents() = 0;
+  // JS waits in poll() and a run of libnbd ended that JS has not been handed
+  // (any thread): wake JS even if the run recorded no event.
+  virtual bool PollWanted() = 0;
   // A connect task ran (on the thread of `error`): from now on its end is
   // awaited, or it failed and that is reported as the connect's end.
   virtual void ConnectStarted(uint64_t id, bool ok, const LastError& error) = 0;
@@ -100,6 +103,10 @@ class Driver {
   virtual void Rearm() = 0;
   // Keep the event loop alive (commands or a connect in flight) or not.
   virtual void SetActive(bool active) = 0;
+  // poll() began while a run of libnbd is not delivered to JS yet: see that
+  // its delivery comes (the loop driver delivers each run in the callback
+  // that made it; the thread driver's I/O thread wakes JS).
+  virtual void DeliverRuns() {}
   // Stops driving for good and closes the handle with `close`: now, or, when
   // a thread of the driver is still inside a libnbd call that may take long
   // (a connect resolving a name), on that thread once the call returns. The

@@ -59,6 +59,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   void RunStateMachine(nbd_handle* h, bool readable, bool writable) override;  // drive.cc
   void CheckConnectionState(nbd_handle* h) override;                           // connect.cc
   bool HasEvents() override { return queue_.Size() > 0; }
+  bool PollWanted() override { return polls_waiting_ && runs_done_ != runs_delivered_; }  // drive.cc: poll()
   void ConnectStarted(uint64_t id, bool ok, const LastError& error) override;  // connect.cc
   void OnLoopReady(bool readable, bool writable, bool error) override;        // drive.cc
   void OnThreadWake() override;                                               // drive.cc
@@ -190,6 +191,9 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // end of a connect or disconnect, keep or release the loop.
   void AfterLibnbdCall();
   void UpdateActive();
+  // Before the queue is taken for JS: the runs of libnbd done so far are
+  // delivered now; if poll() waits, a kPolled event goes after their events.
+  void MarkRunsDelivered();
 
   // ---- Delivery (delivery.cc)
   // Runs Drain inside a callback scope (microtasks run after it), reporting
@@ -244,6 +248,15 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   LastError shutdown_error_;
   std::mutex io_error_mutex_;
   LastError io_error_;  // the error that ended a connect or the connection
+  // poll(): the driver's runs of libnbd (a notify call and what follows it,
+  // a connect task's end), counted when they begin and once their events
+  // are published (any thread); those handed to JS (runs_done_ as the
+  // delivery began, JS thread); whether poll() waits; kPolled events so far.
+  std::atomic<uint64_t> runs_begun_{0};
+  std::atomic<uint64_t> runs_done_{0};
+  std::atomic<uint64_t> runs_delivered_{0};
+  std::atomic<bool> polls_waiting_{false};
+  uint64_t polled_events_ = 0;
   bool dispatching_ = false;
   bool rearm_pending_ = false;  // a call made during delivery left the re-arm to its end
   bool active_ = false;

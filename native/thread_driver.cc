@@ -75,6 +75,11 @@ void ThreadDriver::Rearm() {
   if (PollEvents(quiet::Direction(h)) & ~polling_.load()) Wake();
 }
 
+void ThreadDriver::DeliverRuns() {
+  // The I/O thread wakes JS for them (PollWanted) when it next looks.
+  if (started_ && !stopped_) Wake();
+}
+
 void ThreadDriver::SetActive(bool active) {
   if (stopped_) return;
   if (active)
@@ -177,7 +182,7 @@ void ThreadDriver::Run(std::shared_ptr<Control> control, nbd_handle* h) {
     // The fd only changes while connecting and vanishes at DEAD/CLOSED.
     if (fd < 0 || (!quiet::IsReady(h) && !quiet::IsProcessing(h))) fd = quiet::Fd(h);
     owner_->CheckConnectionState(h);
-    if (owner_->HasEvents() && !wake_pending_.exchange(true)) tsfn_.NonBlockingCall();
+    if ((owner_->HasEvents() || owner_->PollWanted()) && !wake_pending_.exchange(true)) tsfn_.NonBlockingCall();
 
     // The socket is read while JS delivers a batch too: a server sending
     // large replies is held up by every pause in reading (its send buffer
@@ -203,7 +208,8 @@ void ThreadDriver::Run(std::shared_ptr<Control> control, nbd_handle* h) {
       // An error or hang-up ends libnbd's wait whichever way it waits.
       bool writable = (fds[1].revents & (POLLOUT | POLLHUP | POLLERR | POLLNVAL)) != 0;
       owner_->RunStateMachine(h, readable, writable);
-      if (owner_->HasEvents() && !wake_pending_.exchange(true)) tsfn_.NonBlockingCall();
+      // A run that recorded nothing is still what a waiting poll() waits for.
+      if ((owner_->HasEvents() || owner_->PollWanted()) && !wake_pending_.exchange(true)) tsfn_.NonBlockingCall();
     }
   }
   polling_ = 0;

@@ -24,6 +24,7 @@ class ThreadDriver final : public Driver {
   void Connect(ConnectTask task) override;
   void Rearm() override;
   void SetActive(bool active) override;
+  void DeliverRuns() override;
   void Stop(CloseFn close) override;
   bool Stopping() const override { return control_->stop.load(); }
 

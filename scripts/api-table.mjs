@@ -191,6 +191,7 @@ export const nativeSurface = [
   { js: 'clearDebugCallback', cpp: 'ClearDebugCallback', ts: '(): number', doc: 'Back to stderr.' },
   { js: 'aioCommandCompleted', cpp: 'AioCommandCompleted', ts: '(cookie: number | bigint): number', doc: 'libnbd\'s own answer (lib/ tracks completions).' },
   { js: 'aioInFlight', cpp: 'AioInFlight', ts: '(): number', doc: 'libnbd\'s own count (lib/ counts what JS has not seen).' },
+  { js: 'poll', cpp: 'PollJs', ts: '(): number', doc: 'poll() begins: -1 (nbd_poll\'s error recorded), else the polled events queued so far (the next one settles it).' },
   { js: 'close', cpp: 'Close', ts: '(): [context: string, message: string][] | undefined', doc: 'nbd_close, without waiting for a server process or a name lookup; returns the debug messages nbd_close made (there is a debug callback).' },
   { js: 'state', cpp: 'StateJs', ts: '(): number', doc: 'libnbd\'s aio_is_* answers as STATE_IS_* bits (lib/generated/event-wire.ts), without debug messages: the binding\'s own checks (0 when closed).' },
   { js: 'lastError', cpp: 'LastErrorJs', ts: '(): [number, string]', doc: '[errno, message] of the last failure recorded on this handle.' },
@@ -262,6 +263,7 @@ export const simpleCalls = [
   { name: 'aio_is_dead', args: [], ret: 'bool', seenState: 'dead', doc: 'The connection died.' },
   { name: 'aio_is_closed', args: [], ret: 'bool', seenState: 'closed', doc: 'The connection was shut down.' },
   { name: 'connection_state', args: [], ret: 'static_string', seenState: 'name', doc: 'A description of the state machine state.' },
+  { name: 'aio_get_direction', args: [], ret: 'flags', doc: 'What libnbd waits for on its socket: AIO_DIRECTION_READ, _WRITE, both or 0 (a query; the driver does the waiting).' },
 
   // TLS
   { name: 'set_tls_certificates', args: [['dir', 'string']], ret: 'void', state: pre, doc: 'Directory of X.509 certificates.' },
@@ -374,10 +376,8 @@ export const ownedCalls = [
   { name: 'close', why: '`close()` (synchronous, idempotent; completes pending commands).' },
   { name: 'get_error', why: 'folded into NbdError (message).' },
   { name: 'get_errno', why: 'folded into NbdError (errno, code).' },
-  { name: 'poll', why: 'the drivers own the event loop; nbd_poll would block holding the handle lock.' },
-  { name: 'poll2', why: 'the drivers own the event loop.' },
+  { name: 'poll2', why: 'the drivers own the event loop (`poll()` waits for the driver instead; there is no extra fd to watch).' },
   { name: 'aio_get_fd', why: 'the drivers own the event loop.' },
-  { name: 'aio_get_direction', why: 'the drivers own the event loop.' },
   { name: 'aio_notify_read', why: 'the drivers own the event loop.' },
   { name: 'aio_notify_write', why: 'the drivers own the event loop.' },
   { name: 'set_private_data', why: 'a JS object can carry its own data.' },
@@ -394,6 +394,7 @@ export const customCalls = [
   { name: 'aio_command_completed', public: 'aioCommandCompleted', native: 'aioCommandCompleted', doc: 'Tracked in lib/ (native retires every command at once); native is asked only for cookie 0, for libnbd\'s own error.' },
   { name: 'aio_peek_command_completed', public: 'aioPeekCommandCompleted', native: 'aioInFlight', doc: 'Tracked in lib/: the oldest completed, unretired cookie.' },
   { name: 'aio_in_flight', public: 'aioInFlight', native: 'aioInFlight', doc: 'Counted in lib/ (commands whose completion JS has not seen, plus a pending disconnect); native is asked for libnbd\'s state checks.' },
+  { name: 'poll', public: 'poll', native: 'poll', doc: 'A Promise for C\'s waiting loops (`while (!h.aioCommandCompleted(c)) await h.poll(-1)`): 1 once the driver has run libnbd and that run\'s events were delivered, 0 after `timeout` ms (negative: none; 0: one turn of the event loop). Unlike nbd_poll, the driver runs libnbd, not poll() (libnbd\'s failures show on the commands and as `\'disconnect\'`); a run JS had not yet seen when poll() was called counts; without a timeout it does not keep the process alive. Rejects as nbd_poll fails when there is nothing to poll for (created, negotiating, dead, closed: EINVAL), with ENOTCONN when the handle is closed meanwhile.' },
   { name: 'set_debug_callback', public: 'setDebugCallback', native: 'setDebugCallback', doc: 'Deliver libnbd\'s debug messages to a JS function (context, message), whatever thread produced them.' },
   { name: 'clear_debug_callback', public: 'clearDebugCallback', native: 'clearDebugCallback', doc: 'Back to debug messages on stderr.' },
 ];

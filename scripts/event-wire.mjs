@@ -51,6 +51,10 @@ export const kinds = [
   { name: 'connectionLost', value: 9, payload: 'message', fields: [
     ['error', 3, "libnbd's errno (ENOTCONN when libnbd recorded none)"],
   ] },
+  // After the events of the driver's runs of libnbd, while poll() waits for one.
+  { name: 'polled', value: 10, payload: null, fields: [
+    ['sequence', 1, 'polled events queued so far, this one included: it settles the polls begun before it was queued'],
+  ] },
 ];
 
 /**

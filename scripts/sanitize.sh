@@ -31,6 +31,8 @@ SUBSET=(
   test/reliability.test.ts
   test/drain.test.ts
   test/connection-events.test.ts
+  test/poll.test.ts
+  test/tls-certs.test.ts
   test/io-*.test.ts
   test/faults
 )

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the binding needs on a fresh Debian machine, then builds it:
 # libnbd's headers (libnbd-dev), the test servers (nbdkit, qemu-nbd), libnbd's
-# Python binding (the reference the tests compare against), a C++ toolchain,
+# Python binding (the reference the tests compare against), GnuTLS's certtool
+# (gnutls-bin: the TLS tests make their X.509 certificates), a C++ toolchain,
 # for `npm run bench` nbdcopy (libnbd-bin) and valgrind (--instructions),
 # then `npm ci` (node-gyp build of the addon and the TypeScript build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(libnbd-dev libnbd-bin nbdkit qemu-utils python3-libnbd pkg-config g++ make cmake iproute2 procps util-linux valgrind)
+packages=(libnbd-dev libnbd-bin nbdkit qemu-utils python3-libnbd gnutls-bin pkg-config g++ make cmake iproute2 procps util-linux valgrind)
 # --print-packages: the list alone (scripts/debian13.sh keys its cached root by it).
 if [ "${1:-}" = --print-packages ]; then echo "${packages[*]}"; exit 0; fi
 sudo=""

@@ -53,6 +53,7 @@ export interface NativeHandle {
   aioIsDead(): boolean | -1;
   aioIsClosed(): boolean | -1;
   connectionState(): string | null;
+  aioGetDirection(): number;
   setTlsCertificates(dir: string): number;
   setTlsVerifyPeer(verify: boolean): number;
   getTlsVerifyPeer(): boolean | -1;
@@ -126,6 +127,8 @@ export interface NativeHandle {
   aioCommandCompleted(cookie: number | bigint): number;
   /** libnbd's own count (lib/ counts what JS has not seen). */
   aioInFlight(): number;
+  /** poll() begins: -1 (nbd_poll's error recorded), else the polled events queued so far (the next one settles it). */
+  poll(): number;
   /** nbd_close, without waiting for a server process or a name lookup; returns the debug messages nbd_close made (there is a debug callback). */
   close(): [context: string, message: string][] | undefined;
   /** libnbd's aio_is_* answers as STATE_IS_* bits (lib/generated/event-wire.ts), without debug messages: the binding's own checks (0 when closed). */

@@ -72,3 +72,7 @@ export const EVENT_DEBUG = 8;
 export const EVENT_CONNECTION_LOST = 9;
 /** libnbd's errno (ENOTCONN when libnbd recorded none) */
 export const CONNECTION_LOST_ERROR = 3;
+/** polled */
+export const EVENT_POLLED = 10;
+/** polled events queued so far, this one included: it settles the polls begun before it was queued */
+export const POLLED_SEQUENCE = 1;

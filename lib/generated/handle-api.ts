@@ -458,6 +458,14 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     return r as string;
   }
 
+  /** `nbd_aio_get_direction`: What libnbd waits for on its socket: AIO_DIRECTION_READ, _WRITE, both or 0 (a query; the driver does the waiting). */
+  aioGetDirection(): number {
+    const r = this._native().aioGetDirection();
+    this._afterCall();
+    if (r === -1) this._raise();
+    return r as number;
+  }
+
   /** `nbd_set_tls_certificates`: Directory of X.509 certificates. Permitted in state: created. */
   setTlsCertificates(dir: string): void {
     validateString(dir, 'dir');

@@ -3,7 +3,7 @@
 // and calls the handle's sink once per batch; deliverEvents decodes each
 // event and dispatches it: a command's events by slot to the delivery stage
 // (deliver.ts), its completion also to retirement (commands.ts), connection
-// events to connections.ts.
+// events to connections.ts, the driver's runs to the polls waiting (polls.ts).
 import type { NativePayload } from '../../typings/native';
 import { binding } from '../binding';
 import * as wire from '../generated/event-wire';
@@ -36,11 +36,13 @@ const {
   EVENT_DISCONNECTED,
   EVENT_EXTENT,
   EVENT_LIST,
+  EVENT_POLLED,
   EVENT_STRIDE,
   EXTENT_ERROR,
   EXTENT_SLOT,
   FIELD_KIND,
   LIST_SLOT,
+  POLLED_SEQUENCE,
   READ_ERROR_MARKER,
 } = wire;
 const STRIDE = EVENT_STRIDE;
@@ -94,6 +96,8 @@ export function deliverEvents(s: HandleState, n: number, payloads?: (NativePaylo
         s.connections.disconnected(ev[p + DISCONNECTED_ERROR], payloads?.[i]);
       } else if (kind === EVENT_CONNECTION_LOST) {
         s.connections.lost(ev[p + CONNECTION_LOST_ERROR], payloads![i]!);
+      } else if (kind === EVENT_POLLED) {
+        s.polls.polled(ev[p + POLLED_SEQUENCE]);
       }
     } catch (e) {
       if (!failed) {

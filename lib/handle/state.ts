@@ -4,6 +4,7 @@ import type { EventEmitter } from 'node:events';
 import type { DebugCallback } from '../callbacks';
 import { Commands } from './commands';
 import { Connections } from './connections';
+import { Polls } from './polls';
 
 export class HandleState {
   /** True once close() has been called: no event is delivered after it. */
@@ -12,6 +13,8 @@ export class HandleState {
   debugCallback: DebugCallback | undefined = undefined;
   readonly commands = new Commands();
   readonly connections: Connections;
+  /** poll() calls waiting for the driver's next run. */
+  readonly polls = new Polls();
 
   constructor(
     /** The native handle's shared event array (layout: lib/generated/event-wire.ts). */

@@ -702,6 +702,20 @@ Napi::Value NbdHandle::ConnectionState(const Napi::CallbackInfo& info) {
 #endif
 }
 
+Napi::Value NbdHandle::AioGetDirection(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#ifdef LIBNBD_HAVE_NBD_AIO_GET_DIRECTION
+  if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
+  StagedEvents staged(this);  // debug messages
+  int64_t r = nbd_aio_get_direction(h_);
+  if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  return Napi::Number::New(env, static_cast<double>(r));
+#else
+  RecordNotSupported("nbd_aio_get_direction");
+  return Napi::Number::New(env, -1);
+#endif
+}
+
 Napi::Value NbdHandle::SetTlsCertificates(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef LIBNBD_HAVE_NBD_SET_TLS_CERTIFICATES
@@ -1495,6 +1509,7 @@ void NbdHandle::AddGeneratedMethods(std::vector<PropertyDescriptor>& methods) {
   methods.push_back(InstanceMethod<&NbdHandle::ClearDebugCallback>("clearDebugCallback"));
   methods.push_back(InstanceMethod<&NbdHandle::AioCommandCompleted>("aioCommandCompleted"));
   methods.push_back(InstanceMethod<&NbdHandle::AioInFlight>("aioInFlight"));
+  methods.push_back(InstanceMethod<&NbdHandle::PollJs>("poll"));
   methods.push_back(InstanceMethod<&NbdHandle::Close>("close"));
   methods.push_back(InstanceMethod<&NbdHandle::StateJs>("state"));
   methods.push_back(InstanceMethod<&NbdHandle::LastErrorJs>("lastError"));
@@ -1548,6 +1563,7 @@ void NbdHandle::AddGeneratedMethods(std::vector<PropertyDescriptor>& methods) {
   methods.push_back(InstanceMethod<&NbdHandle::AioIsDead>("aioIsDead"));
   methods.push_back(InstanceMethod<&NbdHandle::AioIsClosed>("aioIsClosed"));
   methods.push_back(InstanceMethod<&NbdHandle::ConnectionState>("connectionState"));
+  methods.push_back(InstanceMethod<&NbdHandle::AioGetDirection>("aioGetDirection"));
   methods.push_back(InstanceMethod<&NbdHandle::SetTlsCertificates>("setTlsCertificates"));
   methods.push_back(InstanceMethod<&NbdHandle::SetTlsVerifyPeer>("setTlsVerifyPeer"));
   methods.push_back(InstanceMethod<&NbdHandle::GetTlsVerifyPeer>("getTlsVerifyPeer"));

@@ -36,6 +36,7 @@ enum EventKind : uint32_t {
   kContext = 7,  // payload: name
   kDebug = 8,  // payload: context, message
   kConnectionLost = 9,  // payload: message
+  kPolled = 10,
 };
 
 // Field positions within a record.
@@ -57,6 +58,7 @@ constexpr int kExtentError = 3;  // libnbd's *error on entry
 constexpr int kListSlot = 1;  // the command
 constexpr int kContextSlot = 1;  // the command
 constexpr int kConnectionLostError = 3;  // libnbd's errno (ENOTCONN when libnbd recorded none)
+constexpr int kPolledSequence = 1;  // polled events queued so far, this one included: it settles the polls begun before it was queued
 }  // namespace field
 
 }  // namespace nbdjs
