@@ -69,7 +69,8 @@ export async function info(argv: string[], io: InfoIo): Promise<number> {
   let target: Target;
   if (operands.length >= 3 && operands[0] === '[' && operands[operands.length - 1] === ']') target = { kind: 'command', argv: operands.slice(1, -1) };
   else if (operands.length === 1) target = { kind: 'uri', uri: operands[0] };
-  else return usageError(operands.length === 0 ? 'an NBD URI or [ CMD ARGS ... ] is needed' : 'one NBD URI or one [ CMD ARGS ... ] only');
+  // nbdinfo prints its usage alone here.
+  else return usageError();
 
   const modes = [options.list, options.can !== undefined, options.map !== undefined, options.size, options.uri].filter(Boolean).length;
   if (modes > 1) {
