@@ -31,7 +31,9 @@ beforeAll(async () => {
     'exportname-list=explicit',
     'exportdesc=fixed:world',
   );
-  // Lists three exports and refuses to open the second.
+  // Lists three exports and refuses to open the second. Connections in
+  // parallel: nbdinfo 1.22 keeps its first one open while --content probes
+  // each export over another (a server taking one at a time hangs it, and nbdjs).
   const refuse = shPlugin(
     'refuse.sh',
     `case "$1" in
@@ -39,6 +41,7 @@ beforeAll(async () => {
   open) if [ "$3" = bad ]; then echo "EACCES refused" >&2; exit 1; fi; echo handle ;;
   get_size) echo 1048576 ;;
   pread) dd if=/dev/zero count=$3 iflag=count_bytes 2>/dev/null ;;
+  thread_model) echo parallel ;;
   *) exit 2 ;;
 esac
 `,
