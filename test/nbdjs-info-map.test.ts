@@ -75,6 +75,16 @@ describe('nbdjs info --map prints what nbdinfo --map prints', () => {
     await expectAsNbdinfo(['--map', '--total', '[', 'nbdkit', 'data', 'data=1 @131072 2', 'size=1M', ']'], { code: 0 });
   });
 
+  test("with --totals for a share too small for %5.1f and printed by %g in e-notation", async () => {
+    const { ours } = await expectAsNbdinfo(['--map', '--totals', '--json', '--', '[', 'nbdkit', 'data', 'data=1', 'size=1T', ']'], { code: 0 });
+    expect(ours.stdout).toContain('"percent": 2.98023e-06,');
+  });
+
+  test('with --totals as text for a 1 TiB export (0.0%, and a size wider than its column)', async () => {
+    const { ours } = await expectAsNbdinfo(['--map', '--totals', '--', '[', 'nbdkit', 'data', 'data=1', 'size=1T', ']'], { code: 0 });
+    expect(ours.stdout).toBe('     32768   0.0%   0 data\n1099511595008 100.0%   3 hole,zero\n');
+  });
+
   test('for an 8 GiB export (more than one request of 4 GiB without extended headers)', async () => {
     const { ours } = await expectAsNbdinfo(['--map', '--', '[', 'nbdkit', 'data', 'data=1 @131072 2 @6442450944 3', 'size=8G', ']'], { code: 0 });
     expect(ours.stdout).toContain('6442483712  2147450880    3  hole,zero\n');
