@@ -94,6 +94,7 @@ export async function info(argv: string[], io: InfoIo): Promise<number> {
     out: new Output(options.colour ?? process.stdout.isTTY === true),
     warn,
     handles: new Set(),
+    interrupted: false,
   };
   const work = run(s);
   // Settled either way once the handles are closed: never an unhandled rejection.
@@ -102,12 +103,16 @@ export async function info(argv: string[], io: InfoIo): Promise<number> {
   try {
     code = await untilAborted(work, io.signal);
   } catch (e) {
-    if (e instanceof Interrupted) return 130;
-    if (e instanceof Fatal) {
-      warn(e.message);
-      return 1;
+    if (e instanceof Interrupted) {
+      // As nbdinfo dies of SIGINT: no goodbye that could wait on the server.
+      s.interrupted = true;
+      for (const h of s.handles) h.close();
+      s.handles.clear();
+      return 130;
     }
-    throw e;
+    if (!(e instanceof Fatal)) throw e;
+    warn(e.message);
+    return 1;
   } finally {
     await Promise.all([...s.handles].map((h) => closeHandle(s, h)));
   }

@@ -6,6 +6,7 @@
 // --help, Ctrl-C, and what it loads for --size.
 import { chmodSync } from 'node:fs';
 import { expectAsNbdinfo, NBDJS, nbdjs, run, startNbdjs, toolLines } from './helpers/cli';
+import { greeting, listenUnix, u32, u64, Wire } from './helpers/nbd-wire';
 import { silentServer, startNbdkit, tempFile, type Server } from './helpers/servers';
 
 let memory: Server;
@@ -203,6 +204,31 @@ describe('nbdjs info, on its own', () => {
     const { child, done } = startNbdjs(['info', silent.uri]);
     for (let i = 0; i < 200 && silent.accepted() === 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(silent.accepted()).toBe(1);
+    const sent = Date.now();
+    child.kill('SIGINT');
+    const r = await done;
+    expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 130, stdout: '' });
+    expect(Date.now() - sent).toBeLessThan(2000);
+  });
+
+  test('Ctrl-C while the server leaves NBD_OPT_INFO unanswered ends it at once: exit status 130, nothing on stdout', async () => {
+    let asked = false;
+    const server = await listenUnix('mute.sock', async (sock) => {
+      const w = new Wire(sock);
+      await w.write(greeting());
+      await w.read(4);
+      for (;;) {
+        const header = await w.read(16);
+        const option = header.readUInt32BE(8);
+        await w.read(header.readUInt32BE(12));
+        // NBD_OPT_INFO, NBD_OPT_GO: no answer, ever. Anything else: unsupported.
+        if (option === 6 || option === 7) asked = true;
+        else await w.write(Buffer.concat([u64(0x3e889045565a9n), u32(option), u32(2 ** 31 + 1), u32(0)]));
+      }
+    });
+    const { child, done } = startNbdjs(['info', server.uri]);
+    for (let i = 0; i < 500 && !asked; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(asked).toBe(true);
     const sent = Date.now();
     child.kill('SIGINT');
     const r = await done;

@@ -20,6 +20,8 @@ export interface Session {
   warn(line: string): void;
   /** Every handle made, closed at the end whatever happens. */
   handles: Set<Handle<true>>;
+  /** Set by Ctrl-C: no new handle. */
+  interrupted: boolean;
 }
 
 /** nbdinfo's `fprintf (stderr, ...); exit (EXIT_FAILURE)`. */
@@ -49,6 +51,7 @@ export function maybe<T>(get: () => T): T | undefined {
 
 /** nbd_create and the settings every nbdinfo handle gets. */
 export function createHandle(s: Session): Handle<true> {
+  if (s.interrupted) throw new Fatal('interrupted');
   const h = new Handle({ bigint: true });
   s.handles.add(h);
   // nbdinfo allows ?tls-psk-file= in URIs.

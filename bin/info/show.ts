@@ -36,7 +36,7 @@ export function showConnection(s: Session, h: Handle<true>): void {
     if (!f.quietColours) out.ansiColour(ANSI.FG_GREY);
     out.write(`protocol: ${protocol}`);
     if (tls !== undefined) out.write(` ${tls ? 'with' : 'without'} TLS`);
-    if (f.extendedHeaders || f.extendedFeatureNames) {
+    if (f.extendedFeatureNames) {
       if (extended !== undefined && structured !== undefined) out.write(`, using ${extended ? 'extended' : structured ? 'structured' : 'simple'} packets`);
     } else if (structured !== undefined) out.write(`, using ${structured ? 'structured' : 'simple'} packets`);
     out.write('\n');
