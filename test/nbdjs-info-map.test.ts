@@ -168,6 +168,14 @@ esac
 });
 
 describe('nbdjs info --map fails where nbdinfo fails', () => {
+  test('a server that fails block status: exit status 1, the same message, nothing on stdout', async () => {
+    const { ours } = await expectAsNbdinfo(['--map', '--', '[', 'nbdkit', '--filter=error', 'memory', '1M', 'error-extents=EIO', 'error-extents-rate=1', ']'], { code: 1 });
+    // The server, a subprocess, says its piece on the same stderr.
+    expect(ours.stderr).toMatch(/^nbdjs: info: nbd_block_status(_64)?: .* \(EIO\)$/m);
+    expect(ours.stdout).toBe('');
+  });
+
+
   test('a context the server does not offer: exit status 1, the same message', async () => {
     const { ours } = await expectAsNbdinfo(['--map=qemu:dirty-bitmap:nope', data.uri], { code: 1 });
     expect(ours.stderr).toBe('nbdjs: info: --map: server does not support metadata context "qemu:dirty-bitmap:nope"\n');

@@ -114,6 +114,27 @@ describe('nbdjs info prints what nbdinfo prints', () => {
     expect(ours.stdout).toMatch(/^protocol: newstyle-fixed with TLS/);
   });
 
+  test('for an export name and description with quotes, backslashes, a tab and a control character, as --json', async () => {
+    const { ours } = await expectAsNbdinfo(
+      ['--json', '--', '[', 'nbdkit', '--filter=exportname', 'memory', '1M', 'default-export=q"uo\\te\x01', 'exportdesc=fixed:a\ttab "and" \\ back', ']'],
+      { code: 0 },
+    );
+    expect(ours.stdout).toContain('\t"export-name": "q\\"uo\\\\te\\u0001",\n');
+  });
+
+  test('for the same export as text (the description printed as it is)', async () => {
+    const { ours } = await expectAsNbdinfo(
+      ['--', '[', 'nbdkit', '--filter=exportname', 'memory', '1M', 'default-export=q"uo\\te\x01', 'exportdesc=fixed:a\ttab "and" \\ back', ']'],
+      { code: 0 },
+    );
+    expect(ours.stdout).toContain('\tdescription: a\ttab "and" \\ back\n');
+  });
+
+  test('without content where the server fails the read', async () => {
+    const { ours } = await expectAsNbdinfo(['--', '[', 'nbdkit', '--filter=error', 'memory', '1M', 'error-pread=EIO', 'error-pread-rate=1', ']'], { code: 0 });
+    expect(ours.stdout).not.toContain('content:');
+  });
+
   test('without the content probe (--no-content)', async () => {
     const { ours } = await expectAsNbdinfo(['--no-content', memory.uri], { code: 0 });
     expect(ours.stdout).not.toContain('content:');
