@@ -80,8 +80,12 @@ export async function showOneExport(s: Session, h: Handle<true>, listedDescripti
   }
   const uri = s.target.kind === 'uri' ? maybe(() => h.getUri()) : undefined;
   // The server's version of the name, if it gave one.
-  const name = maybe(() => h.getCanonicalExportName()) ?? maybe(() => h.getExportName());
-  if (name === undefined) throw fatal(new Error('nbd_get_export_name failed'));
+  let name = maybe(() => h.getCanonicalExportName());
+  try {
+    name ??= h.getExportName();
+  } catch (e) {
+    throw fatal(e);
+  }
   const description = listedDescription ?? maybe(() => h.getExportDescription());
   const flags: Flag[] = [
     ...(f.blockStatusPayload ? [['can_block_status_payload', maybe(() => h.canBlockStatusPayload())] as Flag] : []),
@@ -98,7 +102,7 @@ export async function showOneExport(s: Session, h: Handle<true>, listedDescripti
     name,
     description,
     size,
-    uri: uri ?? undefined,
+    uri,
     isRotational: maybe(() => h.isRotational()),
     isReadOnly: maybe(() => h.isReadOnly()),
     flags,
