@@ -14,9 +14,6 @@ import { closeHandle, createHandle, doConnect, Fatal, fatal, type Session, type 
 import { collectExports, listAllExports, showConnection, showOneExport } from './info/show';
 import { jsonString, Output } from './info/text';
 
-export { humanSize } from './info/text';
-export { extentDescription } from './info/map';
-
 export interface InfoIo {
   out: (text: string | Uint8Array) => void;
   err: (text: string) => void;

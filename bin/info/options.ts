@@ -86,30 +86,10 @@ export interface GetoptResult {
 
 /** getopt_long over argv: the options in the order given, and the operands (argv order kept). */
 export function getopt(argv: string[], table: LongOption[], env: NodeJS.ProcessEnv = process.env): GetoptResult {
-  try {
-    return parseAll(argv, table, env);
-  } catch (e) {
-    if (!(e instanceof PartialParse)) throw e;
-    return { options: e.options, operands: [], error: e.error };
-  }
-}
-
-class PartialParse extends Error {
-  constructor(
-    readonly options: ParsedOption[],
-    readonly error: OptionError,
-  ) {
-    super(error.message);
-  }
-}
-
-function parseAll(argv: string[], table: LongOption[], env: NodeJS.ProcessEnv): GetoptResult {
   const options: ParsedOption[] = [];
   const operands: string[] = [];
   const permute = env.POSIXLY_CORRECT === undefined;
-  const fail: (message: string) => never = (message) => {
-    throw new PartialParse(options, new OptionError(message));
-  };
+  const fail = (message: string): GetoptResult => ({ options, operands: [], error: new OptionError(message) });
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') {
@@ -121,10 +101,10 @@ function parseAll(argv: string[], table: LongOption[], env: NodeJS.ProcessEnv): 
       const name = a.slice(2, eq < 0 ? undefined : eq);
       const value = eq < 0 ? undefined : a.slice(eq + 1);
       const opt = findLong(name, a, table);
-      if (typeof opt === 'string') fail(opt);
-      if (opt.arg === 'none' && value !== undefined) fail(`option '--${opt.name}' doesn't allow an argument`);
+      if (typeof opt === 'string') return fail(opt);
+      if (opt.arg === 'none' && value !== undefined) return fail(`option '--${opt.name}' doesn't allow an argument`);
       if (opt.arg === 'required' && value === undefined) {
-        if (i + 1 >= argv.length) fail(`option '--${opt.name}' requires an argument`);
+        if (i + 1 >= argv.length) return fail(`option '--${opt.name}' requires an argument`);
         options.push({ action: opt.action, value: argv[++i] });
       } else options.push(value === undefined ? { action: opt.action } : { action: opt.action, value });
       continue;
@@ -132,7 +112,7 @@ function parseAll(argv: string[], table: LongOption[], env: NodeJS.ProcessEnv): 
     if (a.startsWith('-') && a.length > 1) {
       for (const c of a.slice(1)) {
         const action = SHORT_OPTIONS[c];
-        if (action === undefined) fail(`invalid option -- '${c}'`);
+        if (action === undefined) return fail(`invalid option -- '${c}'`);
         options.push({ action });
       }
       continue;
