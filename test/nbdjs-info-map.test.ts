@@ -169,9 +169,11 @@ esac
 
 describe('nbdjs info --map fails where nbdinfo fails', () => {
   test('a server that fails block status: exit status 1, the same message, nothing on stdout', async () => {
-    const { ours } = await expectAsNbdinfo(['--map', '--', '[', 'nbdkit', '--filter=error', 'memory', '1M', 'error-extents=EIO', 'error-extents-rate=1', ']'], { code: 1 });
-    // The server, a subprocess, says its piece on the same stderr.
-    expect(ours.stderr).toMatch(/^nbdjs: info: nbd_block_status(_64)?: .* \(EIO\)$/m);
+    // Not a [ command ]: nbdinfo 1.22 exits on this error without closing its handle, so the
+    // socket-activated server would live on, holding nbdinfo's stderr open.
+    const failing = await startNbdkit('--filter=error', 'memory', '1M', 'error-extents=EIO', 'error-extents-rate=1');
+    const { ours } = await expectAsNbdinfo(['--map', failing.uri], { code: 1 });
+    expect(ours.stderr).toMatch(/^nbdjs: info: nbd_block_status(_64)?: .* \(EIO\)\n$/);
     expect(ours.stdout).toBe('');
   });
 
