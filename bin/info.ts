@@ -39,10 +39,11 @@ export async function info(argv: string[], io: InfoIo): Promise<number> {
   const { exit, options } = interpret(parsed.options);
   switch (exit) {
     case 'help':
-      io.out(usage(flavour));
+      writeStdout(io, usage(flavour));
       return 0;
     case 'long-options':
-      io.out(
+      writeStdout(
+        io,
         longOptions(flavour)
           .filter((o) => o.name !== 'long-options' && o.name !== 'short-options')
           .map((o) => `--${o.name}\n`)
@@ -50,14 +51,15 @@ export async function info(argv: string[], io: InfoIo): Promise<number> {
       );
       return 0;
     case 'short-options':
-      io.out(
+      writeStdout(
+        io,
         Object.keys(SHORT_OPTIONS)
           .map((c) => `-${c}\n`)
           .join(''),
       );
       return 0;
     case 'version':
-      io.out(`nbdinfo ${flavour.version}\n${flavour.packageName} ${flavour.version}\n`);
+      writeStdout(io, `nbdinfo ${flavour.version}\n${flavour.packageName} ${flavour.version}\n`);
       return 0;
   }
   if (parsed.error !== undefined) return usageError(parsed.error.message);
@@ -192,8 +194,8 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Pro
  * (`| head`) ends the process as it ends nbdinfo, by SIGPIPE, quietly;
  * another write error is reported as nbdinfo reports it (exit status 1).
  */
-function writeStdout(io: InfoIo, bytes: Uint8Array): void {
-  if (bytes.length === 0) return;
+function writeStdout(io: InfoIo, output: string | Uint8Array): void {
+  if (output.length === 0) return;
   process.stdout.once('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') {
       dieOfSigpipe();
@@ -203,7 +205,7 @@ function writeStdout(io: InfoIo, bytes: Uint8Array): void {
     io.err(`nbdjs: info: puts: ${e.message}\n`);
     process.exitCode = 1;
   });
-  io.out(bytes);
+  io.out(output);
 }
 
 /** Node ignores SIGPIPE; a listener added and removed gives it its default action back (libuv resets it), which is to end the process. */

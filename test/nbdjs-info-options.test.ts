@@ -4,6 +4,7 @@
 // --long-options, --short-options, getopt's parsing and its errors, the
 // combinations nbdinfo refuses; then what only nbdjs has to get right: its
 // --help, Ctrl-C, and what it loads for --size.
+import { spawn } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { expectAsNbdinfo, NBDJS, nbdjs, run, startNbdjs, toolLines } from './helpers/cli';
 import { greeting, listenUnix, u32, u64, Wire } from './helpers/nbd-wire';
@@ -234,6 +235,15 @@ describe('nbdjs info, on its own', () => {
     const r = await done;
     expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 130, stdout: '' });
     expect(Date.now() - sent).toBeLessThan(2000);
+  });
+
+  test('--version into a pipe its reader closed first ends by SIGPIPE, quietly', async () => {
+    const child = spawn(process.execPath, [NBDJS, 'info', '--version'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, sig) => resolve([c, sig])));
+    expect({ code, signal, stderr }).toEqual({ code: null, signal: 'SIGPIPE', stderr: '' });
   });
 
   test('--size loads neither the Pool, copy nor child_process (start-up time)', async () => {
