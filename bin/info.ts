@@ -1,286 +1,217 @@
-// nbdjs info: what nbdinfo prints, with its field names and values in --json
-// (libnbd's info/show.c, info/list.c, info/map.c, info/size.c). Public API
-// only: the Handle's getters and opt* calls, and Handle#extents for --map.
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED, type Handle } from '../lib';
-import { parse, UsageError } from './args';
-import { closeHandle, openHandle } from './endpoints';
+// nbdjs info: nbdinfo, as the libnbd loaded ships it (1.14 on Debian 12,
+// 1.22 on Debian 13): its options, its output byte for byte, its exit
+// status (0; 1 on an error, a bad option included; --can: 0 or 2). The
+// structure follows nbdinfo's sources (info/main.c here, the rest in
+// bin/info/); only the error lines differ, "nbdjs: info: " where nbdinfo
+// writes "nbdinfo: ", with the errno's name at the end. Public API only, and
+// only the modules info needs (start-up time is most of a --size run).
+import type { Handle } from '../lib/handle';
+import { doCan } from './info/can';
+import { loadedFlavour } from './info/flavour';
+import { doMap } from './info/map';
+import { getopt, interpret, longOptions, SHORT_OPTIONS, usage, type InfoOptions } from './info/options';
+import { closeHandle, createHandle, doConnect, Fatal, fatal, type Session, type Target } from './info/session';
+import { collectExports, listAllExports, showConnection, showOneExport } from './info/show';
+import { jsonString, Output } from './info/text';
 
-export const INFO_USAGE = `usage: nbdjs info URI [--json] [--list | --map[=CONTEXT] | --size] [--content | --no-content]
-       nbdjs info [--json] ... -- [ SERVER COMMAND ARGS ... ]
-
-Shows what an NBD server offers, as nbdinfo does (the same fields in --json).
-  --json            JSON output, nbdinfo's field names
-  --list            every export the server lists
-  --map[=CONTEXT]   the extents of CONTEXT (default base:allocation)
-  --size            the export's size in bytes, alone
-  --content         probe the content with file(1) (default, except with --list/--map)
-  --no-content      do not
-  --help            this text`;
-
-const OPTIONS = {
-  json: { type: 'boolean' },
-  list: { type: 'boolean', short: 'L' },
-  map: { type: 'string' },
-  size: { type: 'boolean' },
-  content: { type: 'boolean' },
-  'no-content': { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
-
-/** The value of a getter, or undefined where libnbd returns -1 (nbdinfo then omits the key). */
-function maybe<T>(get: () => T): T | undefined {
-  try {
-    return get();
-  } catch {
-    return undefined;
-  }
+export interface InfoIo {
+  out: (text: string | Uint8Array) => void;
+  err: (text: string) => void;
+  /** Ctrl-C: the handles are closed, nothing is printed, exit status 130. */
+  signal?: AbortSignal;
 }
 
-/** libnbd's human_size (common/utils/human-size.h): exact, with the largest binary suffix that divides. */
-export function humanSize(bytes: number): { text: string; scaled: boolean } {
-  const ext = ['', 'K', 'M', 'G', 'T', 'P', 'E'];
-  let n = BigInt(bytes);
-  let i = 0;
-  if (n !== 0n) {
-    while (n % 1024n === 0n && i < ext.length - 1) {
-      n /= 1024n;
-      i++;
-    }
-  }
-  return { text: `${n}${ext[i]}`, scaled: i > 0 };
+/** `nbdjs info --help` for the libnbd loaded. */
+export function infoUsage(): string {
+  return usage(loadedFlavour());
 }
 
-/** One export's fields, in nbdinfo's JSON order. */
-type Export = Record<string, unknown>;
-
-/** nbdinfo's file(1) probe: the first min(size, 8 KiB) bytes through `file -b`; undefined if that fails. */
-async function probeContent(h: Handle, size: number): Promise<string | undefined> {
-  if (h.aioIsNegotiating()) await h.optGo();
-  const buf = Buffer.alloc(Math.min(size, 8192));
-  try {
-    if (buf.length > 0) await h.pread(buf, 0);
-  } catch {
-    return undefined;
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'nbdjs-'));
-  try {
-    const file = join(dir, 'content');
-    writeFileSync(file, buf);
-    const r = spawnSync('file', ['-b', file], { encoding: 'utf8' });
-    if (r.status !== 0 || typeof r.stdout !== 'string') return undefined;
-    const line = r.stdout.split('\n')[0];
-    return line;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** show_one_export: optInfo (else optGo), then the getters; keys whose getter fails are left out. */
-async function showOne(h: Handle, desc: string | undefined, withUri: boolean, content: boolean): Promise<Export> {
-  if (h.aioIsNegotiating()) {
-    try {
-      await h.optInfo();
-    } catch {
-      await h.optGo();
-    }
-  }
-  const size = Number(h.getSize());
-  const e: Export = {};
-  e['export-name'] = maybe(() => h.getCanonicalExportName()) ?? h.getExportName();
-  const description = desc ?? maybe(() => h.getExportDescription());
-  if (description) e.description = description;
-  // Before the meta-context listing: a new option resets the export's info.
-  const flags = {
-    is_rotational: maybe(() => h.isRotational()),
-    is_read_only: maybe(() => h.isReadOnly()),
-    can_cache: maybe(() => h.canCache()),
-    can_df: maybe(() => h.canDf()),
-    can_fast_zero: maybe(() => h.canFastZero()),
-    can_flush: maybe(() => h.canFlush()),
-    can_fua: maybe(() => h.canFua()),
-    can_multi_conn: maybe(() => h.canMultiConn()),
-    can_trim: maybe(() => h.canTrim()),
-    can_zero: maybe(() => h.canZero()),
+/** Runs nbdinfo's main() on argv; resolves with its exit status. */
+export async function info(argv: string[], io: InfoIo): Promise<number> {
+  const flavour = loadedFlavour();
+  const warn = (line: string) => io.err(`nbdjs: info: ${line}\n`);
+  const usageError = (line?: string) => {
+    io.err(`${line === undefined ? '' : `nbdjs: info: ${line}\n`}${usage(flavour)}`);
+    return 1;
   };
-  const blocks = {
-    block_size_minimum: Number(maybe(() => h.getBlockSize(SIZE_MINIMUM)) ?? 0),
-    block_size_preferred: Number(maybe(() => h.getBlockSize(SIZE_PREFERRED)) ?? 0),
-    block_size_maximum: Number(maybe(() => h.getBlockSize(SIZE_MAXIMUM)) ?? 0),
+
+  const parsed = getopt(argv, longOptions(flavour));
+  const { exit, options } = interpret(parsed.options);
+  switch (exit) {
+    case 'help':
+      writeStdout(io, usage(flavour));
+      return 0;
+    case 'long-options':
+      writeStdout(
+        io,
+        longOptions(flavour)
+          .filter((o) => o.name !== 'long-options' && o.name !== 'short-options')
+          .map((o) => `--${o.name}\n`)
+          .join(''),
+      );
+      return 0;
+    case 'short-options':
+      writeStdout(
+        io,
+        Object.keys(SHORT_OPTIONS)
+          .map((c) => `-${c}\n`)
+          .join(''),
+      );
+      return 0;
+    case 'version':
+      writeStdout(io, `nbdinfo ${flavour.version}\n${flavour.packageName} ${flavour.version}\n`);
+      return 0;
+  }
+  if (parsed.error !== undefined) return usageError(parsed.error.message);
+
+  const { operands } = parsed;
+  let target: Target;
+  if (operands.length >= 3 && operands[0] === '[' && operands[operands.length - 1] === ']') target = { kind: 'command', argv: operands.slice(1, -1) };
+  else if (operands.length === 1) target = { kind: 'uri', uri: operands[0] };
+  // nbdinfo prints its usage alone here.
+  else return usageError();
+
+  const modes = [options.list, options.can !== undefined, options.map !== undefined, options.size, options.uri].filter(Boolean).length;
+  if (modes > 1) {
+    warn(flavour.uriOption ? 'you cannot use --can, --cannot, --list, --map, --size and --uri together.' : 'you cannot use --list, --map and --size together.');
+    return 1;
+  }
+  if (options.content && options.noContent) {
+    warn('you cannot use --content and --no-content together.');
+    return 1;
+  }
+  if (options.totals && options.map === undefined) {
+    warn('you must use --totals only with --map option.');
+    return 1;
+  }
+
+  const s: Session = {
+    flavour,
+    options,
+    target,
+    probeContent: probeContent(options),
+    out: new Output(options.colour ?? process.stdout.isTTY === true),
+    warn,
+    handles: new Set(),
+    interrupted: false,
   };
-  const contexts: string[] = [];
-  let haveContexts = false;
-  if (h.aioIsNegotiating()) {
-    try {
-      await h.optListMetaContext((name) => {
-        contexts.push(name);
-        return 0;
-      });
-      haveContexts = true;
-    } catch {
-      // nbdinfo leaves "contexts" out.
-    }
-  }
-  const uri = withUri ? maybe(() => h.getUri()) : undefined;
-  // Last, as nbdinfo: it moves the connection out of negotiation.
-  const probed = content ? await probeContent(h, size) : undefined;
-  if (probed !== undefined) e.content = probed;
-  if (uri !== undefined) e.uri = uri;
-  if (haveContexts) e.contexts = contexts;
-  for (const [k, v] of Object.entries(flags)) if (v !== undefined) e[k] = v;
-  for (const [k, v] of Object.entries(blocks)) if (v > 0) e[k] = v;
-  e['export-size'] = size;
-  e['export-size-str'] = humanSize(size).text;
-  return e;
-}
-
-function exportText(e: Export): string {
-  const lines = [`export=${JSON.stringify(e['export-name'])}:`];
-  if (e.description !== undefined) lines.push(`\tdescription: ${e.description}`);
-  const size = e['export-size'] as number;
-  const human = humanSize(size);
-  lines.push(human.scaled ? `\texport-size: ${size} (${human.text})` : `\texport-size: ${size}`);
-  if (e.content !== undefined) lines.push(`\tcontent: ${e.content}`);
-  if (e.uri !== undefined) lines.push(`\turi: ${e.uri}`);
-  if (e.contexts !== undefined) {
-    lines.push('\tcontexts:');
-    for (const c of e.contexts as string[]) lines.push(`\t\t${c}`);
-  }
-  for (const [k, v] of Object.entries(e)) {
-    if (k.startsWith('is_') || k.startsWith('can_') || k.startsWith('block_size_')) lines.push(`\t${k}: ${v}`);
-  }
-  return lines.map((l) => `${l}\n`).join('');
-}
-
-/** JSON laid out as nbdinfo prints it (info/main.c, info/show.c): the same bytes for the same values. */
-function nbdinfoJson(o: Record<string, unknown>): string {
-  const q = (v: unknown) => JSON.stringify(v);
-  const lines = ['{'];
-  for (const [k, v] of Object.entries(o)) if (k !== 'exports') lines.push(`${q(k)}: ${q(v)},`);
-  const all = o.exports as Export[];
-  lines.push('"exports": [');
-  all.forEach((e, i) => {
-    lines.push('\t{');
-    const entries = Object.entries(e);
-    entries.forEach(([k, v], j) => {
-      const comma = j + 1 < entries.length ? ',' : '';
-      if (Array.isArray(v)) {
-        lines.push(`\t${q(k)}: [`);
-        v.forEach((c, n) => lines.push(`\t\t${q(c)}${n + 1 < v.length ? ',' : ''}`));
-        lines.push(`\t]${comma}`);
-      } else lines.push(`\t${q(k)}: ${q(v)}${comma}`);
-    });
-    lines.push(i + 1 < all.length ? '\t},' : '\t} ]');
-  });
-  if (all.length === 0) lines[lines.length - 1] = '"exports": []';
-  lines.push('}');
-  return lines.map((l) => `${l}\n`).join('');
-}
-
-/** nbdinfo's description of a map entry's type. */
-export function extentDescription(context: string, type: number): string | undefined {
-  if (context === 'base:allocation') return ['data', 'hole', 'zero', 'hole,zero'][type];
-  if (context.startsWith('qemu:dirty-bitmap:')) return ['clean', 'dirty'][type];
-  if (context === 'qemu:allocation-depth') return type === 0 ? 'absent' : type === 1 ? 'local' : `backing depth ${type}`;
-  return undefined;
-}
-
-export async function info(argv: string[], out: (text: string) => void): Promise<void> {
-  const { values, endpoints } = parse(argv, OPTIONS, { map: 'base:allocation' });
-  if (values.help) {
-    out(`${INFO_USAGE}\n`);
-    return;
-  }
-  if (endpoints.length !== 1) throw new UsageError(endpoints.length === 0 ? 'a URI or a [ server command ] is needed' : 'only one URI is taken');
-  const modes = ['list', 'map', 'size'].filter((m) => values[m] !== undefined);
-  if (modes.length > 1) throw new UsageError(`--${modes[0]} and --${modes[1]} cannot be used together`);
-  if (values.content && values['no-content']) throw new UsageError('--content and --no-content cannot be used together');
-  const [endpoint] = endpoints;
-  const json = values.json === true;
-  const map = values.map as string | undefined;
-
-  if (values.size) {
-    const h = await openHandle(endpoint);
-    try {
-      out(`${h.getSize()}\n`);
-    } finally {
-      await closeHandle(h);
-    }
-    return;
-  }
-
-  if (map !== undefined) {
-    const h = await openHandle(endpoint, { metaContexts: [map] });
-    let text = '';
-    try {
-      if (!h.canMetaContext(map)) throw new Error(`--map: server does not support metadata context "${map}"`);
-      const rows: string[] = [];
-      for await (const x of h.extents({ context: map })) {
-        const d = extentDescription(map, x.flags);
-        rows.push(
-          json
-            ? `{ "offset": ${x.offset}, "length": ${x.length}, "type": ${x.flags}${d === undefined ? '' : `, "description": ${JSON.stringify(d)}`}}`
-            : `${String(x.offset).padStart(10)}  ${String(x.length).padStart(10)}  ${String(x.flags).padStart(3)}${d === undefined ? '' : `  ${d}`}`,
-        );
-      }
-      text = json ? `[\n${rows.join(',\n')}${rows.length > 0 ? '\n' : ''}]\n` : rows.map((r) => `${r}\n`).join('');
-    } finally {
-      await closeHandle(h);
-    }
-    out(text);
-    return;
-  }
-
-  // The default and --list: option negotiation with full info (nbdinfo's opt mode).
-  const list = values.list === true;
-  const content = values.content === true || (!list && values['no-content'] !== true);
-  const h = await openHandle(endpoint, {
-    configure: (x) => {
-      x.setOptMode(true);
-      x.setFullInfo(true);
-    },
-  });
-  let shown: Export[] = [];
-  let top: Record<string, unknown>;
+  const work = run(s);
+  // Settled either way once the handles are closed: never an unhandled rejection.
+  work.catch(() => {});
+  let code: number;
   try {
-    top = {
-      protocol: maybe(() => h.getProtocol()),
-      TLS: maybe(() => h.getTlsNegotiated()),
-      structured: maybe(() => h.getStructuredRepliesNegotiated()),
-    };
-    const withUri = endpoint.kind === 'uri';
-    if (list) {
-      const names: [string, string][] = [];
-      await h.optList((name, description) => {
-        names.push([name, description]);
-        return 0;
-      });
-      for (const [name, description] of names) {
-        h.setExportName(name);
-        shown.push(await showOne(h, description, withUri, content));
-      }
-    } else {
-      shown = [await showOne(h, undefined, withUri, content)];
+    code = await untilAborted(work, io.signal);
+  } catch (e) {
+    if (e instanceof Interrupted) {
+      // As nbdinfo dies of SIGINT: no goodbye that could wait on the server.
+      s.interrupted = true;
+      for (const h of s.handles) h.close();
+      s.handles.clear();
+      return 130;
     }
+    if (!(e instanceof Fatal)) throw e;
+    warn(e.message);
+    return 1;
   } finally {
-    await closeHandle(h);
+    await Promise.all([...s.handles].map((h) => closeHandle(s, h)));
   }
-  if (json) {
-    const o: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(top)) if (v !== undefined) o[k] = v;
-    o.exports = shown;
-    out(nbdinfoJson(o));
-    return;
+  writeStdout(io, s.out.bytes());
+  return code;
+}
+
+/** probe_content: yes without --list, unless told; never for --can or --map. */
+function probeContent(o: InfoOptions): boolean {
+  let probe = !o.list;
+  if (o.content) probe = true;
+  if (o.noContent) probe = false;
+  if (o.can !== undefined || o.map !== undefined) probe = false;
+  return probe;
+}
+
+/** main() from nbd_create to nbd_close: the exit status; the output is left in s.out. */
+async function run(s: Session): Promise<number> {
+  const { options: o, flavour: f } = s;
+  const h = createHandle(s);
+  const plainMode = o.can === undefined && o.map === undefined && !o.size && !o.uri;
+  if (f.optModeAlways || plainMode) h.setOptMode(true);
+  if (plainMode) h.setFullInfo(true);
+  if (o.map !== undefined) {
+    try {
+      h.addMetaContext(o.map);
+    } catch {
+      // nbdinfo does not look; the --map check reports it.
+    }
   }
-  let head = '';
-  if (top.protocol !== undefined) {
-    head = `protocol: ${top.protocol}`;
-    if (top.TLS !== undefined) head += ` ${top.TLS ? 'with' : 'without'} TLS`;
-    if (top.structured !== undefined) head += `, ${top.structured ? 'using' : 'not using'} structured packets`;
-    head += '\n';
+  await doConnect(s, h);
+  const exports = o.list ? await collectExports(s, h) : [];
+  let code = 0;
+  if (o.size) doSize(s, h);
+  else if (o.uri) doUri(s, h);
+  else if (o.can !== undefined) code = doCan(s, h, o.can);
+  else if (o.map !== undefined) await doMap(s, h, o.map);
+  else {
+    showConnection(s, h);
+    const ok = o.list ? await listAllExports(s, h, exports) : await showOneExport(s, h, undefined, true, true);
+    if (o.json) s.out.write('}\n');
+    code = ok ? 0 : 1;
   }
-  out(head + shown.map(exportText).join(''));
+  await closeHandle(s, h);
+  return code;
+}
+
+function doSize(s: Session, h: Handle<true>): void {
+  try {
+    s.out.write(`${h.getSize()}\n`);
+  } catch (e) {
+    throw fatal(e);
+  }
+}
+
+function doUri(s: Session, h: Handle<true>): void {
+  let uri: string;
+  try {
+    uri = h.getUri();
+  } catch (e) {
+    throw fatal(e);
+  }
+  s.out.write(`${s.options.json ? jsonString(uri) : uri}\n`);
+}
+
+class Interrupted extends Error {}
+
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  if (signal.aborted) return Promise.reject(new Interrupted());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Interrupted());
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * The output, written at once as nbdinfo writes it. A reader that went away
+ * (`| head`) ends the process as it ends nbdinfo, by SIGPIPE, quietly;
+ * another write error is reported as nbdinfo reports it (exit status 1).
+ */
+function writeStdout(io: InfoIo, output: string | Uint8Array): void {
+  if (output.length === 0) return;
+  process.stdout.once('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') {
+      dieOfSigpipe();
+      process.exitCode = 141;
+      return;
+    }
+    io.err(`nbdjs: info: puts: ${e.message}\n`);
+    process.exitCode = 1;
+  });
+  io.out(output);
+}
+
+/** Node ignores SIGPIPE; a listener added and removed gives it its default action back (libuv resets it), which is to end the process. */
+function dieOfSigpipe(): void {
+  const restore = () => {};
+  process.on('SIGPIPE', restore);
+  process.off('SIGPIPE', restore);
+  process.kill(process.pid, 'SIGPIPE');
 }

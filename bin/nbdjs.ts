@@ -1,19 +1,23 @@
 // nbdjs: nbdinfo and nbdcopy's jobs on the libnbd package's public API
 // (docs/architecture.md, "Layers"). Dispatches to a subcommand; exit status
 // 0 on success, 1 on a failure (one line: "nbdjs: SUBCOMMAND: <cause> (ECODE)",
-// a stack trace only with --debug), 2 on a usage error, 130 after Ctrl-C.
-import { copyCommand, COPY_USAGE } from './copy';
-import { info, INFO_USAGE } from './info';
+// a stack trace only with --debug), 2 on a usage error, 130 after Ctrl-C;
+// info's statuses are nbdinfo's (1 on a usage error, 2 for a --can's no).
 import { UsageError } from './args';
 
-const USAGE = `usage: nbdjs info URI [--json] [--list] [--map[=CONTEXT]] [--size]
+// Subcommands are loaded when run: each loads only the modules it needs
+// (start-up time is most of a short `nbdjs info --size`).
+const loadInfo = () => require('./info') as typeof import('./info');
+const loadCopy = () => require('./copy') as typeof import('./copy');
+
+const USAGE = `usage: nbdjs info [nbdinfo's options] NBD-URI | [ CMD ARGS ... ]
        nbdjs copy SRC DST [--connections N] [--requests N] [--request-size SIZE]
                           [--no-sparse] [--no-detect-zeroes] [--flush] [--progress]
        nbdjs SUBCOMMAND --help`;
 
-const USAGES: Record<string, string> = { info: INFO_USAGE, copy: COPY_USAGE };
+const USAGES: Record<string, () => string> = { info: () => loadInfo().infoUsage(), copy: () => loadCopy().COPY_USAGE };
 
-const out = (text: string) => process.stdout.write(text);
+const out = (text: string | Uint8Array) => process.stdout.write(text);
 const err = (text: string) => process.stderr.write(text);
 
 /** "cause (ECODE)" of an error, one line. */
@@ -45,12 +49,12 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSigint);
   try {
-    if (sub === 'info') await info(args, out);
-    else await copyCommand(args, { out, err, signal: ac.signal });
-    return interrupted ? 130 : 0;
+    // info exits as nbdinfo does (--can: 2 for no), with its own messages.
+    const code = sub === 'info' ? await loadInfo().info(args, { out, err, signal: ac.signal }) : (await loadCopy().copyCommand(args, { out, err, signal: ac.signal }), 0);
+    return interrupted ? 130 : code;
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`nbdjs: ${sub}: ${e.message}\n${USAGES[sub]}\n`);
+      err(`nbdjs: ${sub}: ${e.message}\n${USAGES[sub]()}\n`);
       return 2;
     }
     if (interrupted) {

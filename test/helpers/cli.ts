@@ -13,9 +13,9 @@ export interface Run {
 }
 
 /** Runs `file args`, resolving with its exit status and output (never rejects on a non-zero status). */
-export function run(file: string, args: string[], options: { input?: Buffer; timeout?: number } = {}): Promise<Run> {
+export function run(file: string, args: string[], options: { input?: Buffer; timeout?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = execFile(file, args, { maxBuffer: 256 * 1024 * 1024, timeout: options.timeout ?? 60000, encoding: 'buffer' }, (error, stdout, stderr) => {
+    const child = execFile(file, args, { maxBuffer: 256 * 1024 * 1024, timeout: options.timeout ?? 60000, encoding: 'buffer', env: options.env }, (error, stdout, stderr) => {
       const e = error as (Error & { code?: unknown; signal?: NodeJS.Signals }) | null;
       if (e !== null && typeof e.code !== 'number' && e.signal == null) {
         reject(e);
@@ -29,7 +29,7 @@ export function run(file: string, args: string[], options: { input?: Buffer; tim
 }
 
 /** `node dist/bin/nbdjs.js ARGS`. */
-export function nbdjs(args: string[], options?: { input?: Buffer; timeout?: number }): Promise<Run> {
+export function nbdjs(args: string[], options?: { input?: Buffer; timeout?: number; env?: NodeJS.ProcessEnv }): Promise<Run> {
   return run(process.execPath, [NBDJS, ...args], options);
 }
 
@@ -42,4 +42,41 @@ export function startNbdjs(args: string[]): { child: ChildProcess; done: Promise
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
   return { child, done };
+}
+
+/** `nbdinfo ARGS` and `nbdjs info ARGS`, one after the other (servers that take one client at a time see one at a time). */
+export async function nbdinfoAndNbdjs(args: string[], options?: { input?: Buffer; timeout?: number; env?: NodeJS.ProcessEnv }): Promise<{ theirs: Run; ours: Run }> {
+  const theirs = await run('nbdinfo', args, options);
+  const ours = await nbdjs(['info', ...args], options);
+  return { theirs, ours };
+}
+
+/**
+ * The lines nbdinfo itself wrote on stderr (not a server's), as nbdjs words
+ * them: "nbdinfo: " becomes "nbdjs: info: "; from nbdjs's, the errno's name
+ * it adds at the end of a line (" (ENOENT)") is dropped.
+ */
+export function toolLines(stderr: string): string[] {
+  return stderr
+    .split('\n')
+    .filter((l) => l.startsWith('nbdinfo: ') || l.startsWith('nbdjs: info: '))
+    .map((l) => l.replace(/^nbdinfo: /, 'nbdjs: info: ').replace(/ \((E[A-Z0-9]+|UNKNOWN)\)$/, ''));
+}
+
+/**
+ * Runs nbdinfo and `nbdjs info` with `args` and expects the same stdout
+ * (byte for byte), exit status and signal, nbdinfo's being `code` (when
+ * given: where versions differ, it is left to nbdinfo); unless `stderr:
+ * 'any'`, also the same lines of nbdinfo's own on stderr.
+ */
+export async function expectAsNbdinfo(
+  args: string[],
+  expected: { code?: number; stderr?: 'same' | 'any'; timeout?: number; env?: NodeJS.ProcessEnv },
+): Promise<{ theirs: Run; ours: Run }> {
+  const both = await nbdinfoAndNbdjs(args, { timeout: expected.timeout, env: expected.env });
+  const { theirs, ours } = both;
+  expect({ code: expected.code === undefined ? theirs.code : expected.code, signal: null }).toEqual({ code: theirs.code, signal: theirs.signal });
+  expect({ stdout: ours.stdout, code: ours.code, signal: ours.signal }).toEqual({ stdout: theirs.stdout, code: theirs.code, signal: theirs.signal });
+  if ((expected.stderr ?? 'same') === 'same') expect(toolLines(ours.stderr)).toEqual(toolLines(theirs.stderr));
+  return both;
 }
