@@ -23,7 +23,7 @@ import { HandleState } from './handle/state';
 import { extents, type Extent, type ExtentsOptions } from './io/extents';
 import { createReadStream, type ReadStreamOptions } from './io/read-stream';
 import { createWriteStream, type WriteStreamOptions } from './io/write-stream';
-import { renameApi } from './semantics';
+import { optionFailure, renameApi, type OptionResult } from './semantics';
 import {
   commandOptions,
   driverFromEnv,
@@ -62,6 +62,14 @@ export function defaultDriver(): Driver {
 const { HEADER_QUEUED, HEADER_SLOT, STATE_IS_NEGOTIATING, STATE_IS_PROCESSING, STATE_IS_READY } = wire;
 const { commandPromise, PendingCommand, reportAbortedCause } = commands;
 const { deliverEvents } = events;
+/** The libnbd loaded, as [major, minor, release]. */
+const LIBNBD_VERSION = (binding.getVersion() ?? '0.0.0').split('.').map(Number);
+function versionAtLeast(have: number[], want: string): boolean {
+  const w = want.split('.').map(Number);
+  for (let i = 0; i < w.length; i++) if ((have[i] ?? 0) !== w[i]) return (have[i] ?? 0) > w[i];
+  return true;
+}
+
 /** Views whose ArrayBuffer is marked untransferable (Handle#_pin). */
 const pinned = new WeakSet<ArrayBufferView>();
 
@@ -159,19 +167,29 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       undefined, reportAbortedCause);
   }
 
-  protected _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number> {
+  protected _promiseOpt(
+    api: string,
+    result: OptionResult,
+    refusal: string | undefined,
+    signal: AbortSignal | undefined,
+    start: (settle: Settle, live: Live) => void,
+  ): Promise<number | boolean | void> {
     const request = api.replace(/^nbd_/, '');
-    return abortable(signal, (live) => commandPromise(api, `server replied with error to ${request} request`, (calls) => calls,
-      (settle) => start(settle, live)), undefined, reportAbortedCause);
+    const done = (calls: number) => (result === 'count' ? calls : result === 'accepted' ? true : undefined);
+    const failed = (err: number, recorded: [number, string] | undefined, cause: unknown) => {
+      const alive = this.#is(STATE_IS_NEGOTIATING | STATE_IS_READY | STATE_IS_PROCESSING);
+      const f = optionFailure(result, refusal, request, err, recorded, alive);
+      if (f === false) return { value: false };
+      const [errnum, message, whole] = f;
+      const options = cause === undefined ? undefined : { cause };
+      return whole ? renameApi(new NbdError(message, errnum, options), api) : libnbdError(api, errnum, message, cause);
+    };
+    return abortable(signal, (live) => commandPromise<number | boolean | void>(api, '', done, (settle) => start(settle, live), failed),
+      undefined, reportAbortedCause);
   }
 
-  protected _promiseOptAccepted(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<boolean> {
-    // As lib/opt.c: a refusal leaves the handle negotiating (false); any
-    // other end of the option is the connection's failure.
-    const request = api.replace(/^nbd_/, '');
-    const refused = () => (this.#is(STATE_IS_NEGOTIATING) ? false : undefined);
-    return abortable(signal, (live) => commandPromise(api, `failed to get response to ${request} request`, () => true,
-      (settle) => start(settle, live), refused), undefined, reportAbortedCause);
+  protected _libnbdAtLeast(version: string): boolean {
+    return versionAtLeast(LIBNBD_VERSION, version);
   }
 
   protected _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void> {

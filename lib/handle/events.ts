@@ -79,6 +79,8 @@ export function deliverEvents(s: HandleState, n: number, payloads?: (NativePaylo
       } else if (kind === EVENT_COMPLETION) {
         const cmd = commands.take(ev[p + COMPLETION_SLOT]);
         if (cmd !== undefined) {
+          const recorded = payloads?.[i];
+          if (recorded !== undefined) cmd.recorded = [recorded.errno!, recorded.message!];
           const retired = deliverCompletion(cmd, ev[p + COMPLETION_ERROR]);
           commands.retire(cmd, finalError(cmd, ev[p + COMPLETION_RETIRE_ERROR]), retired);
         }
