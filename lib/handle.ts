@@ -5,7 +5,6 @@
 // are lib/semantics.ts's. The per-call methods are generated
 // (lib/generated/handle-api.ts) and call the protected hooks below.
 import type { Readable, Writable } from 'node:stream';
-import { markAsUntransferable } from 'node:worker_threads';
 import type { NativeHandle, NativePayload } from '../typings/native';
 import { binding } from './binding';
 import type { CompletionCallback, DebugCallback } from './callbacks';
@@ -13,6 +12,7 @@ import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './er
 import { abortable } from './abort';
 import * as wire from './generated/event-wire';
 import { HandleApi, type Int64, type Live, type Settle } from './generated/handle-api';
+import * as buffers from './handle/buffers';
 import * as commands from './handle/commands';
 import type { Closure } from './handle/commands';
 import { deliverCompletionAtClose } from './handle/deliver';
@@ -59,8 +59,7 @@ export function defaultDriver(): Driver {
 const { HEADER_QUEUED, HEADER_SLOT } = wire;
 const { commandPromise, PendingCommand, reportAbortedCause } = commands;
 const { deliverEvents } = events;
-/** Views whose ArrayBuffer is marked untransferable (Handle#_pin). */
-const pinned = new WeakSet<ArrayBufferView>();
+const { copyOutAll, lend, release, takeBounce } = buffers;
 
 // Symbol.asyncDispose / Symbol.dispose: defined by Node >= 20.4 (and 18.18);
 // the registered symbols Node's own polyfill used, where an older runtime lacks them.
@@ -116,13 +115,11 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (this.#events[HEADER_QUEUED] !== 0) this.#native.drain();
   }
 
-  protected _pin(buf: ArrayBufferView): void {
-    // libnbd accesses the buffer until the command completes: it must not be
-    // detached by a transfer meanwhile. Marked once per view: a WeakSet
-    // lookup is much cheaper than the \`buffer\` getter and the marking.
-    if (pinned.has(buf)) return;
-    markAsUntransferable(buf.buffer);
-    pinned.add(buf);
+  protected _lend(buf: ArrayBufferView, out: boolean): ArrayBufferView {
+    // libnbd accesses the buffer until the command completes: the buffer
+    // itself where nothing can detach it meanwhile, else a copy
+    // (lib/handle/buffers.ts).
+    return lend(buf, out);
   }
 
   protected _register(
@@ -134,8 +131,18 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     completion: CompletionCallback | null | undefined,
     settle: Settle | undefined,
   ): number {
-    if (cookie === -1) throw this.#lastError();
-    this.#state.commands.add(this.#events[HEADER_SLOT], new PendingCommand(cookie, type, buf, offset, closure, completion ?? undefined, settle, false));
+    const bounce = takeBounce(buf);
+    if (cookie === -1) {
+      // libnbd may have zeroed the copy before it failed (pread_initialize).
+      if (bounce !== undefined) {
+        copyOutAll(bounce);
+        release(bounce);
+      }
+      throw this.#lastError();
+    }
+    const cmd = new PendingCommand(cookie, type, buf, offset, closure, completion ?? undefined, settle, false);
+    cmd.bounce = bounce;
+    this.#state.commands.add(this.#events[HEADER_SLOT], cmd);
     this._afterCall();
     return cookie;
   }
