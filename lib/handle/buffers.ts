@@ -137,6 +137,11 @@ let issuing: Bounce | undefined;
  * itself, or a Bounce's copy (then takeBounce() returns that Bounce).
  */
 export function lend(view: ArrayBufferView, out: boolean): ArrayBufferView {
+  if (issuing !== undefined) {
+    // Never taken: its native call threw before libnbd saw it.
+    release(issuing);
+    issuing = undefined;
+  }
   let lent = lendings.get(view);
   if (lent === null) return view;
   if (lent === undefined) {
@@ -144,9 +149,6 @@ export function lend(view: ArrayBufferView, out: boolean): ArrayBufferView {
     lendings.set(view, lent);
     if (lent === null) return view;
   }
-  // A Bounce never taken: its native call threw before libnbd saw it.
-  release(issuing);
-  issuing = undefined;
   const target = lent.target;
   // Detached since: libnbd gets the empty view, as in place.
   if (target.length === 0) return view;
