@@ -79,6 +79,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   readonly #native: NativeHandle;
   readonly #eventSink: (count: number, payloads?: (NativePayload | undefined)[]) => void;
   readonly #events: Float64Array;
+  /** nbd_get_pread_initialize, as set through this object: whether libnbd zeroes a read's buffer at issue. */
+  #preadInitialize = true;
   /** What the stages share: commands, connections, the closed flag (lib/handle/state.ts). */
   readonly #state: HandleState;
 
@@ -119,7 +121,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     // libnbd accesses the buffer until the command completes: the buffer
     // itself where nothing can detach it meanwhile, else a copy
     // (lib/handle/buffers.ts).
-    return lend(buf, out);
+    return lend(buf, out, this.#preadInitialize);
   }
 
   protected _register(
@@ -133,9 +135,9 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   ): number {
     const bounce = takeBounce(buf);
     if (cookie === -1) {
-      // libnbd may have zeroed the copy before it failed (pread_initialize).
+      // libnbd zeroes a read's buffer before it fails (pread_initialize).
       if (bounce !== undefined) {
-        copyOutAll(bounce);
+        copyOutAll(bounce, false);
         release(bounce);
       }
       throw this.#lastError();
@@ -183,6 +185,12 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (this.#state.closed) return closedError();
     const [errnum, message] = this.#native.lastError();
     return new NbdError(message, errnum);
+  }
+
+  /** `nbd_set_pread_initialize`: Whether reads zero their buffer first (default true). */
+  override setPreadInitialize(request: boolean): void {
+    super.setPreadInitialize(request);
+    this.#preadInitialize = request;
   }
 
   // ------------------------------------------------------------ command tracking (lib/handle/commands.ts)

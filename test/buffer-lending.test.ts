@@ -49,6 +49,29 @@ describe('a read into part of a larger ArrayBuffer', () => {
   });
 });
 
+describe('a read the server fails', () => {
+  const failing = () => nbdkit('--filter=error', 'pattern', 'size=1M', 'error-pread=EIO', 'error-pread-rate=1');
+
+  test('leaves zeroes in the caller\'s buffer, which libnbd zeroed first (pread_initialize)', async () => {
+    const h = await connected(failing());
+    const buf = Buffer.alloc(65536, 0xff);
+    await expect(h.pread(buf, 0)).rejects.toMatchObject({ code: 'EIO' });
+    expect(buf.every((b) => b === 0)).toBe(true);
+  });
+
+  test('with pread_initialize off, leaves the caller\'s buffer as it was — never another read\'s bytes', async () => {
+    // Another read of the same length first, whose bytes a copy may still hold.
+    const other = await connected(nbdkit('pattern', 'size=1M'));
+    await other.pread(Buffer.alloc(65536), 0);
+    const h = await connected(failing());
+    h.setPreadInitialize(false);
+    const buf = Buffer.alloc(65536, 0xff);
+    await expect(h.pread(buf, 0)).rejects.toMatchObject({ code: 'EIO' });
+    await expect(h.preadStructured(buf, 0, () => 0)).rejects.toMatchObject({ code: 'EIO' });
+    expect(buf.every((b) => b === 0xff)).toBe(true);
+  });
+});
+
 describe('buffers that nothing can detach', () => {
   test('a read into a WebAssembly memory gets the export\'s bytes, and the memory can still grow afterwards', async () => {
     const h = await connected(nbdkit('pattern', 'size=1M'));
@@ -79,10 +102,10 @@ describe("lib/io's own buffers", () => {
   test('a view lib/io owns is lent as it is; once disowned it is lent as any caller\'s buffer is', () => {
     const mine = Buffer.allocUnsafeSlow(4096);
     own(mine);
-    expect(lend(mine, true)).toBe(mine);
+    expect(lend(mine, true, true)).toBe(mine);
     disown(mine);
     const callers = Buffer.allocUnsafeSlow(4096);
     // The same way as a caller's buffer of the same kind, whichever that is on this Node.
-    expect(lend(mine, true) === mine).toBe(lend(callers, true) === callers);
+    expect(lend(mine, true, true) === mine).toBe(lend(callers, true, true) === callers);
   });
 });

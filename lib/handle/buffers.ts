@@ -4,10 +4,10 @@
 // write where the caller no longer expects it. What JS can do, by Node
 // release (markAsUntransferable is the only pin Node offers):
 //
-// - every release: structuredClone/postMessage refuse to transfer a marked
-//   ArrayBuffer; WebAssembly.Memory#grow detaches its buffer (the memory
-//   stays where it was); a resizable ArrayBuffer can shrink (refused up front
-//   by validateBuffer).
+// - every release: structuredClone/postMessage leave a marked ArrayBuffer
+//   attached (20 copies it, 22 and 24 refuse); WebAssembly.Memory#grow
+//   detaches its buffer; a resizable ArrayBuffer can shrink (refused up
+//   front by validateBuffer).
 // - 20 and 22: a byte stream (ReadableByteStreamController#enqueue, a BYOB
 //   read) detaches a marked buffer all the same; 22's transfer() and
 //   transferToFixedLength() too, and a transfer to another length frees the
@@ -19,7 +19,7 @@
 // So a buffer goes to libnbd as it is only when nothing can detach it: a
 // SharedArrayBuffer, an ArrayBuffer the mark pins (Node 24, WebAssembly
 // memory excepted), or a view lib/io allocated and has shown nobody
-// (`own`). Any other goes through a bounce buffer of the binding's, which
+// (`own`). Any other goes through a copy of the binding's (a bounce), which
 // no JS outside this file ever sees: data to write is copied into it at
 // issue; read data is copied out into the caller's buffer as JS sees each
 // chunk and at completion — if that buffer is still whole; else the read
@@ -32,35 +32,39 @@ const { isSharedArrayBuffer } = types;
 /** Node >= 21 (the releases where marking may pin). */
 const isMarkedAsUntransferable = (workerThreads as { isMarkedAsUntransferable?: (o: object) => boolean }).isMarkedAsUntransferable;
 
-/** A view that goes to libnbd through bounces: the caller's bytes, and a bounce kept for the next command. */
-class Lent {
-  /** A bounce no command uses, kept for the view's next command (small ones only). */
-  spare: Bounce | undefined = undefined;
-
-  constructor(
-    /** The caller's bytes: all of their view's memory (empty once detached). */
-    readonly target: Uint8Array,
-  ) {}
-}
-
 /** One command's copy of a caller's buffer: `copy` is what libnbd sees. */
 export class Bounce {
   constructor(
-    readonly lent: Lent,
-    /** As long as the caller's view was; never handed to other code. */
+    /** The caller's bytes: all of their view's memory (empty once detached). */
+    readonly target: Uint8Array,
+    /** As long as `target` was; never handed to other code. */
     readonly copy: Buffer,
-    /** libnbd writes into it (a read): copied out; else it was copied in at issue. */
-    public out: boolean,
+    /** libnbd writes into it (a read); else it was copied in at issue. */
+    readonly out: boolean,
+    /**
+     * A read that libnbd zeroed at issue (pread_initialize): the copy then
+     * holds nothing but zeroes and this command's bytes even if it fails.
+     */
+    readonly zeroed: boolean,
   ) {}
 }
 
 /**
  * A view's way to libnbd, looked up once per view (`TypedArray#buffer` is a
- * slow getter): null, lent as it is; else through bounces.
+ * slow getter): null, lent as it is; else the caller's bytes, lent through
+ * bounces.
  */
-const lendings = new WeakMap<ArrayBufferView, Lent | null>();
+const lendings = new WeakMap<ArrayBufferView, Uint8Array | null>();
 
-/** Bounces above this size are not kept for their view's next command (the memory would be held twice). */
+/**
+ * Copies no command uses, by length, for the next commands of any view:
+ * views made per command (subarrays of one big buffer) would otherwise cost
+ * an allocation each. Their bytes are stale: a read's are copied out only
+ * where libnbd wrote them, or zeroed them first.
+ */
+const spares = new Map<number, Buffer[]>();
+let spareBytes = 0;
+const SPARES_MAX = 32 * 1024 * 1024;
 const SPARE_MAX = 4 * 1024 * 1024;
 
 /**
@@ -107,7 +111,7 @@ function detachable(ab: ArrayBuffer): boolean {
 }
 
 /** How `view` goes to libnbd (its first command). */
-function lendingOf(view: ArrayBufferView): Lent | null {
+function lendingOf(view: ArrayBufferView): Uint8Array | null {
   const length = view.byteLength;
   // Nothing to access (libnbd gets a placeholder address), or memory nothing
   // can take away: a SharedArrayBuffer never detaches, and grows in place.
@@ -126,44 +130,39 @@ function lendingOf(view: ArrayBufferView): Lent | null {
     // No pin, but structuredClone and postMessage refuse to transfer it.
     markAsUntransferable(ab);
   }
-  return new Lent(new Uint8Array(ab, view.byteOffset, length));
+  return new Uint8Array(ab, view.byteOffset, length);
 }
 
 /** The Bounce lend() made for the command being issued, until takeBounce(). */
 let issuing: Bounce | undefined;
 
 /**
- * The view to hand libnbd for `view` (`out`: libnbd writes into it): `view`
- * itself, or a Bounce's copy (then takeBounce() returns that Bounce).
+ * The view to hand libnbd for `view`: `view` itself, or a Bounce's copy
+ * (then takeBounce() returns that Bounce). `out`: libnbd writes into it (a
+ * read); `zeroes`: it zeroes it first (the handle's pread_initialize).
  */
-export function lend(view: ArrayBufferView, out: boolean): ArrayBufferView {
+export function lend(view: ArrayBufferView, out: boolean, zeroes: boolean): ArrayBufferView {
   if (issuing !== undefined) {
     // Never taken: its native call threw before libnbd saw it.
     release(issuing);
     issuing = undefined;
   }
-  let lent = lendings.get(view);
-  if (lent === null) return view;
-  if (lent === undefined) {
-    lent = lendingOf(view);
-    lendings.set(view, lent);
-    if (lent === null) return view;
+  let target = lendings.get(view);
+  if (target === null) return view;
+  if (target === undefined) {
+    target = lendingOf(view);
+    lendings.set(view, target);
+    if (target === null) return view;
   }
-  const target = lent.target;
+  const length = target.length;
   // Detached since: libnbd gets the empty view, as in place.
-  if (target.length === 0) return view;
-  let bounce = lent.spare;
-  if (bounce === undefined) {
-    // Zeroed: after a failed read the caller's buffer gets what libnbd left
-    // in the copy, never another allocation's leftovers.
-    bounce = new Bounce(lent, Buffer.alloc(target.length), out);
-  } else {
-    lent.spare = undefined;
-    bounce.out = out;
-  }
-  if (!out) bounce.copy.set(target);
-  issuing = bounce;
-  return bounce.copy;
+  if (length === 0) return view;
+  let copy = spares.get(length)?.pop();
+  if (copy === undefined) copy = Buffer.allocUnsafeSlow(length);
+  else spareBytes -= length;
+  if (!out) copy.set(target);
+  issuing = new Bounce(target, copy, out, out && zeroes);
+  return copy;
 }
 
 /** The Bounce of the command just issued with `view` (undefined: none, or lent in place). */
@@ -174,22 +173,33 @@ export function takeBounce(view: ArrayBufferView | undefined): Bounce | undefine
   return bounce;
 }
 
-/** Copies `count` bytes at `sub` out to the caller's buffer (checked whole by the caller). */
+/** Copies `count` bytes at `sub`, which libnbd wrote, out to the caller's buffer (checked whole by the caller). */
 export function copyOut(bounce: Bounce, sub: number, count: number): void {
   const copy = bounce.copy;
-  if (sub === 0 && count === copy.length) bounce.lent.target.set(copy);
-  else bounce.lent.target.set(copy.subarray(sub, sub + count), sub);
+  if (sub === 0 && count === copy.length) bounce.target.set(copy);
+  else bounce.target.set(copy.subarray(sub, sub + count), sub);
 }
 
-/** Copies the whole of a read's bounce out to the caller's buffer, if that is still whole. */
-export function copyOutAll(bounce: Bounce): void {
-  const target = bounce.lent.target;
-  if (bounce.out && target.length === bounce.copy.length) target.set(bounce.copy);
+/**
+ * A read is over: its bytes go to the caller's buffer if that is still
+ * whole — all of them when libnbd wrote them all (`complete`) or zeroed the
+ * copy first; none else (a failed read's buffer is unspecified, and the
+ * copy's stale bytes are another command's).
+ */
+export function copyOutAll(bounce: Bounce, complete: boolean): void {
+  const target = bounce.target;
+  if (bounce.out && (complete || bounce.zeroed) && target.length === bounce.copy.length) target.set(bounce.copy);
 }
 
-/** libnbd is done with a Bounce: kept for its view's next command. */
-export function release(bounce: Bounce | undefined): void {
-  if (bounce !== undefined && bounce.copy.length <= SPARE_MAX) bounce.lent.spare = bounce;
+/** libnbd is done with a Bounce: its copy serves a later command. */
+export function release(bounce: Bounce): void {
+  const copy = bounce.copy;
+  const length = copy.length;
+  if (length > SPARE_MAX || spareBytes + length > SPARES_MAX) return;
+  let list = spares.get(length);
+  if (list === undefined) spares.set(length, (list = []));
+  list.push(copy);
+  spareBytes += length;
 }
 
 /**

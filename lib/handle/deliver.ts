@@ -121,16 +121,18 @@ export function deliverDebug(f: DebugCallback | undefined, payload: NativePayloa
  * Returns whether the command is retired at once (lib/semantics.ts:
  * retiredOnCompletion); its error is then lib/semantics.ts's finalError.
  */
-export function deliverCompletion(cmd: PendingCommand, eventError: number): boolean {
+export function deliverCompletion(cmd: PendingCommand, eventError: number, retireError: number): boolean {
   adoptLibnbdError(cmd, eventError);
   // A structured read's chunks checked it already, as they were delivered.
   if (cmd.type === 'read' && cmd.closure === undefined) cmd.bufferLost();
   const bounce = cmd.bounce;
   if (bounce !== undefined) {
     // libnbd is done with the copy. A structured read's chunks copied their
-    // bytes out as they were delivered; any other read's (or a failed one's,
-    // with what libnbd zeroed) go now.
-    if (cmd.closure === undefined || cmd.error !== 0) copyOutAll(bounce);
+    // bytes out as they were delivered; a plain read's go now (a failed
+    // one's only if libnbd zeroed the copy first).
+    const succeeded = cmd.error === 0 && retireError === 0;
+    const structured = cmd.closure !== undefined;
+    if (!structured || !succeeded) copyOutAll(bounce, succeeded);
     cmd.bounce = undefined;
     release(bounce);
   }
