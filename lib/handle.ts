@@ -6,7 +6,6 @@
 // are lib/semantics.ts's. The per-call methods are generated
 // (lib/generated/handle-api.ts) and call the protected hooks below.
 import type { Readable, Writable } from 'node:stream';
-import { markAsUntransferable } from 'node:worker_threads';
 import type { NativeHandle, NativePayload } from '../typings/native';
 import { binding } from './binding';
 import type { CompletionCallback, DebugCallback } from './callbacks';
@@ -15,6 +14,7 @@ import { abortable } from './abort';
 import * as wire from './generated/event-wire';
 import { SHUTDOWN_ABANDON_PENDING, SHUTDOWN_MASK } from './generated/constants';
 import { HandleApi, type Int64, type Live, type Settle } from './generated/handle-api';
+import * as buffers from './handle/buffers';
 import * as commands from './handle/commands';
 import type { Closure } from './handle/commands';
 import { deliverCompletionAtClose, deliverDebug } from './handle/deliver';
@@ -70,8 +70,7 @@ function versionAtLeast(have: number[], want: string): boolean {
   return true;
 }
 
-/** Views whose ArrayBuffer is marked untransferable (Handle#_pin). */
-const pinned = new WeakSet<ArrayBufferView>();
+const { copyOutAll, lend, release, takeBounce } = buffers;
 
 // Symbol.asyncDispose / Symbol.dispose: defined by Node >= 20.4 (and 18.18);
 // the registered symbols Node's own polyfill used, where an older runtime lacks them.
@@ -91,6 +90,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   readonly #native: NativeHandle;
   readonly #eventSink: (count: number, payloads?: (NativePayload | undefined)[]) => void;
   readonly #events: Float64Array;
+  /** nbd_get_pread_initialize, as set through this object: whether libnbd zeroes a read's buffer at issue. */
+  #preadInitialize = true;
   /** What the stages share: commands, connections, the closed flag (lib/handle/state.ts). */
   readonly #state: HandleState;
 
@@ -127,13 +128,11 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (this.#events[HEADER_QUEUED] !== 0) this.#native.drain();
   }
 
-  protected _pin(buf: ArrayBufferView): void {
-    // libnbd accesses the buffer until the command completes: it must not be
-    // detached by a transfer meanwhile. Marked once per view: a WeakSet
-    // lookup is much cheaper than the \`buffer\` getter and the marking.
-    if (pinned.has(buf)) return;
-    markAsUntransferable(buf.buffer);
-    pinned.add(buf);
+  protected _lend(buf: ArrayBufferView, out: boolean): ArrayBufferView {
+    // libnbd accesses the buffer until the command completes: the buffer
+    // itself where nothing can detach it meanwhile, else a copy
+    // (lib/handle/buffers.ts).
+    return lend(buf, out, this.#preadInitialize);
   }
 
   protected _register(
@@ -145,8 +144,18 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     completion: CompletionCallback | null | undefined,
     settle: Settle | undefined,
   ): number {
-    if (cookie === -1) throw this.#lastError();
-    this.#state.commands.add(this.#events[HEADER_SLOT], new PendingCommand(cookie, type, buf, offset, closure, completion ?? undefined, settle, false));
+    const bounce = takeBounce(buf);
+    if (cookie === -1) {
+      // libnbd zeroes a read's buffer before it fails (pread_initialize).
+      if (bounce !== undefined) {
+        copyOutAll(bounce, false);
+        release(bounce);
+      }
+      throw this.#lastError();
+    }
+    const cmd = new PendingCommand(cookie, type, buf, offset, closure, completion ?? undefined, settle, false);
+    cmd.bounce = bounce;
+    this.#state.commands.add(this.#events[HEADER_SLOT], cmd);
     this._afterCall();
     return cookie;
   }
@@ -214,6 +223,12 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (this.#state.closed) return closedError();
     const [errnum, message] = this.#native.lastError();
     return new NbdError(message, errnum);
+  }
+
+  /** `nbd_set_pread_initialize`: Whether reads zero their buffer first (default true). */
+  override setPreadInitialize(request: boolean): void {
+    super.setPreadInitialize(request);
+    this.#preadInitialize = request;
   }
 
   // ------------------------------------------------------------ command tracking (lib/handle/commands.ts)

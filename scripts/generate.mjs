@@ -382,24 +382,24 @@ function tsCommandMethods(call) {
   const sync = camel(call.sync);
   const buffer = call.args.find(([, k]) => argKinds[k].buffer);
   const offset = call.args.find(([n]) => n === 'offset');
-  const nativeCall = `n.${aio}(${[...call.args.map(toNative), 'flags'].join(', ')})`;
+  // A buffer libnbd keeps goes through Handle#_lend (as it is, or a copy of the binding's).
+  const nativeArg = ([n, k]) => (argKinds[k].persist ? `this._lend(${camel(n)}, ${argKinds[k].replyData === true})` : toNative([n, k]));
+  const nativeCall = `n.${aio}(${[...call.args.map(nativeArg), 'flags'].join(', ')})`;
   const reg = (completion, settle) =>
     `this._register(${nativeCall}, '${call.type}', ${buffer ? camel(buffer[0]) : 'undefined'}, ${offset ? 'offset' : 'undefined'}, ${call.closure ? call.closure : 'undefined'}, ${completion}, ${settle})`;
   const closureParam = call.closure ? [`${call.closure}: ${closureTs(call.closure)}`] : [];
   const closureCheck = call.closure ? [`    validateFunction(${call.closure}, '${call.closure}');`] : [];
-  const persist = call.args.find(([, k]) => argKinds[k].persist);
-  const pin = persist ? [`    this._pin(${camel(persist[0])});`] : [];
   const aioLines = [docLine([`\`nbd_${call.name}\`: ${withSince(call)}`, flagsNote(call), 'Returns the cookie.']),
     `  ${aio}(${[...params(call.args), ...closureParam, 'completion?: CompletionCallback | null', 'flags = 0'].join(', ')}): number {`,
     ...validations(call.args), ...closureCheck, "    validateOptionalFunction(completion, 'completion');", "    validateUint32(flags, 'flags');",
-    '    const n = this._native();', ...pin, `    return ${reg('completion', 'undefined')};`, '  }'];
+    '    const n = this._native();', `    return ${reg('completion', 'undefined')};`, '  }'];
   // The Promise form: its closure is wrapped by `live` (not called once the Promise was aborted).
   const liveReg = `this._register(${nativeCall}, '${call.type}', ${buffer ? camel(buffer[0]) : 'undefined'}, ${offset ? 'offset' : 'undefined'}, ${call.closure ? `live(${call.closure})` : 'undefined'}, undefined, settle)`;
   const syncLines = [docLine([`\`nbd_${call.sync}\` as a Promise: ${withSince(call)}`, flagsNote(call), '`options`: the flags, or `{ flags, signal }`.']),
     `  ${sync}(${[...params(call.args), ...closureParam, 'options: number | CommandOptions = 0'].join(', ')}): Promise<void> {`,
     ...validations(call.args), ...closureCheck, '    const { flags, signal } = commandOptions(options);',
     `    return this._promise('nbd_${call.sync}', '${call.type}', signal, (settle${call.closure ? ', live' : ''}) => {`, '      const n = this._native();',
-    ...pin.map((l) => '  ' + l), `      ${liveReg};`, '    });', '  }'];
+    `      ${liveReg};`, '    });', '  }'];
   return [...aioLines, '', ...syncLines].join('\n');
 }
 
@@ -468,8 +468,8 @@ function tsApi() {
     '  protected abstract _int64(v: number | bigint): Int64<B>;',
     '  /** Delivers events libnbd recorded inside the call just made (debug messages, a completion on a dead connection). */',
     '  protected abstract _afterCall(): void;',
-    '  /** Keeps a buffer libnbd will access from being transferred away. */',
-    '  protected abstract _pin(buf: ArrayBufferView): void;',
+    '  /** The view libnbd gets for a buffer it keeps until the command completes (`out`: it writes into it): the buffer, or a copy. */',
+    '  protected abstract _lend(buf: ArrayBufferView, out: boolean): ArrayBufferView;',
     '  /** Records an issued data command (throws on -1) and returns its cookie. */',
     '  protected abstract _register(cookie: number, type: string, buf: ArrayBufferView | undefined, offset: number | bigint | undefined,',
     '    closure: ((...args: never[]) => unknown) | undefined, completion: CompletionCallback | null | undefined, settle: Settle | undefined): number;',

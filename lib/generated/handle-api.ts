@@ -45,8 +45,8 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   protected abstract _int64(v: number | bigint): Int64<B>;
   /** Delivers events libnbd recorded inside the call just made (debug messages, a completion on a dead connection). */
   protected abstract _afterCall(): void;
-  /** Keeps a buffer libnbd will access from being transferred away. */
-  protected abstract _pin(buf: ArrayBufferView): void;
+  /** The view libnbd gets for a buffer it keeps until the command completes (`out`: it writes into it): the buffer, or a copy. */
+  protected abstract _lend(buf: ArrayBufferView, out: boolean): ArrayBufferView;
   /** Records an issued data command (throws on -1) and returns its cookie. */
   protected abstract _register(cookie: number, type: string, buf: ArrayBufferView | undefined, offset: number | bigint | undefined,
     closure: ((...args: never[]) => unknown) | undefined, completion: CompletionCallback | null | undefined, settle: Settle | undefined): number;
@@ -747,8 +747,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     validateOptionalFunction(completion, 'completion');
     validateUint32(flags, 'flags');
     const n = this._native();
-    this._pin(buf);
-    return this._register(n.aioPread(buf, toNativeUint64(offset), flags), 'read', buf, offset, undefined, completion, undefined);
+    return this._register(n.aioPread(this._lend(buf, true), toNativeUint64(offset), flags), 'read', buf, offset, undefined, completion, undefined);
   }
 
   /** `nbd_pread` as a Promise: Read into buf from offset. Flags: none (0). `options`: the flags, or `{ flags, signal }`. */
@@ -758,8 +757,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     const { flags, signal } = commandOptions(options);
     return this._promise('nbd_pread', 'read', signal, (settle) => {
       const n = this._native();
-      this._pin(buf);
-      this._register(n.aioPread(buf, toNativeUint64(offset), flags), 'read', buf, offset, undefined, undefined, settle);
+      this._register(n.aioPread(this._lend(buf, true), toNativeUint64(offset), flags), 'read', buf, offset, undefined, undefined, settle);
     });
   }
 
@@ -771,8 +769,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     validateOptionalFunction(completion, 'completion');
     validateUint32(flags, 'flags');
     const n = this._native();
-    this._pin(buf);
-    return this._register(n.aioPreadStructured(buf, toNativeUint64(offset), flags), 'read', buf, offset, chunk, completion, undefined);
+    return this._register(n.aioPreadStructured(this._lend(buf, true), toNativeUint64(offset), flags), 'read', buf, offset, chunk, completion, undefined);
   }
 
   /** `nbd_pread_structured` as a Promise: Read with a chunk callback per DATA/HOLE/ERROR chunk. Flags: CMD_FLAG_DF. `options`: the flags, or `{ flags, signal }`. */
@@ -783,8 +780,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     const { flags, signal } = commandOptions(options);
     return this._promise('nbd_pread_structured', 'read', signal, (settle, live) => {
       const n = this._native();
-      this._pin(buf);
-      this._register(n.aioPreadStructured(buf, toNativeUint64(offset), flags), 'read', buf, offset, live(chunk), undefined, settle);
+      this._register(n.aioPreadStructured(this._lend(buf, true), toNativeUint64(offset), flags), 'read', buf, offset, live(chunk), undefined, settle);
     });
   }
 
@@ -795,8 +791,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     validateOptionalFunction(completion, 'completion');
     validateUint32(flags, 'flags');
     const n = this._native();
-    this._pin(buf);
-    return this._register(n.aioPwrite(buf, toNativeUint64(offset), flags), 'write', buf, offset, undefined, completion, undefined);
+    return this._register(n.aioPwrite(this._lend(buf, false), toNativeUint64(offset), flags), 'write', buf, offset, undefined, completion, undefined);
   }
 
   /** `nbd_pwrite` as a Promise: Write buf at offset. Flags: CMD_FLAG_FUA, CMD_FLAG_PAYLOAD_LEN. `options`: the flags, or `{ flags, signal }`. */
@@ -806,8 +801,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     const { flags, signal } = commandOptions(options);
     return this._promise('nbd_pwrite', 'write', signal, (settle) => {
       const n = this._native();
-      this._pin(buf);
-      this._register(n.aioPwrite(buf, toNativeUint64(offset), flags), 'write', buf, offset, undefined, undefined, settle);
+      this._register(n.aioPwrite(this._lend(buf, false), toNativeUint64(offset), flags), 'write', buf, offset, undefined, undefined, settle);
     });
   }
 

@@ -6,6 +6,7 @@
 import type { CompletionCallback } from '../callbacks';
 import { errno, libnbdError, NbdError } from '../errors';
 import type { Settle } from '../generated/handle-api';
+import type { Bounce } from './buffers';
 import { byIssueOrder, peekCompleted, renameApi, type CommandErrorState } from '../semantics';
 import * as deliver from './deliver';
 
@@ -46,6 +47,8 @@ export class PendingCommand implements CommandErrorState {
   recorded: [number, string] | undefined = undefined;
   /** The buffer's length when issued: a smaller one now means it was detached or shrunk. */
   readonly length: number;
+  /** The copy libnbd got in place of `buf` (lib/handle/buffers.ts), until JS has seen the completion. */
+  bounce: Bounce | undefined = undefined;
 
   constructor(
     /** The cookie (an option command's id, negative). */

@@ -81,8 +81,9 @@ export function deliverEvents(s: HandleState, n: number, payloads?: (NativePaylo
         if (cmd !== undefined) {
           const recorded = payloads?.[i];
           if (recorded !== undefined) cmd.recorded = [recorded.errno!, recorded.message!];
-          const retired = deliverCompletion(cmd, ev[p + COMPLETION_ERROR]);
-          commands.retire(cmd, finalError(cmd, ev[p + COMPLETION_RETIRE_ERROR]), retired);
+          const retireError = ev[p + COMPLETION_RETIRE_ERROR];
+          const retired = deliverCompletion(cmd, ev[p + COMPLETION_ERROR], retireError);
+          commands.retire(cmd, finalError(cmd, retireError), retired);
         }
       } else if (kind === EVENT_EXTENT) {
         const cmd = slots[ev[p + EXTENT_SLOT]];

@@ -10,6 +10,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { abortError, NbdError, errno, invalidArgType, invalidArgValue } from '../errors';
 import { CMD_FLAG_NO_HOLE, SIZE_PREFERRED, STATE_ZERO } from '../generated/constants';
 import { Handle, type Driver } from '../handle';
+import { own } from '../handle/buffers';
 import { extents, type Extent, type ExtentSource } from './extents';
 import { POOL_DEFAULTS, Pool, poolDriver } from './pool';
 import { LIBNBD_MAXIMUM, optionalBoolean, optionalInteger, optionalSignal, serverLimits } from './stream-support';
@@ -111,6 +112,15 @@ interface Side {
   close(): Promise<void>;
 }
 
+/**
+ * A view of copy()'s own buffers, which it never hands out: libnbd may use
+ * it in place (lib/handle/buffers.ts).
+ */
+function ownView(view: Buffer): Buffer {
+  own(view);
+  return view;
+}
+
 const NBD_URI = /^nbds?(\+(unix|vsock|tcp))?:\/\//i;
 
 /**
@@ -163,7 +173,7 @@ class NbdSide implements Side {
     const step = zeroes.length;
     const writes: Promise<void>[] = [];
     for (let done = 0; done < count; done += step) {
-      writes.push(this.target.pwrite(zeroes.subarray(0, Math.min(step, count - done)), offset + done));
+      writes.push(this.target.pwrite(ownView(zeroes.subarray(0, Math.min(step, count - done))), offset + done));
     }
     await settleAll(writes);
   }
@@ -473,7 +483,7 @@ export function copy(src: CopyEndpoint, dst: CopyEndpoint, options: CopyOptions 
     /** Copies a data piece; resolves with how many of its bytes were written as data. */
     const copyData = async (piece: Piece): Promise<number> => {
       const full = free.pop() ?? Buffer.allocUnsafeSlow(requestSize);
-      const buf = piece.length === full.length ? full : full.subarray(0, piece.length);
+      const buf = ownView(piece.length === full.length ? full : full.subarray(0, piece.length));
       try {
         await source.read(buf, piece.offset);
         if (sparseSize === 0) {
@@ -483,7 +493,7 @@ export function copy(src: CopyEndpoint, dst: CopyEndpoint, options: CopyOptions 
         const requests: Promise<void>[] = [];
         let data = 0;
         for (const [from, to, zero] of zeroRuns(buf, piece.offset, sparseSize)) {
-          requests.push(zero ? zeroOut(to - from, piece.offset + from) : destination.write(buf.subarray(from, to), piece.offset + from));
+          requests.push(zero ? zeroOut(to - from, piece.offset + from) : destination.write(ownView(buf.subarray(from, to)), piece.offset + from));
           if (!zero) data += to - from;
         }
         await settleAll(requests);
