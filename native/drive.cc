@@ -29,7 +29,11 @@ constexpr int kMaxErrorRounds = 1024;
 void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   // Off the JS thread, what JS will see of the state until it has this
   // call's events (EventQueue::PendingBefore).
-  if (std::this_thread::get_id() != js_thread_) state_before_ = quiet::State(h);
+  const bool off_js_thread = std::this_thread::get_id() != js_thread_;
+  if (off_js_thread) {
+    state_before_ = quiet::State(h);
+    queue_.EnterCall(state_before_);
+  }
   runs_begun_++;
   unsigned dir = quiet::Direction(h);
   int r = 0;
@@ -45,6 +49,7 @@ void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   if (r == -1) RecordIoError();
   staged.Flush(h);
   CheckConnectionState(h);
+  if (off_js_thread) queue_.LeaveCall();
   runs_done_++;  // after its events were published: a delivery that sees it hands them over
 }
 

@@ -64,7 +64,7 @@ class EventQueue {
   // what JS sees of the state until it has these events (PendingBefore).
   void PushAll(std::vector<Event>& events, const StateSnapshot* before = nullptr) {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (before != nullptr && before->known && !pending_before_.known && !events.empty()) pending_before_ = *before;
+    if (before != nullptr && before->known && !pending_before_.known && ChangeWhatStateImplies(events)) pending_before_ = *before;
     events_.insert(events_.end(), std::make_move_iterator(events.begin()), std::make_move_iterator(events.end()));
     events.clear();
   }
@@ -77,11 +77,23 @@ class EventQueue {
   // The state as of the events JS has been handed, while events another
   // thread recorded wait for JS: in C, once aio_is_dead is true every
   // command has completed, and JS has not seen these completions yet.
+  // While another thread is inside a libnbd call, the state before it: the
+  // state may change before that call's events are published.
   bool PendingBefore(StateSnapshot* out) {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!pending_before_.known) return false;
-    *out = pending_before_;
+    if (pending_before_.known) *out = pending_before_;
+    else if (in_call_.known) *out = in_call_;
+    else return false;
     return true;
+  }
+  // Around a libnbd call another thread than JS's makes (RunStateMachine).
+  void EnterCall(const StateSnapshot& before) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_call_ = before;
+  }
+  void LeaveCall() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_call_ = StateSnapshot();
   }
   size_t Size() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -91,12 +103,23 @@ class EventQueue {
     std::lock_guard<std::mutex> lock(mutex_);
     events_.clear();
     pending_before_ = StateSnapshot();
+    in_call_ = StateSnapshot();
   }
 
  private:
+  // Completions and connects: the state says they happened (in C, once
+  // aio_is_dead is true every command has completed). Debug messages and the
+  // news of a lost connection imply nothing the state does not say itself.
+  static bool ChangeWhatStateImplies(const std::vector<Event>& events) {
+    for (const Event& e : events)
+      if (e.kind != kDebug && e.kind != kConnectionLost) return true;
+    return false;
+  }
+
   std::mutex mutex_;
   std::vector<Event> events_;
   StateSnapshot pending_before_;
+  StateSnapshot in_call_;
 };
 
 }  // namespace nbdjs
