@@ -5,7 +5,7 @@
 // bin/info/); only the error lines differ, "nbdjs: info: " where nbdinfo
 // writes "nbdinfo: ", with the errno's name at the end. Public API only, and
 // only the modules info needs (start-up time is most of a --size run).
-import type { Handle } from '../lib/handle';
+import type { Handle } from '../lib';
 import { doCan } from './info/can';
 import { loadedFlavour } from './info/flavour';
 import { doMap } from './info/map';

@@ -1,6 +1,7 @@
 // libnbd for Node.js: the public entry point.
-export { Handle, defaultDriver } from './handle';
-export type { HandleOptions, Driver } from './handle';
+export { Handle, defaultDriver } from './handle/handle';
+export type { HandleOptions, Driver } from './handle/handle';
+import './io/handle-methods'; // lib/io's methods of Handle (streams, extents)
 export type {
   ChunkCallback,
   CompletionCallback,

@@ -1,6 +1,5 @@
 // Argument checks made before anything reaches C, with Node's error codes.
 import { invalidArgType, invalidArgValue, outOfRange, withCode } from './errors';
-import type { Driver } from './handle';
 
 const UINT64_MAX = (1n << 64n) - 1n;
 
@@ -149,6 +148,9 @@ export function validateService(value: unknown, name: string): asserts value is 
   }
   validateString(value, name);
 }
+
+/** Which driver runs libnbd's state machine (HandleOptions.driver). */
+export type Driver = 'loop' | 'thread';
 
 function isDriver(value: unknown): value is Driver {
   return value === 'loop' || value === 'thread';

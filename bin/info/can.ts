@@ -1,6 +1,6 @@
 // nbdinfo --can/--is (and, 1.18+, --has; 1.20+, --cannot and the other
 // negations) (info/can.c): no output, the answer in the exit status.
-import type { Handle } from '../../lib/handle';
+import type { Handle } from '../../lib';
 import { Fatal, fatal, type Session } from './session';
 
 type Query = (h: Handle<true>) => boolean;

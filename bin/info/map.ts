@@ -1,8 +1,8 @@
 // nbdinfo --map and --map --totals (info/map.c): block status over the whole
 // export in nbdinfo's request sizes, then the extents with neighbours of one
 // type merged, or the size of each type and its share of the export.
-import type { Handle } from '../../lib/handle';
-import { SIZE_MINIMUM } from '../../lib/generated/constants';
+import type { Handle } from '../../lib';
+import { SIZE_MINIMUM } from '../../lib';
 import { Fatal, fatal, maybe, type Session } from './session';
 import { ANSI, ANSI_RESTORE, ansi, fixed, general, jsonString, type Output } from './text';
 

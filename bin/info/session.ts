@@ -1,7 +1,6 @@
 // What nbdinfo's files share (its globals), its do_connect, and its way of
 // failing: a message on stderr and exit status 1 (Fatal here).
-import { Handle } from '../../lib/handle';
-import { NbdError } from '../../lib/errors';
+import { Handle, NbdError } from '../../lib';
 import type { Flavour } from './flavour';
 import type { InfoOptions } from './options';
 import type { Output } from './text';

@@ -2,8 +2,8 @@
 // metadata, from option negotiation where the server gives it, in text or
 // JSON, laid out byte for byte as the loaded version's nbdinfo lays it out.
 import { unlinkSync, writeFileSync } from 'node:fs';
-import type { Handle } from '../../lib/handle';
-import { SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED } from '../../lib/generated/constants';
+import type { Handle } from '../../lib';
+import { SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED } from '../../lib';
 import { closeHandle, createHandle, doConnect, errorText, fatal, maybe, type Session } from './session';
 import { ANSI, humanSize, jsonString, type Output } from './text';
 

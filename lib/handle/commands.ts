@@ -8,13 +8,13 @@ import { errno, libnbdError, NbdError } from '../errors';
 import type { Settle } from '../generated/handle-api';
 import type { Bounce } from './buffers';
 import { byIssueOrder, peekCompleted, renameApi, type CommandErrorState } from '../semantics';
-import * as deliver from './deliver';
+import * as lostCauses from './lost-causes';
 
 export type Closure = (...args: never[]) => unknown;
 
 // A local constant, as in events.ts: called through the exports object, V8
 // would not inline it.
-const { reportLostCauses } = deliver;
+const { reportLostCauses } = lostCauses;
 
 // A view's byteLength through the prototypes' own getters: optimized code
 // reaches `view.byteLength` through a generic LoadIC call (~90 instructions

@@ -8,10 +8,11 @@ import { errno } from '../errors';
 import { EVENT_LIST } from '../generated/event-wire';
 import * as semantics from '../semantics';
 import * as buffers from './buffers';
+import { reportLostCauses } from './lost-causes';
 import type { PendingCommand } from './commands';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-// Local constants, as in lib/handle.ts: loads through another module's
+// Local constants, as in lib/handle/handle.ts: loads through another module's
 // exports object are not constants to V8.
 const LIST = EVENT_LIST;
 const { adoptLibnbdError, applyChunkResult, applyCompletionResult, chunkErrorOnEntry, errnoValue, errorAtClose, retiredOnCompletion } = semantics;
@@ -164,42 +165,4 @@ function runCompletion(cmd: PendingCommand): boolean {
   }
   // libnbd ignores what an option command's completion returns.
   return cmd.opt ? false : applyCompletionResult(cmd, ret, errorValue(error));
-}
-
-/** Reads a property of a thrown value that may throw itself (a getter, a Proxy). */
-function shown(value: unknown, read: (v: object) => unknown): string | undefined {
-  try {
-    if (typeof value !== 'object' || value === null) return undefined;
-    const v = read(value);
-    return v === undefined ? undefined : String(v);
-  } catch {
-    return undefined;
-  }
-}
-
-function text(value: unknown): string {
-  const message = shown(value, (v) => ('message' in v ? (v as { message: unknown }).message : undefined));
-  if (message !== undefined) return message;
-  try {
-    return String(value);
-  } catch {
-    return '(a thrown value that cannot be shown)';
-  }
-}
-
-/**
- * Reports callback throws that no NbdError will carry. A string warning:
- * process.emitWarning refuses Error objects of another realm (jest, vm).
- * Never throws, whatever was thrown: event delivery must go on.
- */
-export function reportLostCauses(causes: unknown[] | undefined, what = 'a libnbd callback threw but its command succeeded'): void {
-  if (causes === undefined) return;
-  for (const c of causes) {
-    try {
-      const stack = shown(c, (v) => ('stack' in v ? (v as { stack: unknown }).stack : undefined));
-      process.emitWarning(`${what}: ${text(c)}`, { type: 'NbdCallbackWarning', detail: stack });
-    } catch {
-      // Nothing left to report it with.
-    }
-  }
 }

@@ -3,7 +3,7 @@
 // Public Handle API only.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { abortError, errno, invalidArgType, libnbdError } from '../errors';
-import { Handle, type Driver } from '../handle';
+import { Handle, type Driver } from '../handle/handle';
 import { optionalInteger, optionalSignal, validateOptions } from './stream-support';
 
 export interface ConnectOptions<B extends boolean = false> {

@@ -9,7 +9,8 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { abortError, NbdError, errno, invalidArgType, invalidArgValue } from '../errors';
 import { CMD_FLAG_NO_HOLE, SIZE_PREFERRED, STATE_ZERO } from '../generated/constants';
-import { Handle, type Driver } from '../handle';
+import { Handle, type Driver } from '../handle/handle';
+import './handle-methods'; // source.extents()
 import { own } from '../handle/buffers';
 import { extents, type Extent, type ExtentSource } from './extents';
 import { POOL_DEFAULTS, Pool, poolDriver } from './pool';

@@ -6,7 +6,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Extent64Callback, ExtentCallback } from '../callbacks';
 import { NbdError, errno, invalidArgType } from '../errors';
 import { SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED } from '../generated/constants';
-import { Handle, type Driver } from '../handle';
+import { Handle, type Driver } from '../handle/handle';
 import { driverFromEnv, validateDriver, type CommandOptions } from '../validate';
 import { extents, type Extent, type ExtentsOptions } from './extents';
 import { createReadStream, type ReadStreamOptions } from './read-stream';

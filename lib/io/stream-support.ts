@@ -2,7 +2,7 @@
 // and argument checks (with Node's error codes). Public Handle API only.
 import { invalidArgType, outOfRange } from '../errors';
 import { SIZE_MAXIMUM, SIZE_MINIMUM } from '../generated/constants';
-import type { Handle } from '../handle';
+import type { Handle } from '../handle/handle';
 import { validateAbortSignal } from '../validate';
 
 const MiB = 1024 * 1024;

@@ -5,25 +5,21 @@
 // waiting for the driver). libnbd's rules
 // are lib/semantics.ts's. The per-call methods are generated
 // (lib/generated/handle-api.ts) and call the protected hooks below.
-import type { Readable, Writable } from 'node:stream';
-import type { NativeHandle, NativePayload } from '../typings/native';
-import { binding } from './binding';
-import type { CompletionCallback, DebugCallback } from './callbacks';
-import { NbdError, closedError, errno, invalidArgValue, libnbdError } from './errors';
-import { abortable } from './abort';
-import * as wire from './generated/event-wire';
-import { SHUTDOWN_ABANDON_PENDING, SHUTDOWN_MASK } from './generated/constants';
-import { HandleApi, type Int64, type Live, type Settle } from './generated/handle-api';
-import * as buffers from './handle/buffers';
-import * as commands from './handle/commands';
-import type { Closure } from './handle/commands';
-import { deliverCompletionAtClose, deliverDebug } from './handle/deliver';
-import * as events from './handle/events';
-import { HandleState } from './handle/state';
-import { extents, type Extent, type ExtentsOptions } from './io/extents';
-import { createReadStream, type ReadStreamOptions } from './io/read-stream';
-import { createWriteStream, type WriteStreamOptions } from './io/write-stream';
-import { optionFailure, renameApi, type OptionResult } from './semantics';
+import type { NativeHandle, NativePayload } from '../../typings/native';
+import { binding } from '../binding';
+import type { CompletionCallback, DebugCallback } from '../callbacks';
+import { NbdError, closedError, errno, invalidArgValue, libnbdError } from '../errors';
+import { abortable } from '../abort';
+import * as wire from '../generated/event-wire';
+import { SHUTDOWN_ABANDON_PENDING, SHUTDOWN_MASK } from '../generated/constants';
+import { HandleApi, type Int64, type Live, type Settle } from '../generated/handle-api';
+import * as buffers from './buffers';
+import * as commands from './commands';
+import type { Closure } from './commands';
+import { deliverCompletionAtClose, deliverDebug } from './deliver';
+import * as events from './events';
+import { HandleState } from './state';
+import { optionFailure, renameApi, type OptionResult } from '../semantics';
 import {
   commandOptions,
   driverFromEnv,
@@ -35,9 +31,11 @@ import {
   validateUint64,
   type CommandOptions,
   type SignalOptions,
-} from './validate';
+} from '../validate';
 
-export type Driver = 'loop' | 'thread';
+import type { Driver } from '../validate';
+
+export type { Driver };
 
 export interface HandleOptions<B extends boolean = false> {
   /**
@@ -398,36 +396,6 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (n.clearDebugCallback() === -1) this._raise();
     this._afterCall();
     this.#state.debugCallback = undefined;
-  }
-
-  // ------------------------------------------------------------ lib/io: streams, extents (thin delegations to lib/io)
-
-  /**
-   * A Readable of the export's bytes from `start` to `end` inclusive (as
-   * fs.createReadStream; default: the whole export), in order, with at most
-   * `queueDepth` reads in flight. See lib/io/read-stream.ts.
-   */
-  createReadStream(options?: ReadStreamOptions): Readable {
-    return createReadStream(this as Handle<boolean>, options);
-  }
-
-  /**
-   * A Writable writing the export from `start` on: small writes coalesced
-   * up to `highWaterMark`, at most `queueDepth` writes in flight, 'finish'
-   * once every write completed (and, with `flush: true`, was flushed). See
-   * lib/io/write-stream.ts.
-   */
-  createWriteStream(options?: WriteStreamOptions): Writable {
-    return createWriteStream(this as Handle<boolean>, options);
-  }
-
-  /**
-   * The extents of `[start, end)` (default: the whole export) in `context`
-   * (default 'base:allocation'), contiguous and merged; the handle must have
-   * been connected with the context added. See lib/io/extents.ts.
-   */
-  extents(options?: ExtentsOptions): AsyncGenerator<Extent, void, undefined> {
-    return extents(this, options);
   }
 
   // ------------------------------------------------------------ explicit resource management
