@@ -9,13 +9,12 @@
 // lib/aio.c) in event order so that JS observes what a C program observes.
 //
 // Pure rules only: the state they apply to lives in the stages of lib/handle/.
-import { NbdError } from './errors';
+import { NbdError, errno } from './errors';
+import * as constants from './generated/constants';
 
-/** errno values the rules need (Linux). */
-const EPROTO = 71;
-const ENOTCONN = 107;
-
-export const READ_ERROR_STATUS = 3;
+// Module-level constants (docs/architecture.md, Traps: "module-level constants").
+const { EPROTO, ENOTCONN } = errno;
+const READ_ERROR_STATUS = constants.READ_ERROR;
 
 /**
  * READ_ERROR_MARKER is what libnbd records for a READ_ERROR chunk when it had
@@ -25,10 +24,7 @@ export const READ_ERROR_STATUS = 3;
  * earlier error.
  */
 import { READ_ERROR_MARKER } from './generated/event-wire';
-// Not re-exported: a re-export makes tsc define a getter on this module's
-// exports object, which turns it into a dictionary, and every load of these
-// functions from optimized code a generic LoadIC (~100 instructions each,
-// 800 per command; see docs/architecture.md "Traps").
+// Not re-exported (docs/architecture.md, Traps: "no `export { x } from`").
 
 /** A READ_ERROR chunk whose effect waits for the command's next event. */
 type DeferredReadError = [serverError: number, ret: unknown, value: number];

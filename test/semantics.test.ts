@@ -7,7 +7,6 @@ import { constants as os } from 'node:os';
 import { READ_DATA, READ_ERROR, READ_HOLE } from '../lib';
 import { READ_ERROR_MARKER } from '../lib/generated/event-wire';
 import {
-  READ_ERROR_STATUS,
   adoptLibnbdError,
   applyChunkResult,
   applyCompletionResult,
@@ -28,11 +27,6 @@ function fresh(): CommandErrorState {
 function failed(error: number): CommandErrorState {
   return { error, replaced: false, deferredReadError: undefined };
 }
-
-test("READ_ERROR_STATUS is libnbd's LIBNBD_READ_ERROR, distinct from DATA and HOLE", () => {
-  expect(READ_ERROR_STATUS).toBe(READ_ERROR);
-  expect([READ_DATA, READ_HOLE]).not.toContain(READ_ERROR_STATUS);
-});
 
 test('the READ_ERROR marker is no errno a server or the host could report', () => {
   expect(Object.values(os.errno)).not.toContain(READ_ERROR_MARKER);
@@ -61,7 +55,7 @@ describe('adoptLibnbdError', () => {
 
   test("settles a pending READ_ERROR as the server's errno when the marker follows and its callback returned 0", () => {
     const cmd = fresh();
-    applyChunkResult(cmd, READ_ERROR_STATUS, ENOSPC, 0, ENOMEM);
+    applyChunkResult(cmd, READ_ERROR, ENOSPC, 0, ENOMEM);
     adoptLibnbdError(cmd, READ_ERROR_MARKER);
     expect(cmd.error).toBe(ENOSPC);
     expect(cmd.deferredReadError).toBeUndefined();
@@ -69,14 +63,14 @@ describe('adoptLibnbdError', () => {
 
   test('settles a pending READ_ERROR as the errno its callback chose with -1 and a non-zero value', () => {
     const cmd = fresh();
-    applyChunkResult(cmd, READ_ERROR_STATUS, ENOSPC, -1, ENOMEM);
+    applyChunkResult(cmd, READ_ERROR, ENOSPC, -1, ENOMEM);
     adoptLibnbdError(cmd, READ_ERROR_MARKER);
     expect(cmd.error).toBe(ENOMEM);
   });
 
   test("settles a pending READ_ERROR as the server's errno when its callback returned -1 with value 0", () => {
     const cmd = fresh();
-    applyChunkResult(cmd, READ_ERROR_STATUS, ENOSPC, -1, 0);
+    applyChunkResult(cmd, READ_ERROR, ENOSPC, -1, 0);
     adoptLibnbdError(cmd, READ_ERROR_MARKER);
     expect(cmd.error).toBe(ENOSPC);
   });
@@ -85,7 +79,7 @@ describe('adoptLibnbdError', () => {
     // A plain error reply before the READ_ERROR chunk left no event of its
     // own: the next event's error is how JS learns of it.
     const cmd = fresh();
-    applyChunkResult(cmd, READ_ERROR_STATUS, ENOSPC, -1, ENOMEM);
+    applyChunkResult(cmd, READ_ERROR, ENOSPC, -1, ENOMEM);
     adoptLibnbdError(cmd, EIO);
     expect(cmd.error).toBe(EIO);
     expect(cmd.deferredReadError).toBeUndefined();
@@ -93,7 +87,7 @@ describe('adoptLibnbdError', () => {
 
   test('settles a pending READ_ERROR once: a second marker changes nothing', () => {
     const cmd = fresh();
-    applyChunkResult(cmd, READ_ERROR_STATUS, ENOSPC, 0, 0);
+    applyChunkResult(cmd, READ_ERROR, ENOSPC, 0, 0);
     adoptLibnbdError(cmd, READ_ERROR_MARKER);
     adoptLibnbdError(cmd, READ_ERROR_MARKER);
     adoptLibnbdError(cmd, EIO);
@@ -104,13 +98,13 @@ describe('adoptLibnbdError', () => {
 describe('chunkErrorOnEntry', () => {
   test("gives a READ_ERROR chunk its own server errno, whatever the command recorded before", () => {
     const cmd = failed(ENOMEM);
-    expect(chunkErrorOnEntry(cmd, READ_ERROR_STATUS, ENOSPC)).toBe(ENOSPC);
+    expect(chunkErrorOnEntry(cmd, READ_ERROR, ENOSPC)).toBe(ENOSPC);
     expect(cmd.error).toBe(ENOMEM);
   });
 
   test('does not record the errno a READ_ERROR chunk sees on entry', () => {
     const cmd = fresh();
-    chunkErrorOnEntry(cmd, READ_ERROR_STATUS, ENOSPC);
+    chunkErrorOnEntry(cmd, READ_ERROR, ENOSPC);
     expect(cmd.error).toBe(0);
   });
 
@@ -129,7 +123,7 @@ describe('chunkErrorOnEntry', () => {
 
   test('gives a DATA chunk after a READ_ERROR chunk the errno that READ_ERROR settled on', () => {
     const cmd = fresh();
-    applyChunkResult(cmd, READ_ERROR_STATUS, ENOSPC, -1, ENOMEM);
+    applyChunkResult(cmd, READ_ERROR, ENOSPC, -1, ENOMEM);
     expect(chunkErrorOnEntry(cmd, READ_DATA, READ_ERROR_MARKER)).toBe(ENOMEM);
   });
 
@@ -171,21 +165,21 @@ describe('applyChunkResult', () => {
 
   test('defers a READ_ERROR chunk (nothing recorded yet) until the next event tells what libnbd had before', () => {
     const cmd = fresh();
-    applyChunkResult(cmd, READ_ERROR_STATUS, ENOSPC, -1, ENOMEM);
+    applyChunkResult(cmd, READ_ERROR, ENOSPC, -1, ENOMEM);
     expect(cmd.error).toBe(0);
     expect(cmd.deferredReadError).toEqual([ENOSPC, -1, ENOMEM]);
   });
 
   test('keeps the first pending READ_ERROR when a second READ_ERROR chunk arrives', () => {
     const cmd = fresh();
-    applyChunkResult(cmd, READ_ERROR_STATUS, ENOSPC, 0, 0);
-    applyChunkResult(cmd, READ_ERROR_STATUS, EIO, -1, ENOMEM);
+    applyChunkResult(cmd, READ_ERROR, ENOSPC, 0, 0);
+    applyChunkResult(cmd, READ_ERROR, EIO, -1, ENOMEM);
     expect(cmd.deferredReadError).toEqual([ENOSPC, 0, 0]);
   });
 
   test('defers nothing for a READ_ERROR chunk once an error is recorded', () => {
     const cmd = failed(EIO);
-    applyChunkResult(cmd, READ_ERROR_STATUS, ENOSPC, -1, ENOMEM);
+    applyChunkResult(cmd, READ_ERROR, ENOSPC, -1, ENOMEM);
     expect(cmd).toEqual(failed(EIO));
   });
 });
@@ -256,8 +250,8 @@ describe('errnoValue', () => {
 test('a READ_ERROR whose callback chose ENOMEM, then a DATA chunk, then the completion: the command fails ENOMEM', () => {
   // The sequence libnbd's Python binding shows in read-error.test.ts, replayed by hand.
   const cmd = fresh();
-  expect(chunkErrorOnEntry(cmd, READ_ERROR_STATUS, ENOSPC)).toBe(ENOSPC);
-  applyChunkResult(cmd, READ_ERROR_STATUS, ENOSPC, -1, ENOMEM);
+  expect(chunkErrorOnEntry(cmd, READ_ERROR, ENOSPC)).toBe(ENOSPC);
+  applyChunkResult(cmd, READ_ERROR, ENOSPC, -1, ENOMEM);
   expect(chunkErrorOnEntry(cmd, READ_DATA, READ_ERROR_MARKER)).toBe(ENOMEM);
   applyChunkResult(cmd, READ_DATA, READ_ERROR_MARKER, 0, ENOMEM);
   adoptLibnbdError(cmd, READ_ERROR_MARKER);

@@ -23,8 +23,10 @@ import type { CommandOptions, SignalOptions } from '../validate';
 
 export type { Int64 } from './callbacks';
 
-/** Wraps a Promise form's callback so that it is no longer called once its Promise was aborted. */
-export type Live = <F extends (...args: never[]) => unknown>(f: F) => F;
+import type { Live } from '../abort';
+
+// Wraps a Promise form's callback so that it is no longer called once its Promise was aborted (lib/abort.ts).
+export type { Live };
 
 /**
  * Settles a Promise form: the command's errno, a callback's throw, the calls of its list/context closure, what

@@ -12,8 +12,7 @@ import * as lostCauses from './lost-causes';
 
 export type Closure = (...args: never[]) => unknown;
 
-// A local constant, as in events.ts: called through the exports object, V8
-// would not inline it.
+// docs/architecture.md, Traps: "module-level constants".
 const { reportLostCauses } = lostCauses;
 
 // A view's byteLength through the prototypes' own getters: optimized code

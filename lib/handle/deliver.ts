@@ -12,8 +12,7 @@ import { reportLostCauses } from './lost-causes';
 import type { PendingCommand } from './commands';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-// Local constants, as in lib/handle/handle.ts: loads through another module's
-// exports object are not constants to V8.
+// docs/architecture.md, Traps: "module-level constants".
 const LIST = EVENT_LIST;
 const { adoptLibnbdError, applyChunkResult, applyCompletionResult, chunkErrorOnEntry, errnoValue, errorAtClose, retiredOnCompletion } = semantics;
 const { copyOut, copyOutAll, release } = buffers;

@@ -11,8 +11,7 @@ import * as semantics from '../semantics';
 import * as deliver from './deliver';
 import type { HandleState } from './state';
 
-// Local constants, as in lib/handle/handle.ts: loads through another module's
-// exports object are not constants to V8.
+// docs/architecture.md, Traps: "module-level constants".
 const {
   CHUNK_COUNT,
   CHUNK_ERROR,

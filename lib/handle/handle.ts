@@ -53,10 +53,8 @@ export function defaultDriver(): Driver {
   return driverFromEnv('loop');
 }
 
-// Local constants for the hot path: TypeScript's CommonJS exports are
-// written twice (`void 0`, then the value), so V8 does not take a load from
-// another module's exports object as a constant (nor inline a call through
-// it); a module-level const it does.
+// The hot path's imports as module-level constants (docs/architecture.md,
+// Traps: "module-level constants").
 const { HEADER_QUEUED, HEADER_SLOT, STATE_IS_NEGOTIATING, STATE_IS_PROCESSING, STATE_IS_READY } = wire;
 const { commandPromise, PendingCommand, reportAbortedCause } = commands;
 const { deliverEvents } = events;
