@@ -5,7 +5,7 @@
 // context request while listing; 1.18: extended headers, --has, an
 // oversized export size; 1.20: option mode for every mode, --cannot, --uri,
 // human block sizes, the quieter colours).
-import { getPackageName, getVersion, have } from '../../lib';
+import { getPackageName, getVersion, have } from '../../lib/generated/module-api';
 
 export interface Flavour {
   /** The loaded libnbd's version ("1.14.2"): nbdinfo's own version is the same. */

@@ -2,7 +2,7 @@
 // export in nbdinfo's request sizes, then the extents with neighbours of one
 // type merged, or the size of each type and its share of the export.
 import type { Handle } from '../../lib';
-import { SIZE_MINIMUM } from '../../lib';
+import { SIZE_MINIMUM } from '../../lib/generated/constants';
 import { Fatal, fatal, maybe, type Session } from './session';
 import { ANSI, ANSI_RESTORE, ansi, fixed, general, jsonString, type Output } from './text';
 

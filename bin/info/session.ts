@@ -1,6 +1,8 @@
 // What nbdinfo's files share (its globals), its do_connect, and its way of
 // failing: a message on stderr and exit status 1 (Fatal here).
-import { Handle, NbdError } from '../../lib';
+// lib core only: loading the package's entry would load lib/io (Pool, copy) too.
+import { NbdError } from '../../lib/errors';
+import { Handle } from '../../lib/handle/handle';
 import type { Flavour } from './flavour';
 import type { InfoOptions } from './options';
 import type { Output } from './text';

@@ -3,7 +3,7 @@
 // JSON, laid out byte for byte as the loaded version's nbdinfo lays it out.
 import { unlinkSync, writeFileSync } from 'node:fs';
 import type { Handle } from '../../lib';
-import { SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED } from '../../lib';
+import { SIZE_MAXIMUM, SIZE_MINIMUM, SIZE_PREFERRED } from '../../lib/generated/constants';
 import { closeHandle, createHandle, doConnect, errorText, fatal, maybe, type Session } from './session';
 import { ANSI, humanSize, jsonString, type Output } from './text';
 
