@@ -34,10 +34,21 @@ ok() { echo "check-package: ok: $*"; }
 fail() { echo "check-package: FAILED: $*" >&2; exit 1; }
 
 # --- the tarball (npm pack runs "prepack": the prebuilt binary, "prepare": tsc) --
+# Both compiles here (prepack's prebuildify, the --build-from-source install)
+# run node-gyp, which needs Node's headers. The Node that runs here ships them
+# (its prefix's include/node, as Debian's and nodejs.org's builds do): point
+# node-gyp there so that nothing is downloaded; otherwise node-gyp's own cache
+# (~/.cache/node-gyp; prebuildify's: /tmp/prebuildify) must have them.
+prefix=$(node -p 'require("path").resolve(process.execPath, "../..")')
+if [ -z "${npm_config_nodedir:-}" ] && [ -f "$prefix/include/node/node_api.h" ] && [ -f "$prefix/include/node/common.gypi" ]; then
+  export npm_config_nodedir=$prefix
+fi
 export JOBS=max   # node-gyp compiles the addon's files in parallel
 t0=$SECONDS
 npm pack --silent --pack-destination "$tmp" >"$tmp/pack.out" 2>"$tmp/pack.err" || { cat "$tmp/pack.out" "$tmp/pack.err" >&2; fail "npm pack"; }
 tarball=$(ls "$tmp"/libnbd-*.tgz)
+# The checkout keeps a build (prebuildify moves node-gyp's output; prepack copies it back) and no prebuilds/.
+[ -f build/Release/nbd.node ] && [ ! -e prebuilds ] || fail "npm pack left the checkout without build/Release/nbd.node, or with prebuilds/"
 mkdir "$tmp/contents"
 tar -xzf "$tarball" -C "$tmp/contents"
 pkg=$tmp/contents/package
@@ -92,14 +103,6 @@ console.log(`check-package: ok: ${maps} source maps, all their sources shipped; 
 EOF
 
 # --- install into a fresh app -------------------------------------------------
-# node-gyp needs Node's headers. The Node that runs here ships them (its
-# prefix's include/node, as Debian's and nodejs.org's builds do): point
-# node-gyp there so that nothing is downloaded; otherwise node-gyp's own
-# cache (~/.cache/node-gyp) must have them.
-prefix=$(node -p 'require("path").resolve(process.execPath, "../..")')
-if [ -z "${npm_config_nodedir:-}" ] && [ -f "$prefix/include/node/node_api.h" ] && [ -f "$prefix/include/node/common.gypi" ]; then
-  export npm_config_nodedir=$prefix
-fi
 app=$tmp/app
 mkdir "$app"
 cat >"$app/package.json" <<'EOF'
