@@ -21,13 +21,14 @@
         "native/delivery.cc",
         "native/loop_driver.cc",
         "native/thread_driver.cc",
-        "native/generated/api_methods.cc"
+        "native/generated/api_methods.cc",
+        "native/generated/libnbd_loaded.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter", "<!@(pkg-config --cflags libnbd)"],
-      "libraries": ["<!@(pkg-config --libs libnbd)"],
+      "libraries": ["<!@(pkg-config --libs libnbd)", "-ldl"],
       "defines": [
         "NAPI_VERSION=8",
         "NODE_ADDON_API_CPP_EXCEPTIONS",

@@ -1,6 +1,10 @@
-// Loads the native module. The node-gyp build (npm install) is the default;
-// LIBNBD_BINDING names another .node file, e.g. the cmake-js build
-// (build-cmake/Release/nbd.node).
+// Loads the native module. LIBNBD_BINDING names a .node file (e.g. the
+// cmake-js build, build-cmake/Release/nbd.node); otherwise node-gyp-build
+// finds a compiled build/Release/nbd.node first (`npm install
+// --build-from-source`, a checkout's build), then the package's prebuilt
+// binary (prebuilds/linux-x64/libnbd.glibc.node); a checkout with only the
+// cmake-js build loads that. A load that fails because of the system's
+// libnbd says what to install, in one line (scripts/install-check.js).
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { NativeBinding } from '../typings/native';
@@ -15,18 +19,32 @@ function packageRoot(): string {
   return dir;
 }
 
+function explained(root: string, error: unknown): Error {
+  const { explainLoadError } = require(join(root, 'scripts/install-check.js')) as { explainLoadError(e: unknown): string | undefined };
+  const line = explainLoadError(error);
+  return line === undefined ? (error as Error) : new Error(line, { cause: error });
+}
+
 function load(): NativeBinding {
-  const override = process.env.LIBNBD_BINDING;
-  if (override) return require(resolve(override)) as NativeBinding;
   const root = packageRoot();
-  const candidates = ['build/Release/nbd.node', 'build/Debug/nbd.node', 'build-cmake/Release/nbd.node'];
-  for (const c of candidates) {
-    const p = join(root, c);
-    if (existsSync(p)) return require(p) as NativeBinding;
+  const override = process.env.LIBNBD_BINDING;
+  try {
+    if (override) return require(resolve(override)) as NativeBinding;
+    const cmake = join(root, 'build-cmake/Release/nbd.node');
+    const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string };
+    let file: string;
+    try {
+      file = nodeGypBuild.resolve(root);
+    } catch (error) {
+      if (!existsSync(cmake)) {
+        throw new Error('libnbd: no native module for this platform: run `npm install --build-from-source` (needs libnbd-dev, pkg-config and a C++ compiler)', { cause: error });
+      }
+      file = cmake;
+    }
+    return require(file) as NativeBinding;
+  } catch (error) {
+    throw explained(root, error);
   }
-  throw new Error(
-    'libnbd: the native module is not built. Run `npm install` (needs libnbd-dev, pkg-config and a C++ compiler).',
-  );
 }
 
 export const binding: NativeBinding = load();

@@ -67,9 +67,16 @@ export function libnbdError(api: string, errnum: number, what: string, cause?: u
   return cause === undefined ? new NbdError(text, errnum) : new NbdError(text, errnum, { cause });
 }
 
-/** A call the installed libnbd lacks (compiled against an older header). */
-export function notSupported(api: string): NbdError {
-  return libnbdError(api, osConstants.errno.ENOTSUP, 'function missing because the binding was compiled against an older libnbd');
+/**
+ * A call the libnbd loaded lacks: `since` names the release that added it
+ * (worded as native/errors.cc words it for the handle's calls); without it,
+ * the binding was compiled against a header that lacks the call.
+ */
+export function notSupported(api: string, since?: string): NbdError {
+  const what = since === undefined
+    ? 'function missing because the binding was compiled against an older libnbd'
+    : `function missing from the libnbd loaded (${binding.getVersion() ?? 'unknown'}): it needs libnbd >= ${since}`;
+  return libnbdError(api, osConstants.errno.ENOTSUP, what);
 }
 
 /**

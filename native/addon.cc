@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "event_queue.h"
+#include "generated/libnbd_loaded.h"
 #include "nbd_handle.h"
 
 namespace nbdjs {
@@ -26,6 +27,8 @@ void FreeAddonData(napi_env env, void* data, void*) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // libnbd's calls newer than 1.14: looked up in the loaded libnbd once per process.
+  loaded::Resolve();
   auto* addon = new AddonData();
   napi_value resource_name = Napi::String::New(env, "NbdHandle");
   napi_async_init(env, nullptr, resource_name, &addon->async_context);

@@ -35,10 +35,13 @@ Napi::Value NbdHandle::ClosedResult(Napi::Env env) {
   return Napi::Number::New(env, -1);
 }
 
-void NbdHandle::RecordNotSupported(const char* fn) {
-  RecordErrno(ENOTSUP, std::string(fn) +
-                           ": function missing because the binding was compiled against an older libnbd: " +
-                           strerror(ENOTSUP));
+void NbdHandle::RecordNotSupported(const char* fn, const char* since) {
+  // As lib/errors.ts words it for the module functions.
+  std::string what = since == nullptr
+                         ? "function missing because the binding was compiled against an older libnbd"
+                         : std::string("function missing from the libnbd loaded (") + loaded::Version() +
+                               "): it needs libnbd >= " + since;
+  RecordErrno(ENOTSUP, std::string(fn) + ": " + what + ": " + strerror(ENOTSUP));
 }
 
 Napi::Value NbdHandle::LastErrorJs(const Napi::CallbackInfo& info) { return last_error_.ToJs(info.Env()); }

@@ -77,7 +77,6 @@ int NbdHandle::ExtentCallback(void* user_data, const char* metacontext, uint64_t
   return 0;  // the facade applies the callback's result (lib/semantics.ts)
 }
 
-#ifdef LIBNBD_HAVE_NBD_EXTENT64_CALLBACK
 int NbdHandle::Extent64Callback(void* user_data, const char* metacontext, uint64_t offset, nbd_extent* entries,
                                 size_t nr_entries, int* error) {
   auto* c = static_cast<CommandContext*>(user_data);
@@ -92,7 +91,6 @@ int NbdHandle::Extent64Callback(void* user_data, const char* metacontext, uint64
   c->owner->Record(std::move(e));
   return 0;
 }
-#endif
 
 int NbdHandle::ListCallback(void* user_data, const char* name, const char* description) {
   auto* c = static_cast<CommandContext*>(user_data);

@@ -31,6 +31,7 @@
 #include "errors.h"
 #include "inherit_stdio.h"
 #include "event_queue.h"
+#include "generated/libnbd_loaded.h"
 #include "quiet.h"
 #include "staged_events.h"
 #include "raw_method.h"
@@ -141,7 +142,8 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   void RecordIoError();
   void RecordClosed();
   Napi::Value ClosedResult(Napi::Env env);  // records "handle is closed", returns -1
-  void RecordNotSupported(const char* fn);
+  // A call the loaded libnbd lacks (`since`: the release that added it; null: the build's header lacks it).
+  void RecordNotSupported(const char* fn, const char* since);
   void RecordErrno(int errnum, const std::string& message);
 
   // ---- Debug messages (debug_sink.cc)

@@ -16,8 +16,11 @@
 //
 // The hand-written entries are carried too, so that the typings and the
 // reference stay complete and the coverage test can check the header.
-// `have` is the LIBNBD_HAVE_* macro: glue for a call the installed libnbd
-// lacks is compiled to fail with ENOTSUP.
+// `have`: the call is newer than libnbd 1.14 (`since` names the release, and
+// its symbol's version node LIBNBD_<since>): the addon does not link it but
+// looks it up in the loaded libnbd when it loads (native/generated/
+// libnbd_loaded.{h,cc}), and the exported `have` says whether it was found;
+// a call the loaded libnbd lacks fails with ENOTSUP.
 // `state` is the permitted-state note from libnbd's documentation; `after`: C++
 // the glue runs after the call succeeded (what the native side keeps in step).
 
@@ -25,8 +28,8 @@
  * Kinds of argument. `ts`: the public TS type; `nativeTs`: the type the
  * native method takes (default `ts`); `validate`: the lib/validate.ts check;
  * `toNative`: the JS conversion before the native call (`$` is the value);
- * `c`: libnbd's C type; `decl`: C++ lines converting info[$i] into the local
- * `$v`; `pass`: the C arguments made of it; `owned`: what a connect task
+ * `c`: libnbd's C type (a buffer's is followed by its size_t count);
+ * `decl`: C++ lines converting info[$i] into the local `$v`; `pass`: the C arguments made of it; `owned`: what a connect task
  * captures (default `$v`), `ownedDecl` the JS-side lines then (default
  * `decl`), `taskDecl` what the task declares from it, `refusedAtOnce` a value
  * libnbd refuses before anything that may block (the connect is then made
@@ -69,29 +72,29 @@ export const argKinds = {
 };
 
 /**
- * Kinds of return. `ts`: the public TS type (`Int64<B>`: number or bigint by
- * the handle's option); `nativeTs`: what the native method returns; `cDecl`:
- * the C result's declaration; `fail`: C's error test on `r` (none: never
+ * Kinds of return. `c`: libnbd's C return type; `ts`: the public TS type
+ * (`Int64<B>`: number or bigint by the handle's option); `nativeTs`: what
+ * the native method returns; `cDecl`: the C result's declaration; `fail`: C's error test on `r` (none: never
  * fails); `nativeFail`: what the native method returns on failure or when
  * closed or not built, `jsFail` the TS test for it; `toJs`: C++ lines
  * returning `r`; `jsReturn`: the TS return statement.
  */
 export const retKinds = {
-  void: { doc: 'C int, -1 on error', ts: 'void', nativeTs: 'number', cDecl: null, fail: '== -1', nativeFail: 'minus1',
+  void: { doc: 'C int, -1 on error', c: 'int', ts: 'void', nativeTs: 'number', cDecl: null, fail: '== -1', nativeFail: 'minus1',
     toJs: ['return Napi::Number::New(env, 0);'], jsReturn: 'return;' },
-  bool: { doc: 'C int (0/1), -1 on error', ts: 'boolean', nativeTs: 'boolean | -1', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
+  bool: { doc: 'C int (0/1), -1 on error', c: 'int', ts: 'boolean', nativeTs: 'boolean | -1', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
     toJs: ['return Napi::Boolean::New(env, r != 0);'], jsReturn: 'return r as boolean;' },
-  int: { doc: 'C int, -1 on error', ts: 'number', nativeTs: 'number', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
+  int: { doc: 'C int, -1 on error', c: 'int', ts: 'number', nativeTs: 'number', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
     toJs: ['return Napi::Number::New(env, static_cast<double>(r));'], jsReturn: 'return r as number;' },
-  flags: { doc: 'C uint32 bitmask, -1 on error', ts: 'number', nativeTs: 'number', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
+  flags: { doc: 'C uint32 bitmask, -1 on error', c: 'uint32_t', ts: 'number', nativeTs: 'number', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
     toJs: ['return Napi::Number::New(env, static_cast<double>(r));'], jsReturn: 'return r as number;' },
-  int64: { doc: 'C int64_t, -1 on error', ts: 'Int64<B>', nativeTs: 'number | bigint', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
+  int64: { doc: 'C int64_t, -1 on error', c: 'int64_t', ts: 'Int64<B>', nativeTs: 'number | bigint', cDecl: 'int64_t r', fail: '== -1', nativeFail: 'minus1',
     toJs: ['return Int64ToJs(env, r);'], jsReturn: 'return this._int64(r as number | bigint);' },
-  uint64: { doc: 'C uint64_t, never fails (null: closed or not built)', ts: 'Int64<B>', nativeTs: 'number | bigint | null', cDecl: 'uint64_t r', fail: null,
+  uint64: { doc: 'C uint64_t, never fails (null: closed or not built)', c: 'uint64_t', ts: 'Int64<B>', nativeTs: 'number | bigint | null', cDecl: 'uint64_t r', fail: null,
     nativeFail: 'null', toJs: ['return Uint64ToJs(env, r);'], jsReturn: 'return this._int64(r as number | bigint);' },
-  string: { doc: 'C char * the caller frees, NULL on error', ts: 'string', nativeTs: 'string | null', cDecl: 'char* r', fail: '== nullptr', nativeFail: 'null',
+  string: { doc: 'C char * the caller frees, NULL on error', c: 'char *', ts: 'string', nativeTs: 'string | null', cDecl: 'char* r', fail: '== nullptr', nativeFail: 'null',
     toJs: ['Napi::String s = Napi::String::New(env, r);', 'free(r);', 'return s;'], jsReturn: 'return r as string;' },
-  static_string: { doc: 'C const char * (not freed), NULL on error', ts: 'string', nativeTs: 'string | null', cDecl: 'const char* r', fail: '== nullptr',
+  static_string: { doc: 'C const char * (not freed), NULL on error', c: 'const char *', ts: 'string', nativeTs: 'string | null', cDecl: 'const char* r', fail: '== nullptr',
     nativeFail: 'null', toJs: ['return Napi::String::New(env, r);'], jsReturn: 'return r as string;' },
 };
 
@@ -108,7 +111,8 @@ const post = 'connected, closed or dead';
  * runs), 'once' (exactly once, when its command completes), 'until
  * replaced' (until cleared or replaced on the handle). libnbd frees a
  * command's closures after its completion. `ret`: what the return value
- * means. `have`: the macro of a closure added after libnbd 1.14. `ts`
+ * means. `have`: the macro of a closure added after libnbd 1.14 (where the
+ * build's header lacks it, its struct is generated from `args`). `ts`
  * names the callback type; `noMaker`: no per-command maker (debug).
  *
  * Kinds of callback argument: [name, kind] with kind one of
@@ -129,6 +133,16 @@ export const cbArgKinds = {
   extents64: { c: ['nbd_extent* $n', 'size_t nr_entries'], ts: 'BigUint64Array' },
   error: { c: ['int* $n'], ts: 'ErrorRef' },
 };
+
+/**
+ * Types the newer calls use, with libnbd's layout: where the build's header
+ * lacks them (its `guard` macro undefined), the generator declares them
+ * (native/generated/libnbd_loaded.h); where it has them, the build checks
+ * the header's layout against this.
+ */
+export const abiTypes = [
+  { name: 'nbd_extent', since: '1.18', guard: 'LIBNBD_HAVE_NBD_EXTENT64_CALLBACK', fields: [['length', 'uint64_t'], ['flags', 'uint64_t']] },
+];
 
 export const closures = {
   chunk: {
@@ -406,19 +420,24 @@ export const customCalls = [
   { name: 'clear_debug_callback', public: 'clearDebugCallback', native: 'clearDebugCallback', doc: 'Back to debug messages on stderr.' },
 ];
 
-/** libnbd constants exported with their installed values (LIBNBD_ prefix dropped).
- *  `{ name, since }` marks one added after libnbd 1.14: undefined where the header lacks it. */
+/** libnbd's numeric constants (LIBNBD_ prefix dropped). A name alone: in
+ *  libnbd 1.14's header, exported with the header's value. `{ name, since,
+ *  value }`: added after libnbd 1.14, exported with the table's value (checked
+ *  against the header where it has it) when the loaded libnbd is at least
+ *  `since`, else undefined. `{ name, mask }`: the OR of the family's members
+ *  exported (masks grow with the family: CMD_FLAG_MASK is 0x1f in 1.14 and
+ *  0x3f from 1.18), checked against the header's. */
 export const constants = [
   'TLS_DISABLE', 'TLS_ALLOW', 'TLS_REQUIRE',
-  'SIZE_MINIMUM', 'SIZE_PREFERRED', 'SIZE_MAXIMUM', { name: 'SIZE_PAYLOAD', since: '1.18' },
-  'CMD_FLAG_FUA', 'CMD_FLAG_NO_HOLE', 'CMD_FLAG_DF', 'CMD_FLAG_REQ_ONE', 'CMD_FLAG_FAST_ZERO', { name: 'CMD_FLAG_PAYLOAD_LEN', since: '1.18' }, 'CMD_FLAG_MASK',
-  'HANDSHAKE_FLAG_FIXED_NEWSTYLE', 'HANDSHAKE_FLAG_NO_ZEROES', 'HANDSHAKE_FLAG_MASK',
-  'STRICT_COMMANDS', 'STRICT_FLAGS', 'STRICT_BOUNDS', 'STRICT_ZERO_SIZE', 'STRICT_ALIGN', { name: 'STRICT_PAYLOAD', since: '1.18' }, { name: 'STRICT_AUTO_FLAG', since: '1.18' }, 'STRICT_MASK',
-  'ALLOW_TRANSPORT_TCP', 'ALLOW_TRANSPORT_UNIX', 'ALLOW_TRANSPORT_VSOCK', { name: 'ALLOW_TRANSPORT_SSH', since: '1.22' }, 'ALLOW_TRANSPORT_MASK',
-  'SHUTDOWN_ABANDON_PENDING', 'SHUTDOWN_MASK',
+  'SIZE_MINIMUM', 'SIZE_PREFERRED', 'SIZE_MAXIMUM', { name: 'SIZE_PAYLOAD', since: '1.18', value: 3 },
+  'CMD_FLAG_FUA', 'CMD_FLAG_NO_HOLE', 'CMD_FLAG_DF', 'CMD_FLAG_REQ_ONE', 'CMD_FLAG_FAST_ZERO', { name: 'CMD_FLAG_PAYLOAD_LEN', since: '1.18', value: 0x20 }, { name: 'CMD_FLAG_MASK', mask: 'CMD_FLAG' },
+  'HANDSHAKE_FLAG_FIXED_NEWSTYLE', 'HANDSHAKE_FLAG_NO_ZEROES', { name: 'HANDSHAKE_FLAG_MASK', mask: 'HANDSHAKE_FLAG' },
+  'STRICT_COMMANDS', 'STRICT_FLAGS', 'STRICT_BOUNDS', 'STRICT_ZERO_SIZE', 'STRICT_ALIGN', { name: 'STRICT_PAYLOAD', since: '1.18', value: 0x20 }, { name: 'STRICT_AUTO_FLAG', since: '1.18', value: 0x40 }, { name: 'STRICT_MASK', mask: 'STRICT' },
+  'ALLOW_TRANSPORT_TCP', 'ALLOW_TRANSPORT_UNIX', 'ALLOW_TRANSPORT_VSOCK', { name: 'ALLOW_TRANSPORT_SSH', since: '1.22', value: 0x08 }, { name: 'ALLOW_TRANSPORT_MASK', mask: 'ALLOW_TRANSPORT' },
+  'SHUTDOWN_ABANDON_PENDING', { name: 'SHUTDOWN_MASK', mask: 'SHUTDOWN' },
   'AIO_DIRECTION_READ', 'AIO_DIRECTION_WRITE', 'AIO_DIRECTION_BOTH',
   'READ_DATA', 'READ_HOLE', 'READ_ERROR',
-  'STATE_HOLE', 'STATE_ZERO', { name: 'STATE_DIRTY', since: '1.16' },
+  'STATE_HOLE', 'STATE_ZERO', { name: 'STATE_DIRTY', since: '1.16', value: 1 },
 ];
 
 /** libnbd's string constants (libnbd.h's `#define LIBNBD_<NAME> "..."`, LIBNBD_

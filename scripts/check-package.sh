@@ -4,9 +4,19 @@
 #  - the tarball's contents: LICENSE, what the install-time build needs, no
 #    dist/bench, dist/examples or test output, every source map's sources and
 #    every relative Markdown link present;
-#  - the install: node-gyp builds the addon from the tarball (offline but for
-#    the npm registry: Node's headers come from the running Node's own
-#    include/node, as `nodedir`, else from node-gyp's cache);
+#  - the prebuilt binary (prebuilds/linux-x64, built by `prepack` on this
+#    machine): its symbol version needs (scripts/check-symbols.mjs);
+#  - the install with --build-from-source: node-gyp builds the addon from the
+#    tarball (offline but for the npm registry: Node's headers come from the
+#    running Node's own include/node, as `nodedir`, else from node-gyp's
+#    cache);
+#  - the install without a compiler, from the prebuilt binary, with install
+#    scripts on and off (--ignore-scripts): here with no compiler, make or
+#    pkg-config on PATH, and in a minimal Debian 13 root (nodejs, libnbd0,
+#    nbdkit; npm is this machine's); in each, the app connects to nbdkit,
+#    reads, and `have` is checked against the loaded libnbd's release with
+#    the newer calls it has run; in the Debian 13 root without libnbd.so.0,
+#    install and require say in one line what to install;
 #  - the typings: a strict app (skipLibCheck: false, module nodenext), as ESM
 #    and as CommonJS, typechecks against the shipped .d.ts files;
 #  - the runtime: require('libnbd'), ESM named imports (every CommonJS export
@@ -23,23 +33,39 @@ start=$SECONDS
 ok() { echo "check-package: ok: $*"; }
 fail() { echo "check-package: FAILED: $*" >&2; exit 1; }
 
-# --- the tarball (npm pack runs "prepare": tsc) ------------------------------
+# --- the tarball (npm pack runs "prepack": the prebuilt binary, "prepare": tsc) --
+# Both compiles here (prepack's prebuildify, the --build-from-source install)
+# run node-gyp, which needs Node's headers. The Node that runs here ships them
+# (its prefix's include/node, as Debian's and nodejs.org's builds do): point
+# node-gyp there so that nothing is downloaded; otherwise node-gyp's own cache
+# (~/.cache/node-gyp; prebuildify's: /tmp/prebuildify) must have them.
+prefix=$(node -p 'require("path").resolve(process.execPath, "../..")')
+if [ -z "${npm_config_nodedir:-}" ] && [ -f "$prefix/include/node/node_api.h" ] && [ -f "$prefix/include/node/common.gypi" ]; then
+  export npm_config_nodedir=$prefix
+fi
+export JOBS=max   # node-gyp compiles the addon's files in parallel
+t0=$SECONDS
 npm pack --silent --pack-destination "$tmp" >"$tmp/pack.out" 2>"$tmp/pack.err" || { cat "$tmp/pack.out" "$tmp/pack.err" >&2; fail "npm pack"; }
 tarball=$(ls "$tmp"/libnbd-*.tgz)
+# The checkout keeps a build (prebuildify moves node-gyp's output; prepack copies it back) and no prebuilds/.
+[ -f build/Release/nbd.node ] && [ ! -e prebuilds ] || fail "npm pack left the checkout without build/Release/nbd.node, or with prebuilds/"
 mkdir "$tmp/contents"
 tar -xzf "$tarball" -C "$tmp/contents"
 pkg=$tmp/contents/package
-ok "npm pack: $(basename "$tarball"), $(tar -tzf "$tarball" | wc -l) files, $(du -k "$tarball" | cut -f1) KiB"
+ok "npm pack: $(basename "$tarball"), $(tar -tzf "$tarball" | wc -l) files, $(du -k "$tarball" | cut -f1) KiB ($((SECONDS - t0)) s with the prebuilt binary's build)"
 
-for f in LICENSE README.md package.json binding.gyp native/addon.cc native/generated/api_methods.cc \
+prebuilt=prebuilds/linux-x64/libnbd.glibc.node
+for f in LICENSE README.md package.json binding.gyp native/addon.cc native/generated/api_methods.cc $prebuilt scripts/install-check.js \
          bin/nbdjs dist/bin/nbdjs.js dist/lib/index.js dist/lib/index.d.ts dist/typings/native.d.ts docs/api.md; do
   [ -f "$pkg/$f" ] || fail "the tarball lacks $f"
 done
 grep -q 'GNU LESSER GENERAL PUBLIC LICENSE' "$pkg/LICENSE" || fail "LICENSE is not the LGPL text"
-ok "contains LICENSE (LGPL), binding.gyp, native/ (with generated/), bin/nbdjs, dist/lib, dist/bin, dist/typings, docs"
+ok "contains LICENSE (LGPL), binding.gyp, native/ (with generated/), $prebuilt, bin/nbdjs, dist/lib, dist/bin, dist/typings, docs"
+needs=$(node scripts/check-symbols.mjs "$pkg/$prebuilt") || { echo "$needs" >&2; fail "the prebuilt binary needs symbol versions past the limits"; }
+ok "the prebuilt binary ($(du -k "$pkg/$prebuilt" | cut -f1) KiB, stripped) needs at most $(echo "$needs" | sed -n 's/^check-symbols: \([A-Z]*_[0-9.]*\) (limit.*/\1/p' | paste -sd' ')"
 
 unwanted=$(cd "$pkg" && find . \( -path ./dist/bench -o -path ./dist/examples -o -path ./dist/test -o -path ./test \
-  -o -path ./build -o -path ./build-cmake -o -path ./node_modules -o -name '*.node' -o -name '*.tgz' \) -print)
+  -o -path ./build -o -path ./build-cmake -o -path ./node_modules -o \( -name '*.node' ! -path "./$prebuilt" \) -o -name '*.tgz' \) -print)
 [ -z "$unwanted" ] || fail "the tarball has what users do not need: $unwanted"
 ok "no dist/bench, dist/examples, test output, build/ or node_modules"
 
@@ -77,15 +103,6 @@ console.log(`check-package: ok: ${maps} source maps, all their sources shipped; 
 EOF
 
 # --- install into a fresh app -------------------------------------------------
-# node-gyp needs Node's headers. The Node that runs here ships them (its
-# prefix's include/node, as Debian's and nodejs.org's builds do): point
-# node-gyp there so that nothing is downloaded; otherwise node-gyp's own
-# cache (~/.cache/node-gyp) must have them.
-prefix=$(node -p 'require("path").resolve(process.execPath, "../..")')
-if [ -z "${npm_config_nodedir:-}" ] && [ -f "$prefix/include/node/node_api.h" ] && [ -f "$prefix/include/node/common.gypi" ]; then
-  export npm_config_nodedir=$prefix
-fi
-export JOBS=max   # node-gyp compiles the addon's files in parallel
 app=$tmp/app
 mkdir "$app"
 cat >"$app/package.json" <<'EOF'
@@ -95,10 +112,10 @@ EOF
 # as any Node library's do; the repo's version, so npm's cache has it.
 types_node=$(node -p 'require("./node_modules/@types/node/package.json").version')
 t0=$SECONDS
-(cd "$app" && npm install --prefer-offline --no-audit --no-fund --loglevel=error "$tarball" "@types/node@$types_node") \
-  >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log" >&2; fail "npm install of the tarball"; }
+(cd "$app" && npm install --build-from-source --prefer-offline --no-audit --no-fund --loglevel=error "$tarball" "@types/node@$types_node") \
+  >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log" >&2; fail "npm install --build-from-source of the tarball"; }
 [ -f "$app/node_modules/libnbd/build/Release/nbd.node" ] || fail "the install built no build/Release/nbd.node"
-ok "npm install of the tarball into a fresh app built the addon (nodedir=${npm_config_nodedir:-node-gyp cache}, $((SECONDS - t0)) s)"
+ok "npm install --build-from-source of the tarball into a fresh app built the addon (nodedir=${npm_config_nodedir:-node-gyp cache}, $((SECONDS - t0)) s)"
 
 # --- the typings, strict, with the app's view of the package -----------------
 cat >"$app/tsconfig.json" <<'EOF'
@@ -224,4 +241,110 @@ else
   (cd "$app" && npx --no-install nbdjs --help >/dev/null) || fail "nbdjs --help"
   ok "nbdjs --help runs (no nbdkit here: no connection checks)"
 fi
+
+# --- without a compiler: the prebuilt binary ---------------------------------
+# probe.cjs: from a fresh app, loads libnbd, checks `have` against the loaded
+# release (every key is a call of 1.16-1.22: none on 1.14, all from 1.22),
+# connects to nbdkit, writes and reads, runs the newer calls `have` reports
+# (each absent one fails ENOTSUP), and prints what it saw.
+cat >"$tmp/probe.cjs" <<'EOF'
+const l = require('libnbd');
+const assert = (ok, what) => { if (!ok) throw new Error(what); };
+(async () => {
+  const version = l.getVersion();
+  const minor = Number(version.split('.')[1]);
+  const keys = Object.keys(l.have);
+  const present = keys.filter((k) => l.have[k]);
+  if (minor <= 14) assert(present.length === 0, `have on ${version}: ${present}`);
+  if (minor >= 22) assert(present.length === keys.length, `have on ${version} lacks ${keys.filter((k) => !l.have[k])}`);
+  const h = new l.Handle();
+  h.addMetaContext(l.CONTEXT_BASE_ALLOCATION);
+  await h.connectCommand(['nbdkit', '-s', '--exit-with-parent', 'memory', 'size=1M']);
+  await h.pwrite(Buffer.from('prebuilt'), 4096);
+  const buf = Buffer.alloc(8);
+  await h.pread(buf, 4096);
+  assert(buf.toString() === 'prebuilt', 'pread after pwrite');
+  const ran = [];
+  const check = (key, run) => {
+    if (l.have[key]) { run(); ran.push(key); return; }
+    let code;
+    try { run(); } catch (e) { code = e.code; }
+    assert(code === 'ENOTSUP', `${key} without the call: ${code}`);
+  };
+  check('getExtendedHeadersNegotiated', () => assert(typeof h.getExtendedHeadersNegotiated() === 'boolean', 'extended headers'));
+  check('statsBytesSent', () => assert(h.statsBytesSent() > 0 && h.statsChunksReceived() > 0, 'stats'));
+  check('isUri', () => assert(h.isUri('nbd+unix:///?socket=/s') === true && h.isUri('nothing') === false, 'isUri'));
+  if (l.have.blockStatus64) {
+    let extents = 0;
+    await h.blockStatus64(1 << 20, 0, (ctx, offset, entries) => { extents += entries.length / 2; });
+    assert(extents > 0, 'blockStatus64');
+    ran.push('blockStatus64');
+  } else {
+    await h.blockStatus64(1 << 20, 0, () => 0).then(() => assert(false, 'blockStatus64 resolved'),
+      (e) => assert(e.code === 'ENOTSUP', `blockStatus64: ${e.code}`));
+  }
+  await h.shutdown();
+  h.close();
+  console.log(`libnbd ${version}, have ${present.length}/${keys.length} true${ran.length ? `, ran ${ran.join(', ')}` : ''}`);
+})().catch((e) => { console.error(e); process.exit(1); });
+EOF
+# install-and-probe.sh DIR TARBALL NPM [NPM_ARGS...]: a fresh app in DIR, the
+# tarball installed with NPM_ARGS, no build/ made, the probe run; prints
+# "SECONDS s: PROBE OUTPUT" (in whatever environment runs it).
+cat >"$tmp/install-and-probe.sh" <<'EOF'
+set -euo pipefail
+dir=$1 tarball=$2 npm=$3; shift 3
+rm -rf "$dir"; mkdir -p "$dir"; cp "$(dirname "$0")/probe.cjs" "$dir/"
+echo '{ "name": "libnbd-prebuilt-app", "version": "0.0.0", "private": true }' >"$dir/package.json"
+t0=$(date +%s%N)
+(cd "$dir" && $npm install --prefer-offline --no-audit --no-fund --loglevel=error "$@" "$tarball") >"$dir.log" 2>&1 || { cat "$dir.log" >&2; exit 1; }
+t1=$(date +%s%N)
+[ ! -e "$dir/node_modules/libnbd/build" ] || { echo "the install compiled the addon" >&2; exit 1; }
+out=$(cd "$dir" && node probe.cjs)
+tenths=$(( (t1 - t0) / 100000000 ))
+echo "installed in $((tenths / 10)).$((tenths % 10)) s; $out"
+EOF
+# Debian 12 without a compiler: a PATH of node, npm, a shell, a few tools and
+# nbdkit (no cc, c++, make, pkg-config, python3), CXX and CC false.
+nocc=$tmp/nocc-bin
+mkdir "$nocc"
+for t in node npm npx sh bash env nbdkit date sed cat cp rm mkdir dirname ls uname; do ln -s "$(command -v "$t")" "$nocc/$t"; done
+for args in "" --ignore-scripts; do
+  out=$(env PATH="$nocc" CXX=false CC=false bash "$tmp/install-and-probe.sh" "$tmp/nocc-app" "$tarball" npm $args) ||
+    fail "Debian 12 without a compiler: npm install ${args:-(scripts on)} of the tarball and the probe"
+  ok "Debian 12, no compiler on PATH, npm install ${args:-(install scripts on)}: $out"
+done
+
+# Debian 13: a minimal root (scripts/debian-root.sh, cached) with Debian's
+# nodejs, libnbd0 and nbdkit only; npm is a copy of the one running here
+# (Debian's npm package depends on g++ and make through node-gyp).
+source scripts/debian-root.sh
+root13=$(debian_root trixie "nodejs libnbd0 nbdkit")
+npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
+cp -r "$npm_dir" "$tmp/npm"
+cp "$tarball" "$tmp/libnbd.tgz"
+out=$(in_debian_root "$root13" "$tmp" bash -c '
+  set -euo pipefail
+  for t in cc gcc g++ c++ make pkg-config python3; do ! command -v $t >/dev/null || { echo "the root has $t" >&2; exit 1; }; done
+  [ ! -e /usr/include/libnbd.h ] || { echo "the root has libnbd.h" >&2; exit 1; }
+  echo "node $(node --version), libnbd0 $(dpkg-query -W -f="\${Version}" libnbd0), nbdkit $(dpkg-query -W -f="\${Version}" nbdkit); no cc, c++, make, pkg-config, python3 or libnbd.h"
+  for args in "" --ignore-scripts; do
+    echo "npm install ${args:-(install scripts on)}: $(bash /work/install-and-probe.sh /tmp/app /work/libnbd.tgz "node /work/npm/bin/npm-cli.js" $args)"
+  done
+  # Without libnbd.so.0 (hidden by an overlay in this mount namespace): install and require say what to install.
+  mkdir /tmp/upper /tmp/overlay-work
+  mount -t overlay overlay -o lowerdir=/usr/lib/x86_64-linux-gnu,upperdir=/tmp/upper,workdir=/tmp/overlay-work /usr/lib/x86_64-linux-gnu
+  rm /usr/lib/x86_64-linux-gnu/libnbd.so.0*
+  mkdir /tmp/nolib && cd /tmp/nolib && echo "{ \"name\": \"nolib\", \"version\": \"0.0.0\", \"private\": true }" >package.json
+  if node /work/npm/bin/npm-cli.js install --prefer-offline --no-audit --no-fund --loglevel=error /work/libnbd.tgz >install.log 2>&1; then
+    echo "the install succeeded without libnbd.so.0" >&2; exit 1
+  fi
+  grep -q "libnbd: the libnbd library (libnbd.so.0) is not installed: install libnbd0" install.log || { cat install.log >&2; exit 1; }
+  node /work/npm/bin/npm-cli.js install --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error /work/libnbd.tgz >/dev/null 2>&1
+  line=$(node -e "try { require(\"libnbd\") } catch (e) { console.log(e.message) }")
+  [ "${line#libnbd: the libnbd library}" != "$line" ] || { echo "require without libnbd.so.0: $line" >&2; exit 1; }
+  echo "without libnbd.so.0, npm install fails and require throws, both saying: $line"
+') || fail "Debian 13 (minimal root): install of the tarball and the probe"
+while IFS= read -r l; do ok "Debian 13: $l"; done <<<"$out"
+
 echo "check-package: all checks passed ($((SECONDS - start)) s)"

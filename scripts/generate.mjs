@@ -19,6 +19,7 @@ import {
   retKinds,
   cbArgKinds,
   closures,
+  abiTypes,
   nativeSurface,
 } from './api-table.mjs';
 import * as wire from './event-wire.mjs';
@@ -30,7 +31,11 @@ const camel = (s) => s.replace(/_([a-z0-9])/g, (_, ch) => ch.toUpperCase());
 const pascal = (s) => camel(s).replace(/^[a-z]/, (ch) => ch.toUpperCase());
 const macro = (name) => `LIBNBD_HAVE_NBD_${name.toUpperCase()}`;
 const constName = (c) => (typeof c === 'string' ? c : c.name);
-const isOptionalConst = (c) => typeof c !== 'string';
+/** A constant added after libnbd 1.14: exported only where the loaded libnbd has it. */
+const isOptionalConst = (c) => typeof c !== 'string' && c.since !== undefined;
+const isMask = (c) => typeof c !== 'string' && c.mask !== undefined;
+/** The minor version of a `since` ('1.18' -> 18). */
+const minorOf = (since) => Number(since.split('.')[1]);
 const connectName = (c) => `aio_connect_${c.name}`;
 
 // ---------------------------------------------------------------- table checks
@@ -98,7 +103,14 @@ function checkTable() {
   };
   dup('libnbd call', [...simpleCalls, ...commandCalls, ...optCalls, ...moduleCalls, ...customCalls, ...ownedCalls].map((c) => c.name)
     .concat(commandCalls.map((c) => c.sync), optCalls.map((c) => c.sync), connectCalls.flatMap((c) => [connectName(c), `connect_${c.name}`])));
-  for (const c of constants) if (isOptionalConst(c) && !version(c.since ?? '')) problems.push(`constant ${constName(c)}: since must be '1.NN' (> 1.14)`);
+  for (const c of constants) {
+    if (typeof c === 'string') continue;
+    if (isOptionalConst(c) && !version(c.since)) problems.push(`constant ${c.name}: since must be '1.NN' (> 1.14)`);
+    if (isOptionalConst(c) !== Number.isInteger(c.value)) problems.push(`constant ${c.name}: a value goes with since (and only with it)`);
+    if (isMask(c) && !constants.some((m) => m !== c && constName(m).startsWith(`${c.mask}_`))) problems.push(`constant ${c.name}: no member of family ${c.mask}_*`);
+    if (!isOptionalConst(c) && !isMask(c)) problems.push(`constant ${c.name}: an object needs since and value, or mask`);
+  }
+  for (const t of abiTypes) if (!version(t.since) || !t.guard) problems.push(`type ${t.name}: needs since (> 1.14) and the guard macro of its header`);
   dup('constant', [...constants.map(constName), ...stringConstants.map((c) => c.name)]);
   dup('native method', [...simpleCalls.map((c) => c.name), ...optCalls.map((c) => c.name), ...commandCalls.map((c) => c.name),
     ...connectCalls.map(connectName)].map(camel).concat(nativeSurface.map((m) => m.js)));
@@ -130,15 +142,26 @@ function nativeArgs(args, start = 0, declOf = (k) => k.decl) {
   return { pre, exprs };
 }
 
-function guarded(fnName, body, failValue) {
-  return [`#ifdef ${macro(fnName)}`, ...body, '#else', `  RecordNotSupported("nbd_${fnName}");`, `  return ${failValue};`, '#endif'];
+/**
+ * A call's glue: a call newer than libnbd 1.14 goes through its pointer in
+ * `loaded::` (null where the loaded libnbd lacks it: ENOTSUP naming the
+ * release that added it); an older one is linked, under its LIBNBD_HAVE_*.
+ */
+function guarded(call, body, failValue) {
+  if (call.since) {
+    return [`  if (${callee(call)} == nullptr) {`, `    RecordNotSupported("nbd_${call.name}", "${call.since}");`, `    return ${failValue};`, '  }', ...body];
+  }
+  return [`#ifdef ${macro(call.name)}`, ...body, '#else', `  RecordNotSupported("nbd_${call.name}", nullptr);`, `  return ${failValue};`, '#endif'];
 }
+
+/** The C function a call's glue calls: libnbd's own, or the pointer looked up when the addon loaded. */
+const callee = (call) => (call.since ? `loaded::nbd_${call.name}` : `nbd_${call.name}`);
 
 /** What a native method returns on failure, when closed or when not built. */
 const nativeFailValue = (R) => (R.nativeFail === 'null' ? 'env.Null()' : 'Napi::Number::New(env, -1)');
 
 function simpleMethod(call) {
-  const fn = `nbd_${call.name}`;
+  const fn = callee(call);
   const { pre, exprs } = nativeArgs(call.args);
   const R = retKinds[call.ret];
   const failValue = nativeFailValue(R);
@@ -164,7 +187,7 @@ function simpleMethod(call) {
   }
   body.push(...R.toJs.map((l) => `  ${l}`));
   return [`Napi::Value NbdHandle::${pascal(call.name)}(const Napi::CallbackInfo& info) {`, '  Napi::Env env = info.Env();',
-    ...guarded(call.name, body, failValue), '}'].join('\n');
+    ...guarded(call, body, failValue), '}'].join('\n');
 }
 
 // ---------------------------------------------------------------- closures
@@ -181,14 +204,13 @@ const closureTs = (key) => `${closures[key].ts}${isGeneric(closures[key]) ? '<B>
 /** Declarations inside class NbdHandle: libnbd's trampolines (defined in nbd_handle.cc) and the makers. */
 function closureDecls() {
   const out = ['// Libnbd callbacks (run inside libnbd with the handle lock held; defined in native/libnbd_callbacks.cc).'];
-  const guard = (cl, lines) => (cl.have ? [`#ifdef ${cl.have}`, ...lines, '#endif'] : lines);
   for (const [key, cl] of Object.entries(closures)) {
-    out.push(...guard(cl, [`static int ${trampoline(key)}(${['void* user_data', ...cParams(cl)].join(', ')});`]));
+    out.push(`static int ${trampoline(key)}(${['void* user_data', ...cParams(cl)].join(', ')});`);
   }
   out.push('// A command\'s closures: user_data is its CommandContext.');
   for (const [key, cl] of Object.entries(closures)) {
     if (cl.noMaker) continue;
-    out.push(...guard(cl, [`static ${closureStruct(key)} ${closureMaker(key)}(CommandContext* c) { return {${trampoline(key)}, c, nullptr}; }`]));
+    out.push(`static ${closureStruct(key)} ${closureMaker(key)}(CommandContext* c) { return {${trampoline(key)}, c, nullptr}; }`);
   }
   return out;
 }
@@ -213,7 +235,7 @@ function tsCallbacks() {
 }
 
 function commandMethod(call, opt) {
-  const fn = `nbd_${call.name}`;
+  const fn = callee(call);
   const { pre, exprs } = nativeArgs(call.args);
   const cArgs = ['h_', ...exprs];
   if (call.closure) cArgs.push(`${closureMaker(call.closure)}(c)`);
@@ -228,9 +250,7 @@ function commandMethod(call, opt) {
   const replyBytes = buffer && argKinds[buffer[1]].replyData ? `a_${buffer[0]}_len` : '0';
   const body = [...pre,
     `  return Issue(env, ${base}, ${replyBytes}, ${opt}, [&](CommandContext* c) -> int64_t { return ${fn}(${cArgs.join(', ')}); });`];
-  let lines = guarded(call.name, body, 'Napi::Number::New(env, -1)');
-  const cm = closures[call.closure]?.have;
-  if (cm) lines = [`#if defined(${macro(call.name)}) && defined(${cm})`, ...lines.slice(1)];
+  const lines = guarded(call, body, 'Napi::Number::New(env, -1)');
   // Data commands are the hot path: raw per-handle functions (native/raw_method.h).
   const infoType = opt ? 'Napi::CallbackInfo' : 'RawArgs';
   return [`Napi::Value NbdHandle::${pascal(call.name)}(const ${infoType}& info) {`, '  Napi::Env env = info.Env();',
@@ -253,35 +273,35 @@ function connectMethod(call) {
     `  return StartConnect(env, [${captures.join(', ')}](nbd_handle* h) mutable {`,
     `    ${taskPre.join('')}${lock}return nbd_${name}(${['h', ...taskExprs].join(', ')});`, `  }, ${call.subprocess ? 'true' : 'false'});`];
   return [`Napi::Value NbdHandle::${pascal(name)}(const Napi::CallbackInfo& info) {`, '  Napi::Env env = info.Env();',
-    ...guarded(name, body, 'Napi::Number::New(env, -1)'), '}'].join('\n');
+    ...guarded({ name }, body, 'Napi::Number::New(env, -1)'), '}'].join('\n');
 }
 
 function moduleFunction(call) {
   const fail = 'env.Undefined()';  // lib/ turns it into NbdError ENOTSUP
   const convert = call.ret === 'bool' ? 'Napi::Boolean::New(env, r == 1)' : 'Napi::String::New(env, r)';
   const decl = call.ret === 'bool' ? 'int r' : 'const char* r';
-  return [`Napi::Value Module${pascal(call.name)}(const Napi::CallbackInfo& info) {`, '  Napi::Env env = info.Env();',
-    `#ifdef ${macro(call.name)}`,
-    '  // These calls read nothing from the handle, but libnbd wants one.',
+  const body = ['  // These calls read nothing from the handle, but libnbd wants one.',
     '  nbd_handle* h = nbd_create();', `  if (h == nullptr) return ${fail};`,
-    `  ${decl} = nbd_${call.name}(h);`, `  Napi::Value v = ${convert};`, '  nbd_close(h);', '  return v;',
-    '#else', `  return ${fail};`, '#endif', '}'].join('\n');
+    `  ${decl} = ${callee(call)}(h);`, `  Napi::Value v = ${convert};`, '  nbd_close(h);', '  return v;'];
+  const lines = call.since ? [`  if (${callee(call)} == nullptr) return ${fail};`, ...body]
+    : [`#ifdef ${macro(call.name)}`, ...body, '#else', `  return ${fail};`, '#endif'];
+  return [`Napi::Value Module${pascal(call.name)}(const Napi::CallbackInfo& info) {`, '  Napi::Env env = info.Env();',
+    ...lines, '}'].join('\n');
 }
 
 /**
- * `have`: one entry per call the table guards with a LIBNBD_HAVE_* macro (a
- * data or option command's Promise form too, under its aio call's macro).
+ * `have`: one entry per call newer than libnbd 1.14 (a data or option
+ * command's Promise form too, under its aio call): whether the loaded
+ * libnbd has it.
  */
 function haveEntries() {
   const out = [];
-  const add = (key, call, cond) => out.push({ key, call, cond });
-  for (const c of [...simpleCalls, ...moduleCalls]) if (c.have) add(camel(c.name), c, `defined(${macro(c.name)})`);
+  const add = (key, call) => out.push({ key, call, cond: `${callee(call)} != nullptr` });
+  for (const c of [...simpleCalls, ...moduleCalls]) if (c.have) add(camel(c.name), c);
   for (const c of [...commandCalls, ...optCalls]) {
     if (!c.have) continue;
-    const cm = closures[c.closure]?.have;
-    const cond = `defined(${macro(c.name)})${cm ? ` && defined(${cm})` : ''}`;
-    add(camel(c.name), c, cond);
-    add(camel(c.sync), c, cond);
+    add(camel(c.name), c);
+    add(camel(c.sync), c);
   }
   return out.sort((a, b) => a.key.localeCompare(b.key));
 }
@@ -333,17 +353,10 @@ function nativeDefs() {
   for (const c of moduleCalls) out.push(moduleFunction(c), '');
   out.push('void ExportModuleFunctions(Napi::Env env, Napi::Object target) {');
   for (const c of moduleCalls) out.push(`  target.Set("${camel(c.name)}", Napi::Function::New(env, Module${pascal(c.name)}, "${camel(c.name)}"));`);
-  out.push('  // What the libnbd this was compiled against has (LIBNBD_HAVE_*).', '  Napi::Object have = Napi::Object::New(env);');
-  for (const e of haveEntries()) {
-    out.push(`#if ${e.cond}`, `  have.Set("${e.key}", Napi::Boolean::New(env, true));`, '#else', `  have.Set("${e.key}", Napi::Boolean::New(env, false));`, '#endif');
-  }
+  out.push('  // What the loaded libnbd has (its calls newer than 1.14, looked up when the addon loaded).', '  Napi::Object have = Napi::Object::New(env);');
+  for (const e of haveEntries()) out.push(`  have.Set("${e.key}", Napi::Boolean::New(env, ${e.cond}));`);
   out.push('  target.Set("have", have);', '}', '');
-  out.push('void ExportConstants(Napi::Env env, Napi::Object target) {');
-  for (const c of constants) {
-    const n = constName(c);
-    out.push(`#ifdef LIBNBD_${n}`, `  target.Set("${n}", Napi::Number::New(env, static_cast<double>(LIBNBD_${n})));`, '#endif');
-  }
-  out.push('}', '');
+  out.push(...exportConstants());
   out.push('// The string constants lib/ exports are the header\'s, where it defines them.');
   for (const c of stringConstants) {
     out.push(`#ifdef LIBNBD_${c.name}`,
@@ -351,6 +364,162 @@ function nativeDefs() {
   }
   out.push('', '}  // namespace nbdjs', '');
   return out.join('\n');
+}
+
+// ---------------------------------------------------------------- the loaded libnbd
+
+/** Calls newer than libnbd 1.14, each with the family that shapes its prototype. */
+const newerCalls = () => [
+  ...simpleCalls.filter((c) => c.since).map((call) => ({ call, family: 'simple' })),
+  ...commandCalls.filter((c) => c.since).map((call) => ({ call, family: 'command' })),
+  ...optCalls.filter((c) => c.since).map((call) => ({ call, family: 'opt' })),
+  ...moduleCalls.filter((c) => c.since).map((call) => ({ call, family: 'module' })),
+];
+
+/** libnbd's C prototype of a call, from the table's kinds, as a pointer declarator around `name`. */
+function prototype({ call, family }, name) {
+  const params = ['struct nbd_handle*'];
+  for (const [, k] of call.args ?? []) params.push(argKinds[k].c, ...(argKinds[k].buffer ? ['size_t'] : []));
+  if (family === 'command' || family === 'opt') {
+    if (call.closure) params.push(closureStruct(call.closure));
+    params.push(closureStruct('completion'));
+    if (family === 'command') params.push('uint32_t');
+  }
+  const ret = { command: 'int64_t', opt: 'int' }[family] ?? retKinds[call.ret].c;
+  return `${ret} (*${name})(${params.join(', ')})`;
+}
+
+/** A closure's C callback pointer type, as libnbd.h declares its struct's `callback`. */
+const closureCallbackType = (cl) => `int (*)(${['void*', ...cl.args.flatMap(([, k]) => cbArgKinds[k].c.map((t) => t.replace(/\s+(\$n|\w+)$/, '')))].join(', ')})`;
+
+function loadedHeader() {
+  const out = [banner('//') + '// libnbd\'s calls newer than 1.14 (scripts/api-table.mjs: `since`), as pointers the addon fills',
+    '// when it loads from the libnbd it is linked to, and the types they need where the build\'s',
+    '// libnbd.h lacks them. The addon itself links nothing past LIBNBD_1.12 (scripts/check-symbols.mjs),',
+    '// so one binary runs on every libnbd from 1.14 on and uses what the loaded one has.',
+    '#pragma once', '', '#include <libnbd.h>', '', '#include <cstddef>', '#include <cstdint>', ''];
+  for (const t of abiTypes) {
+    out.push(`// libnbd >= ${t.since}.`, `#ifndef ${t.guard}`, 'typedef struct {', ...t.fields.map(([n, ty]) => `  ${ty} ${n};`), `} ${t.name};`, '#endif', '');
+  }
+  for (const [key, cl] of Object.entries(closures)) {
+    if (!cl.since) continue;
+    out.push(`// libnbd >= ${cl.since}.`, `#ifndef ${cl.have}`, 'typedef struct {',
+      `  int (*callback)(${['void* user_data', ...cParams(cl)].join(', ')});`, '  void* user_data;', '  void (*free)(void* user_data);',
+      `} ${closureStruct(key)};`, '#endif', '');
+  }
+  out.push('namespace nbdjs::loaded {', '', '// Null where the loaded libnbd lacks the call.');
+  for (const n of newerCalls()) out.push(`extern ${prototype(n, `nbd_${n.call.name}`)};  // LIBNBD_${n.call.since}`);
+  out.push('', '// Fills the pointers and reads the version, once per process (every env\'s Init calls it;',
+    '// the pointers never change afterwards).', 'void Resolve();', '',
+    '// The loaded libnbd\'s minor version (1.MINOR.x) and its version string (nbd_get_version).', 'int Minor();',
+    'const char* Version();', '',
+    '}  // namespace nbdjs::loaded', '');
+  return out.join('\n');
+}
+
+function loadedSource() {
+  const out = [banner('//'), '#include "libnbd_loaded.h"', '', '#include <dlfcn.h>', '', '#include <cstdlib>', '#include <cstring>',
+    '#include <mutex>', '#include <type_traits>', '',
+    '// Where the build\'s header has a type or call, it must be what the table says.'];
+  for (const t of abiTypes) {
+    const mirror = `TableLayout_${t.name}`;
+    out.push(`#ifdef ${t.guard}`, `struct ${mirror} {`, ...t.fields.map(([n, ty]) => `  ${ty} ${n};`), '};',
+      `static_assert(sizeof(${t.name}) == sizeof(${mirror}), "scripts/api-table.mjs: ${t.name}");`);
+    for (const [n, ty] of t.fields) {
+      out.push(`static_assert(offsetof(${t.name}, ${n}) == offsetof(${mirror}, ${n}) && std::is_same_v<decltype(${t.name}::${n}), ${ty}>,`,
+        `              "scripts/api-table.mjs: ${t.name}.${n}");`);
+    }
+    out.push('#endif');
+  }
+  for (const [key, cl] of Object.entries(closures)) {
+    if (!cl.since) continue;
+    const st = closureStruct(key);
+    out.push(`#ifdef ${cl.have}`,
+      `static_assert(std::is_same_v<decltype(${st}::callback), ${closureCallbackType(cl)}> &&`,
+      `              std::is_same_v<decltype(${st}::user_data), void*> && std::is_same_v<decltype(${st}::free), void (*)(void*)> &&`,
+      `              offsetof(${st}, user_data) == sizeof(void*) && offsetof(${st}, free) == 2 * sizeof(void*),`,
+      `              "scripts/api-table.mjs: ${st}");`, '#endif');
+  }
+  // libnbd.h's attributes (nonnull, warn_unused_result) are no part of the type compared.
+  out.push('#pragma GCC diagnostic push', '#pragma GCC diagnostic ignored "-Wignored-attributes"');
+  for (const n of newerCalls()) {
+    out.push(`#ifdef ${macro(n.call.name)}`,
+      `static_assert(std::is_same_v<decltype(&::nbd_${n.call.name}), decltype(nbdjs::loaded::nbd_${n.call.name})>, "scripts/api-table.mjs: nbd_${n.call.name}");`, '#endif');
+  }
+  out.push('#pragma GCC diagnostic pop', '', 'namespace nbdjs::loaded {', '');
+  for (const n of newerCalls()) out.push(`${prototype(n, `nbd_${n.call.name}`)} = nullptr;`);
+  out.push('', 'namespace {', '', 'std::once_flag resolved;', 'int minor = 0;', 'const char* version = "unknown";  // libnbd\'s static string', '',
+    '// The symbol at its version node, as the linker would have bound it (plain dlsym without dlvsym).',
+    'template <typename F>',
+    'void Bind(void* lib, F*& slot, const char* name, const char* version) {',
+    '#ifdef __GLIBC__',
+    '  slot = reinterpret_cast<F*>(dlvsym(lib, name, version));',
+    '#else',
+    '  (void)version;',
+    '  slot = reinterpret_cast<F*>(dlsym(lib, name));',
+    '#endif',
+    '}', '',
+    'void ResolveOnce() {',
+    '  // The libnbd this addon is linked to, already loaded (RTLD_NOLOAD): the file that holds',
+    '  // its nbd_create, else the soname.',
+    '  void* lib = nullptr;',
+    '  Dl_info where{};',
+    '  if (dladdr(reinterpret_cast<void*>(&nbd_create), &where) != 0 && where.dli_fname != nullptr) {',
+    '    lib = dlopen(where.dli_fname, RTLD_NOW | RTLD_NOLOAD);',
+    '  }',
+    '  if (lib == nullptr) lib = dlopen("libnbd.so.0", RTLD_NOW | RTLD_NOLOAD);',
+    '  if (lib != nullptr) {');
+  for (const n of newerCalls()) out.push(`    Bind(lib, nbd_${n.call.name}, "nbd_${n.call.name}", "LIBNBD_${n.call.since}");`);
+  out.push('    dlclose(lib);  // the addon\'s own link keeps libnbd loaded', '  }',
+    '  // "1.MINOR.PATCH"', '  if (nbd_handle* h = nbd_create()) {', '    if (const char* v = nbd_get_version(h)) version = v;',
+    '    const char* dot = std::strchr(version, \'.\');',
+    '    if (dot != nullptr) minor = static_cast<int>(std::strtol(dot + 1, nullptr, 10));', '    nbd_close(h);', '  }',
+    '}', '', '}  // namespace', '',
+    'void Resolve() { std::call_once(resolved, ResolveOnce); }', '',
+    'int Minor() { return minor; }', '', 'const char* Version() { return version; }', '', '}  // namespace nbdjs::loaded', '');
+  return out.join('\n');
+}
+
+/**
+ * ExportConstants: 1.14's constants with the header's values; newer ones
+ * with the table's where the loaded libnbd has them; each mask the OR of its
+ * family's members exported. The header must agree with the table.
+ */
+function exportConstants() {
+  const masks = constants.filter(isMask);
+  const familyMask = (n) => masks.find((m) => n.startsWith(`${m.mask}_`));
+  const maskVar = (m) => `${camel(m.mask.toLowerCase())}Mask`;
+  const out = ['void ExportConstants(Napi::Env env, Napi::Object target) {', '  const int minor = loaded::Minor();',
+    '  auto set = [&](const char* name, double value) { target.Set(name, Napi::Number::New(env, value)); };',
+    ...masks.map((m) => `  uint32_t ${maskVar(m)} = 0;`)];
+  for (const c of constants) {
+    const n = constName(c);
+    if (isMask(c)) {
+      out.push(`  set("${n}", ${maskVar(c)});`);
+      continue;
+    }
+    const value = isOptionalConst(c) ? `0x${c.value.toString(16)}` : `LIBNBD_${n}`;
+    const m = familyMask(n);
+    const lines = [`set("${n}", ${value});`, ...(m ? [`${maskVar(m)} |= ${value};`] : [])];
+    if (isOptionalConst(c)) out.push(`  if (minor >= ${minorOf(c.since)}) {`, ...lines.map((l) => `    ${l}`), '  }');
+    else out.push(...lines.map((l) => `  ${l}`));
+  }
+  out.push('}', '', '// The header\'s values, where it has them, are the table\'s.');
+  for (const c of constants.filter(isOptionalConst)) {
+    out.push(`#ifdef LIBNBD_${c.name}`, `static_assert(LIBNBD_${c.name} == 0x${c.value.toString(16)}, "scripts/api-table.mjs: ${c.name}");`, '#endif');
+  }
+  for (const m of masks) {
+    out.push(`static_assert(LIBNBD_${m.name} == (0u`);
+    for (const c of constants) {
+      const n = constName(c);
+      if (isMask(c) || !n.startsWith(`${m.mask}_`)) continue;
+      if (isOptionalConst(c)) out.push(`#ifdef LIBNBD_${n}`, `                                | LIBNBD_${n}`, '#endif');
+      else out.push(`                                | LIBNBD_${n}`);
+    }
+    out.push(`                                ), "scripts/api-table.mjs: ${m.name} is the OR of its family");`);
+  }
+  out.push('');
+  return out;
 }
 
 // ---------------------------------------------------------------- TypeScript
@@ -500,7 +669,7 @@ function tsApi() {
   out.push('  // ---------------------------------------------------------------- connects', '');
   for (const c of connectCalls) out.push(tsConnectMethod(c), '');
   out.push('}', '');
-  out.push('/** Whether the libnbd the binding was compiled against has each call newer than libnbd 1.14 (its LIBNBD_HAVE_* macro); a call it lacks fails with NbdError ENOTSUP. */');
+  out.push('/** Whether the libnbd loaded has each call newer than libnbd 1.14 (looked up when the binding loads); a call it lacks fails with NbdError ENOTSUP. */');
   out.push('export interface NbdHave {');
   for (const e of haveEntries()) out.push(`  /** \`nbd_${e.key === camel(e.call.name) ? e.call.name : e.call.sync}\`: libnbd ≥ ${e.call.since}. */`, `  readonly ${e.key}: boolean;`);
   out.push('}', '');
@@ -519,7 +688,7 @@ function tsConstants() {
   for (const c of constants) {
     const n = constName(c);
     const t = isOptionalConst(c) ? 'number | undefined' : 'number';
-    if (isOptionalConst(c)) out.push(`/** libnbd ≥ ${c.since}: undefined when built against an older libnbd.h. */`);
+    if (isOptionalConst(c)) out.push(`/** libnbd ≥ ${c.since}: undefined where the libnbd loaded is older. */`);
     out.push(`export const ${n}: ${t} = binding.constants.${n}${isOptionalConst(c) ? '' : ' as number'};`);
   }
   out.push('', '// String constants (meta context namespaces and names), as libnbd.h defines them.');
@@ -531,12 +700,12 @@ function tsConstants() {
 function tsModule() {
   const out = [banner('//'), "import { binding } from '../binding';", "import { notSupported } from '../errors';",
     "import type { NbdHave } from './handle-api';", '',
-    '/** Feature test, as C\'s `#ifdef LIBNBD_HAVE_NBD_<CALL>`: whether the libnbd the binding was built against has the call. */',
+    '/** Feature test: whether the libnbd loaded has the call (C\'s `#ifdef LIBNBD_HAVE_NBD_<CALL>` asks the header; this asks the library). */',
     'export const have: Readonly<NbdHave> = binding.have;', ''];
   for (const c of moduleCalls) {
     const t = c.ret === 'bool' ? 'boolean' : 'string';
     out.push(`/** \`nbd_${c.name}\`: ${withSince(c)} */`, `export function ${camel(c.name)}(): ${t} {`,
-      `  const r = binding.${camel(c.name)}();`, `  if (r === undefined) throw notSupported('nbd_${c.name}');`, '  return r;', '}', '');
+      `  const r = binding.${camel(c.name)}();`, `  if (r === undefined) throw notSupported('nbd_${c.name}'${c.since ? `, '${c.since}'` : ''});`, '  return r;', '}', '');
   }
   return out.join('\n');
 }
@@ -619,8 +788,9 @@ function apiDoc() {
   out.push('', '## Module functions', '', '| Function | libnbd | Returns | Notes |', '|---|---|---|---|');
   for (const c of moduleCalls) out.push(`| \`${camel(c.name)}\` | \`nbd_${c.name}\` | ${c.ret === 'bool' ? 'boolean' : 'string'} | ${withSince(c)} |`);
   out.push('', '## Feature test', '',
-    '`have` (exported) tells, as C\'s `#ifdef LIBNBD_HAVE_NBD_<CALL>`, whether the libnbd the binding was compiled',
-    'against has each call newer than libnbd 1.14; a call it lacks fails with `NbdError` `ENOTSUP`.', '',
+    '`have` (exported) tells whether the libnbd loaded has each call newer than libnbd 1.14: the binding looks',
+    'them up in the library when it loads (one binary serves every libnbd from 1.14 on); a call it lacks fails with',
+    '`NbdError` `ENOTSUP` naming the release that added it. `getVersion()` is the loaded libnbd\'s version.', '',
     '| Key | libnbd | Since |', '|---|---|---|');
   for (const e of haveEntries()) out.push(`| \`have.${e.key}\` | \`nbd_${e.key === camel(e.call.name) ? e.call.name : e.call.sync}\` | ${e.call.since} |`);
   out.push('', '## Calls with hand-written glue', '', '| Method | libnbd | Native surface | Notes |', '|---|---|---|---|');
@@ -693,6 +863,8 @@ const files = {
   'lib/generated/event-wire.ts': tsWire(),
   'native/generated/api_methods.h': nativeDecls(),
   'native/generated/api_methods.cc': nativeDefs(),
+  'native/generated/libnbd_loaded.h': loadedHeader(),
+  'native/generated/libnbd_loaded.cc': loadedSource(),
   'lib/generated/handle-api.ts': tsApi(),
   'lib/generated/callbacks.ts': tsCallbacks(),
   'lib/generated/constants.ts': tsConstants(),

@@ -4,7 +4,9 @@
 # Python binding (the reference the tests compare against), GnuTLS's certtool
 # (gnutls-bin: the TLS tests make their X.509 certificates), a C++ toolchain,
 # for `npm run bench` nbdcopy (libnbd-bin) and valgrind (--instructions),
-# then `npm ci` (node-gyp build of the addon and the TypeScript build).
+# then `npm ci` without install scripts and the builds they would skip: the
+# addon compiled from these sources (the install script, node-gyp-build, would
+# keep an existing build/ or load a prebuilt binary) and the TypeScript build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(libnbd-dev libnbd-bin nbdkit qemu-utils python3-libnbd gnutls-bin pkg-config g++ make cmake iproute2 procps util-linux valgrind)
@@ -21,4 +23,6 @@ else
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
-npm ci
+npm ci --ignore-scripts
+npx node-gyp rebuild -j max
+npx tsc -p tsconfig.json

@@ -8,14 +8,14 @@ export const TLS_REQUIRE: number = binding.constants.TLS_REQUIRE as number;
 export const SIZE_MINIMUM: number = binding.constants.SIZE_MINIMUM as number;
 export const SIZE_PREFERRED: number = binding.constants.SIZE_PREFERRED as number;
 export const SIZE_MAXIMUM: number = binding.constants.SIZE_MAXIMUM as number;
-/** libnbd ≥ 1.18: undefined when built against an older libnbd.h. */
+/** libnbd ≥ 1.18: undefined where the libnbd loaded is older. */
 export const SIZE_PAYLOAD: number | undefined = binding.constants.SIZE_PAYLOAD;
 export const CMD_FLAG_FUA: number = binding.constants.CMD_FLAG_FUA as number;
 export const CMD_FLAG_NO_HOLE: number = binding.constants.CMD_FLAG_NO_HOLE as number;
 export const CMD_FLAG_DF: number = binding.constants.CMD_FLAG_DF as number;
 export const CMD_FLAG_REQ_ONE: number = binding.constants.CMD_FLAG_REQ_ONE as number;
 export const CMD_FLAG_FAST_ZERO: number = binding.constants.CMD_FLAG_FAST_ZERO as number;
-/** libnbd ≥ 1.18: undefined when built against an older libnbd.h. */
+/** libnbd ≥ 1.18: undefined where the libnbd loaded is older. */
 export const CMD_FLAG_PAYLOAD_LEN: number | undefined = binding.constants.CMD_FLAG_PAYLOAD_LEN;
 export const CMD_FLAG_MASK: number = binding.constants.CMD_FLAG_MASK as number;
 export const HANDSHAKE_FLAG_FIXED_NEWSTYLE: number = binding.constants.HANDSHAKE_FLAG_FIXED_NEWSTYLE as number;
@@ -26,15 +26,15 @@ export const STRICT_FLAGS: number = binding.constants.STRICT_FLAGS as number;
 export const STRICT_BOUNDS: number = binding.constants.STRICT_BOUNDS as number;
 export const STRICT_ZERO_SIZE: number = binding.constants.STRICT_ZERO_SIZE as number;
 export const STRICT_ALIGN: number = binding.constants.STRICT_ALIGN as number;
-/** libnbd ≥ 1.18: undefined when built against an older libnbd.h. */
+/** libnbd ≥ 1.18: undefined where the libnbd loaded is older. */
 export const STRICT_PAYLOAD: number | undefined = binding.constants.STRICT_PAYLOAD;
-/** libnbd ≥ 1.18: undefined when built against an older libnbd.h. */
+/** libnbd ≥ 1.18: undefined where the libnbd loaded is older. */
 export const STRICT_AUTO_FLAG: number | undefined = binding.constants.STRICT_AUTO_FLAG;
 export const STRICT_MASK: number = binding.constants.STRICT_MASK as number;
 export const ALLOW_TRANSPORT_TCP: number = binding.constants.ALLOW_TRANSPORT_TCP as number;
 export const ALLOW_TRANSPORT_UNIX: number = binding.constants.ALLOW_TRANSPORT_UNIX as number;
 export const ALLOW_TRANSPORT_VSOCK: number = binding.constants.ALLOW_TRANSPORT_VSOCK as number;
-/** libnbd ≥ 1.22: undefined when built against an older libnbd.h. */
+/** libnbd ≥ 1.22: undefined where the libnbd loaded is older. */
 export const ALLOW_TRANSPORT_SSH: number | undefined = binding.constants.ALLOW_TRANSPORT_SSH;
 export const ALLOW_TRANSPORT_MASK: number = binding.constants.ALLOW_TRANSPORT_MASK as number;
 export const SHUTDOWN_ABANDON_PENDING: number = binding.constants.SHUTDOWN_ABANDON_PENDING as number;
@@ -47,7 +47,7 @@ export const READ_HOLE: number = binding.constants.READ_HOLE as number;
 export const READ_ERROR: number = binding.constants.READ_ERROR as number;
 export const STATE_HOLE: number = binding.constants.STATE_HOLE as number;
 export const STATE_ZERO: number = binding.constants.STATE_ZERO as number;
-/** libnbd ≥ 1.16: undefined when built against an older libnbd.h. */
+/** libnbd ≥ 1.16: undefined where the libnbd loaded is older. */
 export const STATE_DIRTY: number | undefined = binding.constants.STATE_DIRTY;
 
 // String constants (meta context namespaces and names), as libnbd.h defines them.

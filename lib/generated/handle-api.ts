@@ -1193,7 +1193,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
 
 }
 
-/** Whether the libnbd the binding was compiled against has each call newer than libnbd 1.14 (its LIBNBD_HAVE_* macro); a call it lacks fails with NbdError ENOTSUP. */
+/** Whether the libnbd loaded has each call newer than libnbd 1.14 (looked up when the binding loads); a call it lacks fails with NbdError ENOTSUP. */
 export interface NbdHave {
   /** `nbd_aio_block_status_64`: libnbd ≥ 1.18. */
   readonly aioBlockStatus64: boolean;

@@ -4,7 +4,7 @@ import { binding } from '../binding';
 import { notSupported } from '../errors';
 import type { NbdHave } from './handle-api';
 
-/** Feature test, as C's `#ifdef LIBNBD_HAVE_NBD_<CALL>`: whether the libnbd the binding was built against has the call. */
+/** Feature test: whether the libnbd loaded has the call (C's `#ifdef LIBNBD_HAVE_NBD_<CALL>` asks the header; this asks the library). */
 export const have: Readonly<NbdHave> = binding.have;
 
 /** `nbd_get_version`: The version of the libnbd library loaded. */
@@ -38,6 +38,6 @@ export function supportsUri(): boolean {
 /** `nbd_supports_vsock`: Whether libnbd was built with AF_VSOCK. libnbd ≥ 1.16. */
 export function supportsVsock(): boolean {
   const r = binding.supportsVsock();
-  if (r === undefined) throw notSupported('nbd_supports_vsock');
+  if (r === undefined) throw notSupported('nbd_supports_vsock', '1.16');
   return r;
 }

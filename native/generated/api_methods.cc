@@ -18,7 +18,7 @@ Napi::Value NbdHandle::SetDebug(const Napi::CallbackInfo& info) {
   if (nbd_set_debug(h_, a_debug) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_debug");
+  RecordNotSupported("nbd_set_debug", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -32,7 +32,7 @@ Napi::Value NbdHandle::GetDebug(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_get_debug");
+  RecordNotSupported("nbd_get_debug", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -47,7 +47,7 @@ Napi::Value NbdHandle::SetHandleName(const Napi::CallbackInfo& info) {
   HandleNameChanged();
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_handle_name");
+  RecordNotSupported("nbd_set_handle_name", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -63,7 +63,7 @@ Napi::Value NbdHandle::GetHandleName(const Napi::CallbackInfo& info) {
   free(r);
   return s;
 #else
-  RecordNotSupported("nbd_get_handle_name");
+  RecordNotSupported("nbd_get_handle_name", nullptr);
   return env.Null();
 #endif
 }
@@ -77,7 +77,7 @@ Napi::Value NbdHandle::SetExportName(const Napi::CallbackInfo& info) {
   if (nbd_set_export_name(h_, a_export_name.c_str()) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_export_name");
+  RecordNotSupported("nbd_set_export_name", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -93,7 +93,7 @@ Napi::Value NbdHandle::GetExportName(const Napi::CallbackInfo& info) {
   free(r);
   return s;
 #else
-  RecordNotSupported("nbd_get_export_name");
+  RecordNotSupported("nbd_get_export_name", nullptr);
   return env.Null();
 #endif
 }
@@ -107,7 +107,7 @@ Napi::Value NbdHandle::SetRequestBlockSize(const Napi::CallbackInfo& info) {
   if (nbd_set_request_block_size(h_, a_request) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_request_block_size");
+  RecordNotSupported("nbd_set_request_block_size", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -121,7 +121,7 @@ Napi::Value NbdHandle::GetRequestBlockSize(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_get_request_block_size");
+  RecordNotSupported("nbd_get_request_block_size", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -135,7 +135,7 @@ Napi::Value NbdHandle::SetFullInfo(const Napi::CallbackInfo& info) {
   if (nbd_set_full_info(h_, a_request) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_full_info");
+  RecordNotSupported("nbd_set_full_info", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -149,7 +149,7 @@ Napi::Value NbdHandle::GetFullInfo(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_get_full_info");
+  RecordNotSupported("nbd_get_full_info", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -163,7 +163,7 @@ Napi::Value NbdHandle::SetTls(const Napi::CallbackInfo& info) {
   if (nbd_set_tls(h_, a_tls) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_tls");
+  RecordNotSupported("nbd_set_tls", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -177,7 +177,7 @@ Napi::Value NbdHandle::GetTls(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, static_cast<double>(r));
 #else
-  RecordNotSupported("nbd_get_tls");
+  RecordNotSupported("nbd_get_tls", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -191,7 +191,7 @@ Napi::Value NbdHandle::SetRequestStructuredReplies(const Napi::CallbackInfo& inf
   if (nbd_set_request_structured_replies(h_, a_request) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_request_structured_replies");
+  RecordNotSupported("nbd_set_request_structured_replies", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -205,7 +205,7 @@ Napi::Value NbdHandle::GetRequestStructuredReplies(const Napi::CallbackInfo& inf
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_get_request_structured_replies");
+  RecordNotSupported("nbd_get_request_structured_replies", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -219,7 +219,7 @@ Napi::Value NbdHandle::SetHandshakeFlags(const Napi::CallbackInfo& info) {
   if (nbd_set_handshake_flags(h_, a_flags) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_handshake_flags");
+  RecordNotSupported("nbd_set_handshake_flags", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -233,7 +233,7 @@ Napi::Value NbdHandle::GetHandshakeFlags(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, static_cast<double>(r));
 #else
-  RecordNotSupported("nbd_get_handshake_flags");
+  RecordNotSupported("nbd_get_handshake_flags", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -247,7 +247,7 @@ Napi::Value NbdHandle::SetPreadInitialize(const Napi::CallbackInfo& info) {
   if (nbd_set_pread_initialize(h_, a_request) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_pread_initialize");
+  RecordNotSupported("nbd_set_pread_initialize", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -261,7 +261,7 @@ Napi::Value NbdHandle::GetPreadInitialize(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_get_pread_initialize");
+  RecordNotSupported("nbd_get_pread_initialize", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -275,7 +275,7 @@ Napi::Value NbdHandle::SetStrictMode(const Napi::CallbackInfo& info) {
   if (nbd_set_strict_mode(h_, a_flags) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_strict_mode");
+  RecordNotSupported("nbd_set_strict_mode", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -289,7 +289,7 @@ Napi::Value NbdHandle::GetStrictMode(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, static_cast<double>(r));
 #else
-  RecordNotSupported("nbd_get_strict_mode");
+  RecordNotSupported("nbd_get_strict_mode", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -303,7 +303,7 @@ Napi::Value NbdHandle::SetOptMode(const Napi::CallbackInfo& info) {
   if (nbd_set_opt_mode(h_, a_enable) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_opt_mode");
+  RecordNotSupported("nbd_set_opt_mode", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -317,7 +317,7 @@ Napi::Value NbdHandle::GetOptMode(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_get_opt_mode");
+  RecordNotSupported("nbd_get_opt_mode", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -331,7 +331,7 @@ Napi::Value NbdHandle::GetProtocol(const Napi::CallbackInfo& info) {
   if (r == nullptr) { RecordError(); return env.Null(); }
   return Napi::String::New(env, r);
 #else
-  RecordNotSupported("nbd_get_protocol");
+  RecordNotSupported("nbd_get_protocol", nullptr);
   return env.Null();
 #endif
 }
@@ -345,7 +345,7 @@ Napi::Value NbdHandle::GetStructuredRepliesNegotiated(const Napi::CallbackInfo& 
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_get_structured_replies_negotiated");
+  RecordNotSupported("nbd_get_structured_replies_negotiated", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -359,7 +359,7 @@ Napi::Value NbdHandle::GetTlsNegotiated(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_get_tls_negotiated");
+  RecordNotSupported("nbd_get_tls_negotiated", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -375,7 +375,7 @@ Napi::Value NbdHandle::GetCanonicalExportName(const Napi::CallbackInfo& info) {
   free(r);
   return s;
 #else
-  RecordNotSupported("nbd_get_canonical_export_name");
+  RecordNotSupported("nbd_get_canonical_export_name", nullptr);
   return env.Null();
 #endif
 }
@@ -391,7 +391,7 @@ Napi::Value NbdHandle::GetExportDescription(const Napi::CallbackInfo& info) {
   free(r);
   return s;
 #else
-  RecordNotSupported("nbd_get_export_description");
+  RecordNotSupported("nbd_get_export_description", nullptr);
   return env.Null();
 #endif
 }
@@ -405,7 +405,7 @@ Napi::Value NbdHandle::GetSize(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Int64ToJs(env, r);
 #else
-  RecordNotSupported("nbd_get_size");
+  RecordNotSupported("nbd_get_size", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -420,7 +420,7 @@ Napi::Value NbdHandle::GetBlockSize(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Int64ToJs(env, r);
 #else
-  RecordNotSupported("nbd_get_block_size");
+  RecordNotSupported("nbd_get_block_size", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -434,7 +434,7 @@ Napi::Value NbdHandle::IsReadOnly(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_is_read_only");
+  RecordNotSupported("nbd_is_read_only", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -448,7 +448,7 @@ Napi::Value NbdHandle::CanFlush(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_can_flush");
+  RecordNotSupported("nbd_can_flush", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -462,7 +462,7 @@ Napi::Value NbdHandle::CanFua(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_can_fua");
+  RecordNotSupported("nbd_can_fua", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -476,7 +476,7 @@ Napi::Value NbdHandle::IsRotational(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_is_rotational");
+  RecordNotSupported("nbd_is_rotational", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -490,7 +490,7 @@ Napi::Value NbdHandle::CanTrim(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_can_trim");
+  RecordNotSupported("nbd_can_trim", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -504,7 +504,7 @@ Napi::Value NbdHandle::CanZero(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_can_zero");
+  RecordNotSupported("nbd_can_zero", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -518,7 +518,7 @@ Napi::Value NbdHandle::CanFastZero(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_can_fast_zero");
+  RecordNotSupported("nbd_can_fast_zero", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -532,7 +532,7 @@ Napi::Value NbdHandle::CanDf(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_can_df");
+  RecordNotSupported("nbd_can_df", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -546,7 +546,7 @@ Napi::Value NbdHandle::CanMultiConn(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_can_multi_conn");
+  RecordNotSupported("nbd_can_multi_conn", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -560,7 +560,7 @@ Napi::Value NbdHandle::CanCache(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_can_cache");
+  RecordNotSupported("nbd_can_cache", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -576,7 +576,7 @@ Napi::Value NbdHandle::GetUri(const Napi::CallbackInfo& info) {
   free(r);
   return s;
 #else
-  RecordNotSupported("nbd_get_uri");
+  RecordNotSupported("nbd_get_uri", nullptr);
   return env.Null();
 #endif
 }
@@ -592,7 +592,7 @@ Napi::Value NbdHandle::AioIsCreated(const Napi::CallbackInfo& info) {
   if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kCreated) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_aio_is_created");
+  RecordNotSupported("nbd_aio_is_created", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -608,7 +608,7 @@ Napi::Value NbdHandle::AioIsConnecting(const Napi::CallbackInfo& info) {
   if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kConnecting) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_aio_is_connecting");
+  RecordNotSupported("nbd_aio_is_connecting", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -623,7 +623,7 @@ Napi::Value NbdHandle::AioIsNegotiating(const Napi::CallbackInfo& info) {
   if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kNegotiating) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_aio_is_negotiating");
+  RecordNotSupported("nbd_aio_is_negotiating", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -638,7 +638,7 @@ Napi::Value NbdHandle::AioIsReady(const Napi::CallbackInfo& info) {
   if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kReady) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_aio_is_ready");
+  RecordNotSupported("nbd_aio_is_ready", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -653,7 +653,7 @@ Napi::Value NbdHandle::AioIsProcessing(const Napi::CallbackInfo& info) {
   if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kProcessing) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_aio_is_processing");
+  RecordNotSupported("nbd_aio_is_processing", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -668,7 +668,7 @@ Napi::Value NbdHandle::AioIsDead(const Napi::CallbackInfo& info) {
   if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kDead) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_aio_is_dead");
+  RecordNotSupported("nbd_aio_is_dead", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -683,7 +683,7 @@ Napi::Value NbdHandle::AioIsClosed(const Napi::CallbackInfo& info) {
   if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = (seen.is & state::kClosed) != 0;
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_aio_is_closed");
+  RecordNotSupported("nbd_aio_is_closed", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -698,7 +698,7 @@ Napi::Value NbdHandle::ConnectionState(const Napi::CallbackInfo& info) {
   if (StateSnapshot seen; queue_.PendingBefore(&seen)) r = seen.name;
   return Napi::String::New(env, r);
 #else
-  RecordNotSupported("nbd_connection_state");
+  RecordNotSupported("nbd_connection_state", nullptr);
   return env.Null();
 #endif
 }
@@ -712,7 +712,7 @@ Napi::Value NbdHandle::AioGetDirection(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, static_cast<double>(r));
 #else
-  RecordNotSupported("nbd_aio_get_direction");
+  RecordNotSupported("nbd_aio_get_direction", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -726,7 +726,7 @@ Napi::Value NbdHandle::SetTlsCertificates(const Napi::CallbackInfo& info) {
   if (nbd_set_tls_certificates(h_, a_dir.c_str()) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_tls_certificates");
+  RecordNotSupported("nbd_set_tls_certificates", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -740,7 +740,7 @@ Napi::Value NbdHandle::SetTlsVerifyPeer(const Napi::CallbackInfo& info) {
   if (nbd_set_tls_verify_peer(h_, a_verify) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_tls_verify_peer");
+  RecordNotSupported("nbd_set_tls_verify_peer", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -754,7 +754,7 @@ Napi::Value NbdHandle::GetTlsVerifyPeer(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_get_tls_verify_peer");
+  RecordNotSupported("nbd_get_tls_verify_peer", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -768,7 +768,7 @@ Napi::Value NbdHandle::SetTlsUsername(const Napi::CallbackInfo& info) {
   if (nbd_set_tls_username(h_, a_username.c_str()) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_tls_username");
+  RecordNotSupported("nbd_set_tls_username", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -784,7 +784,7 @@ Napi::Value NbdHandle::GetTlsUsername(const Napi::CallbackInfo& info) {
   free(r);
   return s;
 #else
-  RecordNotSupported("nbd_get_tls_username");
+  RecordNotSupported("nbd_get_tls_username", nullptr);
   return env.Null();
 #endif
 }
@@ -798,39 +798,37 @@ Napi::Value NbdHandle::SetTlsPskFile(const Napi::CallbackInfo& info) {
   if (nbd_set_tls_psk_file(h_, a_filename.c_str()) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_tls_psk_file");
+  RecordNotSupported("nbd_set_tls_psk_file", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
 
 Napi::Value NbdHandle::SetTlsHostname(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_SET_TLS_HOSTNAME
+  if (loaded::nbd_set_tls_hostname == nullptr) {
+    RecordNotSupported("nbd_set_tls_hostname", "1.22");
+    return Napi::Number::New(env, -1);
+  }
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
   std::string a_hostname = info[0].As<Napi::String>().Utf8Value();
   StagedEvents staged(this);  // debug messages
-  if (nbd_set_tls_hostname(h_, a_hostname.c_str()) == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  if (loaded::nbd_set_tls_hostname(h_, a_hostname.c_str()) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
-#else
-  RecordNotSupported("nbd_set_tls_hostname");
-  return Napi::Number::New(env, -1);
-#endif
 }
 
 Napi::Value NbdHandle::GetTlsHostname(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_GET_TLS_HOSTNAME
+  if (loaded::nbd_get_tls_hostname == nullptr) {
+    RecordNotSupported("nbd_get_tls_hostname", "1.22");
+    return env.Null();
+  }
   if (h_ == nullptr) { RecordClosed(); return env.Null(); }
   StagedEvents staged(this);  // debug messages
-  char* r = nbd_get_tls_hostname(h_);
+  char* r = loaded::nbd_get_tls_hostname(h_);
   if (r == nullptr) { RecordError(); return env.Null(); }
   Napi::String s = Napi::String::New(env, r);
   free(r);
   return s;
-#else
-  RecordNotSupported("nbd_get_tls_hostname");
-  return env.Null();
-#endif
 }
 
 Napi::Value NbdHandle::SetUriAllowTransports(const Napi::CallbackInfo& info) {
@@ -842,7 +840,7 @@ Napi::Value NbdHandle::SetUriAllowTransports(const Napi::CallbackInfo& info) {
   if (nbd_set_uri_allow_transports(h_, a_mask) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_uri_allow_transports");
+  RecordNotSupported("nbd_set_uri_allow_transports", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -856,7 +854,7 @@ Napi::Value NbdHandle::SetUriAllowTls(const Napi::CallbackInfo& info) {
   if (nbd_set_uri_allow_tls(h_, a_tls) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_uri_allow_tls");
+  RecordNotSupported("nbd_set_uri_allow_tls", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -870,24 +868,23 @@ Napi::Value NbdHandle::SetUriAllowLocalFile(const Napi::CallbackInfo& info) {
   if (nbd_set_uri_allow_local_file(h_, a_allow) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_set_uri_allow_local_file");
+  RecordNotSupported("nbd_set_uri_allow_local_file", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
 
 Napi::Value NbdHandle::IsUri(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_IS_URI
+  if (loaded::nbd_is_uri == nullptr) {
+    RecordNotSupported("nbd_is_uri", "1.22");
+    return Napi::Number::New(env, -1);
+  }
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
   std::string a_uri = info[0].As<Napi::String>().Utf8Value();
   StagedEvents staged(this);  // debug messages
-  int64_t r = nbd_is_uri(h_, a_uri.c_str());
+  int64_t r = loaded::nbd_is_uri(h_, a_uri.c_str());
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
-#else
-  RecordNotSupported("nbd_is_uri");
-  return Napi::Number::New(env, -1);
-#endif
 }
 
 Napi::Value NbdHandle::AddMetaContext(const Napi::CallbackInfo& info) {
@@ -899,7 +896,7 @@ Napi::Value NbdHandle::AddMetaContext(const Napi::CallbackInfo& info) {
   if (nbd_add_meta_context(h_, a_name.c_str()) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_add_meta_context");
+  RecordNotSupported("nbd_add_meta_context", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -913,7 +910,7 @@ Napi::Value NbdHandle::GetNrMetaContexts(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, static_cast<double>(r));
 #else
-  RecordNotSupported("nbd_get_nr_meta_contexts");
+  RecordNotSupported("nbd_get_nr_meta_contexts", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -930,7 +927,7 @@ Napi::Value NbdHandle::GetMetaContext(const Napi::CallbackInfo& info) {
   free(r);
   return s;
 #else
-  RecordNotSupported("nbd_get_meta_context");
+  RecordNotSupported("nbd_get_meta_context", nullptr);
   return env.Null();
 #endif
 }
@@ -943,7 +940,7 @@ Napi::Value NbdHandle::ClearMetaContexts(const Napi::CallbackInfo& info) {
   if (nbd_clear_meta_contexts(h_) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_clear_meta_contexts");
+  RecordNotSupported("nbd_clear_meta_contexts", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -958,189 +955,176 @@ Napi::Value NbdHandle::CanMetaContext(const Napi::CallbackInfo& info) {
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
 #else
-  RecordNotSupported("nbd_can_meta_context");
+  RecordNotSupported("nbd_can_meta_context", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
 
 Napi::Value NbdHandle::SetRequestMetaContext(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_SET_REQUEST_META_CONTEXT
+  if (loaded::nbd_set_request_meta_context == nullptr) {
+    RecordNotSupported("nbd_set_request_meta_context", "1.16");
+    return Napi::Number::New(env, -1);
+  }
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
   bool a_request = info[0].ToBoolean().Value();
   StagedEvents staged(this);  // debug messages
-  if (nbd_set_request_meta_context(h_, a_request) == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  if (loaded::nbd_set_request_meta_context(h_, a_request) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
-#else
-  RecordNotSupported("nbd_set_request_meta_context");
-  return Napi::Number::New(env, -1);
-#endif
 }
 
 Napi::Value NbdHandle::GetRequestMetaContext(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_GET_REQUEST_META_CONTEXT
+  if (loaded::nbd_get_request_meta_context == nullptr) {
+    RecordNotSupported("nbd_get_request_meta_context", "1.16");
+    return Napi::Number::New(env, -1);
+  }
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
   StagedEvents staged(this);  // debug messages
-  int64_t r = nbd_get_request_meta_context(h_);
+  int64_t r = loaded::nbd_get_request_meta_context(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
-#else
-  RecordNotSupported("nbd_get_request_meta_context");
-  return Napi::Number::New(env, -1);
-#endif
 }
 
 Napi::Value NbdHandle::SetSocketActivationName(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_SET_SOCKET_ACTIVATION_NAME
+  if (loaded::nbd_set_socket_activation_name == nullptr) {
+    RecordNotSupported("nbd_set_socket_activation_name", "1.16");
+    return Napi::Number::New(env, -1);
+  }
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
   std::string a_socket_name = info[0].As<Napi::String>().Utf8Value();
   StagedEvents staged(this);  // debug messages
-  if (nbd_set_socket_activation_name(h_, a_socket_name.c_str()) == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  if (loaded::nbd_set_socket_activation_name(h_, a_socket_name.c_str()) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
-#else
-  RecordNotSupported("nbd_set_socket_activation_name");
-  return Napi::Number::New(env, -1);
-#endif
 }
 
 Napi::Value NbdHandle::GetSocketActivationName(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_GET_SOCKET_ACTIVATION_NAME
+  if (loaded::nbd_get_socket_activation_name == nullptr) {
+    RecordNotSupported("nbd_get_socket_activation_name", "1.16");
+    return env.Null();
+  }
   if (h_ == nullptr) { RecordClosed(); return env.Null(); }
   StagedEvents staged(this);  // debug messages
-  char* r = nbd_get_socket_activation_name(h_);
+  char* r = loaded::nbd_get_socket_activation_name(h_);
   if (r == nullptr) { RecordError(); return env.Null(); }
   Napi::String s = Napi::String::New(env, r);
   free(r);
   return s;
-#else
-  RecordNotSupported("nbd_get_socket_activation_name");
-  return env.Null();
-#endif
 }
 
 Napi::Value NbdHandle::SetRequestExtendedHeaders(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_SET_REQUEST_EXTENDED_HEADERS
+  if (loaded::nbd_set_request_extended_headers == nullptr) {
+    RecordNotSupported("nbd_set_request_extended_headers", "1.18");
+    return Napi::Number::New(env, -1);
+  }
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
   bool a_request = info[0].ToBoolean().Value();
   StagedEvents staged(this);  // debug messages
-  if (nbd_set_request_extended_headers(h_, a_request) == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  if (loaded::nbd_set_request_extended_headers(h_, a_request) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
-#else
-  RecordNotSupported("nbd_set_request_extended_headers");
-  return Napi::Number::New(env, -1);
-#endif
 }
 
 Napi::Value NbdHandle::GetRequestExtendedHeaders(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_GET_REQUEST_EXTENDED_HEADERS
+  if (loaded::nbd_get_request_extended_headers == nullptr) {
+    RecordNotSupported("nbd_get_request_extended_headers", "1.18");
+    return Napi::Number::New(env, -1);
+  }
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
   StagedEvents staged(this);  // debug messages
-  int64_t r = nbd_get_request_extended_headers(h_);
+  int64_t r = loaded::nbd_get_request_extended_headers(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
-#else
-  RecordNotSupported("nbd_get_request_extended_headers");
-  return Napi::Number::New(env, -1);
-#endif
 }
 
 Napi::Value NbdHandle::GetExtendedHeadersNegotiated(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_GET_EXTENDED_HEADERS_NEGOTIATED
+  if (loaded::nbd_get_extended_headers_negotiated == nullptr) {
+    RecordNotSupported("nbd_get_extended_headers_negotiated", "1.18");
+    return Napi::Number::New(env, -1);
+  }
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
   StagedEvents staged(this);  // debug messages
-  int64_t r = nbd_get_extended_headers_negotiated(h_);
+  int64_t r = loaded::nbd_get_extended_headers_negotiated(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
-#else
-  RecordNotSupported("nbd_get_extended_headers_negotiated");
-  return Napi::Number::New(env, -1);
-#endif
 }
 
 Napi::Value NbdHandle::CanBlockStatusPayload(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_CAN_BLOCK_STATUS_PAYLOAD
+  if (loaded::nbd_can_block_status_payload == nullptr) {
+    RecordNotSupported("nbd_can_block_status_payload", "1.18");
+    return Napi::Number::New(env, -1);
+  }
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
   StagedEvents staged(this);  // debug messages
-  int64_t r = nbd_can_block_status_payload(h_);
+  int64_t r = loaded::nbd_can_block_status_payload(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Boolean::New(env, r != 0);
-#else
-  RecordNotSupported("nbd_can_block_status_payload");
-  return Napi::Number::New(env, -1);
-#endif
 }
 
 Napi::Value NbdHandle::StatsBytesSent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_STATS_BYTES_SENT
+  if (loaded::nbd_stats_bytes_sent == nullptr) {
+    RecordNotSupported("nbd_stats_bytes_sent", "1.16");
+    return env.Null();
+  }
   if (h_ == nullptr) { RecordClosed(); return env.Null(); }
   StagedEvents staged(this);  // debug messages
-  uint64_t r = nbd_stats_bytes_sent(h_);
+  uint64_t r = loaded::nbd_stats_bytes_sent(h_);
   return Uint64ToJs(env, r);
-#else
-  RecordNotSupported("nbd_stats_bytes_sent");
-  return env.Null();
-#endif
 }
 
 Napi::Value NbdHandle::StatsChunksSent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_STATS_CHUNKS_SENT
+  if (loaded::nbd_stats_chunks_sent == nullptr) {
+    RecordNotSupported("nbd_stats_chunks_sent", "1.16");
+    return env.Null();
+  }
   if (h_ == nullptr) { RecordClosed(); return env.Null(); }
   StagedEvents staged(this);  // debug messages
-  uint64_t r = nbd_stats_chunks_sent(h_);
+  uint64_t r = loaded::nbd_stats_chunks_sent(h_);
   return Uint64ToJs(env, r);
-#else
-  RecordNotSupported("nbd_stats_chunks_sent");
-  return env.Null();
-#endif
 }
 
 Napi::Value NbdHandle::StatsBytesReceived(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_STATS_BYTES_RECEIVED
+  if (loaded::nbd_stats_bytes_received == nullptr) {
+    RecordNotSupported("nbd_stats_bytes_received", "1.16");
+    return env.Null();
+  }
   if (h_ == nullptr) { RecordClosed(); return env.Null(); }
   StagedEvents staged(this);  // debug messages
-  uint64_t r = nbd_stats_bytes_received(h_);
+  uint64_t r = loaded::nbd_stats_bytes_received(h_);
   return Uint64ToJs(env, r);
-#else
-  RecordNotSupported("nbd_stats_bytes_received");
-  return env.Null();
-#endif
 }
 
 Napi::Value NbdHandle::StatsChunksReceived(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_STATS_CHUNKS_RECEIVED
+  if (loaded::nbd_stats_chunks_received == nullptr) {
+    RecordNotSupported("nbd_stats_chunks_received", "1.16");
+    return env.Null();
+  }
   if (h_ == nullptr) { RecordClosed(); return env.Null(); }
   StagedEvents staged(this);  // debug messages
-  uint64_t r = nbd_stats_chunks_received(h_);
+  uint64_t r = loaded::nbd_stats_chunks_received(h_);
   return Uint64ToJs(env, r);
-#else
-  RecordNotSupported("nbd_stats_chunks_received");
-  return env.Null();
-#endif
 }
 
 Napi::Value NbdHandle::GetSubprocessPid(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_GET_SUBPROCESS_PID
+  if (loaded::nbd_get_subprocess_pid == nullptr) {
+    RecordNotSupported("nbd_get_subprocess_pid", "1.22");
+    return Napi::Number::New(env, -1);
+  }
   if (h_ == nullptr) { RecordClosed(); return Napi::Number::New(env, -1); }
   StagedEvents staged(this);  // debug messages
-  int64_t r = nbd_get_subprocess_pid(h_);
+  int64_t r = loaded::nbd_get_subprocess_pid(h_);
   if (r == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Int64ToJs(env, r);
-#else
-  RecordNotSupported("nbd_get_subprocess_pid");
-  return Napi::Number::New(env, -1);
-#endif
 }
 
 Napi::Value NbdHandle::KillSubprocess(const Napi::CallbackInfo& info) {
@@ -1152,7 +1136,7 @@ Napi::Value NbdHandle::KillSubprocess(const Napi::CallbackInfo& info) {
   if (nbd_kill_subprocess(h_, a_signum) == -1) { RecordError(); return Napi::Number::New(env, -1); }
   return Napi::Number::New(env, 0);
 #else
-  RecordNotSupported("nbd_kill_subprocess");
+  RecordNotSupported("nbd_kill_subprocess", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1169,7 +1153,7 @@ Napi::Value NbdHandle::AioPread(const RawArgs& info) {
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
   return Issue(env, a_buf, a_buf_len, false, [&](CommandContext* c) -> int64_t { return nbd_aio_pread(h_, a_buf, a_buf_len, a_offset, Completion(c), a_flags); });
 #else
-  RecordNotSupported("nbd_aio_pread");
+  RecordNotSupported("nbd_aio_pread", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1184,7 +1168,7 @@ Napi::Value NbdHandle::AioPreadStructured(const RawArgs& info) {
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
   return Issue(env, a_buf, a_buf_len, false, [&](CommandContext* c) -> int64_t { return nbd_aio_pread_structured(h_, a_buf, a_buf_len, a_offset, Chunk(c), Completion(c), a_flags); });
 #else
-  RecordNotSupported("nbd_aio_pread_structured");
+  RecordNotSupported("nbd_aio_pread_structured", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1199,7 +1183,7 @@ Napi::Value NbdHandle::AioPwrite(const RawArgs& info) {
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
   return Issue(env, a_buf, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_pwrite(h_, a_buf, a_buf_len, a_offset, Completion(c), a_flags); });
 #else
-  RecordNotSupported("nbd_aio_pwrite");
+  RecordNotSupported("nbd_aio_pwrite", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1210,7 +1194,7 @@ Napi::Value NbdHandle::AioFlush(const RawArgs& info) {
   uint32_t a_flags = info[0].As<Napi::Number>().Uint32Value();
   return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_flush(h_, Completion(c), a_flags); });
 #else
-  RecordNotSupported("nbd_aio_flush");
+  RecordNotSupported("nbd_aio_flush", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1223,7 +1207,7 @@ Napi::Value NbdHandle::AioTrim(const RawArgs& info) {
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
   return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_trim(h_, a_count, a_offset, Completion(c), a_flags); });
 #else
-  RecordNotSupported("nbd_aio_trim");
+  RecordNotSupported("nbd_aio_trim", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1236,7 +1220,7 @@ Napi::Value NbdHandle::AioCache(const RawArgs& info) {
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
   return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_cache(h_, a_count, a_offset, Completion(c), a_flags); });
 #else
-  RecordNotSupported("nbd_aio_cache");
+  RecordNotSupported("nbd_aio_cache", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1249,7 +1233,7 @@ Napi::Value NbdHandle::AioZero(const RawArgs& info) {
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
   return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_zero(h_, a_count, a_offset, Completion(c), a_flags); });
 #else
-  RecordNotSupported("nbd_aio_zero");
+  RecordNotSupported("nbd_aio_zero", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1262,37 +1246,35 @@ Napi::Value NbdHandle::AioBlockStatus(const RawArgs& info) {
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
   return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_block_status(h_, a_count, a_offset, Extent(c), Completion(c), a_flags); });
 #else
-  RecordNotSupported("nbd_aio_block_status");
+  RecordNotSupported("nbd_aio_block_status", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
 
 Napi::Value NbdHandle::AioBlockStatus64(const RawArgs& info) {
   Napi::Env env = info.Env();
-#if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_64) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
+  if (loaded::nbd_aio_block_status_64 == nullptr) {
+    RecordNotSupported("nbd_aio_block_status_64", "1.18");
+    return Napi::Number::New(env, -1);
+  }
   uint64_t a_count = ArgUint64(info[0]);
   uint64_t a_offset = ArgUint64(info[1]);
   uint32_t a_flags = info[2].As<Napi::Number>().Uint32Value();
-  return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_block_status_64(h_, a_count, a_offset, Extent64(c), Completion(c), a_flags); });
-#else
-  RecordNotSupported("nbd_aio_block_status_64");
-  return Napi::Number::New(env, -1);
-#endif
+  return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return loaded::nbd_aio_block_status_64(h_, a_count, a_offset, Extent64(c), Completion(c), a_flags); });
 }
 
 Napi::Value NbdHandle::AioBlockStatusFilter(const RawArgs& info) {
   Napi::Env env = info.Env();
-#if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_FILTER) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
+  if (loaded::nbd_aio_block_status_filter == nullptr) {
+    RecordNotSupported("nbd_aio_block_status_filter", "1.18");
+    return Napi::Number::New(env, -1);
+  }
   uint64_t a_count = ArgUint64(info[0]);
   uint64_t a_offset = ArgUint64(info[1]);
   std::vector<std::string> a_contexts_strings = ArgStrings(info[2]);
   std::vector<char*> a_contexts = Argv(a_contexts_strings);
   uint32_t a_flags = info[3].As<Napi::Number>().Uint32Value();
-  return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return nbd_aio_block_status_filter(h_, a_count, a_offset, a_contexts.data(), Extent64(c), Completion(c), a_flags); });
-#else
-  RecordNotSupported("nbd_aio_block_status_filter");
-  return Napi::Number::New(env, -1);
-#endif
+  return Issue(env, nullptr, 0, false, [&](CommandContext* c) -> int64_t { return loaded::nbd_aio_block_status_filter(h_, a_count, a_offset, a_contexts.data(), Extent64(c), Completion(c), a_flags); });
 }
 
 // ---------------------------------------------------------------- option negotiation
@@ -1302,7 +1284,7 @@ Napi::Value NbdHandle::AioOptGo(const Napi::CallbackInfo& info) {
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_GO
   return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_go(h_, Completion(c)); });
 #else
-  RecordNotSupported("nbd_aio_opt_go");
+  RecordNotSupported("nbd_aio_opt_go", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1312,7 +1294,7 @@ Napi::Value NbdHandle::AioOptInfo(const Napi::CallbackInfo& info) {
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_INFO
   return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_info(h_, Completion(c)); });
 #else
-  RecordNotSupported("nbd_aio_opt_info");
+  RecordNotSupported("nbd_aio_opt_info", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1322,7 +1304,7 @@ Napi::Value NbdHandle::AioOptList(const Napi::CallbackInfo& info) {
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_LIST
   return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_list(h_, List(c), Completion(c)); });
 #else
-  RecordNotSupported("nbd_aio_opt_list");
+  RecordNotSupported("nbd_aio_opt_list", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1332,73 +1314,67 @@ Napi::Value NbdHandle::AioOptListMetaContext(const Napi::CallbackInfo& info) {
 #ifdef LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT
   return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_list_meta_context(h_, Context(c), Completion(c)); });
 #else
-  RecordNotSupported("nbd_aio_opt_list_meta_context");
+  RecordNotSupported("nbd_aio_opt_list_meta_context", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
 
 Napi::Value NbdHandle::AioOptListMetaContextQueries(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT_QUERIES
+  if (loaded::nbd_aio_opt_list_meta_context_queries == nullptr) {
+    RecordNotSupported("nbd_aio_opt_list_meta_context_queries", "1.16");
+    return Napi::Number::New(env, -1);
+  }
   std::vector<std::string> a_queries_strings = ArgStrings(info[0]);
   std::vector<char*> a_queries = Argv(a_queries_strings);
-  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_list_meta_context_queries(h_, a_queries.data(), Context(c), Completion(c)); });
-#else
-  RecordNotSupported("nbd_aio_opt_list_meta_context_queries");
-  return Napi::Number::New(env, -1);
-#endif
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return loaded::nbd_aio_opt_list_meta_context_queries(h_, a_queries.data(), Context(c), Completion(c)); });
 }
 
 Napi::Value NbdHandle::AioOptSetMetaContext(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT
-  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_set_meta_context(h_, Context(c), Completion(c)); });
-#else
-  RecordNotSupported("nbd_aio_opt_set_meta_context");
-  return Napi::Number::New(env, -1);
-#endif
+  if (loaded::nbd_aio_opt_set_meta_context == nullptr) {
+    RecordNotSupported("nbd_aio_opt_set_meta_context", "1.16");
+    return Napi::Number::New(env, -1);
+  }
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return loaded::nbd_aio_opt_set_meta_context(h_, Context(c), Completion(c)); });
 }
 
 Napi::Value NbdHandle::AioOptSetMetaContextQueries(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT_QUERIES
+  if (loaded::nbd_aio_opt_set_meta_context_queries == nullptr) {
+    RecordNotSupported("nbd_aio_opt_set_meta_context_queries", "1.16");
+    return Napi::Number::New(env, -1);
+  }
   std::vector<std::string> a_queries_strings = ArgStrings(info[0]);
   std::vector<char*> a_queries = Argv(a_queries_strings);
-  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_set_meta_context_queries(h_, a_queries.data(), Context(c), Completion(c)); });
-#else
-  RecordNotSupported("nbd_aio_opt_set_meta_context_queries");
-  return Napi::Number::New(env, -1);
-#endif
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return loaded::nbd_aio_opt_set_meta_context_queries(h_, a_queries.data(), Context(c), Completion(c)); });
 }
 
 Napi::Value NbdHandle::AioOptStarttls(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_AIO_OPT_STARTTLS
-  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_starttls(h_, Completion(c)); });
-#else
-  RecordNotSupported("nbd_aio_opt_starttls");
-  return Napi::Number::New(env, -1);
-#endif
+  if (loaded::nbd_aio_opt_starttls == nullptr) {
+    RecordNotSupported("nbd_aio_opt_starttls", "1.16");
+    return Napi::Number::New(env, -1);
+  }
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return loaded::nbd_aio_opt_starttls(h_, Completion(c)); });
 }
 
 Napi::Value NbdHandle::AioOptStructuredReply(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_AIO_OPT_STRUCTURED_REPLY
-  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_structured_reply(h_, Completion(c)); });
-#else
-  RecordNotSupported("nbd_aio_opt_structured_reply");
-  return Napi::Number::New(env, -1);
-#endif
+  if (loaded::nbd_aio_opt_structured_reply == nullptr) {
+    RecordNotSupported("nbd_aio_opt_structured_reply", "1.16");
+    return Napi::Number::New(env, -1);
+  }
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return loaded::nbd_aio_opt_structured_reply(h_, Completion(c)); });
 }
 
 Napi::Value NbdHandle::AioOptExtendedHeaders(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_AIO_OPT_EXTENDED_HEADERS
-  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return nbd_aio_opt_extended_headers(h_, Completion(c)); });
-#else
-  RecordNotSupported("nbd_aio_opt_extended_headers");
-  return Napi::Number::New(env, -1);
-#endif
+  if (loaded::nbd_aio_opt_extended_headers == nullptr) {
+    RecordNotSupported("nbd_aio_opt_extended_headers", "1.18");
+    return Napi::Number::New(env, -1);
+  }
+  return Issue(env, nullptr, 0, true, [&](CommandContext* c) -> int64_t { return loaded::nbd_aio_opt_extended_headers(h_, Completion(c)); });
 }
 
 // ---------------------------------------------------------------- connects
@@ -1411,7 +1387,7 @@ Napi::Value NbdHandle::AioConnectUri(const Napi::CallbackInfo& info) {
     return nbd_aio_connect_uri(h, a_uri.c_str());
   }, false);
 #else
-  RecordNotSupported("nbd_aio_connect_uri");
+  RecordNotSupported("nbd_aio_connect_uri", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1424,7 +1400,7 @@ Napi::Value NbdHandle::AioConnectUnix(const Napi::CallbackInfo& info) {
     return nbd_aio_connect_unix(h, a_unixsocket.c_str());
   }, false);
 #else
-  RecordNotSupported("nbd_aio_connect_unix");
+  RecordNotSupported("nbd_aio_connect_unix", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1438,7 +1414,7 @@ Napi::Value NbdHandle::AioConnectVsock(const Napi::CallbackInfo& info) {
     return nbd_aio_connect_vsock(h, a_cid, a_port);
   }, false);
 #else
-  RecordNotSupported("nbd_aio_connect_vsock");
+  RecordNotSupported("nbd_aio_connect_vsock", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1452,7 +1428,7 @@ Napi::Value NbdHandle::AioConnectTcp(const Napi::CallbackInfo& info) {
     return nbd_aio_connect_tcp(h, a_hostname.c_str(), a_port.c_str());
   }, false);
 #else
-  RecordNotSupported("nbd_aio_connect_tcp");
+  RecordNotSupported("nbd_aio_connect_tcp", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1465,7 +1441,7 @@ Napi::Value NbdHandle::AioConnectSocket(const Napi::CallbackInfo& info) {
     return nbd_aio_connect_socket(h, a_sock);
   }, false);
 #else
-  RecordNotSupported("nbd_aio_connect_socket");
+  RecordNotSupported("nbd_aio_connect_socket", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1481,7 +1457,7 @@ Napi::Value NbdHandle::AioConnectCommand(const Napi::CallbackInfo& info) {
     std::vector<char*> a_argv = Argv(a_argv_strings); InheritStdio keep_stdio; return nbd_aio_connect_command(h, a_argv.data());
   }, true);
 #else
-  RecordNotSupported("nbd_aio_connect_command");
+  RecordNotSupported("nbd_aio_connect_command", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1497,7 +1473,7 @@ Napi::Value NbdHandle::AioConnectSystemdSocketActivation(const Napi::CallbackInf
     std::vector<char*> a_argv = Argv(a_argv_strings); InheritStdio keep_stdio; return nbd_aio_connect_systemd_socket_activation(h, a_argv.data());
   }, true);
 #else
-  RecordNotSupported("nbd_aio_connect_systemd_socket_activation");
+  RecordNotSupported("nbd_aio_connect_systemd_socket_activation", nullptr);
   return Napi::Number::New(env, -1);
 #endif
 }
@@ -1692,17 +1668,14 @@ Napi::Value ModuleSupportsUri(const Napi::CallbackInfo& info) {
 
 Napi::Value ModuleSupportsVsock(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#ifdef LIBNBD_HAVE_NBD_SUPPORTS_VSOCK
+  if (loaded::nbd_supports_vsock == nullptr) return env.Undefined();
   // These calls read nothing from the handle, but libnbd wants one.
   nbd_handle* h = nbd_create();
   if (h == nullptr) return env.Undefined();
-  int r = nbd_supports_vsock(h);
+  int r = loaded::nbd_supports_vsock(h);
   Napi::Value v = Napi::Boolean::New(env, r == 1);
   nbd_close(h);
   return v;
-#else
-  return env.Undefined();
-#endif
 }
 
 void ExportModuleFunctions(Napi::Env env, Napi::Object target) {
@@ -1711,301 +1684,184 @@ void ExportModuleFunctions(Napi::Env env, Napi::Object target) {
   target.Set("supportsTls", Napi::Function::New(env, ModuleSupportsTls, "supportsTls"));
   target.Set("supportsUri", Napi::Function::New(env, ModuleSupportsUri, "supportsUri"));
   target.Set("supportsVsock", Napi::Function::New(env, ModuleSupportsVsock, "supportsVsock"));
-  // What the libnbd this was compiled against has (LIBNBD_HAVE_*).
+  // What the loaded libnbd has (its calls newer than 1.14, looked up when the addon loaded).
   Napi::Object have = Napi::Object::New(env);
-#if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_64) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
-  have.Set("aioBlockStatus64", Napi::Boolean::New(env, true));
-#else
-  have.Set("aioBlockStatus64", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_FILTER) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
-  have.Set("aioBlockStatusFilter", Napi::Boolean::New(env, true));
-#else
-  have.Set("aioBlockStatusFilter", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_EXTENDED_HEADERS)
-  have.Set("aioOptExtendedHeaders", Napi::Boolean::New(env, true));
-#else
-  have.Set("aioOptExtendedHeaders", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT_QUERIES)
-  have.Set("aioOptListMetaContextQueries", Napi::Boolean::New(env, true));
-#else
-  have.Set("aioOptListMetaContextQueries", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT)
-  have.Set("aioOptSetMetaContext", Napi::Boolean::New(env, true));
-#else
-  have.Set("aioOptSetMetaContext", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT_QUERIES)
-  have.Set("aioOptSetMetaContextQueries", Napi::Boolean::New(env, true));
-#else
-  have.Set("aioOptSetMetaContextQueries", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_STARTTLS)
-  have.Set("aioOptStarttls", Napi::Boolean::New(env, true));
-#else
-  have.Set("aioOptStarttls", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_STRUCTURED_REPLY)
-  have.Set("aioOptStructuredReply", Napi::Boolean::New(env, true));
-#else
-  have.Set("aioOptStructuredReply", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_64) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
-  have.Set("blockStatus64", Napi::Boolean::New(env, true));
-#else
-  have.Set("blockStatus64", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS_FILTER) && defined(LIBNBD_HAVE_NBD_EXTENT64_CALLBACK)
-  have.Set("blockStatusFilter", Napi::Boolean::New(env, true));
-#else
-  have.Set("blockStatusFilter", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_CAN_BLOCK_STATUS_PAYLOAD)
-  have.Set("canBlockStatusPayload", Napi::Boolean::New(env, true));
-#else
-  have.Set("canBlockStatusPayload", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_GET_EXTENDED_HEADERS_NEGOTIATED)
-  have.Set("getExtendedHeadersNegotiated", Napi::Boolean::New(env, true));
-#else
-  have.Set("getExtendedHeadersNegotiated", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_GET_REQUEST_EXTENDED_HEADERS)
-  have.Set("getRequestExtendedHeaders", Napi::Boolean::New(env, true));
-#else
-  have.Set("getRequestExtendedHeaders", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_GET_REQUEST_META_CONTEXT)
-  have.Set("getRequestMetaContext", Napi::Boolean::New(env, true));
-#else
-  have.Set("getRequestMetaContext", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_GET_SOCKET_ACTIVATION_NAME)
-  have.Set("getSocketActivationName", Napi::Boolean::New(env, true));
-#else
-  have.Set("getSocketActivationName", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_GET_SUBPROCESS_PID)
-  have.Set("getSubprocessPid", Napi::Boolean::New(env, true));
-#else
-  have.Set("getSubprocessPid", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_GET_TLS_HOSTNAME)
-  have.Set("getTlsHostname", Napi::Boolean::New(env, true));
-#else
-  have.Set("getTlsHostname", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_IS_URI)
-  have.Set("isUri", Napi::Boolean::New(env, true));
-#else
-  have.Set("isUri", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_EXTENDED_HEADERS)
-  have.Set("optExtendedHeaders", Napi::Boolean::New(env, true));
-#else
-  have.Set("optExtendedHeaders", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT_QUERIES)
-  have.Set("optListMetaContextQueries", Napi::Boolean::New(env, true));
-#else
-  have.Set("optListMetaContextQueries", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT)
-  have.Set("optSetMetaContext", Napi::Boolean::New(env, true));
-#else
-  have.Set("optSetMetaContext", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_SET_META_CONTEXT_QUERIES)
-  have.Set("optSetMetaContextQueries", Napi::Boolean::New(env, true));
-#else
-  have.Set("optSetMetaContextQueries", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_STARTTLS)
-  have.Set("optStarttls", Napi::Boolean::New(env, true));
-#else
-  have.Set("optStarttls", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_AIO_OPT_STRUCTURED_REPLY)
-  have.Set("optStructuredReply", Napi::Boolean::New(env, true));
-#else
-  have.Set("optStructuredReply", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_SET_REQUEST_EXTENDED_HEADERS)
-  have.Set("setRequestExtendedHeaders", Napi::Boolean::New(env, true));
-#else
-  have.Set("setRequestExtendedHeaders", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_SET_REQUEST_META_CONTEXT)
-  have.Set("setRequestMetaContext", Napi::Boolean::New(env, true));
-#else
-  have.Set("setRequestMetaContext", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_SET_SOCKET_ACTIVATION_NAME)
-  have.Set("setSocketActivationName", Napi::Boolean::New(env, true));
-#else
-  have.Set("setSocketActivationName", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_SET_TLS_HOSTNAME)
-  have.Set("setTlsHostname", Napi::Boolean::New(env, true));
-#else
-  have.Set("setTlsHostname", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_STATS_BYTES_RECEIVED)
-  have.Set("statsBytesReceived", Napi::Boolean::New(env, true));
-#else
-  have.Set("statsBytesReceived", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_STATS_BYTES_SENT)
-  have.Set("statsBytesSent", Napi::Boolean::New(env, true));
-#else
-  have.Set("statsBytesSent", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_STATS_CHUNKS_RECEIVED)
-  have.Set("statsChunksReceived", Napi::Boolean::New(env, true));
-#else
-  have.Set("statsChunksReceived", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_STATS_CHUNKS_SENT)
-  have.Set("statsChunksSent", Napi::Boolean::New(env, true));
-#else
-  have.Set("statsChunksSent", Napi::Boolean::New(env, false));
-#endif
-#if defined(LIBNBD_HAVE_NBD_SUPPORTS_VSOCK)
-  have.Set("supportsVsock", Napi::Boolean::New(env, true));
-#else
-  have.Set("supportsVsock", Napi::Boolean::New(env, false));
-#endif
+  have.Set("aioBlockStatus64", Napi::Boolean::New(env, loaded::nbd_aio_block_status_64 != nullptr));
+  have.Set("aioBlockStatusFilter", Napi::Boolean::New(env, loaded::nbd_aio_block_status_filter != nullptr));
+  have.Set("aioOptExtendedHeaders", Napi::Boolean::New(env, loaded::nbd_aio_opt_extended_headers != nullptr));
+  have.Set("aioOptListMetaContextQueries", Napi::Boolean::New(env, loaded::nbd_aio_opt_list_meta_context_queries != nullptr));
+  have.Set("aioOptSetMetaContext", Napi::Boolean::New(env, loaded::nbd_aio_opt_set_meta_context != nullptr));
+  have.Set("aioOptSetMetaContextQueries", Napi::Boolean::New(env, loaded::nbd_aio_opt_set_meta_context_queries != nullptr));
+  have.Set("aioOptStarttls", Napi::Boolean::New(env, loaded::nbd_aio_opt_starttls != nullptr));
+  have.Set("aioOptStructuredReply", Napi::Boolean::New(env, loaded::nbd_aio_opt_structured_reply != nullptr));
+  have.Set("blockStatus64", Napi::Boolean::New(env, loaded::nbd_aio_block_status_64 != nullptr));
+  have.Set("blockStatusFilter", Napi::Boolean::New(env, loaded::nbd_aio_block_status_filter != nullptr));
+  have.Set("canBlockStatusPayload", Napi::Boolean::New(env, loaded::nbd_can_block_status_payload != nullptr));
+  have.Set("getExtendedHeadersNegotiated", Napi::Boolean::New(env, loaded::nbd_get_extended_headers_negotiated != nullptr));
+  have.Set("getRequestExtendedHeaders", Napi::Boolean::New(env, loaded::nbd_get_request_extended_headers != nullptr));
+  have.Set("getRequestMetaContext", Napi::Boolean::New(env, loaded::nbd_get_request_meta_context != nullptr));
+  have.Set("getSocketActivationName", Napi::Boolean::New(env, loaded::nbd_get_socket_activation_name != nullptr));
+  have.Set("getSubprocessPid", Napi::Boolean::New(env, loaded::nbd_get_subprocess_pid != nullptr));
+  have.Set("getTlsHostname", Napi::Boolean::New(env, loaded::nbd_get_tls_hostname != nullptr));
+  have.Set("isUri", Napi::Boolean::New(env, loaded::nbd_is_uri != nullptr));
+  have.Set("optExtendedHeaders", Napi::Boolean::New(env, loaded::nbd_aio_opt_extended_headers != nullptr));
+  have.Set("optListMetaContextQueries", Napi::Boolean::New(env, loaded::nbd_aio_opt_list_meta_context_queries != nullptr));
+  have.Set("optSetMetaContext", Napi::Boolean::New(env, loaded::nbd_aio_opt_set_meta_context != nullptr));
+  have.Set("optSetMetaContextQueries", Napi::Boolean::New(env, loaded::nbd_aio_opt_set_meta_context_queries != nullptr));
+  have.Set("optStarttls", Napi::Boolean::New(env, loaded::nbd_aio_opt_starttls != nullptr));
+  have.Set("optStructuredReply", Napi::Boolean::New(env, loaded::nbd_aio_opt_structured_reply != nullptr));
+  have.Set("setRequestExtendedHeaders", Napi::Boolean::New(env, loaded::nbd_set_request_extended_headers != nullptr));
+  have.Set("setRequestMetaContext", Napi::Boolean::New(env, loaded::nbd_set_request_meta_context != nullptr));
+  have.Set("setSocketActivationName", Napi::Boolean::New(env, loaded::nbd_set_socket_activation_name != nullptr));
+  have.Set("setTlsHostname", Napi::Boolean::New(env, loaded::nbd_set_tls_hostname != nullptr));
+  have.Set("statsBytesReceived", Napi::Boolean::New(env, loaded::nbd_stats_bytes_received != nullptr));
+  have.Set("statsBytesSent", Napi::Boolean::New(env, loaded::nbd_stats_bytes_sent != nullptr));
+  have.Set("statsChunksReceived", Napi::Boolean::New(env, loaded::nbd_stats_chunks_received != nullptr));
+  have.Set("statsChunksSent", Napi::Boolean::New(env, loaded::nbd_stats_chunks_sent != nullptr));
+  have.Set("supportsVsock", Napi::Boolean::New(env, loaded::nbd_supports_vsock != nullptr));
   target.Set("have", have);
 }
 
 void ExportConstants(Napi::Env env, Napi::Object target) {
-#ifdef LIBNBD_TLS_DISABLE
-  target.Set("TLS_DISABLE", Napi::Number::New(env, static_cast<double>(LIBNBD_TLS_DISABLE)));
-#endif
-#ifdef LIBNBD_TLS_ALLOW
-  target.Set("TLS_ALLOW", Napi::Number::New(env, static_cast<double>(LIBNBD_TLS_ALLOW)));
-#endif
-#ifdef LIBNBD_TLS_REQUIRE
-  target.Set("TLS_REQUIRE", Napi::Number::New(env, static_cast<double>(LIBNBD_TLS_REQUIRE)));
-#endif
-#ifdef LIBNBD_SIZE_MINIMUM
-  target.Set("SIZE_MINIMUM", Napi::Number::New(env, static_cast<double>(LIBNBD_SIZE_MINIMUM)));
-#endif
-#ifdef LIBNBD_SIZE_PREFERRED
-  target.Set("SIZE_PREFERRED", Napi::Number::New(env, static_cast<double>(LIBNBD_SIZE_PREFERRED)));
-#endif
-#ifdef LIBNBD_SIZE_MAXIMUM
-  target.Set("SIZE_MAXIMUM", Napi::Number::New(env, static_cast<double>(LIBNBD_SIZE_MAXIMUM)));
-#endif
+  const int minor = loaded::Minor();
+  auto set = [&](const char* name, double value) { target.Set(name, Napi::Number::New(env, value)); };
+  uint32_t cmdFlagMask = 0;
+  uint32_t handshakeFlagMask = 0;
+  uint32_t strictMask = 0;
+  uint32_t allowTransportMask = 0;
+  uint32_t shutdownMask = 0;
+  set("TLS_DISABLE", LIBNBD_TLS_DISABLE);
+  set("TLS_ALLOW", LIBNBD_TLS_ALLOW);
+  set("TLS_REQUIRE", LIBNBD_TLS_REQUIRE);
+  set("SIZE_MINIMUM", LIBNBD_SIZE_MINIMUM);
+  set("SIZE_PREFERRED", LIBNBD_SIZE_PREFERRED);
+  set("SIZE_MAXIMUM", LIBNBD_SIZE_MAXIMUM);
+  if (minor >= 18) {
+    set("SIZE_PAYLOAD", 0x3);
+  }
+  set("CMD_FLAG_FUA", LIBNBD_CMD_FLAG_FUA);
+  cmdFlagMask |= LIBNBD_CMD_FLAG_FUA;
+  set("CMD_FLAG_NO_HOLE", LIBNBD_CMD_FLAG_NO_HOLE);
+  cmdFlagMask |= LIBNBD_CMD_FLAG_NO_HOLE;
+  set("CMD_FLAG_DF", LIBNBD_CMD_FLAG_DF);
+  cmdFlagMask |= LIBNBD_CMD_FLAG_DF;
+  set("CMD_FLAG_REQ_ONE", LIBNBD_CMD_FLAG_REQ_ONE);
+  cmdFlagMask |= LIBNBD_CMD_FLAG_REQ_ONE;
+  set("CMD_FLAG_FAST_ZERO", LIBNBD_CMD_FLAG_FAST_ZERO);
+  cmdFlagMask |= LIBNBD_CMD_FLAG_FAST_ZERO;
+  if (minor >= 18) {
+    set("CMD_FLAG_PAYLOAD_LEN", 0x20);
+    cmdFlagMask |= 0x20;
+  }
+  set("CMD_FLAG_MASK", cmdFlagMask);
+  set("HANDSHAKE_FLAG_FIXED_NEWSTYLE", LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE);
+  handshakeFlagMask |= LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE;
+  set("HANDSHAKE_FLAG_NO_ZEROES", LIBNBD_HANDSHAKE_FLAG_NO_ZEROES);
+  handshakeFlagMask |= LIBNBD_HANDSHAKE_FLAG_NO_ZEROES;
+  set("HANDSHAKE_FLAG_MASK", handshakeFlagMask);
+  set("STRICT_COMMANDS", LIBNBD_STRICT_COMMANDS);
+  strictMask |= LIBNBD_STRICT_COMMANDS;
+  set("STRICT_FLAGS", LIBNBD_STRICT_FLAGS);
+  strictMask |= LIBNBD_STRICT_FLAGS;
+  set("STRICT_BOUNDS", LIBNBD_STRICT_BOUNDS);
+  strictMask |= LIBNBD_STRICT_BOUNDS;
+  set("STRICT_ZERO_SIZE", LIBNBD_STRICT_ZERO_SIZE);
+  strictMask |= LIBNBD_STRICT_ZERO_SIZE;
+  set("STRICT_ALIGN", LIBNBD_STRICT_ALIGN);
+  strictMask |= LIBNBD_STRICT_ALIGN;
+  if (minor >= 18) {
+    set("STRICT_PAYLOAD", 0x20);
+    strictMask |= 0x20;
+  }
+  if (minor >= 18) {
+    set("STRICT_AUTO_FLAG", 0x40);
+    strictMask |= 0x40;
+  }
+  set("STRICT_MASK", strictMask);
+  set("ALLOW_TRANSPORT_TCP", LIBNBD_ALLOW_TRANSPORT_TCP);
+  allowTransportMask |= LIBNBD_ALLOW_TRANSPORT_TCP;
+  set("ALLOW_TRANSPORT_UNIX", LIBNBD_ALLOW_TRANSPORT_UNIX);
+  allowTransportMask |= LIBNBD_ALLOW_TRANSPORT_UNIX;
+  set("ALLOW_TRANSPORT_VSOCK", LIBNBD_ALLOW_TRANSPORT_VSOCK);
+  allowTransportMask |= LIBNBD_ALLOW_TRANSPORT_VSOCK;
+  if (minor >= 22) {
+    set("ALLOW_TRANSPORT_SSH", 0x8);
+    allowTransportMask |= 0x8;
+  }
+  set("ALLOW_TRANSPORT_MASK", allowTransportMask);
+  set("SHUTDOWN_ABANDON_PENDING", LIBNBD_SHUTDOWN_ABANDON_PENDING);
+  shutdownMask |= LIBNBD_SHUTDOWN_ABANDON_PENDING;
+  set("SHUTDOWN_MASK", shutdownMask);
+  set("AIO_DIRECTION_READ", LIBNBD_AIO_DIRECTION_READ);
+  set("AIO_DIRECTION_WRITE", LIBNBD_AIO_DIRECTION_WRITE);
+  set("AIO_DIRECTION_BOTH", LIBNBD_AIO_DIRECTION_BOTH);
+  set("READ_DATA", LIBNBD_READ_DATA);
+  set("READ_HOLE", LIBNBD_READ_HOLE);
+  set("READ_ERROR", LIBNBD_READ_ERROR);
+  set("STATE_HOLE", LIBNBD_STATE_HOLE);
+  set("STATE_ZERO", LIBNBD_STATE_ZERO);
+  if (minor >= 16) {
+    set("STATE_DIRTY", 0x1);
+  }
+}
+
+// The header's values, where it has them, are the table's.
 #ifdef LIBNBD_SIZE_PAYLOAD
-  target.Set("SIZE_PAYLOAD", Napi::Number::New(env, static_cast<double>(LIBNBD_SIZE_PAYLOAD)));
-#endif
-#ifdef LIBNBD_CMD_FLAG_FUA
-  target.Set("CMD_FLAG_FUA", Napi::Number::New(env, static_cast<double>(LIBNBD_CMD_FLAG_FUA)));
-#endif
-#ifdef LIBNBD_CMD_FLAG_NO_HOLE
-  target.Set("CMD_FLAG_NO_HOLE", Napi::Number::New(env, static_cast<double>(LIBNBD_CMD_FLAG_NO_HOLE)));
-#endif
-#ifdef LIBNBD_CMD_FLAG_DF
-  target.Set("CMD_FLAG_DF", Napi::Number::New(env, static_cast<double>(LIBNBD_CMD_FLAG_DF)));
-#endif
-#ifdef LIBNBD_CMD_FLAG_REQ_ONE
-  target.Set("CMD_FLAG_REQ_ONE", Napi::Number::New(env, static_cast<double>(LIBNBD_CMD_FLAG_REQ_ONE)));
-#endif
-#ifdef LIBNBD_CMD_FLAG_FAST_ZERO
-  target.Set("CMD_FLAG_FAST_ZERO", Napi::Number::New(env, static_cast<double>(LIBNBD_CMD_FLAG_FAST_ZERO)));
+static_assert(LIBNBD_SIZE_PAYLOAD == 0x3, "scripts/api-table.mjs: SIZE_PAYLOAD");
 #endif
 #ifdef LIBNBD_CMD_FLAG_PAYLOAD_LEN
-  target.Set("CMD_FLAG_PAYLOAD_LEN", Napi::Number::New(env, static_cast<double>(LIBNBD_CMD_FLAG_PAYLOAD_LEN)));
-#endif
-#ifdef LIBNBD_CMD_FLAG_MASK
-  target.Set("CMD_FLAG_MASK", Napi::Number::New(env, static_cast<double>(LIBNBD_CMD_FLAG_MASK)));
-#endif
-#ifdef LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE
-  target.Set("HANDSHAKE_FLAG_FIXED_NEWSTYLE", Napi::Number::New(env, static_cast<double>(LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE)));
-#endif
-#ifdef LIBNBD_HANDSHAKE_FLAG_NO_ZEROES
-  target.Set("HANDSHAKE_FLAG_NO_ZEROES", Napi::Number::New(env, static_cast<double>(LIBNBD_HANDSHAKE_FLAG_NO_ZEROES)));
-#endif
-#ifdef LIBNBD_HANDSHAKE_FLAG_MASK
-  target.Set("HANDSHAKE_FLAG_MASK", Napi::Number::New(env, static_cast<double>(LIBNBD_HANDSHAKE_FLAG_MASK)));
-#endif
-#ifdef LIBNBD_STRICT_COMMANDS
-  target.Set("STRICT_COMMANDS", Napi::Number::New(env, static_cast<double>(LIBNBD_STRICT_COMMANDS)));
-#endif
-#ifdef LIBNBD_STRICT_FLAGS
-  target.Set("STRICT_FLAGS", Napi::Number::New(env, static_cast<double>(LIBNBD_STRICT_FLAGS)));
-#endif
-#ifdef LIBNBD_STRICT_BOUNDS
-  target.Set("STRICT_BOUNDS", Napi::Number::New(env, static_cast<double>(LIBNBD_STRICT_BOUNDS)));
-#endif
-#ifdef LIBNBD_STRICT_ZERO_SIZE
-  target.Set("STRICT_ZERO_SIZE", Napi::Number::New(env, static_cast<double>(LIBNBD_STRICT_ZERO_SIZE)));
-#endif
-#ifdef LIBNBD_STRICT_ALIGN
-  target.Set("STRICT_ALIGN", Napi::Number::New(env, static_cast<double>(LIBNBD_STRICT_ALIGN)));
+static_assert(LIBNBD_CMD_FLAG_PAYLOAD_LEN == 0x20, "scripts/api-table.mjs: CMD_FLAG_PAYLOAD_LEN");
 #endif
 #ifdef LIBNBD_STRICT_PAYLOAD
-  target.Set("STRICT_PAYLOAD", Napi::Number::New(env, static_cast<double>(LIBNBD_STRICT_PAYLOAD)));
+static_assert(LIBNBD_STRICT_PAYLOAD == 0x20, "scripts/api-table.mjs: STRICT_PAYLOAD");
 #endif
 #ifdef LIBNBD_STRICT_AUTO_FLAG
-  target.Set("STRICT_AUTO_FLAG", Napi::Number::New(env, static_cast<double>(LIBNBD_STRICT_AUTO_FLAG)));
-#endif
-#ifdef LIBNBD_STRICT_MASK
-  target.Set("STRICT_MASK", Napi::Number::New(env, static_cast<double>(LIBNBD_STRICT_MASK)));
-#endif
-#ifdef LIBNBD_ALLOW_TRANSPORT_TCP
-  target.Set("ALLOW_TRANSPORT_TCP", Napi::Number::New(env, static_cast<double>(LIBNBD_ALLOW_TRANSPORT_TCP)));
-#endif
-#ifdef LIBNBD_ALLOW_TRANSPORT_UNIX
-  target.Set("ALLOW_TRANSPORT_UNIX", Napi::Number::New(env, static_cast<double>(LIBNBD_ALLOW_TRANSPORT_UNIX)));
-#endif
-#ifdef LIBNBD_ALLOW_TRANSPORT_VSOCK
-  target.Set("ALLOW_TRANSPORT_VSOCK", Napi::Number::New(env, static_cast<double>(LIBNBD_ALLOW_TRANSPORT_VSOCK)));
+static_assert(LIBNBD_STRICT_AUTO_FLAG == 0x40, "scripts/api-table.mjs: STRICT_AUTO_FLAG");
 #endif
 #ifdef LIBNBD_ALLOW_TRANSPORT_SSH
-  target.Set("ALLOW_TRANSPORT_SSH", Napi::Number::New(env, static_cast<double>(LIBNBD_ALLOW_TRANSPORT_SSH)));
-#endif
-#ifdef LIBNBD_ALLOW_TRANSPORT_MASK
-  target.Set("ALLOW_TRANSPORT_MASK", Napi::Number::New(env, static_cast<double>(LIBNBD_ALLOW_TRANSPORT_MASK)));
-#endif
-#ifdef LIBNBD_SHUTDOWN_ABANDON_PENDING
-  target.Set("SHUTDOWN_ABANDON_PENDING", Napi::Number::New(env, static_cast<double>(LIBNBD_SHUTDOWN_ABANDON_PENDING)));
-#endif
-#ifdef LIBNBD_SHUTDOWN_MASK
-  target.Set("SHUTDOWN_MASK", Napi::Number::New(env, static_cast<double>(LIBNBD_SHUTDOWN_MASK)));
-#endif
-#ifdef LIBNBD_AIO_DIRECTION_READ
-  target.Set("AIO_DIRECTION_READ", Napi::Number::New(env, static_cast<double>(LIBNBD_AIO_DIRECTION_READ)));
-#endif
-#ifdef LIBNBD_AIO_DIRECTION_WRITE
-  target.Set("AIO_DIRECTION_WRITE", Napi::Number::New(env, static_cast<double>(LIBNBD_AIO_DIRECTION_WRITE)));
-#endif
-#ifdef LIBNBD_AIO_DIRECTION_BOTH
-  target.Set("AIO_DIRECTION_BOTH", Napi::Number::New(env, static_cast<double>(LIBNBD_AIO_DIRECTION_BOTH)));
-#endif
-#ifdef LIBNBD_READ_DATA
-  target.Set("READ_DATA", Napi::Number::New(env, static_cast<double>(LIBNBD_READ_DATA)));
-#endif
-#ifdef LIBNBD_READ_HOLE
-  target.Set("READ_HOLE", Napi::Number::New(env, static_cast<double>(LIBNBD_READ_HOLE)));
-#endif
-#ifdef LIBNBD_READ_ERROR
-  target.Set("READ_ERROR", Napi::Number::New(env, static_cast<double>(LIBNBD_READ_ERROR)));
-#endif
-#ifdef LIBNBD_STATE_HOLE
-  target.Set("STATE_HOLE", Napi::Number::New(env, static_cast<double>(LIBNBD_STATE_HOLE)));
-#endif
-#ifdef LIBNBD_STATE_ZERO
-  target.Set("STATE_ZERO", Napi::Number::New(env, static_cast<double>(LIBNBD_STATE_ZERO)));
+static_assert(LIBNBD_ALLOW_TRANSPORT_SSH == 0x8, "scripts/api-table.mjs: ALLOW_TRANSPORT_SSH");
 #endif
 #ifdef LIBNBD_STATE_DIRTY
-  target.Set("STATE_DIRTY", Napi::Number::New(env, static_cast<double>(LIBNBD_STATE_DIRTY)));
+static_assert(LIBNBD_STATE_DIRTY == 0x1, "scripts/api-table.mjs: STATE_DIRTY");
 #endif
-}
+static_assert(LIBNBD_CMD_FLAG_MASK == (0u
+                                | LIBNBD_CMD_FLAG_FUA
+                                | LIBNBD_CMD_FLAG_NO_HOLE
+                                | LIBNBD_CMD_FLAG_DF
+                                | LIBNBD_CMD_FLAG_REQ_ONE
+                                | LIBNBD_CMD_FLAG_FAST_ZERO
+#ifdef LIBNBD_CMD_FLAG_PAYLOAD_LEN
+                                | LIBNBD_CMD_FLAG_PAYLOAD_LEN
+#endif
+                                ), "scripts/api-table.mjs: CMD_FLAG_MASK is the OR of its family");
+static_assert(LIBNBD_HANDSHAKE_FLAG_MASK == (0u
+                                | LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE
+                                | LIBNBD_HANDSHAKE_FLAG_NO_ZEROES
+                                ), "scripts/api-table.mjs: HANDSHAKE_FLAG_MASK is the OR of its family");
+static_assert(LIBNBD_STRICT_MASK == (0u
+                                | LIBNBD_STRICT_COMMANDS
+                                | LIBNBD_STRICT_FLAGS
+                                | LIBNBD_STRICT_BOUNDS
+                                | LIBNBD_STRICT_ZERO_SIZE
+                                | LIBNBD_STRICT_ALIGN
+#ifdef LIBNBD_STRICT_PAYLOAD
+                                | LIBNBD_STRICT_PAYLOAD
+#endif
+#ifdef LIBNBD_STRICT_AUTO_FLAG
+                                | LIBNBD_STRICT_AUTO_FLAG
+#endif
+                                ), "scripts/api-table.mjs: STRICT_MASK is the OR of its family");
+static_assert(LIBNBD_ALLOW_TRANSPORT_MASK == (0u
+                                | LIBNBD_ALLOW_TRANSPORT_TCP
+                                | LIBNBD_ALLOW_TRANSPORT_UNIX
+                                | LIBNBD_ALLOW_TRANSPORT_VSOCK
+#ifdef LIBNBD_ALLOW_TRANSPORT_SSH
+                                | LIBNBD_ALLOW_TRANSPORT_SSH
+#endif
+                                ), "scripts/api-table.mjs: ALLOW_TRANSPORT_MASK is the OR of its family");
+static_assert(LIBNBD_SHUTDOWN_MASK == (0u
+                                | LIBNBD_SHUTDOWN_ABANDON_PENDING
+                                ), "scripts/api-table.mjs: SHUTDOWN_MASK is the OR of its family");
 
 // The string constants lib/ exports are the header's, where it defines them.
 #ifdef LIBNBD_NAMESPACE_BASE

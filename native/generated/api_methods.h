@@ -4,9 +4,7 @@
 static int ChunkCallback(void* user_data, const void* subbuf, size_t count, uint64_t offset, unsigned status, int* error);
 static int CompletionCallback(void* user_data, int* error);
 static int ExtentCallback(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries, size_t nr_entries, int* error);
-#ifdef LIBNBD_HAVE_NBD_EXTENT64_CALLBACK
 static int Extent64Callback(void* user_data, const char* metacontext, uint64_t offset, nbd_extent* entries, size_t nr_entries, int* error);
-#endif
 static int ListCallback(void* user_data, const char* name, const char* description);
 static int ContextCallback(void* user_data, const char* name);
 static int DebugCallback(void* user_data, const char* context, const char* msg);
@@ -14,9 +12,7 @@ static int DebugCallback(void* user_data, const char* context, const char* msg);
 static nbd_chunk_callback Chunk(CommandContext* c) { return {ChunkCallback, c, nullptr}; }
 static nbd_completion_callback Completion(CommandContext* c) { return {CompletionCallback, c, nullptr}; }
 static nbd_extent_callback Extent(CommandContext* c) { return {ExtentCallback, c, nullptr}; }
-#ifdef LIBNBD_HAVE_NBD_EXTENT64_CALLBACK
 static nbd_extent64_callback Extent64(CommandContext* c) { return {Extent64Callback, c, nullptr}; }
-#endif
 static nbd_list_callback List(CommandContext* c) { return {ListCallback, c, nullptr}; }
 static nbd_context_callback Context(CommandContext* c) { return {ContextCallback, c, nullptr}; }
 
