@@ -1,9 +1,9 @@
-// nbdjs dump NBD-URI | [ CMD ARGS ... ]: nbddump (libnbd's dump/dump.c,
-// 1.16 and later): a hexdump of the export, 16 bytes a line, runs of lines
-// equal to the one printed before them shown as one '*' (never the first
-// line or the last), ranges the server reports as zero not read; its
-// options (-n/--length/--limit, -o/--offset/--skip, the colour options),
-// its output byte for byte. Public API only.
+// nbdjs dump NBD-URI | [ CMD ARGS ... ]: nbddump (libnbd's dump/dump.c)
+// of the libnbd loaded: a hexdump of the export, 16 bytes a line, runs of
+// lines equal to the one printed before them shown as one '*' (never the
+// first line or the last), ranges the server reports as zero not read; its
+// options (-n/--length/--limit, the colour options, and from libnbd 1.22
+// -o/--offset/--skip), its output byte for byte. Public API only.
 import { getPackageName, getVersion, have, STATE_ZERO, type Handle } from '../lib';
 import { closeHandle, openTarget, targetOf } from './endpoints';
 import { getopt, listLongOptions, listShortOptions, type LongOption, type OptionTable } from './getopt';
@@ -11,22 +11,30 @@ import { UsageError, type Io } from './subcommand';
 
 const o = (name: string, key: string, arg: LongOption['arg'] = 'none'): LongOption => ({ name, key, arg });
 
-/** nbddump's long_options[], in its order. */
-const OPTIONS: OptionTable = {
-  short: 'n:o:V',
-  long: [
-    o('help', 'help'),
-    o('long-options', 'long-options'),
-    o('short-options', 'short-options'),
-    o('version', 'V'),
-    ...['color', 'colors', 'colour', 'colours'].map((n) => o(n, 'colour')),
-    ...['no-color', 'no-colors', 'no-colour', 'no-colours'].map((n) => o(n, 'no-colour')),
-    o('length', 'n', 'required'),
-    o('limit', 'n', 'required'),
-    o('offset', 'o', 'required'),
-    o('skip', 'o', 'required'),
-  ],
-};
+/** Whether the loaded libnbd's nbddump has --offset (libnbd 1.22's release notes). */
+function hasOffset(): boolean {
+  const [major, minor] = getVersion().split('.').map(Number);
+  return major > 1 || minor >= 22;
+}
+
+/** nbddump's long_options[] of the loaded version, in its order. */
+function optionTable(): OptionTable {
+  const offset = hasOffset();
+  return {
+    short: offset ? 'n:o:V' : 'n:V',
+    long: [
+      o('help', 'help'),
+      o('long-options', 'long-options'),
+      o('short-options', 'short-options'),
+      o('version', 'V'),
+      ...['color', 'colors', 'colour', 'colours'].map((n) => o(n, 'colour')),
+      ...['no-color', 'no-colors', 'no-colour', 'no-colours'].map((n) => o(n, 'no-colour')),
+      o('length', 'n', 'required'),
+      o('limit', 'n', 'required'),
+      ...(offset ? [o('offset', 'o', 'required'), o('skip', 'o', 'required')] : []),
+    ],
+  };
+}
 
 export function usage(): string {
   return `usage: nbdjs dump [OPTIONS ...] NBD-URI | [ CMD ARGS ... ]
@@ -43,9 +51,13 @@ before it when CMD has options).
                          no colours even on a terminal
   -n LEN, --length=LEN, --limit=LEN
                          stop after LEN bytes
-  -o OFF, --offset=OFF, --skip=OFF
+${
+    hasOffset()
+      ? `  -o OFF, --offset=OFF, --skip=OFF
                          start at byte OFF
-  -V, --version          nbddump's and libnbd's version (the libnbd loaded)
+`
+      : ''
+  }  -V, --version          nbddump's and libnbd's version (the libnbd loaded)
   --long-options, --short-options
                          list the options
   --debug                a stack trace on failure
@@ -140,7 +152,8 @@ async function allZeroes(h: Handle, offset: number, count: number): Promise<bool
 }
 
 export async function run(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
-  const parsed = getopt(argv, OPTIONS);
+  const table = optionTable();
+  const parsed = getopt(argv, table);
   let colour = require('node:tty').isatty(1) as boolean;
   let limit = UINT64_MAX;
   let skip = 0n;
@@ -150,10 +163,10 @@ export async function run(argv: string[], io: Io, signal: AbortSignal): Promise<
         await io.out(usage());
         return 0;
       case 'long-options':
-        await io.out(listLongOptions(OPTIONS));
+        await io.out(listLongOptions(table));
         return 0;
       case 'short-options':
-        await io.out(listShortOptions(OPTIONS));
+        await io.out(listShortOptions(table));
         return 0;
       case 'V':
         await io.out(`nbddump ${getVersion()}\n${getPackageName()} ${getVersion()}\n`);
