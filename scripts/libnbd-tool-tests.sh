@@ -43,7 +43,7 @@ done
 nbdjs=$repo/dist/bin/nbdjs.js
 if [ "$real" = 0 ] && [ ! -f "$nbdjs" ]; then echo "libnbd-tool-tests: $nbdjs is missing: build first (npm ci)" >&2; exit 1; fi
 
-version=$(dpkg-query -W -f='${Version}' libnbd0) || { echo "libnbd-tool-tests: libnbd0 is not installed" >&2; exit 1; }
+version=$(dpkg-query -W -f='${source:Version}' libnbd0) || { echo "libnbd-tool-tests: libnbd0 is not installed" >&2; exit 1; }
 upstream=${version%-*}
 upstream=${upstream#*:}
 . /etc/os-release
