@@ -1,6 +1,6 @@
 // Streams an export, gzip-compressed, to a file ("-": stdout) over a Pool's
 // connections, and gives up after --timeout seconds (AbortSignal.timeout):
-// the pipeline is destroyed, then the pool shuts down and closes.
+// the pipeline is destroyed and the pool shuts down and closes at once.
 //
 //   node dist/examples/stream-gzip.js URI OUT.gz [--timeout SECONDS]
 import { createWriteStream } from 'node:fs';
@@ -18,9 +18,16 @@ async function main(): Promise<void> {
   }
   const signal = seconds === undefined ? undefined : AbortSignal.timeout(seconds * 1000);
   const pool = await Pool.connect(uri);
+  // An aborted read stream closes once its reads in flight have completed,
+  // and pipeline() (Node >= 22) settles only once every stream has closed: a
+  // server slow to answer would hold the abort up until it did. Closing the
+  // pool at the abort ends those reads now (they fail; the stream drops them).
+  const closeNow = () => void pool.close().catch(() => undefined);
+  signal?.addEventListener('abort', closeNow, { once: true });
   try {
     await pipeline(pool.createReadStream(), createGzip(), out === '-' ? process.stdout : createWriteStream(out), { signal });
   } finally {
+    signal?.removeEventListener('abort', closeNow);
     await pool.close();
   }
 }

@@ -6,7 +6,6 @@
 // are lib/semantics.ts's. The per-call methods are generated
 // (lib/generated/handle-api.ts) and call the protected hooks below.
 import type { Readable, Writable } from 'node:stream';
-import { markAsUntransferable } from 'node:worker_threads';
 import type { NativeHandle, NativePayload } from '../typings/native';
 import { binding } from './binding';
 import type { CompletionCallback, DebugCallback } from './callbacks';
@@ -15,6 +14,7 @@ import { abortable } from './abort';
 import * as wire from './generated/event-wire';
 import { SHUTDOWN_ABANDON_PENDING, SHUTDOWN_MASK } from './generated/constants';
 import { HandleApi, type Int64, type Live, type Settle } from './generated/handle-api';
+import * as buffers from './handle/buffers';
 import * as commands from './handle/commands';
 import type { Closure } from './handle/commands';
 import { deliverCompletionAtClose, deliverDebug } from './handle/deliver';
@@ -23,7 +23,7 @@ import { HandleState } from './handle/state';
 import { extents, type Extent, type ExtentsOptions } from './io/extents';
 import { createReadStream, type ReadStreamOptions } from './io/read-stream';
 import { createWriteStream, type WriteStreamOptions } from './io/write-stream';
-import { renameApi } from './semantics';
+import { optionFailure, renameApi, type OptionResult } from './semantics';
 import {
   commandOptions,
   driverFromEnv,
@@ -62,8 +62,15 @@ export function defaultDriver(): Driver {
 const { HEADER_QUEUED, HEADER_SLOT, STATE_IS_NEGOTIATING, STATE_IS_PROCESSING, STATE_IS_READY } = wire;
 const { commandPromise, PendingCommand, reportAbortedCause } = commands;
 const { deliverEvents } = events;
-/** Views whose ArrayBuffer is marked untransferable (Handle#_pin). */
-const pinned = new WeakSet<ArrayBufferView>();
+/** The libnbd loaded, as [major, minor, release]. */
+const LIBNBD_VERSION = (binding.getVersion() ?? '0.0.0').split('.').map(Number);
+function versionAtLeast(have: number[], want: string): boolean {
+  const w = want.split('.').map(Number);
+  for (let i = 0; i < w.length; i++) if ((have[i] ?? 0) !== w[i]) return (have[i] ?? 0) > w[i];
+  return true;
+}
+
+const { copyOutAll, lend, release, takeBounce } = buffers;
 
 // Symbol.asyncDispose / Symbol.dispose: defined by Node >= 20.4 (and 18.18);
 // the registered symbols Node's own polyfill used, where an older runtime lacks them.
@@ -83,6 +90,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   readonly #native: NativeHandle;
   readonly #eventSink: (count: number, payloads?: (NativePayload | undefined)[]) => void;
   readonly #events: Float64Array;
+  /** nbd_get_pread_initialize, as set through this object: whether libnbd zeroes a read's buffer at issue. */
+  #preadInitialize = true;
   /** What the stages share: commands, connections, the closed flag (lib/handle/state.ts). */
   readonly #state: HandleState;
 
@@ -119,13 +128,11 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (this.#events[HEADER_QUEUED] !== 0) this.#native.drain();
   }
 
-  protected _pin(buf: ArrayBufferView): void {
-    // libnbd accesses the buffer until the command completes: it must not be
-    // detached by a transfer meanwhile. Marked once per view: a WeakSet
-    // lookup is much cheaper than the \`buffer\` getter and the marking.
-    if (pinned.has(buf)) return;
-    markAsUntransferable(buf.buffer);
-    pinned.add(buf);
+  protected _lend(buf: ArrayBufferView, out: boolean): ArrayBufferView {
+    // libnbd accesses the buffer until the command completes: the buffer
+    // itself where nothing can detach it meanwhile, else a copy
+    // (lib/handle/buffers.ts).
+    return lend(buf, out, this.#preadInitialize);
   }
 
   protected _register(
@@ -137,8 +144,18 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     completion: CompletionCallback | null | undefined,
     settle: Settle | undefined,
   ): number {
-    if (cookie === -1) throw this.#lastError();
-    this.#state.commands.add(this.#events[HEADER_SLOT], new PendingCommand(cookie, type, buf, offset, closure, completion ?? undefined, settle, false));
+    const bounce = takeBounce(buf);
+    if (cookie === -1) {
+      // libnbd zeroes a read's buffer before it fails (pread_initialize).
+      if (bounce !== undefined) {
+        copyOutAll(bounce, false);
+        release(bounce);
+      }
+      throw this.#lastError();
+    }
+    const cmd = new PendingCommand(cookie, type, buf, offset, closure, completion ?? undefined, settle, false);
+    cmd.bounce = bounce;
+    this.#state.commands.add(this.#events[HEADER_SLOT], cmd);
     this._afterCall();
     return cookie;
   }
@@ -159,19 +176,29 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
       undefined, reportAbortedCause);
   }
 
-  protected _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number> {
+  protected _promiseOpt(
+    api: string,
+    result: OptionResult,
+    refusal: string | undefined,
+    signal: AbortSignal | undefined,
+    start: (settle: Settle, live: Live) => void,
+  ): Promise<number | boolean | void> {
     const request = api.replace(/^nbd_/, '');
-    return abortable(signal, (live) => commandPromise(api, `server replied with error to ${request} request`, (calls) => calls,
-      (settle) => start(settle, live)), undefined, reportAbortedCause);
+    const done = (calls: number) => (result === 'count' ? calls : result === 'accepted' ? true : undefined);
+    const failed = (err: number, recorded: [number, string] | undefined, cause: unknown) => {
+      const alive = this.#is(STATE_IS_NEGOTIATING | STATE_IS_READY | STATE_IS_PROCESSING);
+      const f = optionFailure(result, refusal, request, err, recorded, alive);
+      if (f === false) return { value: false };
+      const [errnum, message, whole] = f;
+      const options = cause === undefined ? undefined : { cause };
+      return whole ? renameApi(new NbdError(message, errnum, options), api) : libnbdError(api, errnum, message, cause);
+    };
+    return abortable(signal, (live) => commandPromise<number | boolean | void>(api, '', done, (settle) => start(settle, live), failed),
+      undefined, reportAbortedCause);
   }
 
-  protected _promiseOptAccepted(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<boolean> {
-    // As lib/opt.c: a refusal leaves the handle negotiating (false); any
-    // other end of the option is the connection's failure.
-    const request = api.replace(/^nbd_/, '');
-    const refused = () => (this.#is(STATE_IS_NEGOTIATING) ? false : undefined);
-    return abortable(signal, (live) => commandPromise(api, `failed to get response to ${request} request`, () => true,
-      (settle) => start(settle, live), refused), undefined, reportAbortedCause);
+  protected _libnbdAtLeast(version: string): boolean {
+    return versionAtLeast(LIBNBD_VERSION, version);
   }
 
   protected _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void> {
@@ -196,6 +223,12 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     if (this.#state.closed) return closedError();
     const [errnum, message] = this.#native.lastError();
     return new NbdError(message, errnum);
+  }
+
+  /** `nbd_set_pread_initialize`: Whether reads zero their buffer first (default true). */
+  override setPreadInitialize(request: boolean): void {
+    super.setPreadInitialize(request);
+    this.#preadInitialize = request;
   }
 
   // ------------------------------------------------------------ command tracking (lib/handle/commands.ts)

@@ -190,3 +190,35 @@ export function renameApi<T>(e: T, api: string): T {
   if (typeof e.stack === 'string') renamed.stack = e.stack.replace(e.message, renamed.message);
   return renamed as T;
 }
+
+// ---------------------------------------------------------------- options
+
+/** What an option's Promise form resolves with: its closure's calls, nothing, or whether the server accepted. */
+export type OptionResult = 'count' | 'none' | 'accepted';
+
+/**
+ * How libnbd's sync option call (lib/opt.c) ends when its option completed
+ * with errno `err` (not 0): `false` for an option the server may refuse
+ * (`accepted`) when the handle is still negotiating; else the error, as
+ * [errno, message, whether the message is libnbd's own whole message (a
+ * call name in front) or words to put after the call's name]. The error
+ * libnbd `recorded` as the option failed is what its call returns when the
+ * connection died (its polling failed) and for the calls without words of
+ * their own (optGo, optInfo: the server's reason); the others fail with
+ * their words and the completion's errno.
+ */
+export function optionFailure(
+  result: OptionResult,
+  refusal: string | undefined,
+  request: string,
+  err: number,
+  recorded: [number, string] | undefined,
+  alive: boolean,
+): false | [errnum: number, message: string, whole: boolean] {
+  if (alive && result === 'accepted') return false;
+  const useRecorded = recorded !== undefined && recorded[1] !== '' && (!alive || (refusal === undefined && result !== 'accepted'));
+  if (useRecorded) return [recorded[0], recorded[1], true];
+  if (refusal !== undefined) return [err, `server replied with error to ${refusal} request`, false];
+  return [err, result === 'accepted' ? `failed to get response to ${request} request` : `server replied with error to ${request} request`, false];
+}
+

@@ -17,6 +17,7 @@ CommandContext* NbdHandle::AcquireCommand(const uint8_t* base, uint64_t reply_by
     free_commands_.pop_back();
   }
   c->cookie = 0;
+  c->opt = opt;
   c->retired = opt;
   c->retire_error = 0;
   c->base = base;

@@ -31,7 +31,8 @@ struct CommandContext {
   // The data its reply carries (a read's buffer length; 0 for other
   // commands): the drain's measure of the replies it has read.
   uint64_t reply_bytes = 0;
-  // Option commands are retired by libnbd itself: they start out retired.
+  // An option command (libnbd retires it itself: it starts out retired).
+  bool opt = false;
   std::atomic<bool> retired{false};
   int retire_error = 0;        // errno of nbd_aio_command_completed, 0 = success
 

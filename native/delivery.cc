@@ -175,6 +175,10 @@ Napi::Value NbdHandle::PayloadToJs(Napi::Env env, const Event& e) {
     case kConnectionLost:
       o.Set("message", Napi::String::New(env, p.text));
       break;
+    case kCompletion:
+      o.Set("message", Napi::String::New(env, p.text));
+      o.Set("errno", Napi::Number::New(env, p.errnum));
+      break;
     default:
       o.Set("name", Napi::String::New(env, p.text));
   }

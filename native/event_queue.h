@@ -29,6 +29,7 @@ struct Payload {
   uint64_t offset = 0;
   std::vector<uint32_t> entries32;  // extent: (length, flags) pairs
   std::vector<uint64_t> entries64;  // extent64: (length, flags) pairs
+  int32_t errnum = 0;               // completion of a failed option: libnbd's recorded errno (text: its message)
 };
 
 struct Event {

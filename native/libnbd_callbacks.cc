@@ -2,6 +2,7 @@
 // whichever thread made the libnbd call: they only record an Event and
 // return; JS sees it after libnbd has returned (docs/architecture.md, "The
 // two rules everything follows").
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -41,6 +42,15 @@ int NbdHandle::CompletionCallback(void* user_data, int* error) {
   e.kind = kCompletion;
   e.error = *error;
   e.command = c;
+  if (c->opt && *error != 0) {
+    // What libnbd recorded as the option failed, on this thread: the reason
+    // a server gave, or the failure that killed the connection; C's sync
+    // call fails with it (lib/opt.c).
+    e.payload = std::make_unique<Payload>();
+    const char* message = nbd_get_error();
+    e.payload->text = message != nullptr ? message : "";
+    e.payload->errnum = nbd_get_errno();
+  }
   c->owner->Record(std::move(e));
   return 0;  // never auto-retire: StagedEvents::Flush retires, to see libnbd's short-read error
 }
@@ -107,6 +117,10 @@ int NbdHandle::DebugCallback(void* user_data, const char* context, const char* m
   if (QuietCalls::Active()) return 0;  // the binding's own bookkeeping call
   auto* sink = static_cast<DebugSink*>(user_data);
   std::lock_guard<std::mutex> lock(sink->mutex);
+  if (!sink->to_js) {  // no JS callback: libnbd's own output (lib/debug.c)
+    fprintf(stderr, "libnbd: debug: %s: %s: %s\n", sink->handle_name.c_str(), context ? context : "unknown", msg ? msg : "");
+    return 0;
+  }
   if (sink->owner == nullptr) {
     if (sink->closing) {  // nbd_close's own messages, for close() to deliver
       std::lock_guard<std::mutex> closing_lock(sink->closing->mutex);

@@ -94,6 +94,7 @@ NbdHandle::NbdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NbdHandl
   }
   addon_ = env.GetInstanceData<AddonData>();
   js_thread_ = std::this_thread::get_id();
+  InstallDebugSink();
   std::string driver = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "loop";
   if (driver == "thread")
     driver_ = std::make_unique<ThreadDriver>(this, env);

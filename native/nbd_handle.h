@@ -144,6 +144,10 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   void RecordNotSupported(const char* fn);
   void RecordErrno(int errnum, const std::string& message);
 
+  // ---- Debug messages (debug_sink.cc)
+  void InstallDebugSink();
+  void HandleNameChanged();
+
   // ---- Arguments (arguments.cc)
   static uint64_t ArgUint64(const Napi::Value& v);
   static Napi::Value Int64ToJs(Napi::Env env, int64_t v);
@@ -229,7 +233,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   std::atomic<bool> connected_{false};
   uint64_t next_connect_id_ = 0;
   bool subprocess_ = false;         // a connect started a server process
-  DebugSink* debug_sink_ = nullptr;  // owned by libnbd's debug closure
+  DebugSink* debug_sink_ = nullptr;  // owned by libnbd's debug closure (debug_sink.cc)
   std::shared_ptr<DebugSink::Closing> closing_messages_;  // set by Teardown, taken by Close
   std::atomic<bool> disconnecting_{false};
   // The disconnect asked for is an option abort: nbd_opt_abort returns 0

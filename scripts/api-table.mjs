@@ -18,7 +18,8 @@
 // reference stay complete and the coverage test can check the header.
 // `have` is the LIBNBD_HAVE_* macro: glue for a call the installed libnbd
 // lacks is compiled to fail with ENOTSUP.
-// `state` is the permitted-state note from libnbd's documentation.
+// `state` is the permitted-state note from libnbd's documentation; `after`: C++
+// the glue runs after the call succeeded (what the native side keeps in step).
 
 /**
  * Kinds of argument. `ts`: the public TS type; `nativeTs`: the type the
@@ -204,7 +205,7 @@ export const simpleCalls = [
   // Debugging and naming
   { name: 'set_debug', args: [['debug', 'bool']], ret: 'void', doc: 'Enable or disable libnbd debug messages (to stderr until a debug callback exists).' },
   { name: 'get_debug', args: [], ret: 'bool', doc: 'Whether debug messages are enabled.' },
-  { name: 'set_handle_name', args: [['handle_name', 'string']], ret: 'void', doc: 'Set the name used in debug messages.' },
+  { name: 'set_handle_name', args: [['handle_name', 'string']], ret: 'void', after: 'HandleNameChanged();', doc: 'Set the name used in debug messages.' },
   { name: 'get_handle_name', args: [], ret: 'string', doc: 'The handle name.' },
 
   // Settings made before connecting
@@ -332,19 +333,25 @@ export const commandCalls = [
  * Option negotiation (opt mode, negotiating state): `aio<Name>([closure,]
  * completion?)` returns an id, the completion callback runs once and is
  * auto-retired; `sync` names the Promise form, which resolves with the
- * number of closure calls where there is a closure. `accepted`: libnbd's sync
- * call returns whether the server accepted the option (true), or refused it
- * with the handle still negotiating (false); it fails only when the
- * connection did not survive (lib/opt.c).
+ * number of closure calls where there is a closure, else with nothing.
+ * `accepted`: libnbd's sync call returns whether the server accepted the
+ * option (true), or refused it with the handle still negotiating (false);
+ * it fails only when the connection did not survive (lib/opt.c).
+ * `refusal`: the words libnbd's sync call fails with when the server refuses
+ * ("server replied with error to <refusal> request"; `refusalBefore`:
+ * [version, words] of older libnbd); without it, the call fails with the
+ * error the state machine recorded (a refused export's reason: libnbd >= 1.22
+ * prints the server's own message). Every
+ * option whose connection died fails with the error that killed it.
  */
 export const optCalls = [
-  { name: 'aio_opt_go', sync: 'opt_go', args: [], doc: 'End negotiation and move to transmission.' },
-  { name: 'aio_opt_info', sync: 'opt_info', args: [], doc: 'Ask for the current export\'s details.' },
-  { name: 'aio_opt_list', sync: 'opt_list', args: [], closure: 'list', doc: 'List the exports.' },
-  { name: 'aio_opt_list_meta_context', sync: 'opt_list_meta_context', args: [], closure: 'context', doc: 'List the meta contexts the server offers.' },
-  { name: 'aio_opt_list_meta_context_queries', sync: 'opt_list_meta_context_queries', have: true, since: '1.16', args: [['queries', 'strings']], closure: 'context', doc: 'List meta contexts matching queries.' },
-  { name: 'aio_opt_set_meta_context', sync: 'opt_set_meta_context', have: true, since: '1.16', args: [], closure: 'context', doc: 'Select the requested meta contexts.' },
-  { name: 'aio_opt_set_meta_context_queries', sync: 'opt_set_meta_context_queries', have: true, since: '1.16', args: [['queries', 'strings']], closure: 'context', doc: 'Select meta contexts matching queries.' },
+  { name: 'aio_opt_go', sync: 'opt_go', refusalBefore: ['1.22', 'opt_go'], args: [], doc: 'End negotiation and move to transmission.' },
+  { name: 'aio_opt_info', sync: 'opt_info', refusalBefore: ['1.22', 'opt_info'], args: [], doc: 'Ask for the current export\'s details.' },
+  { name: 'aio_opt_list', sync: 'opt_list', refusal: 'list', args: [], closure: 'list', doc: 'List the exports.' },
+  { name: 'aio_opt_list_meta_context', sync: 'opt_list_meta_context', refusal: 'meta context', refusalBefore: ['1.16', 'list meta context'], args: [], closure: 'context', doc: 'List the meta contexts the server offers.' },
+  { name: 'aio_opt_list_meta_context_queries', sync: 'opt_list_meta_context_queries', refusal: 'meta context', have: true, since: '1.16', args: [['queries', 'strings']], closure: 'context', doc: 'List meta contexts matching queries.' },
+  { name: 'aio_opt_set_meta_context', sync: 'opt_set_meta_context', refusal: 'meta context', have: true, since: '1.16', args: [], closure: 'context', doc: 'Select the requested meta contexts.' },
+  { name: 'aio_opt_set_meta_context_queries', sync: 'opt_set_meta_context_queries', refusal: 'meta context', have: true, since: '1.16', args: [['queries', 'strings']], closure: 'context', doc: 'Select meta contexts matching queries.' },
   { name: 'aio_opt_starttls', sync: 'opt_starttls', accepted: true, have: true, since: '1.16', args: [], doc: 'Upgrade to TLS during negotiation.' },
   { name: 'aio_opt_structured_reply', sync: 'opt_structured_reply', accepted: true, have: true, since: '1.16', args: [], doc: 'Request structured replies.' },
   { name: 'aio_opt_extended_headers', sync: 'opt_extended_headers', accepted: true, have: true, since: '1.18', args: [], doc: 'Request extended headers.' },

@@ -29,7 +29,7 @@ export const kinds = [
     ['subOffset', 4, "the chunk's offset within the caller's buffer"],
     ['count', 5, 'byte count'],
   ] },
-  { name: 'completion', value: 2, payload: null, fields: [
+  { name: 'completion', value: 2, payload: "message, errno (an option's failure only: what libnbd recorded)", fields: [
     ['slot', 1, 'the command'],
     ['error', 3, "libnbd's *error"],
     ['retireError', 4, 'errno of nbd_aio_command_completed (0: success)'],

@@ -152,6 +152,7 @@ function simpleMethod(call) {
   body.push('  StagedEvents staged(this);  // debug messages');
   if (R.cDecl === null) {
     body.push(`  if (${callExpr} ${R.fail}) { RecordError(); return ${failValue}; }`);
+    if (call.after !== undefined) body.push(`  ${call.after}`);
   } else {
     body.push(`  ${R.cDecl} = ${callExpr};`);
     if (R.fail !== null) body.push(`  if (r ${R.fail}) { RecordError(); return ${failValue}; }`);
@@ -381,24 +382,24 @@ function tsCommandMethods(call) {
   const sync = camel(call.sync);
   const buffer = call.args.find(([, k]) => argKinds[k].buffer);
   const offset = call.args.find(([n]) => n === 'offset');
-  const nativeCall = `n.${aio}(${[...call.args.map(toNative), 'flags'].join(', ')})`;
+  // A buffer libnbd keeps goes through Handle#_lend (as it is, or a copy of the binding's).
+  const nativeArg = ([n, k]) => (argKinds[k].persist ? `this._lend(${camel(n)}, ${argKinds[k].replyData === true})` : toNative([n, k]));
+  const nativeCall = `n.${aio}(${[...call.args.map(nativeArg), 'flags'].join(', ')})`;
   const reg = (completion, settle) =>
     `this._register(${nativeCall}, '${call.type}', ${buffer ? camel(buffer[0]) : 'undefined'}, ${offset ? 'offset' : 'undefined'}, ${call.closure ? call.closure : 'undefined'}, ${completion}, ${settle})`;
   const closureParam = call.closure ? [`${call.closure}: ${closureTs(call.closure)}`] : [];
   const closureCheck = call.closure ? [`    validateFunction(${call.closure}, '${call.closure}');`] : [];
-  const persist = call.args.find(([, k]) => argKinds[k].persist);
-  const pin = persist ? [`    this._pin(${camel(persist[0])});`] : [];
   const aioLines = [docLine([`\`nbd_${call.name}\`: ${withSince(call)}`, flagsNote(call), 'Returns the cookie.']),
     `  ${aio}(${[...params(call.args), ...closureParam, 'completion?: CompletionCallback | null', 'flags = 0'].join(', ')}): number {`,
     ...validations(call.args), ...closureCheck, "    validateOptionalFunction(completion, 'completion');", "    validateUint32(flags, 'flags');",
-    '    const n = this._native();', ...pin, `    return ${reg('completion', 'undefined')};`, '  }'];
+    '    const n = this._native();', `    return ${reg('completion', 'undefined')};`, '  }'];
   // The Promise form: its closure is wrapped by `live` (not called once the Promise was aborted).
   const liveReg = `this._register(${nativeCall}, '${call.type}', ${buffer ? camel(buffer[0]) : 'undefined'}, ${offset ? 'offset' : 'undefined'}, ${call.closure ? `live(${call.closure})` : 'undefined'}, undefined, settle)`;
   const syncLines = [docLine([`\`nbd_${call.sync}\` as a Promise: ${withSince(call)}`, flagsNote(call), '`options`: the flags, or `{ flags, signal }`.']),
     `  ${sync}(${[...params(call.args), ...closureParam, 'options: number | CommandOptions = 0'].join(', ')}): Promise<void> {`,
     ...validations(call.args), ...closureCheck, '    const { flags, signal } = commandOptions(options);',
     `    return this._promise('nbd_${call.sync}', '${call.type}', signal, (settle${call.closure ? ', live' : ''}) => {`, '      const n = this._native();',
-    ...pin.map((l) => '  ' + l), `      ${liveReg};`, '    });', '  }'];
+    `      ${liveReg};`, '    });', '  }'];
   return [...aioLines, '', ...syncLines].join('\n');
 }
 
@@ -409,9 +410,11 @@ function tsOptMethods(call) {
   const closureCheck = call.closure ? [`    validateFunction(${call.closure}, '${call.closure}');`] : [];
   const nativeCall = `this._native().${aio}(${call.args.map(toNative).join(', ')})`;
   const closureArg = call.closure ?? 'undefined';
-  const syncRet = call.closure ? 'Promise<number>' : call.accepted ? 'Promise<boolean>' : 'Promise<void>';
-  const hook = call.accepted ? '_promiseOptAccepted' : '_promiseOpt';
-  const cast = call.closure || call.accepted ? '' : ' as Promise<unknown> as Promise<void>';
+  const result = call.closure ? 'count' : call.accepted ? 'accepted' : 'none';
+  const syncRet = { count: 'Promise<number>', accepted: 'Promise<boolean>', none: 'Promise<void>' }[result];
+  const words = call.refusal === undefined ? 'undefined' : `'${call.refusal}'`;
+  const refusal = call.refusalBefore === undefined ? words
+    : `this._libnbdAtLeast('${call.refusalBefore[0]}') ? ${words} : '${call.refusalBefore[1]}'`;
   return [docLine([`\`nbd_${call.name}\`: ${withSince(call)}`, 'The completion callback runs once; libnbd retires option commands itself.']),
     `  ${aio}(${[...params(call.args), ...closureParam, 'completion?: CompletionCallback | null'].join(', ')}): void {`,
     ...validations(call.args), ...closureCheck, "    validateOptionalFunction(completion, 'completion');",
@@ -420,7 +423,7 @@ function tsOptMethods(call) {
       call.accepted ? 'Resolves true when the server accepted, false when it refused (the handle still negotiating); rejects when the connection did not survive.' : '']),
     `  ${sync}(${[...params(call.args), ...closureParam, 'options?: SignalOptions'].join(', ')}): ${syncRet} {`,
     ...validations(call.args), ...closureCheck, '    const signal = signalOption(options);',
-    `    return this.${hook}('nbd_${call.sync}', signal, (settle${call.closure ? ', live' : ''}) => this._registerOpt(${nativeCall}, ${call.closure ? `live(${call.closure})` : 'undefined'}, undefined, settle))${cast};`,
+    `    return this._promiseOpt('nbd_${call.sync}', '${result}', ${refusal}, signal, (settle${call.closure ? ', live' : ''}) => this._registerOpt(${nativeCall}, ${call.closure ? `live(${call.closure})` : 'undefined'}, undefined, settle)) as ${syncRet};`,
     '  }'].join('\n');
 }
 
@@ -448,8 +451,11 @@ function tsApi() {
     "export type { Int64 } from './callbacks';", '',
     '/** Wraps a Promise form\'s callback so that it is no longer called once its Promise was aborted. */',
     'export type Live = <F extends (...args: never[]) => unknown>(f: F) => F;', '',
-    '/** Settles a Promise form: the command\'s errno, a callback\'s throw, the calls of its list/context closure. */',
-    'export type Settle = (error: number, cause: unknown, closureCalls: number, what?: string) => void;', '',
+    '/**',
+    ' * Settles a Promise form: the command\'s errno, a callback\'s throw, the calls of its list/context closure, what',
+    ' * failed (in place of the call\'s words), and, for an option, the error libnbd recorded as it failed: [errno, message].',
+    ' */',
+    'export type Settle = (error: number, cause: unknown, closureCalls: number, what?: string, recorded?: [number, string]) => void;', '',
     '// Keep every validator referenced even when no call of the table uses one.',
     'void [validateBoolean, validateBuffer, validateFd, validateFunction, validateInt32, validateOptionalFunction,',
     '  validateService, validateString, validateStringArray, validateUint32, validateUint64, toNativeUint64];', '',
@@ -462,8 +468,8 @@ function tsApi() {
     '  protected abstract _int64(v: number | bigint): Int64<B>;',
     '  /** Delivers events libnbd recorded inside the call just made (debug messages, a completion on a dead connection). */',
     '  protected abstract _afterCall(): void;',
-    '  /** Keeps a buffer libnbd will access from being transferred away. */',
-    '  protected abstract _pin(buf: ArrayBufferView): void;',
+    '  /** The view libnbd gets for a buffer it keeps until the command completes (`out`: it writes into it): the buffer, or a copy. */',
+    '  protected abstract _lend(buf: ArrayBufferView, out: boolean): ArrayBufferView;',
     '  /** Records an issued data command (throws on -1) and returns its cookie. */',
     '  protected abstract _register(cookie: number, type: string, buf: ArrayBufferView | undefined, offset: number | bigint | undefined,',
     '    closure: ((...args: never[]) => unknown) | undefined, completion: CompletionCallback | null | undefined, settle: Settle | undefined): number;',
@@ -472,9 +478,14 @@ function tsApi() {
     '    completion: CompletionCallback | null | undefined, settle: Settle | undefined): void;',
     '  /** A data command\'s Promise form; `signal` aborts it (AbortError), `live` wraps its callbacks. */',
     '  protected abstract _promise(api: string, type: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<void>;',
-    '  protected abstract _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number>;',
-    '  /** The Promise form of an option the server may refuse (`accepted` in the table): true accepted, false refused. */',
-    '  protected abstract _promiseOptAccepted(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<boolean>;',
+    '  /**',
+    '   * An option\'s Promise form: resolves with the closure\'s calls (`count`), nothing (`none`) or whether the server',
+    '   * accepted (`accepted`); `refusal`: libnbd\'s words for a server\'s refusal (the table\'s `refusal`).',
+    '   */',
+    '  protected abstract _promiseOpt(api: string, result: \'count\' | \'none\' | \'accepted\', refusal: string | undefined,',
+    '    signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number | boolean | void>;',
+    '  /** Whether the libnbd loaded is at least `version` (\'1.NN\'). */',
+    '  protected abstract _libnbdAtLeast(version: string): boolean;',
     '  /** A connect\'s Promise form; aborting `signal` rejects it and closes the handle. */',
     '  protected abstract _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void>;',
     '  /** An aio connect: starts it (throws on a synchronous failure); its end is emitted as `\'connect\'`. */',
@@ -549,6 +560,7 @@ function typings() {
   out.push('  name?: string;');
   out.push('  description?: string;');
   out.push('  message?: string;');
+  out.push('  errno?: number;');
   out.push('}', '');
   out.push('export interface NativeBinding {');
   out.push('  Handle: new (onEvents: (count: number, payloads?: (NativePayload | undefined)[]) => void, driver: string) => NativeHandle;');

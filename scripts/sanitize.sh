@@ -22,6 +22,7 @@ root=$PWD
 SUBSET=(
   test/lifetimes.test.ts
   test/pread-structured.test.ts
+  test/buffer-lending.test.ts
   test/read-error.test.ts
   test/commands.test.ts
   test/data-commands.test.ts

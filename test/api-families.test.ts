@@ -177,7 +177,7 @@ print(json.dumps([r, seen]))`,
 
   test('optList lists qemu-nbd\'s one export (-x NAME -D DESC) and optListMetaContext the contexts of the export named', async () => {
     const file = sparseFile(1024 * 1024, [[0, 4096]]);
-    const srv = await startQemuNbd(file, '-x', 'disk1', '-D', 'my disk');
+    const srv = await startQemuNbd(file, '--shared=2', '-x', 'disk1', '-D', 'my disk');
     const h = handle();
     h.setOptMode(true);
     await h.connectUnix(srv.socket);
@@ -195,11 +195,15 @@ print(json.dumps([r, seen]))`,
     expect(await h.optListMetaContext((c) => void contexts.push(c))).toBe(contexts.length);
     expect(contexts).toContain('base:allocation');
 
-    // An export that does not exist: the server's ENOENT, still negotiating.
+    // An export that does not exist: the server's ENOENT in libnbd's words
+    // (its Python binding's), still negotiating.
     h.setExportName('nope');
     const info = await failure(() => h.optInfo());
+    const py = await python(`
+h = nbd.NBD(); h.set_opt_mode(True); h.connect_unix(sys.argv[1]); h.set_export_name('nope')
+print(json.dumps(outcome(h.opt_info)))`, srv.socket);
+    expect(['err', info.code, info.message]).toEqual(py);
     expect(info.code).toBe('ENOENT');
-    expect(info.message).toMatch(/server replied with error to opt_info request/);
     expect(h.aioIsNegotiating()).toBe(true);
     h.setExportName('disk1');
     await h.optGo();

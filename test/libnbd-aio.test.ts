@@ -108,5 +108,5 @@ test('the aio_is_* states and connectionState through created, connected, proces
     ...states,
     ['shutdown'],
     ...states,
-  ], { loose: { opt_go: 'value' } });
+  ]);
 });

@@ -195,3 +195,18 @@ describe('connect-command and socket activation', () => {
     await expectSameAsLibnbd(steps);
   });
 });
+
+describe('aio connects', () => {
+  test('aioConnectCommand([]) fails EINVAL at once and leaves the handle created, so that another connect can follow, as nbd_aio_connect_command', async () => {
+    const js = await expectSameAsLibnbd([
+      ['aio_connect_command', []],
+      ['aio_is_created'],
+      ['aio_is_connecting'],
+      ['aio_connect_command', { $nbdkit: ['null'] }],
+      ['$settle'],
+      ['aio_is_ready'],
+    ]);
+    expect(js.outcomes[0][0]).toBe('err');
+    expect(js.outcomes[5]).toEqual(['ok', true]);
+  });
+});

@@ -4,6 +4,9 @@
 // calls (nbd_aio_connect_command and nbd_aio_notify_read where a C program's
 // nbd_connect_command polls), so the API names of the messages differ by
 // design; what the state machine says, and in which order, must not.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { systemPython } from './helpers/python';
 import { expectSameAsLibnbd, replayBoth, type CallRecord, type Step } from './helpers/replay';
 
 /** The state machine's own messages: without the API entry/exit lines and nbd_poll's (which the binding never calls). */
@@ -61,3 +64,49 @@ test('stats count 0 before connecting, grow with the handshake, by 28 and 16 byt
   expect(flushed[2] - connected[2]).toBe(16);
   expect(flushed[3] - connected[3]).toBe(1);
 });
+
+describe('debug messages of the binding\'s own making: none', () => {
+  test('with debug on and no debug callback, stderr gets the messages of the program\'s calls only, none of the binding\'s own state queries, as a C program\'s', async () => {
+    const argv = JSON.stringify(['nbdkit', '-s', '--exit-with-parent', 'null']);
+    const py = await debugApisOnStderr(systemPython, [
+      '-c',
+      `import nbd\nh = nbd.NBD()\nh.set_debug(True)\nh.connect_command(${argv})\nh.flush()\nh.shutdown()\ndel h`,
+    ]);
+    const js = await debugApisOnStderr(process.execPath, [
+      '-e',
+      `const { Handle } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'lib'))});
+  (async () => { const h = new Handle(); h.setDebug(true); await h.connectCommand(${argv}); await h.flush(); await h.shutdown(); h.close(); })();`,
+    ]);
+    // The aio calls the binding makes where the sync calls poll: the same messages under their names.
+    const driving = ['nbd_aio_connect_command', 'nbd_aio_notify_read', 'nbd_aio_notify_write', 'nbd_aio_flush', 'nbd_aio_disconnect'];
+    expect(py).toEqual(expect.arrayContaining(['nbd_set_debug', 'nbd_flush', 'nbd_shutdown']));
+    expect(js.filter((api) => !py.includes(api) && !driving.includes(api))).toEqual([]);
+  });
+
+  test('shutdown() hands the debug callback no message of a call nbd_shutdown does not make (nbd_aio_is_negotiating)', async () => {
+    const { js, py } = await replayBoth([
+      ['set_debug_callback', { $fn: 'debug' }],
+      ['connect_command', { $nbdkit: ['null'] }],
+      ['set_debug', true],
+      ['shutdown'],
+    ]);
+    const contexts = (t: typeof js) => [...new Set(t.calls.map((c) => c[2]))].sort();
+    expect(contexts(py)).not.toContain('nbd_aio_is_negotiating');
+    // The binding drives libnbd through nbd_aio_disconnect and nbd_aio_notify_read where nbd_shutdown polls.
+    expect(contexts(js).filter((c) => !['nbd_aio_disconnect', 'nbd_aio_notify_read', 'nbd_close'].includes(c as string))).toEqual(
+      contexts(py).filter((c) => !['nbd_shutdown', 'nbd_close'].includes(c as string)),
+    );
+  });
+});
+
+/** The API names of the "libnbd: debug: HANDLE: API: ..." lines a child process wrote to stderr. */
+function debugApisOnStderr(cmd: string, args: string[]): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { encoding: 'utf8', timeout: 30000 }, (err, _stdout, stderr) => {
+      if (err) return reject(new Error(`${cmd} failed: ${err.message}\n${stderr}`));
+      const apis = new Set<string>();
+      for (const m of stderr.matchAll(/^libnbd: debug: [^:]+: (nbd_[a-z0-9_]+): /gm)) apis.add(m[1]);
+      resolve([...apis].sort());
+    });
+  });
+}

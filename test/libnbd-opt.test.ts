@@ -8,26 +8,11 @@
 // errors-not-negotiating-aio.c; python/t/210 to 255.
 import { chmodSync } from 'node:fs';
 import { CONTEXT_BASE_ALLOCATION, have } from '../lib';
-import { tempFile } from './helpers/servers';
-import { expectSameAsLibnbd, short, type Loose, type Step } from './helpers/replay';
+import { sparseFile, startQemuNbd, tempFile } from './helpers/servers';
+import { expectSameAsLibnbd, short, type Step } from './helpers/replay';
 
-/**
- * Left out here, each stated by a test of test/libnbd-divergences.test.ts:
- * optGo and optInfo resolve with 0 where libnbd's calls return nothing;
- * the meta context options' failures are worded after the call's name
- * ("opt_set_meta_context request") where libnbd says "meta context request".
- */
-const OPT_VOID: Loose = {
-  opt_go: 'value',
-  opt_info: 'value',
-  opt_list_meta_context: 'value',
-  opt_list_meta_context_queries: 'value',
-  opt_set_meta_context: 'value',
-  opt_set_meta_context_queries: 'value',
-};
-
-/** The scenario's trace through this binding, after expecting it to be libnbd's (OPT_VOID and `loose` aside). */
-const same = (steps: Step[], loose: Loose = {}) => expectSameAsLibnbd(steps, { loose: { ...OPT_VOID, ...loose } });
+/** The scenario's trace through this binding, after expecting it to be libnbd's. */
+const same = (steps: Step[]) => expectSameAsLibnbd(steps);
 
 /** An nbdkit sh plugin script, executable, in a temp dir. */
 function shScript(name: string, body: string): string {
@@ -109,8 +94,7 @@ describe('opt-list', () => {
   ];
 
   test('a server that fails the listing: optList fails as libnbd\'s, no callback (opt-list pass 1)', async () => {
-    // The message's wording differs (test/libnbd-divergences.test.ts).
-    const js = await same(listing(0), { opt_list: 'value' });
+    const js = await same(listing(0));
     expect(js.outcomes[2][0]).toBe('err');
     expect(js.calls).toEqual([]);
   });
@@ -388,8 +372,7 @@ describe('newstyle-limited (a server that is not fixed newstyle)', () => {
       ['set_export_name', 'b'],
       ['opt_go'],
       ['aio_is_dead'],
-      // What optGo fails with differs (test/libnbd-divergences.test.ts).
-    ], { opt_go: 'status' });
+    ]);
     expect(js.outcomes[3][0]).toBe('err');
     expect(js.outcomes[4]).toEqual(['ok', true]);
   });
@@ -515,5 +498,54 @@ describe('full info', () => {
 
   test('without setFullInfo, what the handle knows of the name and description is libnbd\'s', async () => {
     await same([['connect_command', described], ['get_canonical_export_name'], ['get_export_description'], ['get_export_name']]);
+  });
+});
+
+describe('the option calls\' results and errors, as libnbd\'s', () => {
+  test('optGo and optInfo resolve with nothing, as nbd_opt_go and nbd_opt_info return no value', async () => {
+    const js = await expectSameAsLibnbd([
+      ['set_opt_mode', true],
+      ['connect_command', { $nbdkit: ['memory', '1M'] }],
+      ['opt_info'],
+      ['opt_go'],
+    ]);
+    expect(js.outcomes.slice(2)).toEqual([
+      ['ok', null],
+      ['ok', null],
+    ]);
+  });
+
+  test('a failed optList says "server replied with error to list request", nbd_opt_list\'s words', async () => {
+    await expectSameAsLibnbd([
+      ['set_opt_mode', true],
+      ['connect_command', { $nbdkit: ['eval', 'get_size=echo 512', 'list_exports=echo "EINVAL listing refused" >&2; exit 1'] }],
+      ['opt_list', { $fn: 'list' }],
+    ]);
+  });
+
+  test('a meta context option the server refuses fails with libnbd\'s words ("list meta context request" before 1.16, "meta context request" since)', async () => {
+    const srv = await startQemuNbd(sparseFile(65536, []), '-x', 'disk1');
+    const steps: Step[] = [
+      ['set_opt_mode', true],
+      ['set_export_name', 'nope'],
+      ['add_meta_context', CONTEXT_BASE_ALLOCATION],
+      ['connect_unix', srv.socket],
+      ['opt_list_meta_context', { $fn: 'context' }],
+      ['opt_list_meta_context_queries', [CONTEXT_BASE_ALLOCATION], { $fn: 'context' }],
+      ['opt_set_meta_context', { $fn: 'context' }],
+      ['opt_set_meta_context_queries', [CONTEXT_BASE_ALLOCATION], { $fn: 'context' }],
+    ];
+    const js = await expectSameAsLibnbd(steps);
+    expect(js.outcomes[4][0]).toBe('err');
+  });
+
+  test('optGo whose server hangs up (a non-fixed-newstyle server refusing the export) fails with the failure libnbd saw, not ENOTCONN "server replied with error"', async () => {
+    await expectSameAsLibnbd([
+      ['set_opt_mode', true],
+      ['connect_command', { $nbdkit: ['--mask-handshake', '0', 'eval', 'get_size=echo 512', 'open=[ "$3" = a ] || exit 1'] }],
+      ['set_export_name', 'b'],
+      ['opt_go'],
+      ['aio_is_dead'],
+    ]);
   });
 });

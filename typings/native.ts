@@ -149,6 +149,7 @@ export interface NativePayload {
   name?: string;
   description?: string;
   message?: string;
+  errno?: number;
 }
 
 export interface NativeBinding {

@@ -34,7 +34,7 @@ export const CHUNK_ERROR = 3;
 export const CHUNK_SUB_OFFSET = 4;
 /** byte count */
 export const CHUNK_COUNT = 5;
-/** completion */
+/** completion; payload: message, errno (an option's failure only: what libnbd recorded) */
 export const EVENT_COMPLETION = 2;
 /** the command */
 export const COMPLETION_SLOT = 1;

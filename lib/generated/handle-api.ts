@@ -26,8 +26,11 @@ export type { Int64 } from './callbacks';
 /** Wraps a Promise form's callback so that it is no longer called once its Promise was aborted. */
 export type Live = <F extends (...args: never[]) => unknown>(f: F) => F;
 
-/** Settles a Promise form: the command's errno, a callback's throw, the calls of its list/context closure. */
-export type Settle = (error: number, cause: unknown, closureCalls: number, what?: string) => void;
+/**
+ * Settles a Promise form: the command's errno, a callback's throw, the calls of its list/context closure, what
+ * failed (in place of the call's words), and, for an option, the error libnbd recorded as it failed: [errno, message].
+ */
+export type Settle = (error: number, cause: unknown, closureCalls: number, what?: string, recorded?: [number, string]) => void;
 
 // Keep every validator referenced even when no call of the table uses one.
 void [validateBoolean, validateBuffer, validateFd, validateFunction, validateInt32, validateOptionalFunction,
@@ -42,8 +45,8 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   protected abstract _int64(v: number | bigint): Int64<B>;
   /** Delivers events libnbd recorded inside the call just made (debug messages, a completion on a dead connection). */
   protected abstract _afterCall(): void;
-  /** Keeps a buffer libnbd will access from being transferred away. */
-  protected abstract _pin(buf: ArrayBufferView): void;
+  /** The view libnbd gets for a buffer it keeps until the command completes (`out`: it writes into it): the buffer, or a copy. */
+  protected abstract _lend(buf: ArrayBufferView, out: boolean): ArrayBufferView;
   /** Records an issued data command (throws on -1) and returns its cookie. */
   protected abstract _register(cookie: number, type: string, buf: ArrayBufferView | undefined, offset: number | bigint | undefined,
     closure: ((...args: never[]) => unknown) | undefined, completion: CompletionCallback | null | undefined, settle: Settle | undefined): number;
@@ -52,9 +55,14 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     completion: CompletionCallback | null | undefined, settle: Settle | undefined): void;
   /** A data command's Promise form; `signal` aborts it (AbortError), `live` wraps its callbacks. */
   protected abstract _promise(api: string, type: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<void>;
-  protected abstract _promiseOpt(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number>;
-  /** The Promise form of an option the server may refuse (`accepted` in the table): true accepted, false refused. */
-  protected abstract _promiseOptAccepted(api: string, signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<boolean>;
+  /**
+   * An option's Promise form: resolves with the closure's calls (`count`), nothing (`none`) or whether the server
+   * accepted (`accepted`); `refusal`: libnbd's words for a server's refusal (the table's `refusal`).
+   */
+  protected abstract _promiseOpt(api: string, result: 'count' | 'none' | 'accepted', refusal: string | undefined,
+    signal: AbortSignal | undefined, start: (settle: Settle, live: Live) => void): Promise<number | boolean | void>;
+  /** Whether the libnbd loaded is at least `version` ('1.NN'). */
+  protected abstract _libnbdAtLeast(version: string): boolean;
   /** A connect's Promise form; aborting `signal` rejects it and closes the handle. */
   protected abstract _connect(api: string, signal: AbortSignal | undefined, start: (n: NativeHandle) => number): Promise<void>;
   /** An aio connect: starts it (throws on a synchronous failure); its end is emitted as `'connect'`. */
@@ -739,8 +747,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     validateOptionalFunction(completion, 'completion');
     validateUint32(flags, 'flags');
     const n = this._native();
-    this._pin(buf);
-    return this._register(n.aioPread(buf, toNativeUint64(offset), flags), 'read', buf, offset, undefined, completion, undefined);
+    return this._register(n.aioPread(this._lend(buf, true), toNativeUint64(offset), flags), 'read', buf, offset, undefined, completion, undefined);
   }
 
   /** `nbd_pread` as a Promise: Read into buf from offset. Flags: none (0). `options`: the flags, or `{ flags, signal }`. */
@@ -750,8 +757,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     const { flags, signal } = commandOptions(options);
     return this._promise('nbd_pread', 'read', signal, (settle) => {
       const n = this._native();
-      this._pin(buf);
-      this._register(n.aioPread(buf, toNativeUint64(offset), flags), 'read', buf, offset, undefined, undefined, settle);
+      this._register(n.aioPread(this._lend(buf, true), toNativeUint64(offset), flags), 'read', buf, offset, undefined, undefined, settle);
     });
   }
 
@@ -763,8 +769,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     validateOptionalFunction(completion, 'completion');
     validateUint32(flags, 'flags');
     const n = this._native();
-    this._pin(buf);
-    return this._register(n.aioPreadStructured(buf, toNativeUint64(offset), flags), 'read', buf, offset, chunk, completion, undefined);
+    return this._register(n.aioPreadStructured(this._lend(buf, true), toNativeUint64(offset), flags), 'read', buf, offset, chunk, completion, undefined);
   }
 
   /** `nbd_pread_structured` as a Promise: Read with a chunk callback per DATA/HOLE/ERROR chunk. Flags: CMD_FLAG_DF. `options`: the flags, or `{ flags, signal }`. */
@@ -775,8 +780,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     const { flags, signal } = commandOptions(options);
     return this._promise('nbd_pread_structured', 'read', signal, (settle, live) => {
       const n = this._native();
-      this._pin(buf);
-      this._register(n.aioPreadStructured(buf, toNativeUint64(offset), flags), 'read', buf, offset, live(chunk), undefined, settle);
+      this._register(n.aioPreadStructured(this._lend(buf, true), toNativeUint64(offset), flags), 'read', buf, offset, live(chunk), undefined, settle);
     });
   }
 
@@ -787,8 +791,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     validateOptionalFunction(completion, 'completion');
     validateUint32(flags, 'flags');
     const n = this._native();
-    this._pin(buf);
-    return this._register(n.aioPwrite(buf, toNativeUint64(offset), flags), 'write', buf, offset, undefined, completion, undefined);
+    return this._register(n.aioPwrite(this._lend(buf, false), toNativeUint64(offset), flags), 'write', buf, offset, undefined, completion, undefined);
   }
 
   /** `nbd_pwrite` as a Promise: Write buf at offset. Flags: CMD_FLAG_FUA, CMD_FLAG_PAYLOAD_LEN. `options`: the flags, or `{ flags, signal }`. */
@@ -798,8 +801,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     const { flags, signal } = commandOptions(options);
     return this._promise('nbd_pwrite', 'write', signal, (settle) => {
       const n = this._native();
-      this._pin(buf);
-      this._register(n.aioPwrite(buf, toNativeUint64(offset), flags), 'write', buf, offset, undefined, undefined, settle);
+      this._register(n.aioPwrite(this._lend(buf, false), toNativeUint64(offset), flags), 'write', buf, offset, undefined, undefined, settle);
     });
   }
 
@@ -965,7 +967,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   /** `nbd_opt_go` as a Promise: End negotiation and move to transmission. */
   optGo(options?: SignalOptions): Promise<void> {
     const signal = signalOption(options);
-    return this._promiseOpt('nbd_opt_go', signal, (settle) => this._registerOpt(this._native().aioOptGo(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
+    return this._promiseOpt('nbd_opt_go', 'none', this._libnbdAtLeast('1.22') ? undefined : 'opt_go', signal, (settle) => this._registerOpt(this._native().aioOptGo(), undefined, undefined, settle)) as Promise<void>;
   }
 
   /** `nbd_aio_opt_info`: Ask for the current export's details. The completion callback runs once; libnbd retires option commands itself. */
@@ -977,7 +979,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   /** `nbd_opt_info` as a Promise: Ask for the current export's details. */
   optInfo(options?: SignalOptions): Promise<void> {
     const signal = signalOption(options);
-    return this._promiseOpt('nbd_opt_info', signal, (settle) => this._registerOpt(this._native().aioOptInfo(), undefined, undefined, settle)) as Promise<unknown> as Promise<void>;
+    return this._promiseOpt('nbd_opt_info', 'none', this._libnbdAtLeast('1.22') ? undefined : 'opt_info', signal, (settle) => this._registerOpt(this._native().aioOptInfo(), undefined, undefined, settle)) as Promise<void>;
   }
 
   /** `nbd_aio_opt_list`: List the exports. The completion callback runs once; libnbd retires option commands itself. */
@@ -991,7 +993,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   optList(list: ListCallback, options?: SignalOptions): Promise<number> {
     validateFunction(list, 'list');
     const signal = signalOption(options);
-    return this._promiseOpt('nbd_opt_list', signal, (settle, live) => this._registerOpt(this._native().aioOptList(), live(list), undefined, settle));
+    return this._promiseOpt('nbd_opt_list', 'count', 'list', signal, (settle, live) => this._registerOpt(this._native().aioOptList(), live(list), undefined, settle)) as Promise<number>;
   }
 
   /** `nbd_aio_opt_list_meta_context`: List the meta contexts the server offers. The completion callback runs once; libnbd retires option commands itself. */
@@ -1005,7 +1007,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   optListMetaContext(context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateFunction(context, 'context');
     const signal = signalOption(options);
-    return this._promiseOpt('nbd_opt_list_meta_context', signal, (settle, live) => this._registerOpt(this._native().aioOptListMetaContext(), live(context), undefined, settle));
+    return this._promiseOpt('nbd_opt_list_meta_context', 'count', this._libnbdAtLeast('1.16') ? 'meta context' : 'list meta context', signal, (settle, live) => this._registerOpt(this._native().aioOptListMetaContext(), live(context), undefined, settle)) as Promise<number>;
   }
 
   /** `nbd_aio_opt_list_meta_context_queries`: List meta contexts matching queries. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
@@ -1021,7 +1023,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
     const signal = signalOption(options);
-    return this._promiseOpt('nbd_opt_list_meta_context_queries', signal, (settle, live) => this._registerOpt(this._native().aioOptListMetaContextQueries(queries), live(context), undefined, settle));
+    return this._promiseOpt('nbd_opt_list_meta_context_queries', 'count', 'meta context', signal, (settle, live) => this._registerOpt(this._native().aioOptListMetaContextQueries(queries), live(context), undefined, settle)) as Promise<number>;
   }
 
   /** `nbd_aio_opt_set_meta_context`: Select the requested meta contexts. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
@@ -1035,7 +1037,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   optSetMetaContext(context: ContextCallback, options?: SignalOptions): Promise<number> {
     validateFunction(context, 'context');
     const signal = signalOption(options);
-    return this._promiseOpt('nbd_opt_set_meta_context', signal, (settle, live) => this._registerOpt(this._native().aioOptSetMetaContext(), live(context), undefined, settle));
+    return this._promiseOpt('nbd_opt_set_meta_context', 'count', 'meta context', signal, (settle, live) => this._registerOpt(this._native().aioOptSetMetaContext(), live(context), undefined, settle)) as Promise<number>;
   }
 
   /** `nbd_aio_opt_set_meta_context_queries`: Select meta contexts matching queries. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
@@ -1051,7 +1053,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
     validateStringArray(queries, 'queries');
     validateFunction(context, 'context');
     const signal = signalOption(options);
-    return this._promiseOpt('nbd_opt_set_meta_context_queries', signal, (settle, live) => this._registerOpt(this._native().aioOptSetMetaContextQueries(queries), live(context), undefined, settle));
+    return this._promiseOpt('nbd_opt_set_meta_context_queries', 'count', 'meta context', signal, (settle, live) => this._registerOpt(this._native().aioOptSetMetaContextQueries(queries), live(context), undefined, settle)) as Promise<number>;
   }
 
   /** `nbd_aio_opt_starttls`: Upgrade to TLS during negotiation. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
@@ -1063,7 +1065,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   /** `nbd_opt_starttls` as a Promise: Upgrade to TLS during negotiation. libnbd ≥ 1.16. Resolves true when the server accepted, false when it refused (the handle still negotiating); rejects when the connection did not survive. */
   optStarttls(options?: SignalOptions): Promise<boolean> {
     const signal = signalOption(options);
-    return this._promiseOptAccepted('nbd_opt_starttls', signal, (settle) => this._registerOpt(this._native().aioOptStarttls(), undefined, undefined, settle));
+    return this._promiseOpt('nbd_opt_starttls', 'accepted', undefined, signal, (settle) => this._registerOpt(this._native().aioOptStarttls(), undefined, undefined, settle)) as Promise<boolean>;
   }
 
   /** `nbd_aio_opt_structured_reply`: Request structured replies. libnbd ≥ 1.16. The completion callback runs once; libnbd retires option commands itself. */
@@ -1075,7 +1077,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   /** `nbd_opt_structured_reply` as a Promise: Request structured replies. libnbd ≥ 1.16. Resolves true when the server accepted, false when it refused (the handle still negotiating); rejects when the connection did not survive. */
   optStructuredReply(options?: SignalOptions): Promise<boolean> {
     const signal = signalOption(options);
-    return this._promiseOptAccepted('nbd_opt_structured_reply', signal, (settle) => this._registerOpt(this._native().aioOptStructuredReply(), undefined, undefined, settle));
+    return this._promiseOpt('nbd_opt_structured_reply', 'accepted', undefined, signal, (settle) => this._registerOpt(this._native().aioOptStructuredReply(), undefined, undefined, settle)) as Promise<boolean>;
   }
 
   /** `nbd_aio_opt_extended_headers`: Request extended headers. libnbd ≥ 1.18. The completion callback runs once; libnbd retires option commands itself. */
@@ -1087,7 +1089,7 @@ export abstract class HandleApi<B extends boolean = false> extends EventEmitter 
   /** `nbd_opt_extended_headers` as a Promise: Request extended headers. libnbd ≥ 1.18. Resolves true when the server accepted, false when it refused (the handle still negotiating); rejects when the connection did not survive. */
   optExtendedHeaders(options?: SignalOptions): Promise<boolean> {
     const signal = signalOption(options);
-    return this._promiseOptAccepted('nbd_opt_extended_headers', signal, (settle) => this._registerOpt(this._native().aioOptExtendedHeaders(), undefined, undefined, settle));
+    return this._promiseOpt('nbd_opt_extended_headers', 'accepted', undefined, signal, (settle) => this._registerOpt(this._native().aioOptExtendedHeaders(), undefined, undefined, settle)) as Promise<boolean>;
   }
 
   // ---------------------------------------------------------------- connects

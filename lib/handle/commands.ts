@@ -6,6 +6,7 @@
 import type { CompletionCallback } from '../callbacks';
 import { errno, libnbdError, NbdError } from '../errors';
 import type { Settle } from '../generated/handle-api';
+import type { Bounce } from './buffers';
 import { byIssueOrder, peekCompleted, renameApi, type CommandErrorState } from '../semantics';
 import * as deliver from './deliver';
 
@@ -42,8 +43,12 @@ export class PendingCommand implements CommandErrorState {
   readonly order = issueOrder++;
   /** What failed, in place of "<type>: command failed" (a lost buffer). */
   what: string | undefined = undefined;
+  /** An option that failed: the error libnbd recorded as it failed ([errno, message]). */
+  recorded: [number, string] | undefined = undefined;
   /** The buffer's length when issued: a smaller one now means it was detached or shrunk. */
   readonly length: number;
+  /** The copy libnbd got in place of `buf` (lib/handle/buffers.ts), until JS has seen the completion. */
+  bounce: Bounce | undefined = undefined;
 
   constructor(
     /** The cookie (an option command's id, negative). */
@@ -122,7 +127,7 @@ export class Commands {
    */
   retire(cmd: PendingCommand, err: number, retired: boolean): void {
     if (cmd.settle !== undefined) {
-      cmd.settle(err, cmd.cause(), cmd.closureCalls, cmd.what);
+      cmd.settle(err, cmd.cause(), cmd.closureCalls, cmd.what, cmd.recorded);
     } else if (!retired) {
       this.#completed.set(cmd.cookie, [err, cmd.cause(), cmd.what ?? `${cmd.type}: command failed`]);
       if (err === 0) reportLostCauses(cmd.causes);
@@ -170,25 +175,27 @@ export class Commands {
 
 /**
  * A Promise form: settles with the command (`start` issues it with the
- * Settle given); errors worded as the sync call `api` words them. `refused`:
- * what a failed command resolves with instead, where libnbd's sync call
- * returns a value for it (undefined: it rejects).
+ * Settle given); errors worded as the sync call `api` words them. `failed`:
+ * how a failed command ends where libnbd's sync call has rules of its own
+ * (options): a value to resolve with, or the error.
  */
 export function commandPromise<T>(
   api: string,
   failure: string,
   result: (closureCalls: number) => T,
   start: (settle: Settle) => void,
-  refused?: () => T | undefined,
+  failed?: (err: number, recorded: [number, string] | undefined, cause: unknown) => { value: T } | NbdError,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const settle: Settle = (err, cause, closureCalls, what) => {
-      const answer = err === 0 ? undefined : refused?.();
-      if (err === 0 || answer !== undefined) {
-        reportLostCauses(cause === undefined ? undefined : [cause]);
-        resolve(err === 0 ? result(closureCalls) : answer!);
-      } else {
+    const settle: Settle = (err, cause, closureCalls, what, recorded) => {
+      const outcome = err === 0 ? { value: result(closureCalls) } : failed === undefined ? undefined : failed(err, recorded, cause);
+      if (outcome === undefined) {
         reject(libnbdError(api, err, what ?? failure, cause));
+      } else if (outcome instanceof NbdError) {
+        reject(outcome);
+      } else {
+        reportLostCauses(cause === undefined ? undefined : [cause]);
+        resolve(outcome.value);
       }
     };
     try {

@@ -7,6 +7,7 @@ import type { ChunkCallback, DebugCallback, ErrorRef } from '../callbacks';
 import { errno } from '../errors';
 import { EVENT_LIST } from '../generated/event-wire';
 import * as semantics from '../semantics';
+import * as buffers from './buffers';
 import type { PendingCommand } from './commands';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -14,6 +15,7 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 // exports object are not constants to V8.
 const LIST = EVENT_LIST;
 const { adoptLibnbdError, applyChunkResult, applyCompletionResult, chunkErrorOnEntry, errnoValue, errorAtClose, retiredOnCompletion } = semantics;
+const { copyOut, copyOutAll, release } = buffers;
 
 /** `error.value` as libnbd's int, set before a callback returned or threw; a getter of the user's may throw too. */
 function errorValue(error: ErrorRef): number {
@@ -48,6 +50,9 @@ export function deliverChunk(cmd: PendingCommand, status: number, eventError: nu
     applyChunkResult(cmd, status, eventError, -1, errno.EFAULT);
     return;
   }
+  // Read into a copy (lib/handle/buffers.ts): the chunk's bytes go to the caller's buffer first.
+  const bounce = cmd.bounce;
+  if (bounce !== undefined) copyOut(bounce, sub, count);
   // One chunk for the whole request is the common case (nbdkit): the
   // caller's own Uint8Array/Buffer is that view, no new object needed.
   const subbuf =
@@ -116,10 +121,21 @@ export function deliverDebug(f: DebugCallback | undefined, payload: NativePayloa
  * Returns whether the command is retired at once (lib/semantics.ts:
  * retiredOnCompletion); its error is then lib/semantics.ts's finalError.
  */
-export function deliverCompletion(cmd: PendingCommand, eventError: number): boolean {
+export function deliverCompletion(cmd: PendingCommand, eventError: number, retireError: number): boolean {
   adoptLibnbdError(cmd, eventError);
   // A structured read's chunks checked it already, as they were delivered.
   if (cmd.type === 'read' && cmd.closure === undefined) cmd.bufferLost();
+  const bounce = cmd.bounce;
+  if (bounce !== undefined) {
+    // libnbd is done with the copy. A structured read's chunks copied their
+    // bytes out as they were delivered; a plain read's go now (a failed
+    // one's only if libnbd zeroed the copy first).
+    const succeeded = cmd.error === 0 && retireError === 0;
+    const structured = cmd.closure !== undefined;
+    if (!structured || !succeeded) copyOutAll(bounce, succeeded);
+    cmd.bounce = undefined;
+    release(bounce);
+  }
   return retiredOnCompletion(cmd.opt, runCompletion(cmd));
 }
 

@@ -79,8 +79,11 @@ export function deliverEvents(s: HandleState, n: number, payloads?: (NativePaylo
       } else if (kind === EVENT_COMPLETION) {
         const cmd = commands.take(ev[p + COMPLETION_SLOT]);
         if (cmd !== undefined) {
-          const retired = deliverCompletion(cmd, ev[p + COMPLETION_ERROR]);
-          commands.retire(cmd, finalError(cmd, ev[p + COMPLETION_RETIRE_ERROR]), retired);
+          const recorded = payloads?.[i];
+          if (recorded !== undefined) cmd.recorded = [recorded.errno!, recorded.message!];
+          const retireError = ev[p + COMPLETION_RETIRE_ERROR];
+          const retired = deliverCompletion(cmd, ev[p + COMPLETION_ERROR], retireError);
+          commands.retire(cmd, finalError(cmd, retireError), retired);
         }
       } else if (kind === EVENT_EXTENT) {
         const cmd = slots[ev[p + EXTENT_SLOT]];

@@ -27,8 +27,8 @@ export interface ExtentSource {
   canMetaContext(metacontext: string): boolean;
   blockStatus(count: number, offset: number, extent: ExtentCallback, flags?: number): Promise<void>;
   /** libnbd >= 1.18: whether the connection has 64-bit requests and replies (then blockStatus64 is used). */
-  getExtendedHeadersNegotiated(): boolean;
-  blockStatus64(count: number, offset: number, extent: Extent64Callback, flags?: number): Promise<void>;
+  getExtendedHeadersNegotiated?(): boolean;
+  blockStatus64?(count: number, offset: number, extent: Extent64Callback, flags?: number): Promise<void>;
 }
 
 /**
@@ -42,7 +42,7 @@ export const MAX_BLOCK_STATUS = 2 ** 31 - 4 * 2 ** 20;
 /** Whether `src` negotiated extended headers (false where libnbd predates them). */
 function extendedHeaders(src: ExtentSource): boolean {
   try {
-    return src.getExtendedHeadersNegotiated();
+    return src.blockStatus64 !== undefined && src.getExtendedHeadersNegotiated?.() === true;
   } catch {
     return false; // ENOTSUP before libnbd 1.18
   }
@@ -97,7 +97,7 @@ async function* walk(src: ExtentSource, context: string, start: number, wantEnd:
     // one to use.
     let reply: { offset: number; entries: ArrayLike<number> } | undefined;
     if (wide) {
-      await src.blockStatus64(count, reqOffset, (metacontext, offset, entries, error) => {
+      await src.blockStatus64!(count, reqOffset, (metacontext, offset, entries, error) => {
         if (metacontext === context && error.value === 0) reply = { offset: Number(offset), entries: Array.from(entries, Number) };
         return 0;
       });

@@ -2,6 +2,7 @@
 // bounded number of reads in flight. Public Handle API only.
 import { Readable, addAbortSignal } from 'node:stream';
 import { outOfRange } from '../errors';
+import { disown, own } from '../handle/buffers';
 import {
   alignDown,
   alignUp,
@@ -141,6 +142,8 @@ class NbdReadStream extends Readable {
     const length = Math.min(this.#requestSize, this.#stop - offset);
     this.#next += length;
     const buf = Buffer.allocUnsafeSlow(length);
+    // Nobody else sees it before its read completed: libnbd may read into it in place.
+    own(buf);
     const r: Request = { offset, buf, data: undefined };
     this.#queue.push(r);
     this.#inFlight++;
@@ -166,6 +169,7 @@ class NbdReadStream extends Readable {
       this.destroy(error as Error);
       return;
     }
+    disown(r.buf);
     const lo = Math.max(this.#from - r.offset, 0);
     const hi = Math.min(this.#to - r.offset, r.buf.length);
     r.data = lo === 0 && hi === r.buf.length ? r.buf : r.buf.subarray(lo, hi);

@@ -3,6 +3,7 @@
 // every write has completed. Public Handle API only.
 import { Writable, addAbortSignal } from 'node:stream';
 import { NbdError, errno } from '../errors';
+import { own } from '../handle/buffers';
 import {
   type Limits,
   alignDown,
@@ -107,6 +108,7 @@ class NbdWriteStream extends Writable {
     // An unaligned start: the block it falls in is read first, and the
     // bytes before the start are written back unchanged with the data.
     const block = Buffer.allocUnsafeSlow(Math.min(min, size - head));
+    own(block);
     this.#h.pread(block, head).then(
       () => {
         this.#cur = Buffer.allocUnsafeSlow(this.#requestSize);
@@ -175,6 +177,8 @@ class NbdWriteStream extends Writable {
     if (this.destroyed) return;
     const whole = this.#cur!;
     const buf = this.#curLen === whole.length ? whole : whole.subarray(0, this.#curLen);
+    // The stream's own memory, never handed out: libnbd may write from it in place.
+    own(buf);
     const offset = this.#curStart;
     this.#cur = undefined;
     this.#curLen = 0;
@@ -229,6 +233,7 @@ class NbdWriteStream extends Writable {
         const blockStart = alignDown(end, min);
         const blockEnd = Math.min(alignUp(end, min), this.#size);
         const block = Buffer.allocUnsafeSlow(blockEnd - blockStart);
+        own(block);
         await this.#h.pread(block, blockStart);
         block.copy(this.#cur, this.#curLen, end - blockStart);
         this.#curLen += blockEnd - end;

@@ -44,6 +44,7 @@ Napi::Value NbdHandle::SetHandleName(const Napi::CallbackInfo& info) {
   std::string a_handle_name = info[0].As<Napi::String>().Utf8Value();
   StagedEvents staged(this);  // debug messages
   if (nbd_set_handle_name(h_, a_handle_name.c_str()) == -1) { RecordError(); return Napi::Number::New(env, -1); }
+  HandleNameChanged();
   return Napi::Number::New(env, 0);
 #else
   RecordNotSupported("nbd_set_handle_name");

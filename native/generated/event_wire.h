@@ -28,7 +28,7 @@ constexpr uint8_t kClosed = 64;
 
 enum EventKind : uint32_t {
   kChunk = 1,
-  kCompletion = 2,
+  kCompletion = 2,  // payload: message, errno (an option's failure only: what libnbd recorded)
   kConnected = 3,  // payload: message (on failure only)
   kDisconnected = 4,  // payload: message (on failure only)
   kExtent = 5,  // payload: context, offset, entries

@@ -27,7 +27,11 @@ afterAll(() => handles.forEach((h) => h.close()));
 const SLOT = 512 * 1024;
 const EXPORT = 64 << 20;
 // 64 slots of up to 512 KiB: big replies, so that some kills land mid-reply.
-const arena = Buffer.allocUnsafeSlow(64 * SLOT);
+// A SharedArrayBuffer, which libnbd uses in place on every Node release: a
+// plain Buffer goes through copies on 20 and 22 (lib/handle/buffers.ts),
+// which slow the issue enough on a busy machine that most commands complete
+// before the kill.
+const arena = Buffer.from(new SharedArrayBuffer(64 * SLOT));
 
 const KINDS = ['aioPread', 'aioPreadStructured', 'aioPwrite', 'aioFlush', 'pread', 'preadStructured', 'pwrite', 'flush', 'zero'] as const;
 

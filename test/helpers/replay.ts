@@ -407,34 +407,13 @@ export function labelled(steps: Step[], t: Trace): unknown[] {
 }
 
 /**
- * What a scenario compares loosely, for a divergence that a test of its own
- * states: the steps of these calls compare only ok/err and errno ('value':
- * their value and message are left out), or only ok/err ('status').
- */
-export interface Loose {
-  [pythonName: string]: 'value' | 'status';
-}
-
-function loosened(steps: Step[], t: Trace, loose: Loose): unknown[] {
-  return labelled(steps, t).map((entry, i) => {
-    const o = t.outcomes[i];
-    const how = loose[steps[i][0]];
-    if (how === undefined) return entry;
-    const label = (entry as unknown[])[0];
-    if (o[0] !== 'err') return [label, [o[0]]];
-    return [label, how === 'value' ? short(o) : ['err']];
-  });
-}
-
-/**
  * Runs the scenario through both, expects the same outcomes (values, errno
  * names, messages) and the same callback calls, and returns this binding's
- * trace. `loose` leaves out what a divergence of its own (another test)
- * would otherwise hide the rest of the scenario behind.
+ * trace.
  */
-export async function expectSameAsLibnbd(steps: Step[], options: { handleOptions?: HandleOptions; loose?: Loose } = {}): Promise<Trace> {
+export async function expectSameAsLibnbd(steps: Step[], options: { handleOptions?: HandleOptions } = {}): Promise<Trace> {
   const { js, py } = await replayBoth(steps, options);
-  expect(loosened(steps, js, options.loose ?? {})).toEqual(loosened(steps, py, options.loose ?? {}));
+  expect(labelled(steps, js)).toEqual(labelled(steps, py));
   expect(js.calls).toEqual(py.calls);
   return js;
 }

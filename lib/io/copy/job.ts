@@ -5,6 +5,7 @@
 // progress reported, and on a failure or an abort no new piece issued and
 // those in flight waited for before the job settles.
 import { abortError } from '../../errors';
+import { own } from '../../handle/buffers';
 import { plan, zeroRuns, type Piece } from './plan';
 import { settleAll, type Side } from './side';
 
@@ -66,6 +67,12 @@ export class CopyJob {
   /** Data buffers of requestSize bytes, reused. */
   readonly #free: Buffer[] = [];
   readonly #skipZeroes: boolean;
+  /**
+   * The data buffers' views may be lent to libnbd in place (lib/handle/buffers.ts):
+   * only while nobody else sees them. A stream destination is given them (a
+   * caller's Writable could detach them), so then they go through libnbd's copy.
+   */
+  readonly #ownViews: boolean;
 
   constructor(
     readonly source: Side,
@@ -76,6 +83,7 @@ export class CopyJob {
     this.#lastProgress = settings.started;
     // What reads as zeroes needs no zeroing, unless blocks must be
     // allocated there; a pipe takes every byte in order.
+    this.#ownViews = destination.kind !== 'pipe_ops';
     this.#skipZeroes = !destination.sequential && (settings.destinationIsZero || destination.zeroed) && !(settings.allocated && destination.preallocate);
   }
 
@@ -137,7 +145,7 @@ export class CopyJob {
       }
       const piece = { offset, length: n, zero: false };
       offset += n;
-      this.#issue(piece, this.#writeData(piece, full, full.subarray(0, n)));
+      this.#issue(piece, this.#writeData(piece, full, this.#view(full.subarray(0, n))));
     }
     this.#total = offset;
   }
@@ -160,6 +168,12 @@ export class CopyJob {
     );
   }
 
+  /** `view`, marked as copy()'s own where it may be (#ownViews). */
+  #view(view: Buffer): Buffer {
+    if (this.#ownViews) own(view);
+    return view;
+  }
+
   #buffer(): Buffer {
     return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.settings.requestSize);
   }
@@ -167,7 +181,7 @@ export class CopyJob {
   /** Reads a data piece and writes it; resolves with how many of its bytes were written as data. */
   async #copyData(piece: Piece): Promise<number> {
     const full = this.#buffer();
-    const buf = piece.length === full.length ? full : full.subarray(0, piece.length);
+    const buf = this.#view(piece.length === full.length ? full : full.subarray(0, piece.length));
     try {
       await this.source.read(buf, piece.offset);
     } catch (e) {
@@ -188,7 +202,7 @@ export class CopyJob {
       const requests: Promise<unknown>[] = [];
       let data = 0;
       for (const [from, to, zero] of zeroRuns(buf, piece.offset, sparseSize)) {
-        requests.push(zero ? this.#zeroOut(to - from, piece.offset + from) : this.destination.write(buf.subarray(from, to), piece.offset + from));
+        requests.push(zero ? this.#zeroOut(to - from, piece.offset + from) : this.destination.write(this.#view(buf.subarray(from, to)), piece.offset + from));
         if (!zero) data += to - from;
       }
       await settleAll(requests);

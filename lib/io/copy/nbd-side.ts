@@ -3,6 +3,7 @@
 import { NbdError, errno } from '../../errors';
 import { CMD_FLAG_NO_HOLE, SIZE_PREFERRED } from '../../generated/constants';
 import type { Driver, Handle } from '../../handle';
+import { own } from '../../handle/buffers';
 import { extents, type Extent, type ExtentSource } from '../extents';
 import { Pool } from '../pool';
 import { serverLimits } from '../stream-support';
@@ -94,7 +95,10 @@ export class NbdSide implements Side {
     const step = zeroes.length;
     const writes: Promise<void>[] = [];
     for (let done = 0; done < count; done += step) {
-      writes.push(this.target.pwrite(zeroes.subarray(0, Math.min(step, count - done)), offset + done));
+      // copy()'s own zeroes, shown to nobody: lent to libnbd in place (lib/handle/buffers.ts).
+      const view = zeroes.subarray(0, Math.min(step, count - done));
+      own(view);
+      writes.push(this.target.pwrite(view, offset + done));
     }
     await settleAll(writes);
   }
