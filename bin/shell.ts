@@ -220,6 +220,10 @@ export async function run(argv: string[], io: Io, signal: AbortSignal): Promise<
   for (const [name, value] of Object.entries(nbd)) if (/^[A-Za-z]\w*$/.test(name)) scope[name] = value;
   if (h !== undefined) scope.h = h;
   Object.assign(globalThis, scope);
+  // The code writes to process.stdout itself: taken through io, whose
+  // listener notes a reader that went away (EPIPE), so that nbdjs ends by
+  // SIGPIPE after the code, not with an unhandled 'error' event.
+  void io.stdout;
   try {
     let code = 0;
     try {
