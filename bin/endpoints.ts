@@ -1,34 +1,43 @@
-// Opening an endpoint as a connected Handle: an NBD URI (connectUri) or a
-// server command in brackets, started by systemd socket activation as
-// nbdcopy and nbdinfo start it (libnbd makes the socket, the server inherits
-// it, and closing the handle stops the server). Public API only.
-import { Handle } from '../lib';
-import { describeEndpoint, UsageError, type Endpoint } from './args';
+// Where info, dump, shell and copy's `[ CMD ]` connect: an NBD URI, or a
+// server command in brackets started by systemd socket activation, as
+// libnbd's tools start it (libnbd makes the socket, the server inherits it,
+// and closing the handle stops the server). Opened with lib/io's connect().
+import { connect, type Handle } from '../lib';
+
+export type Target = { kind: 'uri'; uri: string } | { kind: 'command'; argv: string[] };
+
+/**
+ * The operands of nbdinfo, nbddump and nbdsh: one NBD URI, or `[ CMD ARGS
+ * ... ]` (the brackets as words of their own); undefined for anything else.
+ */
+export function targetOf(operands: readonly string[]): Target | undefined {
+  if (operands.length >= 3 && operands[0] === '[' && operands[operands.length - 1] === ']') return { kind: 'command', argv: operands.slice(1, -1) };
+  if (operands.length === 1) return { kind: 'uri', uri: operands[0] };
+  return undefined;
+}
+
+export function describeTarget(t: Target): string {
+  return t.kind === 'uri' ? t.uri : `[ ${t.argv.join(' ')} ]`;
+}
 
 export interface OpenOptions {
   /** Meta contexts added before connecting. */
   metaContexts?: string[];
-  /** Called on the new handle before it connects (opt mode, full info, ...). */
+  /** Called on the new handle before it connects (opt mode, debug, ...). */
   configure?: (h: Handle) => void;
   signal?: AbortSignal;
 }
 
-/** A new Handle connected to `e` (a URI or a command); closed again if the connect fails. */
-export async function openHandle(e: Endpoint, options: OpenOptions = {}): Promise<Handle> {
-  if (e.kind !== 'uri' && e.kind !== 'command') throw new UsageError(`'${describeEndpoint(e)}' is not an NBD URI or a [ server command ]`);
-  const h = new Handle();
-  try {
-    // nbdinfo allows ?tls-psk-file= in URIs.
-    h.setUriAllowLocalFile(true);
-    for (const m of options.metaContexts ?? []) h.addMetaContext(m);
-    options.configure?.(h);
-    if (e.kind === 'uri') await h.connectUri(e.uri, { signal: options.signal });
-    else await h.connectSystemdSocketActivation(e.argv, { signal: options.signal });
-    return h;
-  } catch (err) {
-    h.close();
-    throw err;
-  }
+/** A Handle connected to `t`; URIs may name local files (?tls-psk-file=), as libnbd's tools allow. */
+export function openTarget(t: Target, options: OpenOptions = {}): Promise<Handle> {
+  return connect(t.kind === 'uri' ? t.uri : t.argv, {
+    metaContexts: options.metaContexts,
+    signal: options.signal,
+    configure: (h) => {
+      h.setUriAllowLocalFile(true);
+      options.configure?.(h);
+    },
+  });
 }
 
 /** Disconnects cleanly if it can, then closes (stopping a server it started). Never throws. */

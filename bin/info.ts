@@ -9,29 +9,23 @@ import type { Handle } from '../lib';
 import { doCan } from './info/can';
 import { loadedFlavour } from './info/flavour';
 import { doMap } from './info/map';
-import { getopt, interpret, longOptions, SHORT_OPTIONS, usage, type InfoOptions } from './info/options';
+import { getopt, interpret, longOptions, SHORT_OPTIONS, usage as infoUsage, type InfoOptions } from './info/options';
 import { closeHandle, createHandle, doConnect, Fatal, fatal, type Session, type Target } from './info/session';
 import { collectExports, listAllExports, showConnection, showOneExport } from './info/show';
 import { jsonString, Output } from './info/text';
-
-export interface InfoIo {
-  out: (text: string | Uint8Array) => void;
-  err: (text: string) => void;
-  /** Ctrl-C: the handles are closed, nothing is printed, exit status 130. */
-  signal?: AbortSignal;
-}
+import type { Io } from './subcommand';
 
 /** `nbdjs info --help` for the libnbd loaded. */
-export function infoUsage(): string {
-  return usage(loadedFlavour());
+export function usage(): string {
+  return infoUsage(loadedFlavour());
 }
 
-/** Runs nbdinfo's main() on argv; resolves with its exit status. */
-export async function info(argv: string[], io: InfoIo): Promise<number> {
+/** Runs nbdinfo's main() on argv; resolves with its exit status. Ctrl-C (`signal`): the handles are closed, nothing is printed, exit status 130. */
+export async function run(argv: string[], io: Io, signal?: AbortSignal): Promise<number> {
   const flavour = loadedFlavour();
   const warn = (line: string) => io.err(`nbdjs: info: ${line}\n`);
   const usageError = (line?: string) => {
-    io.err(`${line === undefined ? '' : `nbdjs: info: ${line}\n`}${usage(flavour)}`);
+    io.err(`${line === undefined ? '' : `nbdjs: info: ${line}\n`}${infoUsage(flavour)}`);
     return 1;
   };
 
@@ -39,28 +33,24 @@ export async function info(argv: string[], io: InfoIo): Promise<number> {
   const { exit, options } = interpret(parsed.options);
   switch (exit) {
     case 'help':
-      writeStdout(io, usage(flavour));
-      return 0;
+      return writeStdout(io, infoUsage(flavour));
     case 'long-options':
-      writeStdout(
+      return writeStdout(
         io,
         longOptions(flavour)
           .filter((o) => o.name !== 'long-options' && o.name !== 'short-options')
           .map((o) => `--${o.name}\n`)
           .join(''),
       );
-      return 0;
     case 'short-options':
-      writeStdout(
+      return writeStdout(
         io,
         Object.keys(SHORT_OPTIONS)
           .map((c) => `-${c}\n`)
           .join(''),
       );
-      return 0;
     case 'version':
-      writeStdout(io, `nbdinfo ${flavour.version}\n${flavour.packageName} ${flavour.version}\n`);
-      return 0;
+      return writeStdout(io, `nbdinfo ${flavour.version}\n${flavour.packageName} ${flavour.version}\n`);
   }
   if (parsed.error !== undefined) return usageError(parsed.error.message);
 
@@ -95,12 +85,12 @@ export async function info(argv: string[], io: InfoIo): Promise<number> {
     handles: new Set(),
     interrupted: false,
   };
-  const work = run(s);
+  const work = runSession(s);
   // Settled either way once the handles are closed: never an unhandled rejection.
   work.catch(() => {});
   let code: number;
   try {
-    code = await untilAborted(work, io.signal);
+    code = await untilAborted(work, signal);
   } catch (e) {
     if (e instanceof Interrupted) {
       // As nbdinfo dies of SIGINT: no goodbye that could wait on the server.
@@ -115,8 +105,7 @@ export async function info(argv: string[], io: InfoIo): Promise<number> {
   } finally {
     await Promise.all([...s.handles].map((h) => closeHandle(s, h)));
   }
-  writeStdout(io, s.out.bytes());
-  return code;
+  return (await writeStdout(io, s.out.bytes())) || code;
 }
 
 /** probe_content: yes without --list, unless told; never for --can or --map. */
@@ -129,7 +118,7 @@ function probeContent(o: InfoOptions): boolean {
 }
 
 /** main() from nbd_create to nbd_close: the exit status; the output is left in s.out. */
-async function run(s: Session): Promise<number> {
+async function runSession(s: Session): Promise<number> {
   const { options: o, flavour: f } = s;
   const h = createHandle(s);
   const plainMode = o.can === undefined && o.map === undefined && !o.size && !o.uri;
@@ -190,28 +179,18 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Pro
 }
 
 /**
- * The output, written at once as nbdinfo writes it. A reader that went away
- * (`| head`) ends the process as it ends nbdinfo, by SIGPIPE, quietly;
- * another write error is reported as nbdinfo reports it (exit status 1).
+ * The output, written at once as nbdinfo writes it: 0, or 1 after a write
+ * error reported as nbdinfo reports it. A reader that went away (`| head`)
+ * is nbdjs's to handle: it ends the process by SIGPIPE, quietly, as it
+ * ends nbdinfo.
  */
-function writeStdout(io: InfoIo, output: string | Uint8Array): void {
-  if (output.length === 0) return;
-  process.stdout.once('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') {
-      dieOfSigpipe();
-      process.exitCode = 141;
-      return;
-    }
-    io.err(`nbdjs: info: puts: ${e.message}\n`);
-    process.exitCode = 1;
-  });
-  io.out(output);
-}
-
-/** Node ignores SIGPIPE; a listener added and removed gives it its default action back (libuv resets it), which is to end the process. */
-function dieOfSigpipe(): void {
-  const restore = () => {};
-  process.on('SIGPIPE', restore);
-  process.off('SIGPIPE', restore);
-  process.kill(process.pid, 'SIGPIPE');
+async function writeStdout(io: Io, output: string | Uint8Array): Promise<number> {
+  try {
+    await io.out(output);
+    return 0;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EPIPE') throw e;
+    io.err(`nbdjs: info: puts: ${(e as Error).message}\n`);
+    return 1;
+  }
 }

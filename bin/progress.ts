@@ -1,6 +1,9 @@
-// Progress of a copy on stderr: a bar redrawn in place on a TTY (percent,
+// Progress of a copy: on stderr, a bar redrawn in place on a TTY (percent,
 // bytes, rate, ETA; '\r' redraw, a final newline), or plain lines at most
-// every PLAIN_INTERVAL_MS elsewhere. The copy reports at most every 100 ms.
+// every PLAIN_INTERVAL_MS elsewhere; or nbdcopy's machine-readable lines
+// ("N/100") to a file descriptor (--progress=FD). The copy reports at most
+// every 100 ms.
+import { writeSync } from 'node:fs';
 
 export interface Sample {
   bytes: number;
@@ -47,6 +50,8 @@ function fields(s: Sample): { percent?: string; amount: string; rate: string; et
 }
 
 export interface ProgressSink {
+  /** The copy begins (both sides are open). */
+  start?(): void;
   update(s: Sample): void;
   /** The last report (bytes === total on success); a TTY bar gets its newline. */
   done(s: Sample | undefined): void;
@@ -104,6 +109,33 @@ export function plainProgress(write: (text: string) => void, now = () => perform
       if (s === undefined) return;
       const l = line(s);
       if (l !== lastLine) write(l);
+    },
+  };
+}
+
+/**
+ * nbdcopy's --progress=FD: "N/100" lines (N the percent done, whole), "0/100"
+ * at the start and "100/100" at the end, written to the descriptor as
+ * nbdcopy writes them, errors ignored (the reader's business).
+ */
+export function fdProgress(fd: number): ProgressSink {
+  let last = -1;
+  const put = (percent: number) => {
+    if (percent === last) return;
+    last = percent;
+    try {
+      writeSync(fd, `${percent}/100\n`);
+    } catch {
+      // As nbdcopy: a progress descriptor that fails is not the copy's failure.
+    }
+  };
+  return {
+    start: () => put(0),
+    update(s) {
+      if (s.total !== undefined && s.total > 0) put(Math.min(99, Math.floor((100 * s.bytes) / s.total)));
+    },
+    done(s) {
+      if (s !== undefined) put(100);
     },
   };
 }

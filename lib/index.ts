@@ -29,4 +29,4 @@ export type { Extent, ExtentsOptions } from './io/extents';
 export { Pool } from './io/pool';
 export type { PoolOptions, ReconnectOptions } from './io/pool';
 export { copy } from './io/copy';
-export type { CopyEndpoint, CopyOptions, CopyProgress, CopyStats } from './io/copy';
+export type { CopyEndpoint, CopyOptions, CopyProgress, CopySide, CopySideInfo, CopyStart, CopyStats } from './io/copy';

@@ -6,22 +6,26 @@
 # into the root, where a new user's two steps run: `bash scripts/setup.sh`,
 # then the README's test command.
 #
-#   scripts/debian13.sh [--summary FILE] [--shell] [-- JEST_ARGS...]
+#   scripts/debian13.sh [--summary FILE] [--tools-summary FILE] [--shell] [-- JEST_ARGS...]
 #
 #   --summary FILE  write jest's JSON results there (.ci/run adds them up)
+#   --tools-summary FILE  after the suite, libnbd's own tests of nbdinfo,
+#                   nbdcopy and nbddump with nbdjs standing in
+#                   (scripts/libnbd-tool-tests.sh); its summary goes to FILE
 #   --shell         an interactive shell in the root instead, at the copy
 #   JEST_ARGS       go to `npm test --` (e.g. test/core/info.test.ts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/debian-root.sh
 
-summary="" shell=0 jest_args=()
+summary="" tools_summary="" shell=0 jest_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --summary) summary=$2; shift ;;
+    --tools-summary) tools_summary=$2; shift ;;
     --shell) shell=1 ;;
     --) shift; jest_args=("$@"); break ;;
-    *) echo "usage: $0 [--summary FILE] [--shell] [-- JEST_ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--summary FILE] [--tools-summary FILE] [--shell] [-- JEST_ARGS...]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -46,12 +50,17 @@ fi
 echo "debian13: $(in_debian_root "$root" "" sh -c 'echo "libnbd $(dpkg-query -W -f="\${Version}" libnbd0), nbdkit $(dpkg-query -W -f="\${Version}" nbdkit), node $(node --version)"')"
 set +e
 in_debian_root "$root" "$work" bash -c '
+  tools=$1; shift
   cd /work/nbdjs
   bash scripts/setup.sh >/work/setup.log 2>&1 || { tail -30 /work/setup.log; echo "debian13: setup.sh failed" >&2; exit 1; }
   npm test -- --json --outputFile=/work/jest.json "$@"
-' _ "${jest_args[@]}"
+  rc=$?
+  if [ "$tools" = 1 ]; then bash scripts/libnbd-tool-tests.sh --summary /work/tools.json || rc=1; fi
+  exit $rc
+' _ "$([ -n "$tools_summary" ] && echo 1 || echo 0)" "${jest_args[@]}"
 rc=$?
 set -e
 if [ -n "$summary" ] && [ -f "$work/jest.json" ]; then cp "$work/jest.json" "$summary"; fi
+if [ -n "$tools_summary" ] && [ -f "$work/tools.json" ]; then cp "$work/tools.json" "$tools_summary"; fi
 echo "debian13: exit $rc after $((SECONDS - start)) s"
 exit "$rc"

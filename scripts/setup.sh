@@ -4,12 +4,14 @@
 # Python binding (the reference the tests compare against), GnuTLS's certtool
 # (gnutls-bin: the TLS tests make their X.509 certificates), a C++ toolchain,
 # for `npm run bench` nbdcopy (libnbd-bin) and valgrind (--instructions),
+# jq and hexdump (bsdextrautils), which libnbd's own tests of its tools use
+# (scripts/libnbd-tool-tests.sh),
 # then `npm ci` without install scripts and the builds they would skip: the
 # addon compiled from these sources (the install script, node-gyp-build, would
 # keep an existing build/ or load a prebuilt binary) and the TypeScript build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(libnbd-dev libnbd-bin nbdkit qemu-utils python3-libnbd gnutls-bin pkg-config g++ make cmake iproute2 procps util-linux valgrind)
+packages=(libnbd-dev libnbd-bin nbdkit qemu-utils python3-libnbd gnutls-bin pkg-config g++ make cmake iproute2 procps util-linux valgrind jq bsdextrautils)
 # --print-packages: the list alone (scripts/debian13.sh keys its cached root by it).
 if [ "${1:-}" = --print-packages ]; then echo "${packages[*]}"; exit 0; fi
 sudo=""

@@ -53,11 +53,16 @@ describe('nbdjs copy', () => {
     expect(readFileSync(copied).equals(data)).toBe(true);
   });
 
-  test('a read-only destination fails with exit status 1 and one line naming the cause (EROFS), no stack', async () => {
+  test('a read-only destination fails with exit status 1 and nbdcopy\'s one line plus the cause (EROFS), no stack', async () => {
+    // The source is a server of the test's: nbdcopy 1.22 exits here without
+    // closing a [ CMD ]'s server, which keeps its stderr open.
+    const src = await startNbdkit('sparse-random', 'size=64M', 'seed=3');
     const dst = await startNbdkit('-r', 'memory', 'size=64M');
-    const r = await nbdjs(['copy', '--', ...sparseRandom, dst.uri]);
+    const theirs = await run('nbdcopy', [src.uri, dst.uri]);
+    const r = await nbdjs(['copy', src.uri, dst.uri]);
+    expect(theirs.code).toBe(1);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('nbdjs: copy: copy: the destination is read-only (EROFS)\n');
+    expect(r.stderr).toBe(theirs.stderr.replace(/^nbdcopy: /, 'nbdjs: copy: ').replace(/\n$/, ' (EROFS)\n'));
     const debug = await nbdjs(['copy', '--debug', '--', ...sparseRandom, dst.uri]);
     expect(debug.code).toBe(1);
     expect(debug.stderr).toMatch(/^nbdjs: copy: .*\(EROFS\)\nNbdError: .*\n\s+at /);
@@ -74,13 +79,13 @@ describe('nbdjs copy', () => {
   test('usage errors exit 2 with the usage; --help exits 0', async () => {
     const one = await nbdjs(['copy', 'only-one']);
     expect(one.code).toBe(2);
-    expect(one.stderr).toMatch(/^nbdjs: copy: SRC and DST are needed.*\nusage: nbdjs copy SRC DST/);
+    expect(one.stderr).toMatch(/^nbdjs: copy: SOURCE and DESTINATION are needed \(got 1\)\nusage: nbdjs copy \[--allocated\]/);
     expect((await nbdjs(['copy', '--requests', 'x', 'a', 'b'])).code).toBe(2);
     expect((await nbdjs(['copy', '--frobnicate', 'a', 'b'])).code).toBe(2);
     expect((await nbdjs(['copy', '--', '[', 'nbdkit', 'memory', '1M', 'b'])).code).toBe(2);
     const help = await nbdjs(['copy', '--help']);
     expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/^usage: nbdjs copy SRC DST/);
+    expect(help.stdout).toMatch(/^usage: nbdjs copy \[--allocated\]/);
     expect((await nbdjs(['--help'])).code).toBe(0);
   });
 });

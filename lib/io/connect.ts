@@ -1,6 +1,6 @@
-// connect(uri, options): a new Handle, its settings, and connectUri in one
-// call, with a timeout, an AbortSignal and retries of refused connections.
-// Public Handle API only.
+// connect(uri, options): a new Handle, its settings, and connectUri (or, for
+// a server command, systemd socket activation) in one call, with a timeout,
+// an AbortSignal and retries of refused connections. Public Handle API only.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { abortError, errno, invalidArgType, libnbdError } from '../errors';
 import { Handle, type Driver } from '../handle/handle';
@@ -21,6 +21,8 @@ export interface ConnectOptions<B extends boolean = false> {
   retries?: number;
   /** Milliseconds between tries (default 1000). */
   retryDelay?: number;
+  /** Called with each new Handle before it connects, after the meta contexts are added: settings (setUriAllowLocalFile, setOptMode, TLS, debug, ...). */
+  configure?: (h: Handle<B>) => void;
 }
 
 /**
@@ -36,14 +38,20 @@ function refused(e: unknown): boolean {
 
 /**
  * Connects a new Handle to `uri`: `new Handle({ driver, bigint })`, each of
- * `metaContexts` added, then `connectUri`. On any failure the Handle is
+ * `metaContexts` added, `configure` called, then `connectUri`; or, when
+ * `uri` is an array, to the server that command starts by systemd socket
+ * activation (`connectSystemdSocketActivation`: the server inherits a
+ * socket libnbd made, and is stopped when the Handle is closed, as
+ * nbdinfo's `[ CMD ARGS ]`). On any failure the Handle is
  * closed and the Promise rejects: with libnbd's NbdError, with an
  * AbortError when `signal` aborted, or with NbdError ETIMEDOUT after
  * `timeout` ms. A refused connection is tried again `retries` times,
  * `retryDelay` ms apart, each time with a fresh Handle.
  */
-export function connect<B extends boolean = false>(uri: string, options?: ConnectOptions<B>): Promise<Handle<B>> {
-  if (typeof uri !== 'string') throw invalidArgType('uri', 'of type string', uri);
+export function connect<B extends boolean = false>(uri: string | string[], options?: ConnectOptions<B>): Promise<Handle<B>> {
+  if (Array.isArray(uri)) {
+    if (uri.length === 0 || !uri.every((a) => typeof a === 'string')) throw invalidArgType('uri', 'a string or a non-empty array of strings', uri);
+  } else if (typeof uri !== 'string') throw invalidArgType('uri', 'of type string', uri);
   const o = validateOptions(options, 'options');
   const metaContexts = o.metaContexts ?? [];
   if (!Array.isArray(metaContexts)) throw invalidArgType('options.metaContexts', 'an instance of Array', metaContexts);
@@ -54,18 +62,21 @@ export function connect<B extends boolean = false>(uri: string, options?: Connec
   const signal = optionalSignal(o.signal, 'options.signal');
   const retries = optionalInteger(o.retries, 'options.retries', 0, 2 ** 31 - 1, 0);
   const retryDelay = optionalInteger(o.retryDelay, 'options.retryDelay', 0, 2 ** 31 - 1, 1000);
+  const configure = o.configure;
+  if (configure !== undefined && typeof configure !== 'function') throw invalidArgType('options.configure', 'of type function', configure);
   // The Handle checks driver and bigint itself (synchronously, below).
   const handleOptions = { driver: o.driver as Driver | undefined, bigint: o.bigint as B | undefined };
   if (signal?.aborted) return Promise.reject(abortError(signal));
   const first = new Handle<B>(handleOptions);
-  return run(uri, first, handleOptions, metaContexts as string[], timeout, signal, retries, retryDelay);
+  return run(uri, first, handleOptions, metaContexts as string[], configure as ((h: Handle<B>) => void) | undefined, timeout, signal, retries, retryDelay);
 }
 
 async function run<B extends boolean>(
-  uri: string,
+  uri: string | string[],
   first: Handle<B>,
   handleOptions: { driver?: Driver; bigint?: B },
   metaContexts: string[],
+  configure: ((h: Handle<B>) => void) | undefined,
   timeout: number | undefined,
   signal: AbortSignal | undefined,
   retries: number,
@@ -85,13 +96,15 @@ async function run<B extends boolean>(
   const onAbort = (): void => ac.abort(signal!.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
   const stopped = (): Error =>
-    timedOut ? libnbdError('nbd_connect_uri', errno.ETIMEDOUT, `timed out after ${timeout} ms`) : abortError(signal ?? ac.signal);
+    timedOut ? libnbdError(typeof uri === 'string' ? 'nbd_connect_uri' : 'nbd_connect_systemd_socket_activation', errno.ETIMEDOUT, `timed out after ${timeout} ms`) : abortError(signal ?? ac.signal);
   try {
     for (let attempt = 0; ; attempt++) {
       const h = attempt === 0 ? first : new Handle<B>(handleOptions);
       try {
         for (const m of metaContexts) h.addMetaContext(m);
-        await h.connectUri(uri, { signal: ac.signal });
+        configure?.(h);
+        if (typeof uri === 'string') await h.connectUri(uri, { signal: ac.signal });
+        else await h.connectSystemdSocketActivation(uri, { signal: ac.signal });
         return h;
       } catch (e) {
         h.close();
