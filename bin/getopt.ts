@@ -1,11 +1,11 @@
-// glibc's getopt_long, as libnbd's tools (nbdcopy, nbddump) parse their
+// glibc's getopt_long, as libnbd's tools (nbdinfo, nbdcopy, nbddump) parse their
 // command lines with it: short options from an optstring ("C:pR:S:T:vV":
 // a letter, ':' for a required argument, '::' for an optional one),
 // grouped (-pv) and with their argument attached (-C4) or next (-C 4);
 // long options abbreviated to any prefix naming one option (or several
 // that mean the same); operands anywhere unless POSIXLY_CORRECT is set or
 // the optstring starts with '+'; `--` ends the options. The messages are
-// glibc's. (`nbdjs info` has nbdinfo's own copy of this in bin/info/options.ts.)
+// glibc's.
 
 export type ArgKind = 'none' | 'required' | 'optional';
 

@@ -3,6 +3,7 @@
 // in any order unless POSIXLY_CORRECT is set, `--` ends the options, a long
 // option may be abbreviated to a prefix naming one option (or several that
 // mean the same), `--map` takes its value only as `--map=CONTEXT`.
+import { getopt as getoptLong, type ArgKind } from '../getopt';
 import type { Flavour } from './flavour';
 
 export type Action =
@@ -22,8 +23,6 @@ export type Action =
   | 'totals'
   | 'uri'
   | 'list';
-
-type ArgKind = 'none' | 'required' | 'optional';
 
 interface LongOption {
   name: string;
@@ -84,59 +83,14 @@ export interface GetoptResult {
   error?: OptionError;
 }
 
-/** getopt_long over argv: the options in the order given, and the operands (argv order kept). */
+/** getopt_long over argv (bin/getopt.ts): the options in the order given, and the operands (argv order kept). */
 export function getopt(argv: string[], table: LongOption[], env: NodeJS.ProcessEnv = process.env): GetoptResult {
-  const options: ParsedOption[] = [];
-  const operands: string[] = [];
-  const permute = env.POSIXLY_CORRECT === undefined;
-  const fail = (message: string): GetoptResult => ({ options, operands: [], error: new OptionError(message) });
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--') {
-      operands.push(...argv.slice(i + 1));
-      break;
-    }
-    if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      const name = a.slice(2, eq < 0 ? undefined : eq);
-      const value = eq < 0 ? undefined : a.slice(eq + 1);
-      const opt = findLong(name, a, table);
-      if (typeof opt === 'string') return fail(opt);
-      if (opt.arg === 'none' && value !== undefined) return fail(`option '--${opt.name}' doesn't allow an argument`);
-      if (opt.arg === 'required' && value === undefined) {
-        if (i + 1 >= argv.length) return fail(`option '--${opt.name}' requires an argument`);
-        options.push({ action: opt.action, value: argv[++i] });
-      } else options.push(value === undefined ? { action: opt.action } : { action: opt.action, value });
-      continue;
-    }
-    if (a.startsWith('-') && a.length > 1) {
-      for (const c of a.slice(1)) {
-        const action = SHORT_OPTIONS[c];
-        if (action === undefined) return fail(`invalid option -- '${c}'`);
-        options.push({ action });
-      }
-      continue;
-    }
-    operands.push(a);
-    if (!permute) {
-      operands.push(...argv.slice(i + 1));
-      break;
-    }
-  }
-  return { options, operands };
-}
-
-/** An exact name, else the one option a prefix names (several spellings of one option count as one); else getopt's complaint. */
-function findLong(name: string, arg: string, table: LongOption[]): LongOption | string {
-  const exact = table.find((o) => o.name === name);
-  if (exact !== undefined) return exact;
-  const matches = name === '' ? [] : table.filter((o) => o.name.startsWith(name));
-  if (matches.length === 0) return `unrecognized option '${arg}'`;
-  const [first] = matches;
-  if (matches.every((o) => o.action === first.action && o.arg === first.arg)) return first;
-  // glibc names the first match and those that differ from it.
-  const named = matches.filter((o) => o === first || o.action !== first.action || o.arg !== first.arg);
-  return `option '${arg}' is ambiguous; possibilities:${named.map((o) => ` '--${o.name}'`).join('')}`;
+  const r = getoptLong(argv, { short: Object.keys(SHORT_OPTIONS).join(''), long: table.map((o) => ({ name: o.name, arg: o.arg, key: o.action })) }, env);
+  const options = r.options.map((o): ParsedOption => {
+    const action = (SHORT_OPTIONS[o.key] ?? o.key) as Action;
+    return o.value === undefined ? { action } : { action, value: o.value };
+  });
+  return r.error === undefined ? { options, operands: r.operands } : { options, operands: [], error: new OptionError(r.error) };
 }
 
 /** What nbdinfo's main() makes of its options, before it connects. */
