@@ -410,7 +410,7 @@ export class Pool extends EventEmitter {
         slot.inFlight--;
         // A command that failed because its connection is gone: the
         // connection is replaced, and a read is issued again.
-        if (!this.#closing && !connected(h)) {
+        if (!this.#closing && (!connected(h) || refusedAsEnded(e))) {
           this.#lost(slot, h, e);
           if (op.reissue) {
             this.#dispatch(op);
@@ -516,6 +516,15 @@ export class Pool extends EventEmitter {
       }),
     );
   }
+}
+
+/**
+ * libnbd refused the command because the connection had ended. On the thread
+ * driver libnbd may have seen the end before JS was handed its events, so the
+ * handle's state queries (as of those events) can still say ready.
+ */
+function refusedAsEnded(e: unknown): boolean {
+  return e instanceof NbdError && e.code === 'EINVAL' && /: invalid state: (CLOSED|DEAD)\b/.test(e.message);
 }
 
 /** Whether a handle's connection can still take commands. */
