@@ -44,23 +44,12 @@ import { sleep, waitFor } from './helpers/wait';
 import { runPython } from './helpers/python';
 import { serverSocketFd, stopSocketFdServers } from './helpers/socket-fd';
 import { runNode } from './helpers/node-child';
+import { outcome, type Outcome } from './helpers/outcome';
 
 /** libnbd's minor version (1.x.y). */
 const minor = Number(getVersion().split('.')[1]);
 
 // ------------------------------------------------------------------ helpers
-
-/** What a call (sync or async) ended with: ['ok', value] or ['err', code, message]. */
-type Outcome = ['ok', unknown] | ['err', string, string];
-
-async function outcome(f: () => unknown): Promise<Outcome> {
-  try {
-    return ['ok', await f()];
-  } catch (e) {
-    if (!(e instanceof NbdError)) throw e;
-    return ['err', e.code, e.message];
-  }
-}
 
 /** The NbdError a call threw or a Promise rejected with (fails the test if none). */
 async function failure(f: () => unknown): Promise<NbdError> {

@@ -4,22 +4,11 @@
 // refuses, the same scenario runs through libnbd's Python binding and the
 // errors are compared.
 import { join } from 'node:path';
-import { AIO_DIRECTION_READ, Handle, NbdError } from '../lib';
+import { AIO_DIRECTION_READ, Handle } from '../lib';
 import { runNode } from './helpers/node-child';
 import { runPython } from './helpers/python';
 import { connected, handle, nbdkit, pattern } from './helpers/servers';
-
-/** What a call ended with: ['ok', value] or ['err', code, message]. */
-type Outcome = ['ok', unknown] | ['err', string, string];
-
-async function outcome(f: () => unknown): Promise<Outcome> {
-  try {
-    return ['ok', await f()];
-  } catch (e) {
-    if (!(e instanceof NbdError)) throw e;
-    return ['err', e.code, e.message];
-  }
-}
+import { outcome, type Outcome } from './helpers/outcome';
 
 const PY_PRELUDE = `
 import nbd, errno, json, sys
