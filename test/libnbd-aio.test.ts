@@ -55,7 +55,11 @@ test('a failed command without auto-retire: peek gives it, aioCommandCompleted t
 
 test('aioInFlight counts a queued disconnect as libnbd does, and the state after it is libnbd\'s', async () => {
   await expectSameAsLibnbd([
-    ['connect_command', { $nbdkit: ['--filter=delay', 'memory', '1M', 'rdelay=1'] }],
+    // The read sleeps in the plugin, not in the delay filter: nbdkit aborts a filter's
+    // sleep as soon as NBD_CMD_DISC arrives and closes at once, and the thread driver
+    // would then see CLOSED before the second aioPread. A plugin's sleep holds the
+    // connection open for the whole second, as a C caller's race window would be.
+    ['connect_command', { $nbdkit: ['eval', 'get_size=echo 1M', 'pread=sleep 1; head -c $3 /dev/zero'] }],
     ['aio_pread', { $read: 512 }, 0],
     ['aio_disconnect', 0],
     ['aio_in_flight'],
