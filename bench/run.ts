@@ -81,8 +81,8 @@ interface Options {
   /** --instructions: count instructions per command under callgrind instead. */
   instructions: boolean;
   commands: [number, number];
-  /** W1-W3: the server on CPU 0, each client on CPU 1 (see canPin). */
-  pin: boolean;
+  /** W1-W3 a second time, the server on CPU 0 and each client on CPU 1 (see canPin). */
+  pinnedToo: boolean;
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -92,8 +92,9 @@ const USAGE = `usage: npm run bench -- [options]
   --markdown         print README-ready markdown tables
   --json PATH        where to write the results (default bench/results.json)
   --no-rss           skip the RSS check (1M commands)
-  --no-pin           W1-W3 without binding the server to CPU 0 and the
-                     clients to CPU 1 (taskset; the default on 2+ CPUs)
+  --no-pin           W1-W3 unpinned only (as users run them: the headline);
+                     by default on 2+ CPUs they run a second time with the
+                     server bound to CPU 0 and each client to CPU 1 (taskset)
   --instructions     instructions per command under valgrind --tool=callgrind
                      (W2's shape; default 3 runs, --quick 1) instead of timing
   --commands A,B     the two command counts --instructions differences
@@ -151,7 +152,7 @@ function parseArgs(argv: string[]): Options {
     json,
     instructions,
     commands,
-    pin: !noPin && !instructions && canPin(),
+    pinnedToo: !noPin && !instructions && canPin(),
     runs: runs ?? (instructions ? (quick ? 1 : 3) : quick ? 3 : 5),
     workloads: WORKLOADS.filter((w) => all || picked.has(w.name)).map((w) =>
       quick ? { ...w, total: Math.floor(w.total / QUICK_DIVISOR) } : w,
@@ -218,8 +219,10 @@ interface Client {
   run(w: Workload): Promise<RunResult>;
 }
 
-/** The CPU W1-W3's clients run on when pinned; the server has CPU 0. */
+/** The CPUs of the server and of W1-W3's clients in their pinned runs. */
+const SERVER_CPU = 0;
 const CLIENT_CPU = 1;
+const PINNED = `pinned: the server bound to CPU ${SERVER_CPU}, the client to CPU ${CLIENT_CPU} (taskset)`;
 
 /** `cmd args`, on CLIENT_CPU when `pin`. */
 function client(pin: boolean, cmd: string, args: string[]): [string, string[]] {
@@ -294,9 +297,9 @@ function summarize(c: Client, runs: RunResult[], cOpsPerSec: number | undefined,
   };
 }
 
-function workloadTable(w: Workload, results: Measured[], runs: number): Table {
+function workloadTable(w: Workload, results: Measured[], runs: number, placement = 'unpinned'): Table {
   return {
-    title: `${w.name} (${w.what}): ${fmtBytes(w.block)} reads at queue depth ${w.qd}, ${fmtTotal(w.total)} per run, median of ${runs} runs`,
+    title: `${w.name} (${w.what}), ${placement}: ${fmtBytes(w.block)} reads at queue depth ${w.qd}, ${fmtTotal(w.total)} per run, median of ${runs} runs`,
     headers: ['client', 'driver / form', 'ops/s', 'MiB/s', '× C', 'spread', 'peak RSS'],
     align: 'llrrrrr',
     rows: results.map((m) =>
@@ -377,7 +380,7 @@ function eldTable(cold: ClientEld[], warm: ClientEld[], idle: EventLoopDelay | u
     rows,
     notes: [
       `The histogram records whole timer intervals (Node's RecordDelta), so an idle loop shows about ${ELD_RESOLUTION_MS} ms, the resolution. "p99 delay" is how late the p99 tick came: its interval less the ${ELD_RESOLUTION_MS} ms it was due after.`,
-      'The first columns are W1 runs from a cold start. "warm": runs that first read as much again, unrecorded, then record W1: in a cold run V8 compiles the loop\'s functions on worker threads throughout the run, and with the client held to one CPU each compile job (up to 20 ms) holds the event loop off it. The timed runs above record no delay (its timer would cost the thread driver a context switch per tick).',
+      'The first columns are W1 runs from a cold start. "warm": runs that first read as much again, unrecorded, then record W1: in a cold run V8 compiles the loop\'s functions on worker threads throughout the run, and each compile job (up to 20 ms) that shares the client\'s CPU holds the event loop off it. The timed runs above record no delay (its timer would cost the thread driver a context switch per tick).',
     ],
   };
 }
@@ -523,7 +526,7 @@ async function main(): Promise<void> {
 
   workDir = mkdtempSync(join(tmpdir(), 'libnbd-bench-'));
   const cBin = compileC(workDir);
-  const server = await startServer(workDir, 'nbd', undefined, opts.pin ? 0 : undefined);
+  const server = await startServer(workDir, 'nbd');
   const uri = server.uri;
   log(`bench: server ${uri}; filling 1 GiB from nbdkit random seed=1 ...`);
   await runChild('nbdcopy', ['--', '[', 'nbdkit', 'random', 'size=1G', 'seed=1', ']', uri], 300_000);
@@ -538,13 +541,13 @@ async function main(): Promise<void> {
     commit: firstLine('git', ['-C', SOURCE_DIR, 'describe', '--always', '--dirty']) || 'unknown',
     cpu: cpus()[0]?.model ?? 'unknown',
     cpus: cpus().length,
-    pinned: opts.pin,
+    pinnedToo: opts.pinnedToo,
     runs: opts.runs,
     quick: opts.quick,
     defaultDriver,
     server: 'nbdkit memory size=1G, Unix socket, filled by nbdcopy from nbdkit random size=1G seed=1',
   };
-  const all = clients(uri, cBin, python, defaultDriver, opts.pin);
+  const all = clients(uri, cBin, python, defaultDriver, false);
   const tables: Table[] = [];
   const json: Record<string, unknown> = { meta, workloads: {} as Record<string, unknown> };
 
@@ -595,13 +598,13 @@ async function main(): Promise<void> {
     tables.push(instrTable(results, opts.commands, opts.runs));
   }
 
-  for (const w of opts.instructions ? [] : opts.workloads) {
-    const runs = new Map<string, RunResult[]>(all.map((c) => [c.id, []]));
-    const failed = new Map<string, string[]>(all.map((c) => [c.id, []]));
-    // Runs interleave the clients, so that drift hits them all alike.
+  /** W: every client `runs` times, interleaved so that drift hits them all alike. */
+  const measure = async (w: Workload, list: Client[], label: string): Promise<Measured[]> => {
+    const runs = new Map<string, RunResult[]>(list.map((c) => [c.id, []]));
+    const failed = new Map<string, string[]>(list.map((c) => [c.id, []]));
     for (let i = 1; i <= opts.runs; i++) {
-      for (const c of all) {
-        const what = `${w.name} run ${i}/${opts.runs} ${c.client} ${c.variant}`;
+      for (const c of list) {
+        const what = `${w.name}${label} run ${i}/${opts.runs} ${c.client} ${c.variant}`;
         const r = await attempt(what, () => c.run(w));
         if (r instanceof ChildError) {
           failed.get(c.id)!.push(r.message);
@@ -613,18 +616,40 @@ async function main(): Promise<void> {
     }
     const cRuns = runs.get('c')!;
     const cOps = cRuns.length === 0 ? undefined : median(cRuns.map((r) => r.ops / r.seconds));
-    const results = all.map((c) => summarize(c, runs.get(c.id)!, cOps, failed.get(c.id)!));
+    return list.map((c) => summarize(c, runs.get(c.id)!, cOps, failed.get(c.id)!));
+  };
+
+  const timed = opts.instructions ? [] : opts.workloads;
+  for (const w of timed) {
+    const results = await measure(w, all, '');
     tables.push(workloadTable(w, results, opts.runs));
     (json.workloads as Record<string, unknown>)[w.name] = { ...w, results };
     if (w.name === 'W1') {
-      const idle = await attempt('idle event-loop delay', () => jsJob({ mode: 'idle', ms: opts.quick ? 1000 : 3000 }, [], opts.pin));
+      const idle = await attempt('idle event-loop delay', () => jsJob({ mode: 'idle', ms: opts.quick ? 1000 : 3000 }));
       const idleEld = idle instanceof ChildError ? undefined : idle.eld;
       json.idleEventLoopDelay = idleEld;
-      const cold = await eventLoopDelay(uri, w, defaultDriver, opts.runs, opts.pin, false, attempt);
-      const warm = await eventLoopDelay(uri, w, defaultDriver, opts.runs, opts.pin, true, attempt);
+      const cold = await eventLoopDelay(uri, w, defaultDriver, opts.runs, false, false, attempt);
+      const warm = await eventLoopDelay(uri, w, defaultDriver, opts.runs, false, true, attempt);
       json.eventLoopDelay = { cold, warm };
       tables.push(eldTable(cold, warm, idleEld, opts.runs));
     }
+  }
+
+  if (opts.pinnedToo && timed.length > 0) {
+    // The same workloads with the server and each client on a CPU of their own.
+    const pinnedClients = clients(uri, cBin, python, defaultDriver, true);
+    const pinnedJson: Record<string, unknown> = {};
+    server.pin(SERVER_CPU);
+    try {
+      for (const w of timed) {
+        const results = await measure(w, pinnedClients, ' (pinned)');
+        tables.push(workloadTable(w, results, opts.runs, PINNED));
+        pinnedJson[w.name] = { ...w, results };
+      }
+    } finally {
+      server.unpin();
+    }
+    json.pinned = { serverCpu: SERVER_CPU, clientCpu: CLIENT_CPU, workloads: pinnedJson };
   }
 
   if (opts.rss && !opts.instructions) {
@@ -640,8 +665,6 @@ async function main(): Promise<void> {
   }
 
   if (opts.io.length > 0 && !opts.instructions) {
-    // nbdcopy and copy() use every CPU: the server must not be held to one.
-    server.unpin();
     const io = await runIo({ dir: workDir, uri, runs: opts.runs, quick: opts.quick, log, attempt }, opts.io);
     tables.push(...io.tables);
     json.io = io.json;
@@ -649,7 +672,7 @@ async function main(): Promise<void> {
 
   writeFileSync(opts.json, JSON.stringify(json, null, 2) + '\n');
   const header = `libnbd for Node.js ${meta.commit}; node ${meta.node}, libnbd ${meta.libnbd}, ${meta.nbdkit}${python ? `, ${meta.python}` : ''}; ${meta.cpus} × ${meta.cpu}
-Server: ${meta.server}.${meta.pinned ? ' W1-W3: the server bound to CPU 0, each client to CPU 1 (taskset).' : ''} ${
+Server: ${meta.server}. W1-W3 run unpinned, as users run them${meta.pinnedToo ? `, then once more with the server bound to CPU ${SERVER_CPU} and each client to CPU ${CLIENT_CPU}: figures that hold still and show the code's own cost` : ''}. ${
     opts.instructions
       ? `Each client runs under valgrind --tool=callgrind --trace-children=no; "÷ C" = its instructions per command over the C loop's.`
       : `Each figure is the median of ${opts.runs} runs, each run a child process of its own; "× C" = median ops/s over the C loop's median ops/s; "spread" = (max - min) / median over the runs.`
