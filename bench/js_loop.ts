@@ -7,11 +7,18 @@
 //    flight with aioPreadStructured, the chunk callback counts bytes, the
 //    completion callback auto-retires and issues the slot's next read.
 //  - 'promise': N = QD concurrent loops, each awaiting `pread` in turn.
+// Buffers come from allocBuffer, as bench/py_loop.py's from nbd.Buffer (job
+// `buffers: 'plain'`: Buffer.alloc, which Node 20 and 22 cannot pin, so
+// libnbd works on a copy of each).
 // Reads wrap at the export's end. Connect and shutdown are not timed.
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { Handle, type Driver, type ErrorRef } from '../lib';
+import { Handle, allocBuffer, type Driver, type ErrorRef } from '../lib';
 
 export type Form = 'callback' | 'promise';
+/** Where the reads' buffers come from: allocBuffer (the default), or Buffer.alloc. */
+export type Buffers = 'alloc' | 'plain';
+
+let newBuffer: (size: number) => Buffer = allocBuffer;
 
 /** monitorEventLoopDelay's sampling interval here, ms. */
 export const ELD_RESOLUTION_MS = 1;
@@ -22,7 +29,7 @@ export type Job =
    * `warmup` bytes are read first, neither timed nor recorded (V8 compiles
    * the loop's functions meanwhile).
    */
-  | { mode: 'measure'; uri: string; driver: Driver; form: Form; block: number; qd: number; total: number; eld: boolean; warmup?: number }
+  | { mode: 'measure'; uri: string; driver: Driver; form: Form; block: number; qd: number; total: number; eld: boolean; warmup?: number; buffers?: Buffers }
   /** Memory after `warmup` commands, then after half and all of `commands` more (gc() before each sample). */
   | { mode: 'rss'; uri: string; driver: Driver; form: Form; block: number; qd: number; warmup: number; commands: number }
   /** The event-loop delay of an idle process over `ms`: the floor of the figures above. */
@@ -87,7 +94,7 @@ function callbackLoop(h: Handle, size: number, block: number, qd: number, n: num
       } else if (counts.ops === n) resolve(counts);
     };
     for (let slot = 0; slot < qd && issued < n && failure === undefined; slot++) {
-      const buf = Buffer.alloc(block);
+      const buf = newBuffer(block);
       const completion = (error: ErrorRef): number => {
         inFlight--;
         if (error.value !== 0) failure ??= { error: new Error(`read failed: errno ${error.value}`) };
@@ -109,7 +116,7 @@ async function promiseLoop(h: Handle, size: number, block: number, qd: number, n
   let offset = 0;
   let failure: { error: unknown } | undefined;
   const worker = async () => {
-    const buf = Buffer.alloc(block);
+    const buf = newBuffer(block);
     while (issued < n && failure === undefined) {
       if (offset + block > size) offset = 0;
       const at = offset;
@@ -155,6 +162,7 @@ function summarize(h: IntervalHistogram): EventLoopDelay {
 async function run(job: Job): Promise<Omit<JsResult, 'maxRssKiB'>> {
   switch (job.mode) {
     case 'measure':
+      if (job.buffers === 'plain') newBuffer = (size) => Buffer.alloc(size);
       return withHandle(job.uri, job.driver, async (h, size) => {
         const n = Math.floor(job.total / job.block);
         if (job.warmup !== undefined) await loops[job.form](h, size, job.block, job.qd, Math.floor(job.warmup / job.block));

@@ -247,6 +247,16 @@ function clients(uri: string, cBin: string, python: boolean, defaultDriver: Driv
       },
     });
   }
+  // The same loop on buffers Node 20 and 22 cannot pin: what the copy costs there.
+  list.push({
+    id: 'node-plain',
+    client: 'Node',
+    variant: `${defaultDriver} (default) / callback, Buffer.alloc`,
+    run: async (w) => {
+      const job: Job = { mode: 'measure', uri, driver: defaultDriver, form: 'callback', block: w.block, qd: w.qd, total: w.total, eld: false, buffers: 'plain' };
+      return (await jsJob(job, [], pin)) as RunResult;
+    },
+  });
   return list;
 }
 

@@ -14,6 +14,7 @@ export type {
 } from './callbacks';
 export type { Int64, NbdHave } from './generated/handle-api';
 export { NbdError, errnoName } from './errors';
+export { allocBuffer } from './handle/buffers';
 export type { CommandOptions, SignalOptions } from './validate';
 // lib/io, the handle-level half: streams (methods of Handle), cancellation, connect().
 export { AbortError } from './errors';

@@ -3,7 +3,7 @@
 // Node releases and buffers take which way differs, what the caller sees
 // must not. What JS does to a buffer mid-command is
 // test/faults/callbacks-and-buffers.test.ts's.
-import { READ_DATA, READ_HOLE } from '../lib';
+import { READ_DATA, READ_HOLE, allocBuffer } from '../lib';
 import { disown, lend, own } from '../lib/handle/buffers';
 import { connected, handle, nbdkit, pattern, sparseFile, startQemuNbd } from './helpers/servers';
 
@@ -95,6 +95,35 @@ describe('buffers that nothing can detach', () => {
     });
     expect(statuses).toEqual([READ_DATA]);
     expect(Buffer.from(view).equals(pattern(0, 65536))).toBe(true);
+  });
+});
+
+describe('allocBuffer, the binding\'s buffers (Python\'s nbd.Buffer)', () => {
+  test('gives a zero-filled Buffer that a read fills in place: its chunk callback sees the bytes through the same memory', async () => {
+    const h = await connected(nbdkit('pattern', 'size=1M'));
+    const buf = allocBuffer(65536);
+    expect(Buffer.isBuffer(buf)).toBe(true);
+    expect(buf.length).toBe(65536);
+    expect(buf.every((b) => b === 0)).toBe(true);
+    await h.preadStructured(buf, 4096, (subbuf) => {
+      expect(subbuf.buffer).toBe(buf.buffer);
+      return 0;
+    });
+    expect(buf.equals(pattern(4096, 65536))).toBe(true);
+  });
+
+  test('its buffers go to libnbd as they are, for reads and writes, on every Node release', () => {
+    const buf = allocBuffer(4096);
+    expect(lend(buf, true, true)).toBe(buf);
+    expect(lend(buf, false, false)).toBe(buf);
+  });
+
+  test('refuses a size that is not an integer from 0 to 2 ** 32 - 1, with Node\'s codes', () => {
+    expect(() => allocBuffer('4096' as unknown as number)).toThrow(expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }));
+    for (const size of [-1, 1.5, 2 ** 32]) {
+      expect(() => allocBuffer(size)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }));
+    }
+    expect(allocBuffer(0).length).toBe(0);
   });
 });
 

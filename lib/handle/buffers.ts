@@ -26,11 +26,24 @@
 // fails EFAULT (PendingCommand#bufferLost), as it does in place.
 import { types } from 'node:util';
 import * as workerThreads from 'node:worker_threads';
+import { validateUint32 } from '../validate';
 
 const { markAsUntransferable } = workerThreads;
 const { isSharedArrayBuffer } = types;
 /** Node >= 21 (the releases where marking may pin). */
 const isMarkedAsUntransferable = (workerThreads as { isMarkedAsUntransferable?: (o: object) => boolean }).isMarkedAsUntransferable;
+
+/**
+ * A zero-filled Buffer of `size` bytes that libnbd reads into and writes
+ * from in place on every Node release, as Python's `nbd.Buffer` and Go's
+ * `AioBuffer` are memory of the binding's: its memory is a
+ * SharedArrayBuffer, which nothing can detach, free or move while a command
+ * uses it. (Any other buffer goes through a copy where Node cannot pin it.)
+ */
+export function allocBuffer(size: number): Buffer {
+  validateUint32(size, 'size');
+  return Buffer.from(new SharedArrayBuffer(size));
+}
 
 /** One command's copy of a caller's buffer: `copy` is what libnbd sees. */
 export class Bounce {
