@@ -321,7 +321,7 @@ function surface(js) {
 }
 
 function nativeDecls() {
-  return [banner('//') + '// Included inside class NbdHandle (native/nbd_handle.h).',
+  return [banner('//') + '// Included inside class NbdHandle (native/handle/nbd_handle.h).',
     ...closureDecls(), '',
     '// The generated glue (native/generated/api_methods.cc).',
     ...nativeHandleMethods().map((n) => `Napi::Value ${pascal(n)}(const Napi::CallbackInfo& info);`),
@@ -331,7 +331,7 @@ function nativeDecls() {
 }
 
 function nativeDefs() {
-  const out = [banner('//'), '#include <cstdlib>', '#include <string_view>', '', '#include "../nbd_handle.h"', '', 'namespace nbdjs {', '',
+  const out = [banner('//'), '#include <cstdlib>', '#include <string_view>', '', '#include "../handle/nbd_handle.h"', '', 'namespace nbdjs {', '',
     '// ---------------------------------------------------------------- synchronous calls', ''];
   for (const c of simpleCalls) out.push(simpleMethod(c), '');
   out.push('// ---------------------------------------------------------------- data commands', '');

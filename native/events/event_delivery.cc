@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 

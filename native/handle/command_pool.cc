@@ -1,7 +1,7 @@
 // The command pool (slots): taking and returning CommandContexts, and the
 // glue of the calls about commands in flight. Issuing is NbdHandle::Issue
 // (nbd_handle.h, a template the generated glue instantiates).
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <thread>
 
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 

@@ -1,11 +1,11 @@
 // Staging: StagedEvents, the per-thread buffers that hold the events of one
 // libnbd call until Flush retires and publishes them.
-#include "staged_events.h"
+#include "events/staged_events.h"
 
 #include <memory>
 #include <vector>
 
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 

@@ -1,8 +1,8 @@
 // libnbd's debug messages: the sink libnbd's debug closure carries, and the
 // glue that installs it (DebugCallback itself is in libnbd_callbacks.cc).
-#include "debug_sink.h"
+#include "events/debug_sink.h"
 
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 

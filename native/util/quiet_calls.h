@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "event_queue.h"
+#include "events/event_queue.h"
 
 namespace nbdjs {
 

@@ -7,7 +7,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "quiet.h"
+#include "util/quiet_calls.h"
 
 namespace nbdjs {
 

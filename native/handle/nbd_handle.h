@@ -25,16 +25,16 @@
 #include <thread>
 #include <vector>
 
-#include "command_slots.h"
-#include "debug_sink.h"
-#include "driver.h"
-#include "errors.h"
-#include "inherit_stdio.h"
-#include "event_queue.h"
+#include "handle/command_context.h"
+#include "events/debug_sink.h"
+#include "drivers/driver.h"
+#include "util/last_error.h"
+#include "util/inherit_stdio.h"
+#include "events/event_queue.h"
 #include "generated/libnbd_loaded.h"
-#include "quiet.h"
-#include "staged_events.h"
-#include "raw_method.h"
+#include "util/quiet_calls.h"
+#include "events/staged_events.h"
+#include "util/raw_method.h"
 
 namespace nbdjs {
 

@@ -7,8 +7,8 @@
 #include <mutex>
 #include <utility>
 
-#include "debug_sink.h"
-#include "nbd_handle.h"
+#include "events/debug_sink.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 

@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "event_queue.h"
+#include "events/event_queue.h"
 
 namespace nbdjs {
 

@@ -5,7 +5,7 @@
 #include <mutex>
 #include <string>
 
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 

@@ -18,7 +18,7 @@
 #include <functional>
 #include <memory>
 
-#include "errors.h"
+#include "util/last_error.h"
 
 namespace nbdjs {
 

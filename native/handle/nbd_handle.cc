@@ -1,7 +1,7 @@
 // NbdHandle's lifecycle: the class, creating the handle and its driver,
 // closing (Teardown), finalization. Each stage of its work has a file of its
 // own (nbd_handle.h lists them).
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -11,8 +11,8 @@
 #include <system_error>
 #include <thread>
 
-#include "loop_driver.h"
-#include "thread_driver.h"
+#include "drivers/loop_driver.h"
+#include "drivers/thread_driver.h"
 
 namespace nbdjs {
 
