@@ -1,6 +1,6 @@
-// Delivery: the JS thread hands queued events to the facade's sink, in
-// batches through one shared Float64Array (layout: scripts/event-wire.mjs),
-// inside a callback scope.
+// Delivery: the JS thread hands queued events to lib/'s event sink, in
+// batches through the EventWindow (layout: scripts/event-wire.mjs), inside a
+// callback scope.
 #include <algorithm>
 #include <cstdio>
 
@@ -8,15 +8,51 @@
 
 namespace nbdjs {
 
+// The first exception lib/'s sink let through (a bug there: it catches what
+// user callbacks throw), kept as the raw value: node-addon-api's Error
+// wrapper would touch it (a Proxy's traps may throw again). The rest of the
+// events are delivered first; then it is thrown to the JS caller, or
+// reported as uncaught when no JS called.
+class FirstException {
+ public:
+  explicit FirstException(napi_env env) : env_(env) {}
+  FirstException(const FirstException&) = delete;
+  FirstException& operator=(const FirstException&) = delete;
+  ~FirstException() {
+    if (kept_ != nullptr) napi_delete_reference(env_, kept_);
+  }
+  // Takes the pending JS exception (keeping it if it is the first).
+  void TakePending() {
+    napi_value exception;
+    if (napi_get_and_clear_last_exception(env_, &exception) == napi_ok && kept_ == nullptr)
+      napi_create_reference(env_, exception, 1, &kept_);
+  }
+  void Raise(bool to_js_caller) {
+    if (kept_ == nullptr) return;
+    napi_value e;
+    napi_get_reference_value(env_, kept_, &e);
+    napi_delete_reference(env_, kept_);
+    kept_ = nullptr;
+    if (to_js_caller)
+      napi_throw(env_, e);  // DrainJs returns; the caller sees it
+    else
+      napi_fatal_exception(env_, e);
+  }
+
+ private:
+  napi_env env_;
+  napi_ref kept_ = nullptr;
+};
+
 void NbdHandle::DeliverFromLoop() {
   Napi::Env env = Env();
   Napi::HandleScope scope(env);
   napi_callback_scope callback_scope;
   if (napi_open_callback_scope(env, nullptr, addon_->async_context, &callback_scope) != napi_ok) return;
   try {
-    Drain(env, false);
+    DeliverEvents(env, false);
   } catch (...) {
-    // Drain reports JS exceptions itself; nothing may unwind into libuv.
+    // DeliverEvents reports JS exceptions itself; nothing may unwind into libuv.
     fprintf(stderr, "libnbd: unexpected C++ exception in event dispatch\n");
     napi_value pending;
     napi_get_and_clear_last_exception(env, &pending);
@@ -26,170 +62,83 @@ void NbdHandle::DeliverFromLoop() {
   napi_close_callback_scope(env, callback_scope);
 }
 
-void NbdHandle::Drain(Napi::Env env, bool from_js) {
-  // From the loop, the caller holds a callback scope: microtasks (a Promise's
-  // continuation issuing the next command) run once Drain is over, never
-  // while `dispatching_` would hold back the drain of their own events.
-  if (dispatching_) return;  // the outer Drain delivers what JS queues meanwhile
-  struct Dispatching {
+void NbdHandle::DeliverEvents(Napi::Env env, bool from_js) {
+  // A call made from a callback of this delivery (drain() after a call, from
+  // lib/) finds it under way: the loop below hands over what it queued. From
+  // the loop, the caller holds a callback scope, so microtasks (a Promise's
+  // continuation issuing the next command) run once this is over.
+  if (delivering_) return;
+  struct Delivering {  // cleared however this returns
     bool& flag;
-    explicit Dispatching(bool& f) : flag(f) { flag = true; }
-    ~Dispatching() { flag = false; }
-  } dispatching(dispatching_);
-  // The first exception lib/ let through (a bug there: it catches what user
-  // callbacks throw), kept as the raw value: node-addon-api's Error wrapper
-  // would touch it (a Proxy's traps may throw again).
-  napi_ref failure = nullptr;
-  bool closed = false;
-  while (!closed) {
+    explicit Delivering(bool& f) : flag(f) { flag = true; }
+    ~Delivering() { flag = false; }
+  } delivering(delivering_);
+  FirstException failure(env);
+  bool open = true;
+  while (open) {
     MarkRunsDelivered();
     queue_.TakeAll(batch_);
     if (batch_.empty()) break;
-    size_t i = 0;
-    while (i < batch_.size() && !closed) {
-      size_t n = std::min(events_capacity_, batch_.size() - i);
-      double* out = events_data_ + kEventStride;
-      Napi::Array payloads;
-      for (size_t j = 0; j < n; j++, out += kEventStride) {
-        const Event& e = batch_[i + j];
-        if (e.payload) {
-          if (payloads.IsEmpty()) payloads = Napi::Array::New(env, n);
-          payloads.Set(static_cast<uint32_t>(j), PayloadToJs(env, e));
-        }
-        CommandContext* c = e.command;
-        out[field::kKind] = e.kind;
-        switch (e.kind) {
-          case kChunk:
-            out[field::kChunkSlot] = c->slot;
-            out[field::kChunkStatus] = e.status;
-            out[field::kChunkError] = e.error;
-            out[field::kChunkSubOffset] = static_cast<double>(e.sub_offset);
-            out[field::kChunkCount] = static_cast<double>(e.count);
-            break;
-          case kCompletion:
-            if (!c->retired.load()) c->Retire(h_);
-            out[field::kCompletionSlot] = c->slot;
-            out[field::kCompletionError] = e.error;
-            out[field::kCompletionRetireError] = c->retire_error;
-            delivered_.push_back(c);  // its slot is reused once JS has seen this
-            in_flight_--;
-            break;
-          case kConnected:
-            out[field::kConnectedId] = static_cast<double>(e.id);
-            out[field::kConnectedError] = e.error;
-            break;
-          case kDisconnected:
-            out[field::kDisconnectedError] = e.error;
-            break;
-          case kConnectionLost:
-            out[field::kConnectionLostError] = e.error;
-            break;
-          case kExtent:
-            out[field::kExtentSlot] = c->slot;
-            out[field::kExtentError] = e.error;
-            break;
-          case kList:
-            out[field::kListSlot] = c->slot;
-            break;
-          case kContext:
-            out[field::kContextSlot] = c->slot;
-            break;
-          case kDebug:
-            break;
-          case kPolled:
-            out[field::kPolledSequence] = static_cast<double>(e.id);
-            break;
-        }
-      }
-      i += n;
-      js_thread_events_ = 0;
-      events_data_[kHeaderQueued] = 0;
-      Napi::Function fn = on_events_.Value();
-      if (fn.IsEmpty()) {  // the facade is gone: nobody to tell
-        for (CommandContext* c : delivered_) ReleaseCommand(c);
-        delivered_.clear();
-        break;
-      }
-      // Keep delivering the rest of the batch after an exception, then report it.
-      napi_value args[2] = {Napi::Number::New(env, static_cast<double>(n)), payloads.IsEmpty() ? nullptr : static_cast<napi_value>(payloads)};
-      napi_value result;
-      if (napi_call_function(env, env.Undefined(), fn, payloads.IsEmpty() ? 1 : 2, args, &result) != napi_ok) {
-        napi_value exception;
-        if (napi_get_and_clear_last_exception(env, &exception) == napi_ok && failure == nullptr)
-          napi_create_reference(env, exception, 1, &failure);
-      }
-      closed = h_ == nullptr;
-      // After close() the pool is gone (Teardown emptied the free list).
-      if (!closed)
-        for (CommandContext* c : delivered_) ReleaseCommand(c);
-      delivered_.clear();
-    }
+    open = HandOverBatch(env, failure);
     batch_.clear();
   }
-  batch_.clear();
-  if (rearm_pending_) {
-    rearm_pending_ = false;
-    if (h_ != nullptr) CheckConnectionState(h_);
-    if (driver_) driver_->Rearm();
-  }
+  RearmAfterDelivery();
   UpdateActive();
-  if (failure != nullptr) {
-    napi_value e;
-    napi_get_reference_value(env, failure, &e);
-    napi_delete_reference(env, failure);
-    if (from_js)
-      napi_throw(env, e);  // DrainJs returns; the caller sees it
-    else
-      napi_fatal_exception(env, e);
-  }
+  failure.Raise(from_js);
 }
 
-Napi::Value NbdHandle::PayloadToJs(Napi::Env env, const Event& e) {
-  const Payload& p = *e.payload;
-  Napi::Object o = Napi::Object::New(env);
-  switch (e.kind) {
-    case kExtent: {
-      o.Set("context", Napi::String::New(env, p.text));
-      o.Set("offset", Int64ToJs(env, static_cast<int64_t>(p.offset)));
-      if (!p.entries64.empty()) {
-        auto a = Napi::BigUint64Array::New(env, p.entries64.size());
-        std::copy(p.entries64.begin(), p.entries64.end(), a.Data());
-        o.Set("entries", a);
-      } else {
-        auto a = Napi::Uint32Array::New(env, p.entries32.size());
-        std::copy(p.entries32.begin(), p.entries32.end(), a.Data());
-        o.Set("entries", a);
+bool NbdHandle::HandOverBatch(Napi::Env env, FirstException& failure) {
+  for (size_t first = 0; first < batch_.size();) {
+    size_t n = std::min(window_.Capacity(), batch_.size() - first);
+    Napi::Array payloads;
+    for (size_t j = 0; j < n; j++) {
+      const Event& e = batch_[first + j];
+      if (e.payload) {
+        if (payloads.IsEmpty()) payloads = Napi::Array::New(env, n);
+        payloads.Set(static_cast<uint32_t>(j), PayloadToJs(env, e));
       }
-      break;
+      if (e.kind == kCompletion) {
+        CommandContext* c = e.command;
+        if (!c->retired.load()) c->Retire(h_);  // before its record: it carries the retirement's error
+        commands_.Delivered(c);
+        in_flight_--;
+      }
+      window_.Write(j, e);
     }
-    case kList:
-      o.Set("name", Napi::String::New(env, p.text));
-      o.Set("description", Napi::String::New(env, p.text2));
-      break;
-    case kDebug:
-      o.Set("context", Napi::String::New(env, p.text));
-      o.Set("message", Napi::String::New(env, p.text2));
-      break;
-    case kConnected:
-    case kDisconnected:
-    case kConnectionLost:
-      o.Set("message", Napi::String::New(env, p.text));
-      break;
-    case kCompletion:
-      o.Set("message", Napi::String::New(env, p.text));
-      o.Set("errno", Napi::Number::New(env, p.errnum));
-      break;
-    default:
-      o.Set("name", Napi::String::New(env, p.text));
+    first += n;
+    js_thread_events_ = 0;
+    window_.SetQueuedFromJs(0);
+    Napi::Function sink = on_events_.Value();
+    if (sink.IsEmpty()) {  // the facade is gone: nobody to tell
+      commands_.ReleaseDelivered();
+      return true;
+    }
+    // Keep delivering the rest of the batch after an exception, then report it.
+    napi_value args[2] = {Napi::Number::New(env, static_cast<double>(n)), payloads.IsEmpty() ? nullptr : static_cast<napi_value>(payloads)};
+    napi_value result;
+    if (napi_call_function(env, env.Undefined(), sink, payloads.IsEmpty() ? 1 : 2, args, &result) != napi_ok)
+      failure.TakePending();
+    if (h_ == nullptr) {  // a callback closed the handle: Teardown emptied the pool
+      commands_.ForgetDelivered();
+      return false;
+    }
+    commands_.ReleaseDelivered();
   }
-  return o;
+  return true;
+}
+
+void NbdHandle::RearmAfterDelivery() {
+  if (!rearm_after_delivery_) return;
+  rearm_after_delivery_ = false;
+  if (h_ != nullptr) CheckConnectionState(h_);
+  if (driver_) driver_->Rearm();
 }
 
 Napi::Value NbdHandle::DrainJs(const Napi::CallbackInfo& info) {
-  Drain(info.Env(), true);
+  DeliverEvents(info.Env(), true);
   return info.Env().Undefined();
 }
 
-Napi::Value NbdHandle::EventsGetter(const Napi::CallbackInfo& info) { return events_array_.Value(); }
+Napi::Value NbdHandle::EventsGetter(const Napi::CallbackInfo& info) { return window_.Array(); }
 
 }  // namespace nbdjs

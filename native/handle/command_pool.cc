@@ -1,20 +1,22 @@
-// The command pool (slots): taking and returning CommandContexts, and the
-// glue of the calls about commands in flight. Issuing is NbdHandle::Issue
-// (nbd_handle.h, a template the generated glue instantiates).
-#include "handle/nbd_handle.h"
+// The command pool: taking and returning CommandContexts. Issuing is
+// NbdHandle::Issue (handle/nbd_handle.h, a template the generated glue
+// instantiates).
+#include "handle/command_pool.h"
+
+#include <utility>
 
 namespace nbdjs {
 
-CommandContext* NbdHandle::AcquireCommand(const uint8_t* base, uint64_t reply_bytes, bool opt) {
+CommandContext* CommandPool::Acquire(const uint8_t* base, uint64_t reply_bytes, bool opt) {
   CommandContext* c;
-  if (free_commands_.empty()) {
-    command_storage_.push_back(std::make_unique<CommandContext>());
-    c = command_storage_.back().get();
-    c->owner = this;
-    c->slot = static_cast<uint32_t>(command_storage_.size() - 1);
+  if (free_.empty()) {
+    storage_.push_back(std::make_unique<CommandContext>());
+    c = storage_.back().get();
+    c->owner = owner_;
+    c->slot = static_cast<uint32_t>(storage_.size() - 1);
   } else {
-    c = free_commands_.back();
-    free_commands_.pop_back();
+    c = free_.back();
+    free_.pop_back();
   }
   c->cookie = 0;
   c->opt = opt;
@@ -25,23 +27,16 @@ CommandContext* NbdHandle::AcquireCommand(const uint8_t* base, uint64_t reply_by
   return c;
 }
 
-void NbdHandle::ReleaseCommand(CommandContext* c) { free_commands_.push_back(c); }
-
-Napi::Value NbdHandle::AioCommandCompleted(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (h_ == nullptr) return ClosedResult(env);
-  int r = nbd_aio_command_completed(h_, ArgUint64(info[0]));
-  if (r == -1) RecordError();
-  return Napi::Number::New(env, r);
+void CommandPool::ReleaseDelivered() {
+  for (CommandContext* c : delivered_) free_.push_back(c);
+  delivered_.clear();
 }
 
-Napi::Value NbdHandle::AioInFlight(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (h_ == nullptr) return ClosedResult(env);
-  if (shutdown_running_) return Napi::Number::New(env, 0);  // connected, and libnbd's lock is held
-  int r = nbd_aio_in_flight(h_);
-  if (r == -1) RecordError();
-  return Napi::Number::New(env, r);
+std::vector<std::unique_ptr<CommandContext>> CommandPool::TakeAllForClose() {
+  free_.clear();
+  std::vector<std::unique_ptr<CommandContext>> all;
+  all.swap(storage_);
+  return all;
 }
 
 }  // namespace nbdjs
