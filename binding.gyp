@@ -21,6 +21,7 @@
         "native/events/libnbd_callbacks.cc",
         "native/events/event_window.cc",
         "native/util/arguments.cc",
+        "native/util/last_error.cc",
         "native/util/inherit_stdio.cc",
         "native/generated/api_methods.cc",
         "native/generated/libnbd_loaded.cc"

@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "events/event_queue.h"
+#include "events/event.h"
 
 namespace nbdjs {
 
