@@ -251,7 +251,7 @@ function commandMethod(call, opt) {
   const body = [...pre,
     `  return Issue(env, ${base}, ${replyBytes}, ${opt}, [&](CommandContext* c) -> int64_t { return ${fn}(${cArgs.join(', ')}); });`];
   const lines = guarded(call, body, 'Napi::Number::New(env, -1)');
-  // Data commands are the hot path: raw per-handle functions (native/raw_method.h).
+  // Data commands are the hot path: raw per-handle functions (native/util/raw_method.h).
   const infoType = opt ? 'Napi::CallbackInfo' : 'RawArgs';
   return [`Napi::Value NbdHandle::${pascal(call.name)}(const ${infoType}& info) {`, '  Napi::Env env = info.Env();',
     ...lines, '}'].join('\n');
