@@ -17,10 +17,10 @@
 #include <napi.h>
 
 #include <atomic>
-#include <functional>
 #include <cstdint>
-#include <mutex>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,16 +70,16 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // Publishes its events here and asks for the libnbd handle.
   friend class StagedEvents;
 
-  // ---- DriverHost (driver.h), the drivers' only way in
+  // ---- DriverHost (drivers/driver.h), the drivers' only way in
   nbd_handle* handle() const override { return h_; }
-  void RunStateMachine(nbd_handle* h, bool readable, bool writable) override;  // drive.cc
-  void CheckConnectionState(nbd_handle* h) override;                           // connect.cc
+  void RunStateMachine(nbd_handle* h, bool readable, bool writable) override;  // driver_host.cc
+  void CheckConnectionState(nbd_handle* h) override;                           // nbd_handle_connect.cc
   bool HasEvents() override { return queue_.Size() > 0; }
   bool PollWanted() override { return polls_waiting_ && runs_done_ != runs_delivered_; }  // driver_host.cc: poll()
-  void ConnectStarted(uint64_t id, bool ok, const LastError& error) override;  // connect.cc
-  void OnLoopReady(bool readable, bool writable, bool error) override;        // drive.cc
-  void OnThreadWake() override;                                               // drive.cc
-  void OnConnectTaskDone() override;                                          // drive.cc
+  void ConnectStarted(uint64_t id, bool ok, const LastError& error) override;  // nbd_handle_connect.cc
+  void OnLoopReady(bool readable, bool writable, bool error) override;        // driver_host.cc
+  void OnThreadWake() override;                                               // driver_host.cc
+  void OnConnectTaskDone() override;                                          // driver_host.cc
   // Closes everything without calling JS: close(), env teardown,
   // finalization. Returns at once: closing that may wait (a server
   // subprocess to reap, a connect resolving a name) happens on another thread.
@@ -90,7 +90,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // nativeSurface; each defined in the file of its stage).
   NBDJS_HANDLE_API_METHODS
   static void AddGeneratedMethods(std::vector<PropertyDescriptor>& methods);
-  // The data commands, as own properties of `target` (native/raw_method.h).
+  // The data commands, as own properties of `target` (util/raw_method.h).
   static void AddRawMethods(napi_env env, napi_value target, HandleLink* link);
 
   // ---- Staging (events/staged_events.h)
@@ -141,7 +141,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
     return Napi::Number::New(env, static_cast<double>(id));
   }
 
-  // ---- Errors (errors.cc)
+  // ---- Errors (handle/nbd_handle_errors.cc)
   // Error capture: must run on the thread of the failed call, right after it.
   // RecordError: a call made from JS; RecordIoError: the driving thread.
   void RecordError();
@@ -233,7 +233,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   std::atomic<bool> connected_{false};
   uint64_t next_connect_id_ = 0;
   bool subprocess_ = false;         // a connect started a server process
-  DebugSink* debug_sink_ = nullptr;  // owned by libnbd's debug closure (debug_sink.cc)
+  DebugSink* debug_sink_ = nullptr;  // owned by libnbd's debug closure (nbd_handle_debug.cc)
   std::shared_ptr<DebugSink::Closing> closing_messages_;  // set by Teardown, taken by Close
   std::atomic<bool> disconnecting_{false};
   // The disconnect asked for is an option abort: nbd_opt_abort returns 0
@@ -241,7 +241,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // not fixed newstyle), and fails only when driving it later failed (an I/O
   // error was recorded), so only that end is a failure.
   std::atomic<bool> aborting_options_{false};
-  // nbd_shutdown runs as a task (connect.cc, Shutdown): its result, not the
+  // nbd_shutdown runs as a task (nbd_handle_connect.cc, Shutdown): its result, not the
   // state it leaves, is the disconnect's outcome; libnbd's lock is held
   // meanwhile. `shutdown_error_` is its failure, captured on its thread.
   std::atomic<bool> shutdown_running_{false};
