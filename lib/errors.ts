@@ -69,7 +69,7 @@ export function libnbdError(api: string, errnum: number, what: string, cause?: u
 
 /**
  * A call the libnbd loaded lacks: `since` names the release that added it
- * (worded as native/errors.cc words it for the handle's calls); without it,
+ * (worded as native/handle/nbd_handle_errors.cc words it for the handle's calls); without it,
  * the binding was compiled against a header that lacks the call.
  */
 export function notSupported(api: string, since?: string): NbdError {

@@ -6,9 +6,9 @@
 
 #include <cstring>
 
-#include "event_queue.h"
+#include "events/event_queue.h"
 #include "generated/libnbd_loaded.h"
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 

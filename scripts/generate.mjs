@@ -201,16 +201,16 @@ const isGeneric = (cl) => (cl.jsArgs ?? cl.args).some(([, k]) => cbArgKinds[k].g
 /** The TS type naming a closure in a method's parameters. */
 const closureTs = (key) => `${closures[key].ts}${isGeneric(closures[key]) ? '<B>' : ''}`;
 
-/** Declarations inside class NbdHandle: libnbd's trampolines (defined in nbd_handle.cc) and the makers. */
+/** Free functions: libnbd's trampolines (defined in native/events/libnbd_callbacks.cc) and the makers. */
 function closureDecls() {
-  const out = ['// Libnbd callbacks (run inside libnbd with the handle lock held; defined in native/libnbd_callbacks.cc).'];
+  const out = ['// Libnbd callbacks (run inside libnbd with the handle lock held; defined in native/events/libnbd_callbacks.cc).'];
   for (const [key, cl] of Object.entries(closures)) {
-    out.push(`static int ${trampoline(key)}(${['void* user_data', ...cParams(cl)].join(', ')});`);
+    out.push(`int ${trampoline(key)}(${['void* user_data', ...cParams(cl)].join(', ')});`);
   }
   out.push('// A command\'s closures: user_data is its CommandContext.');
   for (const [key, cl] of Object.entries(closures)) {
     if (cl.noMaker) continue;
-    out.push(`static ${closureStruct(key)} ${closureMaker(key)}(CommandContext* c) { return {${trampoline(key)}, c, nullptr}; }`);
+    out.push(`inline ${closureStruct(key)} ${closureMaker(key)}(CommandContext* c) { return {${trampoline(key)}, c, nullptr}; }`);
   }
   return out;
 }
@@ -251,7 +251,7 @@ function commandMethod(call, opt) {
   const body = [...pre,
     `  return Issue(env, ${base}, ${replyBytes}, ${opt}, [&](CommandContext* c) -> int64_t { return ${fn}(${cArgs.join(', ')}); });`];
   const lines = guarded(call, body, 'Napi::Number::New(env, -1)');
-  // Data commands are the hot path: raw per-handle functions (native/raw_method.h).
+  // Data commands are the hot path: raw per-handle functions (native/util/raw_method.h).
   const infoType = opt ? 'Napi::CallbackInfo' : 'RawArgs';
   return [`Napi::Value NbdHandle::${pascal(call.name)}(const ${infoType}& info) {`, '  Napi::Env env = info.Env();',
     ...lines, '}'].join('\n');
@@ -321,17 +321,23 @@ function surface(js) {
 }
 
 function nativeDecls() {
-  return [banner('//') + '// Included inside class NbdHandle (native/nbd_handle.h).',
-    ...closureDecls(), '',
-    '// The generated glue (native/generated/api_methods.cc).',
-    ...nativeHandleMethods().map((n) => `Napi::Value ${pascal(n)}(const Napi::CallbackInfo& info);`),
-    ...commandCalls.map((c) => `Napi::Value ${pascal(c.name)}(const RawArgs& info);`), '',
-    '// The hand-written glue (each in the native/ file of its stage; scripts/api-table.mjs `nativeSurface`).',
-    ...nativeSurface.map((m) => `Napi::Value ${m.cpp}(const Napi::CallbackInfo& info);`), ''].join('\n');
+  const member = (decl) => `  ${decl}; \\`;
+  return [banner('//') + '// What the table makes of NbdHandle (native/handle/nbd_handle.h): libnbd\'s callbacks and a',
+    '// command\'s closures as free functions, and its methods\' declarations as one macro its class body names.',
+    '#pragma once', '', '#include <libnbd.h>', '#include <napi.h>', '', '#include "libnbd_loaded.h"', '', 'namespace nbdjs {', '',
+    'struct CommandContext;', 'class RawArgs;', '',
+    ...closureDecls(), '', '}  // namespace nbdjs', '',
+    '// NbdHandle\'s methods: the generated glue (native/generated/api_methods.cc), then the hand-written',
+    '// glue (each in the native/ file of its stage; scripts/api-table.mjs `nativeSurface`).',
+    '#define NBDJS_HANDLE_API_METHODS \\',
+    ...nativeHandleMethods().map((n) => member(`Napi::Value ${pascal(n)}(const Napi::CallbackInfo& info)`)),
+    ...commandCalls.map((c) => member(`Napi::Value ${pascal(c.name)}(const RawArgs& info)`)),
+    ...nativeSurface.map((m) => member(`Napi::Value ${m.cpp}(const Napi::CallbackInfo& info)`)),
+    '  /* end of NBDJS_HANDLE_API_METHODS */', ''].join('\n');
 }
 
 function nativeDefs() {
-  const out = [banner('//'), '#include <cstdlib>', '#include <string_view>', '', '#include "../nbd_handle.h"', '', 'namespace nbdjs {', '',
+  const out = [banner('//'), '#include <cstdlib>', '#include <string_view>', '', '#include "../handle/nbd_handle.h"', '', 'namespace nbdjs {', '',
     '// ---------------------------------------------------------------- synchronous calls', ''];
   for (const c of simpleCalls) out.push(simpleMethod(c), '');
   out.push('// ---------------------------------------------------------------- data commands', '');

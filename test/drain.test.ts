@@ -1,6 +1,6 @@
 // Several replies per wake-up: after a reply, the driver reads the replies
 // already waiting in the socket before going back to its wait
-// (NbdHandle::DrainReadyReplies). A scripted server holds its replies and
+// (NbdHandle::ReadWaitingReplies). A scripted server holds its replies and
 // then sends them in one write, so that they are all in the client's socket
 // at once; libnbd's order, errors, retirement and close() must be as when
 // each reply has a wake-up of its own.

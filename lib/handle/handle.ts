@@ -121,6 +121,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   }
 
   protected _afterCall(): void {
+    // HEADER_QUEUED: written by the call that just returned
+    // (EventWindow::SetQueuedFromJs, native/events/event_window.h).
     if (this.#events[HEADER_QUEUED] !== 0) this.#native.drain();
   }
 
@@ -151,6 +153,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     }
     const cmd = new PendingCommand(cookie, type, buf, offset, closure, completion ?? undefined, settle, false);
     cmd.bounce = bounce;
+    // HEADER_SLOT: the issued command's slot, written by the aio call that
+    // just returned (EventWindow::SetIssuedSlot, native/events/event_window.h).
     this.#state.commands.add(this.#events[HEADER_SLOT], cmd);
     this._afterCall();
     return cookie;

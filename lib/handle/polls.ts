@@ -1,7 +1,7 @@
 // Stage: poll(). C waits for libnbd with `nbd_poll(h, timeout)`, which runs
 // the state machine once; here the driver runs it, so a poll() waits for the
 // delivery of the driver's next run: the native side queues a `polled` event
-// after that run's events (native/drive.cc, MarkRunsDelivered). Polled events
+// after that run's events (native/drivers/driver_host.cc, MarkRunsDelivered). Polled events
 // are numbered; the native poll() returns how many were queued so far, and
 // the poll settles with the first one queued after that. A timeout settles
 // it with 0.

@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "../nbd_handle.h"
+#include "../handle/nbd_handle.h"
 
 namespace nbdjs {
 

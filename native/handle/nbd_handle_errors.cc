@@ -1,25 +1,14 @@
-// Errors: libnbd's, captured right after the failed call, and the binding's
-// own (closed handle, call missing from the libnbd compiled against).
+// The handle's last error (lastError()): libnbd's, captured right after the
+// failed call, and the binding's own (closed handle, call missing from the
+// libnbd compiled against).
 #include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <string>
 
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
-
-LastError LastError::Capture() {
-  const char* msg = nbd_get_error();
-  return LastError{nbd_get_errno(), msg ? msg : "unknown libnbd error"};
-}
-
-Napi::Value LastError::ToJs(Napi::Env env) const {
-  Napi::Array a = Napi::Array::New(env, 2);
-  a.Set(0u, Napi::Number::New(env, errnum));
-  a.Set(1u, Napi::String::New(env, message));
-  return a;
-}
 
 void NbdHandle::RecordError() { last_error_ = LastError::Capture(); }
 

@@ -2,7 +2,7 @@
 // socket and calls nbd_aio_notify_read/write when it is ready. Drivers only
 // differ in where that happens (LoopDriver: the JS thread's libuv loop;
 // ThreadDriver: an I/O thread of the handle's own); both feed the handle's
-// EventQueue and leave delivery to NbdHandle::Drain on the JS thread. They
+// EventQueue and leave delivery to NbdHandle::DeliverEvents on the JS thread. They
 // reach the handle only through DriverHost.
 //
 // Connects run off the JS thread with both drivers (libnbd resolves host
@@ -18,7 +18,7 @@
 #include <functional>
 #include <memory>
 
-#include "errors.h"
+#include "util/last_error.h"
 
 namespace nbdjs {
 

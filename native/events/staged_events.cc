@@ -1,11 +1,11 @@
 // Staging: StagedEvents, the per-thread buffers that hold the events of one
 // libnbd call until Flush retires and publishes them.
-#include "staged_events.h"
+#include "events/staged_events.h"
 
 #include <memory>
 #include <vector>
 
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 
@@ -38,7 +38,7 @@ StagedEvents* StagedEvents::Current() { return current_staged; }
 
 void StagedEvents::Flush(nbd_handle* h) {
   if (events.empty()) return;
-  // A command whose issuing call has not returned yet is retired by Drain.
+  // A command whose issuing call has not returned yet is retired by NbdHandle::DeliverEvents.
   for (const Event& e : events)
     if (e.kind == kCompletion) e.command->Retire(h);
   owner_->Publish(events);

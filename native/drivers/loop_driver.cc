@@ -1,9 +1,9 @@
-#include "loop_driver.h"
+#include "drivers/loop_driver.h"
 
 #include <libnbd.h>
 
-#include "errors.h"
-#include "quiet.h"
+#include "util/last_error.h"
+#include "util/quiet_calls.h"
 
 #include <cerrno>
 #include <chrono>

@@ -1,5 +1,5 @@
 // fds 0-2 for the servers that connects fork (inherit_stdio.h says why).
-#include "inherit_stdio.h"
+#include "util/inherit_stdio.h"
 
 #include <fcntl.h>
 

@@ -1,44 +1,49 @@
-// NbdHandle: the JS object that owns one struct nbd_handle. Its work is
-// split by stage, one file each:
-//   nbd_handle.cc        the class, creating the handle and its driver, closing
-//   staged_events.h, staging.cc   events held during one libnbd call
-//   libnbd_callbacks.cc  libnbd's C callbacks: record an event, return
-//   debug_sink.h/.cc     libnbd's debug messages
-//   command_slots.h/.cc  the pool of CommandContexts (slots); Issue is below
-//   errors.h/.cc         libnbd's errors, kept for lastError()
-//   arguments.cc         JS values to C and back
-//   inherit_stdio.h/.cc  fds 0-2 for the servers connects fork
-//   connect.cc           connects, disconnects, the connection's events
-//   drive.cc             libnbd's state machine for the drivers (DriverHost)
-//   delivery.cc          handing events to JS
+// NbdHandle: the JS object that owns one struct nbd_handle, and the objects
+// it is made of. Its own members are defined by stage:
+//   handle/nbd_handle.cc          the class: creating the handle and its
+//                                 driver, closing, the calls about commands
+//   handle/nbd_handle_connect.cc  connects, disconnects, the connection's events
+//   handle/nbd_handle_errors.cc   libnbd's errors, kept for lastError()
+//   handle/nbd_handle_debug.cc    installing libnbd's debug sink
+//   drivers/driver_host.cc        DriverHost: libnbd's state machine for the
+//                                 drivers, poll(), keeping the loop alive
+//   events/event_delivery.cc      handing queued events to JS
+//   generated/api_methods.cc      the table's glue (NBDJS_HANDLE_API_METHODS)
+// The objects: CommandPool (handle/command_pool.h), EventQueue, StagedEvents,
+// EventWindow (events/), the Driver (drivers/), the DebugSink libnbd owns.
 #pragma once
 
 #include <libnbd.h>
 #include <napi.h>
 
 #include <atomic>
-#include <functional>
 #include <cstdint>
-#include <mutex>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "command_slots.h"
-#include "debug_sink.h"
-#include "driver.h"
-#include "errors.h"
-#include "inherit_stdio.h"
-#include "event_queue.h"
+#include "drivers/driver.h"
+#include "events/debug_sink.h"
+#include "events/event_queue.h"
+#include "events/event_window.h"
+#include "events/staged_events.h"
+#include "generated/api_methods.h"
 #include "generated/libnbd_loaded.h"
-#include "quiet.h"
-#include "staged_events.h"
-#include "raw_method.h"
+#include "handle/command_context.h"
+#include "handle/command_pool.h"
+#include "util/arguments.h"
+#include "util/inherit_stdio.h"
+#include "util/last_error.h"
+#include "util/quiet_calls.h"
+#include "util/raw_method.h"
 
 namespace nbdjs {
 
 using PropertyDescriptor = Napi::ClassPropertyDescriptor<class NbdHandle>;
+class FirstException;  // events/event_delivery.cc
 
 // Per-env state of the module (napi instance data).
 struct AddonData {
@@ -51,36 +56,8 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   NbdHandle(const Napi::CallbackInfo& info);
   ~NbdHandle() override;
 
- private:
-  // Publishes its events here and asks for the libnbd handle.
-  friend class StagedEvents;
-
-  // ---- DriverHost (driver.h), the drivers' only way in
-  nbd_handle* handle() const override { return h_; }
-  void RunStateMachine(nbd_handle* h, bool readable, bool writable) override;  // drive.cc
-  void CheckConnectionState(nbd_handle* h) override;                           // connect.cc
-  bool HasEvents() override { return queue_.Size() > 0; }
-  bool PollWanted() override { return polls_waiting_ && runs_done_ != runs_delivered_; }  // drive.cc: poll()
-  void ConnectStarted(uint64_t id, bool ok, const LastError& error) override;  // connect.cc
-  void OnLoopReady(bool readable, bool writable, bool error) override;        // drive.cc
-  void OnThreadWake() override;                                               // drive.cc
-  void OnConnectTaskDone() override;                                          // drive.cc
-  // Closes everything without calling JS: close(), env teardown,
-  // finalization. Returns at once: closing that may wait (a server
-  // subprocess to reap, a connect resolving a name) happens on another thread.
-  void Teardown() override;
-
-  // ---- JS glue, from scripts/api-table.mjs: libnbd's callbacks (defined in
-  // libnbd_callbacks.cc) and closure makers, the generated methods
-  // (generated/api_methods.cc) and the hand-written ones' declarations (the
-  // table's nativeSurface; each defined in the file of its stage).
-#include "generated/api_methods.h"
-  static void AddGeneratedMethods(std::vector<PropertyDescriptor>& methods);
-  // The data commands, as own properties of `target` (native/raw_method.h).
-  static void AddRawMethods(napi_env env, napi_value target, HandleLink* link);
-
-  // ---- Staging (staged_events.h)
-  // From libnbd's callbacks, on whichever thread runs them.
+  // From libnbd's callbacks (events/libnbd_callbacks.cc), on whichever
+  // thread runs them: kept with the libnbd call's staged events.
   void Record(Event&& e) {
     StagedEvents* staged = StagedEvents::Current();
     if (staged != nullptr && staged->owner() == this)
@@ -88,15 +65,44 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
     else
       queue_.Push(std::move(e));  // nbd_close's callbacks (libnbd >= 1.18): dropped
   }
+
+ private:
+  // Publishes its events here and asks for the libnbd handle.
+  friend class StagedEvents;
+
+  // ---- DriverHost (drivers/driver.h), the drivers' only way in
+  nbd_handle* handle() const override { return h_; }
+  void RunStateMachine(nbd_handle* h, bool readable, bool writable) override;  // driver_host.cc
+  void CheckConnectionState(nbd_handle* h) override;                           // nbd_handle_connect.cc
+  bool HasEvents() override { return queue_.Size() > 0; }
+  bool PollWanted() override { return polls_waiting_ && runs_done_ != runs_delivered_; }  // driver_host.cc: poll()
+  void ConnectStarted(uint64_t id, bool ok, const LastError& error) override;  // nbd_handle_connect.cc
+  void OnLoopReady(bool readable, bool writable, bool error) override;        // driver_host.cc
+  void OnThreadWake() override;                                               // driver_host.cc
+  void OnConnectTaskDone() override;                                          // driver_host.cc
+  // Closes everything without calling JS: close(), env teardown,
+  // finalization. Returns at once: closing that may wait (a server
+  // subprocess to reap, a connect resolving a name) happens on another thread.
+  void Teardown() override;
+
+  // ---- JS glue, from scripts/api-table.mjs (generated/api_methods.h): the
+  // generated methods and the hand-written ones' declarations (the table's
+  // nativeSurface; each defined in the file of its stage).
+  NBDJS_HANDLE_API_METHODS
+  static void AddGeneratedMethods(std::vector<PropertyDescriptor>& methods);
+  // The data commands, as own properties of `target` (util/raw_method.h).
+  static void AddRawMethods(napi_env env, napi_value target, HandleLink* link);
+
+  // ---- Staging (events/staged_events.h)
   // Publishes flushed events (StagedEvents::Flush). Events libnbd recorded
   // inside a call made from JS (a completion on a dead connection, debug
-  // messages) are delivered before that call returns, as in C; the header
-  // slot tells lib/ to drain.
+  // messages) are delivered before that call returns, as in C: the window's
+  // header tells lib/ they are queued (EventWindow::SetQueuedFromJs).
   void Publish(std::vector<Event>& events) {
     bool js = std::this_thread::get_id() == js_thread_;
     if (js) js_thread_events_ += static_cast<int64_t>(events.size());
     queue_.PushAll(events, js ? nullptr : &state_before_);
-    if (js) events_data_[kHeaderQueued] = static_cast<double>(js_thread_events_);
+    if (js) window_.SetQueuedFromJs(js_thread_events_);
   }
   // A connection event (connect or disconnect ended), from either thread.
   void PushConnectionEvent(Event&& e) {
@@ -105,37 +111,37 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
     Publish(one);
   }
 
-  // ---- Commands (command_slots.cc)
+  // ---- Commands (the pool: handle/command_pool.h)
   // Issues one command: `call(c)` makes the libnbd call with closures whose
   // user_data is `c` and returns libnbd's result (a cookie, or 0 for an
-  // option command). Returns the cookie (an option command's id) or -1.
+  // option command). Returns the cookie (an option command's id) or -1; on
+  // success the command's slot is in the window's header for lib/'s
+  // _register (EventWindow::SetIssuedSlot).
   template <typename F>
   Napi::Value Issue(Napi::Env env, const uint8_t* base, uint64_t reply_bytes, bool opt, F&& call) {
     if (h_ == nullptr) return ClosedResult(env);
-    CommandContext* c = AcquireCommand(base, reply_bytes, opt);
+    CommandContext* c = commands_.Acquire(base, reply_bytes, opt);
     int64_t id;
     {
       StagedEvents staged(this);
       int64_t r = call(c);
       if (r == -1) {
         RecordError();  // before any other libnbd call overwrites it
-        ReleaseCommand(c);
+        commands_.Release(c);
         id = -1;
       } else {
         id = opt ? -(++opt_counter_) - 1 : r;  // -2, -3, ...: -1 means failure
         c->cookie = id;
         in_flight_++;
-        events_data_[kHeaderSlot] = c->slot;  // lib/ registers the command in this slot
+        window_.SetIssuedSlot(c->slot);
       }
       staged.Flush(h_);  // a completion may have run already (dead connection)
     }
     AfterLibnbdCall();
     return Napi::Number::New(env, static_cast<double>(id));
   }
-  CommandContext* AcquireCommand(const uint8_t* base, uint64_t reply_bytes, bool opt);
-  void ReleaseCommand(CommandContext* c);
 
-  // ---- Errors (errors.cc)
+  // ---- Errors (handle/nbd_handle_errors.cc)
   // Error capture: must run on the thread of the failed call, right after it.
   // RecordError: a call made from JS; RecordIoError: the driving thread.
   void RecordError();
@@ -146,22 +152,11 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   void RecordNotSupported(const char* fn, const char* since);
   void RecordErrno(int errnum, const std::string& message);
 
-  // ---- Debug messages (debug_sink.cc)
+  // ---- Debug messages (handle/nbd_handle_debug.cc)
   void InstallDebugSink();
   void HandleNameChanged();
 
-  // ---- Arguments (arguments.cc)
-  static uint64_t ArgUint64(const Napi::Value& v);
-  static Napi::Value Int64ToJs(Napi::Env env, int64_t v);
-  static Napi::Value Uint64ToJs(Napi::Env env, uint64_t v);
-  // Reads a Buffer/TypedArray/DataView; false if `v` is none of them.
-  static bool ArgBuffer(const Napi::Value& v, uint8_t** data, size_t* length);
-  static std::vector<std::string> ArgStrings(const Napi::Value& v);
-  // NULL-terminated argv pointing into `strings`.
-  static std::vector<char*> Argv(std::vector<std::string>& strings);
-  static Napi::Value ThrowBufferType(Napi::Env env);
-
-  // ---- Connecting (connect.cc)
+  // ---- Connecting (handle/nbd_handle_connect.cc)
   // Common glue of the connect calls: queues `run` on the driver and returns
   // the connect's id (its kConnected event carries it). `subprocess`: the
   // call starts a server process that nbd_close will wait for.
@@ -186,13 +181,13 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   template <typename F>
   Napi::Value StartDisconnect(Napi::Env env, F&& call, bool option_abort = false);
 
-  // ---- Driving (drive.cc)
+  // ---- Driving (drivers/driver_host.cc)
   // After a poll error: drives libnbd while its socket has something to say.
   void DriveAfterSocketError();
   // After a notify_read that completed a command: reads the replies already
-  // in the socket (zero-timeout poll, one notify_read each), so that one
-  // wake-up delivers them all. See drive.cc.
-  void DrainReadyReplies(nbd_handle* h, StagedEvents& staged);
+  // waiting in the socket (zero-timeout poll, one notify_read each), so that
+  // one wake-up delivers them all. See driver_host.cc.
+  void ReadWaitingReplies(nbd_handle* h, StagedEvents& staged);
   // After a libnbd call from JS: watch the right fd and direction, notice the
   // end of a connect or disconnect, keep or release the loop.
   void AfterLibnbdCall();
@@ -201,26 +196,29 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // delivered now; if poll() waits, a kPolled event goes after their events.
   void MarkRunsDelivered();
 
-  // ---- Delivery (delivery.cc)
-  // Runs Drain inside a callback scope (microtasks run after it), reporting
-  // a JS exception as uncaught: the loop and TSFN entry points.
+  // ---- Delivery (events/event_delivery.cc)
+  // Runs DeliverEvents inside a callback scope (microtasks run after it),
+  // reporting a JS exception as uncaught: the loop and TSFN entry points.
   void DeliverFromLoop();
-  // Delivers queued events to JS. `from_js`: called from a JS call, so a JS
-  // exception is rethrown there rather than reported as uncaught.
-  void Drain(Napi::Env env, bool from_js);
-  Napi::Value PayloadToJs(Napi::Env env, const Event& e);
+  // Delivers queued events to JS. `from_js`: called from a JS call (drain()),
+  // so a JS exception is rethrown there rather than reported as uncaught.
+  void DeliverEvents(Napi::Env env, bool from_js);
+  // Hands `batch_` to lib/'s event sink, a window's worth at a time; false
+  // once a callback closed the handle.
+  bool HandOverBatch(Napi::Env env, FirstException& failure);
+  // After a delivery: the re-arm the calls made from its callbacks left to it.
+  void RearmAfterDelivery();
 
   nbd_handle* h_ = nullptr;
   AddonData* addon_ = nullptr;
   HandleLink* link_ = nullptr;  // what this handle's raw functions point at
   std::unique_ptr<Driver> driver_;
   EventQueue queue_;
-  std::vector<Event> batch_;
+  std::vector<Event> batch_;  // the events being delivered (DeliverEvents)
+  EventWindow window_;
   LastError last_error_;
 
-  std::vector<std::unique_ptr<CommandContext>> command_storage_;
-  std::vector<CommandContext*> free_commands_;
-  std::vector<CommandContext*> delivered_;  // completed in the batch JS is being handed
+  CommandPool commands_{this};
   int64_t in_flight_ = 0;   // issued, completion not yet delivered to JS
   int64_t opt_counter_ = 0;  // ids of option commands (negative cookies)
   std::thread::id js_thread_;
@@ -235,7 +233,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   std::atomic<bool> connected_{false};
   uint64_t next_connect_id_ = 0;
   bool subprocess_ = false;         // a connect started a server process
-  DebugSink* debug_sink_ = nullptr;  // owned by libnbd's debug closure (debug_sink.cc)
+  DebugSink* debug_sink_ = nullptr;  // owned by libnbd's debug closure (nbd_handle_debug.cc)
   std::shared_ptr<DebugSink::Closing> closing_messages_;  // set by Teardown, taken by Close
   std::atomic<bool> disconnecting_{false};
   // The disconnect asked for is an option abort: nbd_opt_abort returns 0
@@ -243,7 +241,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // not fixed newstyle), and fails only when driving it later failed (an I/O
   // error was recorded), so only that end is a failure.
   std::atomic<bool> aborting_options_{false};
-  // nbd_shutdown runs as a task (connect.cc, Shutdown): its result, not the
+  // nbd_shutdown runs as a task (nbd_handle_connect.cc, Shutdown): its result, not the
   // state it leaves, is the disconnect's outcome; libnbd's lock is held
   // meanwhile. `shutdown_error_` is its failure, captured on its thread.
   std::atomic<bool> shutdown_running_{false};
@@ -263,14 +261,11 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   std::atomic<uint64_t> runs_delivered_{0};
   std::atomic<bool> polls_waiting_{false};
   uint64_t polled_events_ = 0;
-  bool dispatching_ = false;
-  bool rearm_pending_ = false;  // a call made during delivery left the re-arm to its end
+  bool delivering_ = false;          // inside DeliverEvents
+  bool rearm_after_delivery_ = false;  // a call made during delivery left the re-arm to its end
   bool active_ = false;
 
-  Napi::FunctionReference on_events_;
-  Napi::Reference<Napi::Float64Array> events_array_;
-  double* events_data_ = nullptr;
-  size_t events_capacity_ = 0;  // in events
+  Napi::FunctionReference on_events_;  // lib/'s event sink
 };
 
 void ExportConstants(Napi::Env env, Napi::Object target);

@@ -7,13 +7,13 @@
 #include <mutex>
 #include <utility>
 
-#include "debug_sink.h"
-#include "nbd_handle.h"
+#include "events/debug_sink.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 
-int NbdHandle::ChunkCallback(void* user_data, const void* subbuf, size_t count, uint64_t /*offset*/,
-                             unsigned status, int* error) {
+int ChunkCallback(void* user_data, const void* subbuf, size_t count, uint64_t /*offset*/,
+                  unsigned status, int* error) {
   auto* c = static_cast<CommandContext*>(user_data);
   if (c->owner == nullptr) return 0;  // closing
   Event e{};
@@ -35,7 +35,7 @@ int NbdHandle::ChunkCallback(void* user_data, const void* subbuf, size_t count, 
   return 0;  // the facade applies the callback's result (docs/architecture.md, "Where libnbd's rules live")
 }
 
-int NbdHandle::CompletionCallback(void* user_data, int* error) {
+int CompletionCallback(void* user_data, int* error) {
   auto* c = static_cast<CommandContext*>(user_data);
   if (c->owner == nullptr) return 0;  // closing
   Event e{};
@@ -65,8 +65,8 @@ static Event PayloadEvent(EventKind kind, CommandContext* c, int error) {
   return e;
 }
 
-int NbdHandle::ExtentCallback(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries,
-                              size_t nr_entries, int* error) {
+int ExtentCallback(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries,
+                   size_t nr_entries, int* error) {
   auto* c = static_cast<CommandContext*>(user_data);
   if (c->owner == nullptr) return 0;  // closing
   Event e = PayloadEvent(kExtent, c, *error);
@@ -77,8 +77,8 @@ int NbdHandle::ExtentCallback(void* user_data, const char* metacontext, uint64_t
   return 0;  // the facade applies the callback's result (lib/semantics.ts)
 }
 
-int NbdHandle::Extent64Callback(void* user_data, const char* metacontext, uint64_t offset, nbd_extent* entries,
-                                size_t nr_entries, int* error) {
+int Extent64Callback(void* user_data, const char* metacontext, uint64_t offset, nbd_extent* entries,
+                     size_t nr_entries, int* error) {
   auto* c = static_cast<CommandContext*>(user_data);
   if (c->owner == nullptr) return 0;  // closing
   Event e = PayloadEvent(kExtent, c, *error);
@@ -92,7 +92,7 @@ int NbdHandle::Extent64Callback(void* user_data, const char* metacontext, uint64
   return 0;
 }
 
-int NbdHandle::ListCallback(void* user_data, const char* name, const char* description) {
+int ListCallback(void* user_data, const char* name, const char* description) {
   auto* c = static_cast<CommandContext*>(user_data);
   if (c->owner == nullptr) return 0;  // closing
   Event e = PayloadEvent(kList, c, 0);
@@ -102,7 +102,7 @@ int NbdHandle::ListCallback(void* user_data, const char* name, const char* descr
   return 0;
 }
 
-int NbdHandle::ContextCallback(void* user_data, const char* name) {
+int ContextCallback(void* user_data, const char* name) {
   auto* c = static_cast<CommandContext*>(user_data);
   if (c->owner == nullptr) return 0;  // closing
   Event e = PayloadEvent(kContext, c, 0);
@@ -111,7 +111,7 @@ int NbdHandle::ContextCallback(void* user_data, const char* name) {
   return 0;
 }
 
-int NbdHandle::DebugCallback(void* user_data, const char* context, const char* msg) {
+int DebugCallback(void* user_data, const char* context, const char* msg) {
   if (QuietCalls::Active()) return 0;  // the binding's own bookkeeping call
   auto* sink = static_cast<DebugSink*>(user_data);
   std::lock_guard<std::mutex> lock(sink->mutex);

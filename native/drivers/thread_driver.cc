@@ -1,4 +1,4 @@
-#include "thread_driver.h"
+#include "drivers/thread_driver.h"
 
 #include <libnbd.h>
 #include <poll.h>
@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <system_error>
 
-#include "errors.h"
-#include "quiet.h"
+#include "util/last_error.h"
+#include "util/quiet_calls.h"
 
 namespace nbdjs {
 

@@ -6,20 +6,20 @@
 #include <cstdint>
 #include <thread>
 
-#include "nbd_handle.h"
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 
 namespace {
 
-// Extra notify_read calls per wake-up at most (DrainReadyReplies).
-constexpr int kMaxDrainedReplies = 64;
+// Extra notify_read calls per wake-up at most (ReadWaitingReplies).
+constexpr int kMaxWaitingRepliesRead = 64;
 // On the JS thread, no new round once the reads completed so far carried this
 // much data (their buffers: a reply with chunks or without counts alike):
 // 64 large replies (256 KiB each) would hold the event loop for milliseconds,
 // 64 small ones take a fraction of one. Counted in bytes, not time, so that
 // the batches are the same under callgrind (bench --instructions).
-constexpr uint64_t kMaxDrainBytesOnJsThread = 1 << 20;
+constexpr uint64_t kMaxWaitingReplyBytesOnJsThread = 1 << 20;
 // notify calls after a poll error, per wake-up (one reply each); the poll
 // reports the error again if more remain.
 constexpr int kMaxErrorRounds = 1024;
@@ -42,7 +42,7 @@ void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   // park in REPLY.START and hang).
   if (readable && (dir & LIBNBD_AIO_DIRECTION_READ)) {
     r = nbd_aio_notify_read(h);
-    if (r != -1) DrainReadyReplies(h, staged);
+    if (r != -1) ReadWaitingReplies(h, staged);
   } else if (writable && (dir & LIBNBD_AIO_DIRECTION_WRITE)) {
     r = nbd_aio_notify_write(h);
   }
@@ -63,14 +63,14 @@ void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
 // completion: probing after every notify (a write, part of a reply) finds an
 // empty socket at queue depth 1. Each round's events are flushed (retired,
 // published) before the next, as separate wake-ups would do: libnbd's order,
-// JS callbacks after libnbd returns. Stops after kMaxDrainedReplies rounds
-// (or kMaxDrainBytesOnJsThread of data on the JS thread), on an error, or
+// JS callbacks after libnbd returns. Stops after kMaxWaitingRepliesRead rounds
+// (or kMaxWaitingReplyBytesOnJsThread of data on the JS thread), on an error, or
 // when the driver is stopping.
-void NbdHandle::DrainReadyReplies(nbd_handle* h, StagedEvents& staged) {
+void NbdHandle::ReadWaitingReplies(nbd_handle* h, StagedEvents& staged) {
   int fd = -1;
   const bool on_js_thread = std::this_thread::get_id() == js_thread_;
   uint64_t bytes = 0;
-  for (int round = 0; round < kMaxDrainedReplies; round++) {
+  for (int round = 0; round < kMaxWaitingRepliesRead; round++) {
     // A data command's completion: option commands (negotiation, when
     // nbd_aio_in_flight is not allowed) start out retired, data commands are
     // retired by the flush below.
@@ -83,7 +83,7 @@ void NbdHandle::DrainReadyReplies(nbd_handle* h, StagedEvents& staged) {
     }
     staged.Flush(h);
     if (!completed || driver_->Stopping()) return;
-    if (on_js_thread && bytes >= kMaxDrainBytesOnJsThread) return;
+    if (on_js_thread && bytes >= kMaxWaitingReplyBytesOnJsThread) return;
     if (quiet::InFlight(h) <= 0) return;
     if ((quiet::Direction(h) & LIBNBD_AIO_DIRECTION_READ) == 0) return;
     if (fd < 0 && (fd = quiet::Fd(h)) < 0) return;
@@ -97,9 +97,9 @@ void NbdHandle::DrainReadyReplies(nbd_handle* h, StagedEvents& staged) {
 }
 
 void NbdHandle::AfterLibnbdCall() {
-  if (dispatching_) {
+  if (delivering_) {
     // Commands issued from callbacks: the delivery re-arms once at its end.
-    rearm_pending_ = true;
+    rearm_after_delivery_ = true;
   } else {
     if (h_ != nullptr) CheckConnectionState(h_);
     if (driver_) driver_->Rearm();
@@ -107,7 +107,7 @@ void NbdHandle::AfterLibnbdCall() {
   // Events libnbd recorded inside this very call (a completion on a dead
   // connection) are delivered before the call returns, as in C; those of the
   // I/O thread arrive through its own wake-up.
-  events_data_[kHeaderQueued] = static_cast<double>(js_thread_events_);
+  window_.SetQueuedFromJs(js_thread_events_);
   UpdateActive();
 }
 

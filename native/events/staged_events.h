@@ -1,12 +1,12 @@
 // Staging: events recorded inside one libnbd call are held back until it has
-// returned (staging.cc), then retired and published to the handle's queue.
+// returned (staged_events.cc), then retired and published to the handle's queue.
 #pragma once
 
 #include <libnbd.h>
 
 #include <vector>
 
-#include "event_queue.h"
+#include "events/event_queue.h"
 
 namespace nbdjs {
 

@@ -1,8 +1,7 @@
-// libnbd's debug messages: the sink libnbd's debug closure carries, and the
-// glue that installs it (DebugCallback itself is in libnbd_callbacks.cc).
-#include "debug_sink.h"
-
-#include "nbd_handle.h"
+// libnbd's debug messages: installing the sink libnbd's debug closure
+// carries (events/debug_sink.h; DebugCallback itself is in
+// events/libnbd_callbacks.cc).
+#include "handle/nbd_handle.h"
 
 namespace nbdjs {
 

@@ -12,7 +12,7 @@
 #include <mutex>
 #include <thread>
 
-#include "driver.h"
+#include "drivers/driver.h"
 
 namespace nbdjs {
 

@@ -1,10 +1,5 @@
-// Argument conversion between JS values and C (used by the generated glue):
-// numbers and BigInts, strings and argv arrays, buffers.
-#include <cstdint>
-#include <string>
-#include <vector>
-
-#include "nbd_handle.h"
+// Argument conversion between JS values and C (used by the generated glue).
+#include "util/arguments.h"
 
 namespace nbdjs {
 
@@ -20,26 +15,26 @@ uint8_t* EmptyBuffer() {
 
 }  // namespace
 
-std::vector<std::string> NbdHandle::ArgStrings(const Napi::Value& v) {
+std::vector<std::string> ArgStrings(const Napi::Value& v) {
   std::vector<std::string> out;
   Napi::Array a = v.As<Napi::Array>();
   for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::String>().Utf8Value());
   return out;
 }
 
-std::vector<char*> NbdHandle::Argv(std::vector<std::string>& strings) {
+std::vector<char*> Argv(std::vector<std::string>& strings) {
   std::vector<char*> argv;
   for (auto& s : strings) argv.push_back(&s[0]);
   argv.push_back(nullptr);
   return argv;
 }
 
-Napi::Value NbdHandle::ThrowBufferType(Napi::Env env) {
+Napi::Value ThrowBufferType(Napi::Env env) {
   Napi::TypeError::New(env, "buf must be an ArrayBufferView").ThrowAsJavaScriptException();
   return env.Undefined();
 }
 
-uint64_t NbdHandle::ArgUint64(const Napi::Value& v) {
+uint64_t ArgUint64(const Napi::Value& v) {
   if (v.IsBigInt()) {
     bool lossless;
     return v.As<Napi::BigInt>().Uint64Value(&lossless);
@@ -47,18 +42,18 @@ uint64_t NbdHandle::ArgUint64(const Napi::Value& v) {
   return static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
 }
 
-Napi::Value NbdHandle::Int64ToJs(Napi::Env env, int64_t v) {
+Napi::Value Int64ToJs(Napi::Env env, int64_t v) {
   double d = static_cast<double>(v);
   if (d <= kMaxSafeInteger && d >= -kMaxSafeInteger) return Napi::Number::New(env, d);
   return Napi::BigInt::New(env, v);
 }
 
-Napi::Value NbdHandle::Uint64ToJs(Napi::Env env, uint64_t v) {
+Napi::Value Uint64ToJs(Napi::Env env, uint64_t v) {
   if (v <= static_cast<uint64_t>(kMaxSafeInteger)) return Napi::Number::New(env, static_cast<double>(v));
   return Napi::BigInt::New(env, v);
 }
 
-bool NbdHandle::ArgBuffer(const Napi::Value& v, uint8_t** data, size_t* length) {
+bool ArgBuffer(const Napi::Value& v, uint8_t** data, size_t* length) {
   napi_env env = v.Env();
   bool is = false;
   void* ptr = nullptr;

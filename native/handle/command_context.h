@@ -1,5 +1,6 @@
-// The command pool: one CommandContext per issued command, reused by slot
-// (command_slots.cc). JS keeps its own state for a command in the same slot.
+// CommandContext: one issued command as libnbd's callbacks see it. Pooled
+// per handle (handle/command_pool.h); JS keeps its own state for a command
+// in the same slot.
 #pragma once
 
 #include <libnbd.h>
@@ -7,7 +8,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "quiet.h"
+#include "util/quiet_calls.h"
 
 namespace nbdjs {
 
@@ -29,7 +30,7 @@ struct CommandContext {
   std::atomic<int64_t> cookie{0};
   const uint8_t* base = nullptr;
   // The data its reply carries (a read's buffer length; 0 for other
-  // commands): the drain's measure of the replies it has read.
+  // commands): what ReadWaitingReplies counts of the replies it has read.
   uint64_t reply_bytes = 0;
   // An option command (libnbd retires it itself: it starts out retired).
   bool opt = false;

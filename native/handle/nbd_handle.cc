@@ -1,7 +1,7 @@
 // NbdHandle's lifecycle: the class, creating the handle and its driver,
-// closing (Teardown), finalization. Each stage of its work has a file of its
-// own (nbd_handle.h lists them).
-#include "nbd_handle.h"
+// closing (Teardown), finalization; and the calls about commands in flight.
+// Each stage of its work has a file of its own (nbd_handle.h lists them).
+#include "handle/nbd_handle.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -11,8 +11,8 @@
 #include <system_error>
 #include <thread>
 
-#include "loop_driver.h"
-#include "thread_driver.h"
+#include "drivers/loop_driver.h"
+#include "drivers/thread_driver.h"
 
 namespace nbdjs {
 
@@ -76,11 +76,7 @@ NbdHandle::NbdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NbdHandl
     return;
   }
   on_events_ = Napi::Weak(info[0].As<Napi::Function>());
-  events_capacity_ = kEventCapacity;
-  // Record 0 is a header: [0] = events queued by the last call from JS.
-  Napi::Float64Array events = Napi::Float64Array::New(env, (events_capacity_ + 1) * kEventStride);
-  events_data_ = events.Data();
-  events_array_ = Napi::Persistent(events);
+  window_.Create(env, kEventCapacity);
 
   link_ = new HandleLink{this, 1};
   AddRawMethods(env, info.This(), link_);
@@ -115,7 +111,7 @@ void NbdHandle::Teardown() {
   if (h_ == nullptr) return;
   auto closing = std::make_shared<ClosingHandle>();
   closing->h = h_;
-  closing->commands = std::move(command_storage_);
+  closing->commands = commands_.TakeAllForClose();
   closing->subprocess = subprocess_;
   if (debug_sink_ != nullptr) {
     // libnbd frees the sink in nbd_close, after its last message ("closing
@@ -141,7 +137,6 @@ void NbdHandle::Teardown() {
   connecting_id_ = 0;
   connected_ = false;
   disconnecting_ = false;
-  free_commands_.clear();
 }
 
 Napi::Value NbdHandle::Close(const Napi::CallbackInfo& info) {
@@ -161,6 +156,23 @@ Napi::Value NbdHandle::Close(const Napi::CallbackInfo& info) {
     messages.Set(static_cast<uint32_t>(i), pair);
   }
   return messages;
+}
+
+Napi::Value NbdHandle::AioCommandCompleted(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (h_ == nullptr) return ClosedResult(env);
+  int r = nbd_aio_command_completed(h_, ArgUint64(info[0]));
+  if (r == -1) RecordError();
+  return Napi::Number::New(env, r);
+}
+
+Napi::Value NbdHandle::AioInFlight(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (h_ == nullptr) return ClosedResult(env);
+  if (shutdown_running_) return Napi::Number::New(env, 0);  // connected, and libnbd's lock is held
+  int r = nbd_aio_in_flight(h_);
+  if (r == -1) RecordError();
+  return Napi::Number::New(env, r);
 }
 
 }  // namespace nbdjs

@@ -8,7 +8,7 @@
 
 #include <deque>
 
-#include "driver.h"
+#include "drivers/driver.h"
 
 namespace nbdjs {
 

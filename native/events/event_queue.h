@@ -1,58 +1,19 @@
-// Events recorded by libnbd's C callbacks, delivered to JS after libnbd returns.
-//
-// libnbd runs its callbacks with the handle lock held, so they only append a
-// record here (no JS, no allocation once the vector has grown) and return.
-// NbdHandle::Drain hands them to JS through one shared Float64Array laid out
-// as scripts/event-wire.mjs says (generated/event_wire.h here,
-// lib/generated/event-wire.ts there). Absolute offsets are rebuilt in JS from
-// the request offset, which JS already has.
+// The queue of events waiting for JS: filled by whichever thread runs libnbd
+// (StagedEvents publishes a libnbd call's events here once it has returned),
+// emptied by the JS thread's delivery (NbdHandle::DeliverEvents, events/
+// event_delivery.cc).
 #pragma once
 
-#include <cstdint>
 #include <iterator>
-#include <memory>
-#include <string>
 #include <mutex>
 #include <vector>
 
-#include "generated/event_wire.h"
+#include "events/event.h"
 
 namespace nbdjs {
 
-struct CommandContext;
-
-// What an event carries beyond numbers (extent, list, context, debug). The
-// strings and arrays libnbd passes are valid only during the callback.
-struct Payload {
-  std::string text;   // extent: meta context; list, context: name; debug: context; connection: message
-  std::string text2;  // list: description; debug: message
-  uint64_t offset = 0;
-  std::vector<uint32_t> entries32;  // extent: (length, flags) pairs
-  std::vector<uint64_t> entries64;  // extent64: (length, flags) pairs
-  int32_t errnum = 0;               // completion of a failed option: libnbd's recorded errno (text: its message)
-};
-
-struct Event {
-  EventKind kind;
-  uint32_t status;
-  int32_t error;
-  CommandContext* command;  // null for connection and debug events
-  uint64_t id;              // connection events: the connect's id
-  uint64_t sub_offset;
-  uint64_t count;
-  std::unique_ptr<Payload> payload;
-};
-
-// libnbd's connection state as its lock-free queries (aio_is_*,
-// connection_state) answered at one moment.
-struct StateSnapshot {
-  bool known = false;
-  uint8_t is = 0;  // state::k* bits (generated/event_wire.h)
-  const char* name = nullptr;  // nbd_connection_state's static string
-};
-
 // Shared between the thread that runs libnbd (JS thread for the loop driver,
-// I/O thread for the thread driver) and the JS thread that drains it.
+// I/O thread for the thread driver) and the JS thread that empties it.
 class EventQueue {
  public:
   void Push(Event&& e) {

@@ -1,6 +1,7 @@
 // libnbd's errors as the binding keeps them: captured on the thread of the
 // failed call (libnbd's error is thread-local), handed to JS as
-// [errno, message]. NbdHandle's Record* members (errors.cc) keep the last one.
+// [errno, message]. NbdHandle's Record* members (handle/nbd_handle_errors.cc)
+// keep the last one.
 #pragma once
 
 #include <napi.h>

@@ -1,0 +1,53 @@
+// Events recorded by libnbd's C callbacks (and by the binding: a
+// connection's end, poll()), delivered to JS after libnbd returns.
+//
+// libnbd runs its callbacks with the handle lock held, so they only append a
+// record (no JS, no allocation once the vectors have grown) and return.
+// NbdHandle::DeliverEvents hands them to JS through the EventWindow
+// (events/event_window.h), laid out as scripts/event-wire.mjs says
+// (generated/event_wire.h here, lib/generated/event-wire.ts there). Absolute
+// offsets are rebuilt in JS from the request offset, which JS already has.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "generated/event_wire.h"
+
+namespace nbdjs {
+
+struct CommandContext;
+
+// What an event carries beyond numbers (extent, list, context, debug). The
+// strings and arrays libnbd passes are valid only during the callback.
+struct Payload {
+  std::string text;   // extent: meta context; list, context: name; debug: context; connection: message
+  std::string text2;  // list: description; debug: message
+  uint64_t offset = 0;
+  std::vector<uint32_t> entries32;  // extent: (length, flags) pairs
+  std::vector<uint64_t> entries64;  // extent64: (length, flags) pairs
+  int32_t errnum = 0;               // completion of a failed option: libnbd's recorded errno (text: its message)
+};
+
+struct Event {
+  EventKind kind;
+  uint32_t status;
+  int32_t error;
+  CommandContext* command;  // null for connection and debug events
+  uint64_t id;              // connection events: the connect's id
+  uint64_t sub_offset;
+  uint64_t count;
+  std::unique_ptr<Payload> payload;
+};
+
+// libnbd's connection state as its lock-free queries (aio_is_*,
+// connection_state) answered at one moment.
+struct StateSnapshot {
+  bool known = false;
+  uint8_t is = 0;  // state::k* bits (generated/event_wire.h)
+  const char* name = nullptr;  // nbd_connection_state's static string
+};
+
+}  // namespace nbdjs
