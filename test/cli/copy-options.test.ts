@@ -5,8 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NBDJS, nbdjs, run, type Run } from './helpers/cli';
-import { startNbdkit, tempDir, tempFile } from './helpers/servers';
+import { NBDJS, nbdjs, run, type Run } from '../helpers/cli';
+import { startNbdkit, tempDir, tempFile } from '../helpers/servers';
 
 const MiB = 2 ** 20;
 

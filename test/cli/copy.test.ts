@@ -3,8 +3,8 @@
 // pseudo-terminal, Ctrl-C.
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NBDJS, nbdjs, run, startNbdjs } from './helpers/cli';
-import { startNbdkit, tempDir } from './helpers/servers';
+import { NBDJS, nbdjs, run, startNbdjs } from '../helpers/cli';
+import { startNbdkit, tempDir } from '../helpers/servers';
 
 const sparseRandom = ['[', 'nbdkit', 'sparse-random', 'size=64M', 'seed=3', ']'];
 

@@ -3,7 +3,7 @@
 // 1.16 and later: Debian 13, not 12) nbddump's own output for the same export
 // and options is compared too, byte for byte.
 import { spawnSync } from 'node:child_process';
-import { NBDJS, nbdjs, run } from './helpers/cli';
+import { NBDJS, nbdjs, run } from '../helpers/cli';
 
 const HAVE_NBDDUMP = spawnSync('nbddump', ['--version']).status === 0;
 

@@ -5,8 +5,8 @@
 // would outlive it.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NBDJS, run } from './helpers/cli';
-import { startNbdkit, tempDir } from './helpers/servers';
+import { NBDJS, run } from '../helpers/cli';
+import { startNbdkit, tempDir } from '../helpers/servers';
 
 /** Runs `file args | head -c 1` under bash: the byte head printed, the status of `file` and what it wrote on stderr. */
 async function throughHead(file: string, args: string[]): Promise<{ first: string; status: number; stderr: string }> {

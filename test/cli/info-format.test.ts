@@ -1,8 +1,8 @@
 // nbdjs info's printf: %5.1f and %g as C prints a double (its exact binary
 // value rounded half to even), against Python's %-formatting, which rounds
 // the same way, over seeded random doubles and the ties between them.
-import { fixed, general } from '../bin/info/text';
-import { runPython } from './helpers/python';
+import { fixed, general } from '../../bin/info/text';
+import { runPython } from '../helpers/python';
 
 /** mulberry32: the same numbers every run. */
 function random(seed: number): () => number {

@@ -3,8 +3,8 @@
 // is listed but refused): stdout byte for byte, exit status.
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { expectAsNbdinfo, run, toolLines } from './helpers/cli';
-import { spawnServer, startNbdkit, tempDir, tempFile, type Server } from './helpers/servers';
+import { expectAsNbdinfo, run, toolLines } from '../helpers/cli';
+import { spawnServer, startNbdkit, tempDir, tempFile, type Server } from '../helpers/servers';
 
 let named: Server;
 let refusing: Server;

@@ -4,8 +4,8 @@
 import { spawn } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { expectAsNbdinfo, NBDJS, run } from './helpers/cli';
-import { spawnServer, startNbdkit, tempDir, tempFile, type Server } from './helpers/servers';
+import { expectAsNbdinfo, NBDJS, run } from '../helpers/cli';
+import { spawnServer, startNbdkit, tempDir, tempFile, type Server } from '../helpers/servers';
 
 /** 32 KiB of data at 0 and at 128 KiB in 1 MiB, holes elsewhere (nbdkit's data plugin allocates 32 KiB pages). */
 let data: Server;

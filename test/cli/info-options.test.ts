@@ -6,9 +6,9 @@
 // --help, Ctrl-C, and what it loads for --size.
 import { spawn } from 'node:child_process';
 import { chmodSync } from 'node:fs';
-import { expectAsNbdinfo, NBDJS, nbdjs, run, startNbdjs, toolLines } from './helpers/cli';
-import { greeting, listenUnix, u32, u64, Wire } from './helpers/nbd-wire';
-import { silentServer, startNbdkit, tempFile, type Server } from './helpers/servers';
+import { expectAsNbdinfo, NBDJS, nbdjs, run, startNbdjs, toolLines } from '../helpers/cli';
+import { greeting, listenUnix, u32, u64, Wire } from '../helpers/nbd-wire';
+import { silentServer, startNbdkit, tempFile, type Server } from '../helpers/servers';
 
 let memory: Server;
 /** An export with every flag false, read-only. */

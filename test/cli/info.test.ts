@@ -5,8 +5,8 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { expectAsNbdinfo, run, toolLines } from './helpers/cli';
-import { spawnServer, startNbdkit, tempDir, type Server } from './helpers/servers';
+import { expectAsNbdinfo, run, toolLines } from '../helpers/cli';
+import { spawnServer, startNbdkit, tempDir, type Server } from '../helpers/servers';
 
 let memory: Server;
 let readOnly: Server;
@@ -149,7 +149,7 @@ describe('nbdjs info prints what nbdinfo prints', () => {
     // script(1) gives the command a pty for stdout.
     const [theirs, ours] = [
       await run('script', ['-qec', `nbdinfo --no-content '${memory.uri}'`, '/dev/null']),
-      await run('script', ['-qec', `'${process.execPath}' '${join(__dirname, '..', 'dist', 'bin', 'nbdjs.js')}' info --no-content '${memory.uri}'`, '/dev/null']),
+      await run('script', ['-qec', `'${process.execPath}' '${join(__dirname, '..', '..', 'dist', 'bin', 'nbdjs.js')}' info --no-content '${memory.uri}'`, '/dev/null']),
     ];
     expect(theirs.stdout).toContain('\x1b[');
     expect(ours.stdout).toBe(theirs.stdout);

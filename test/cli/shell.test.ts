@@ -3,9 +3,9 @@
 // real terminal (script(1) from util-linux), as a user types into it.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NBDJS, nbdjs, run } from './helpers/cli';
-import { systemPython } from './helpers/python';
-import { startNbdkit, tempDir } from './helpers/servers';
+import { NBDJS, nbdjs, run } from '../helpers/cli';
+import { systemPython } from '../helpers/python';
+import { startNbdkit, tempDir } from '../helpers/servers';
 
 /** nbdsh runs `python3` from PATH: the system one, which has libnbd's module. */
 const NBDSH_ENV = { ...process.env, PATH: `${join(systemPython, '..')}:${process.env.PATH ?? ''}` };

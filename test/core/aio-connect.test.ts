@@ -2,7 +2,7 @@
 // nbd_aio_is_connecting() ports line by line. Each transport against a real
 // server, on the driver of this project (jest.config.js runs every file once
 // per driver).
-import { Handle, NbdError } from '../lib';
+import { Handle, NbdError } from '../../lib';
 import {
   handle,
   nbdkit,
@@ -10,8 +10,8 @@ import {
   sparseFile,
   startNbdkit,
   startNbdkitTcp,
-} from './helpers/servers';
-import { serverSocketFd, stopSocketFdServers } from './helpers/socket-fd';
+} from '../helpers/servers';
+import { serverSocketFd, stopSocketFdServers } from '../helpers/socket-fd';
 
 /** Polls as a C program would (here: one event-loop turn per poll); returns the polls made. */
 async function whileConnecting(h: Handle): Promise<number> {

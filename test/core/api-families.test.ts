@@ -30,7 +30,7 @@ import {
   supportsTls,
   supportsUri,
   supportsVsock,
-} from '../lib';
+} from '../../lib';
 import {
   connected,
   handle,
@@ -39,12 +39,12 @@ import {
   startQemuNbd,
   sparseFile,
   tempFile,
-} from './helpers/servers';
-import { sleep, waitFor } from './helpers/wait';
-import { runPython } from './helpers/python';
-import { serverSocketFd, stopSocketFdServers } from './helpers/socket-fd';
-import { runNode } from './helpers/node-child';
-import { outcome, type Outcome } from './helpers/outcome';
+} from '../helpers/servers';
+import { sleep, waitFor } from '../helpers/wait';
+import { runPython } from '../helpers/python';
+import { serverSocketFd, stopSocketFdServers } from '../helpers/socket-fd';
+import { runNode } from '../helpers/node-child';
+import { outcome, type Outcome } from '../helpers/outcome';
 
 /** libnbd's minor version (1.x.y). */
 const minor = Number(getVersion().split('.')[1]);
@@ -650,7 +650,7 @@ print(json.dumps(msgs[n:]))`, ...argv);
   });
 
   test('close() releases the debug callback and those of pending commands: they are collected while the Handle lives', async () => {
-    const r = await runNode(['--expose-gc', join(__dirname, 'fixtures', 'close-releases-callbacks.js')], { timeoutMs: 15000 });
+    const r = await runNode(['--expose-gc', join(__dirname, '..', 'fixtures', 'close-releases-callbacks.js')], { timeoutMs: 15000 });
     expect(r.lines).toEqual([{ collected: ['chunk', 'completion', 'debug'], handleClosed: true }]);
   });
 
@@ -676,7 +676,7 @@ print(json.dumps(msgs[n:]))`, ...argv);
   test("clearDebugCallback stops delivery to JS: libnbd writes the messages to its stderr again", async () => {
     // In a child process, whose stderr is libnbd's and is kept here.
     const script = `
-      const { Handle } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'lib'))});
+      const { Handle } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib'))});
       const h = new Handle();
       h.setHandleName('cleared');
       const msgs = [];

@@ -3,9 +3,9 @@
 // Node releases and buffers take which way differs, what the caller sees
 // must not. What JS does to a buffer mid-command is
 // test/faults/callbacks-and-buffers.test.ts's.
-import { READ_DATA, READ_HOLE } from '../lib';
-import { disown, lend, own } from '../lib/handle/buffers';
-import { connected, handle, nbdkit, pattern, sparseFile, startQemuNbd } from './helpers/servers';
+import { READ_DATA, READ_HOLE } from '../../lib';
+import { disown, lend, own } from '../../lib/handle/buffers';
+import { connected, handle, nbdkit, pattern, sparseFile, startQemuNbd } from '../helpers/servers';
 
 /** WebAssembly.Memory (the tests' TypeScript has no DOM types). */
 interface WasmMemory {

@@ -10,8 +10,8 @@ import {
   STRICT_BOUNDS,
   STRICT_FLAGS,
   STRICT_ZERO_SIZE,
-} from '../lib';
-import { connected, nbdkit, pattern } from './helpers/servers';
+} from '../../lib';
+import { connected, nbdkit, pattern } from '../helpers/servers';
 
 /** Resolves once `cookie` has been seen completing (completion callback ran). */
 function issueAndWait(h: Handle, issue: (done: () => void) => number): Promise<number> {

@@ -1,7 +1,7 @@
 // Connecting by every transport, what the handle reports afterwards, and the
 // errors of a handle that is not connected (python/t/610, errors-not-connected).
-import { Handle, NbdError, getVersion } from '../lib';
-import { connected, handle, nbdkit, pattern, startNbdkit, startNbdkitTcp, sparseFile } from './helpers/servers';
+import { Handle, NbdError, getVersion } from '../../lib';
+import { connected, handle, nbdkit, pattern, startNbdkit, startNbdkitTcp, sparseFile } from '../helpers/servers';
 
 describe('connecting', () => {
   test('connectCommand to a plain `nbdkit -s` (fd 2 must reach the server)', async () => {

@@ -1,9 +1,9 @@
 // Connection loss is visible: Handle emits 'disconnect' once per connection,
 // with undefined after a clean shutdown and an NbdError otherwise, even
 // while idle, and never emits 'error'.
-import { Handle, NbdError } from '../lib';
-import { connected, handle, nbdkit, startNbdkit } from './helpers/servers';
-import { waitFor } from './helpers/wait';
+import { Handle, NbdError } from '../../lib';
+import { connected, handle, nbdkit, startNbdkit } from '../helpers/servers';
+import { waitFor } from '../helpers/wait';
 
 /** Records the 'disconnect' (and any 'error') events of a handle. */
 function watch(h: Handle): { disconnects: unknown[]; errors: unknown[] } {

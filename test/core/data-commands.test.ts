@@ -19,10 +19,10 @@ import {
   STRICT_COMMANDS,
   STRICT_ZERO_SIZE,
   type ErrorRef,
-} from '../lib';
-import { connected, handle, nbdkit, pattern, sparseFile, startQemuNbd } from './helpers/servers';
-import { runPython } from './helpers/python';
-import { waitFor } from './helpers/wait';
+} from '../../lib';
+import { connected, handle, nbdkit, pattern, sparseFile, startQemuNbd } from '../helpers/servers';
+import { runPython } from '../helpers/python';
+import { waitFor } from '../helpers/wait';
 
 const { EIO, EINVAL, ENOMEM, EPROTO, EPERM, ENOSPC } = os.errno;
 const MiB = 1024 * 1024;

@@ -7,12 +7,12 @@
 import { execFileSync } from 'node:child_process';
 import { fstatSync } from 'node:fs';
 import { constants } from 'node:os';
-import { NbdError, READ_DATA, defaultDriver, type ErrorRef, type Handle } from '../lib';
-import { handle, pattern, startNbdkit } from './helpers/servers';
-import { serverSocketFdWith, stopSocketFdServers } from './helpers/socket-fd';
-import { waitFor } from './helpers/wait';
-import { NBD_EIO, NBD_ENOSPC } from './helpers/nbd-wire';
-import { scriptedData, startScriptedServer, type ReadScript, type ScriptedServer } from './helpers/scripted-server';
+import { NbdError, READ_DATA, defaultDriver, type ErrorRef, type Handle } from '../../lib';
+import { handle, pattern, startNbdkit } from '../helpers/servers';
+import { serverSocketFdWith, stopSocketFdServers } from '../helpers/socket-fd';
+import { waitFor } from '../helpers/wait';
+import { NBD_EIO, NBD_ENOSPC } from '../helpers/nbd-wire';
+import { scriptedData, startScriptedServer, type ReadScript, type ScriptedServer } from '../helpers/scripted-server';
 
 const { EIO, ENOSPC, ENOTCONN } = constants.errno;
 const COUNT = 64;

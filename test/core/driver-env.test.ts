@@ -2,8 +2,8 @@
 // the connections copy() and Pool open). jest's projects set it per run
 // (test/helpers/driver-*.js); these tests change it and put it back.
 import { readdirSync } from 'node:fs';
-import { Handle, Pool, copy, defaultDriver } from '../lib';
-import { startNbdkit } from './helpers/servers';
+import { Handle, Pool, copy, defaultDriver } from '../../lib';
+import { startNbdkit } from '../helpers/servers';
 
 const original = process.env.LIBNBD_DRIVER;
 afterEach(() => {

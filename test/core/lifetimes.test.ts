@@ -3,10 +3,10 @@
 // commands at once, and a port of libnbd's tests/closure-lifetimes.c.
 // docs/architecture.md, "Connecting and closing" (close, env teardown).
 import { join } from 'node:path';
-import { Handle, NbdError, defaultDriver } from '../lib';
-import { connected, handle, nbdkit, pattern, startNbdkit } from './helpers/servers';
-import { sleep, waitFor } from './helpers/wait';
-import { runNode, type ChildResult } from './helpers/node-child';
+import { Handle, NbdError, defaultDriver } from '../../lib';
+import { connected, handle, nbdkit, pattern, startNbdkit } from '../helpers/servers';
+import { sleep, waitFor } from '../helpers/wait';
+import { runNode, type ChildResult } from '../helpers/node-child';
 
 const ENOTCONN = 107;
 const EINVAL = 22;
@@ -79,7 +79,7 @@ class Recorder {
 
 // ---------------------------------------------------------------- child processes
 
-const FIXTURES = join(__dirname, 'fixtures');
+const FIXTURES = join(__dirname, '..', 'fixtures');
 
 /** Signs of a crash of Node or of the addon (nbdkit's own chatter is allowed). */
 const CRASH = /FATAL ERROR|Segmentation fault|Aborted|core dumped|uv loop|open handles|libnbd: unexpected|FIXTURE FAILURE|node::|Assertion failed: .*(uv|node|napi)/;

@@ -4,11 +4,11 @@
 // refuses, the same scenario runs through libnbd's Python binding and the
 // errors are compared.
 import { join } from 'node:path';
-import { AIO_DIRECTION_READ, Handle } from '../lib';
-import { runNode } from './helpers/node-child';
-import { runPython } from './helpers/python';
-import { connected, handle, nbdkit, pattern } from './helpers/servers';
-import { outcome, type Outcome } from './helpers/outcome';
+import { AIO_DIRECTION_READ, Handle } from '../../lib';
+import { runNode } from '../helpers/node-child';
+import { runPython } from '../helpers/python';
+import { connected, handle, nbdkit, pattern } from '../helpers/servers';
+import { outcome, type Outcome } from '../helpers/outcome';
 
 const PY_PRELUDE = `
 import nbd, errno, json, sys
@@ -132,7 +132,7 @@ describe('poll(): timeouts', () => {
   });
 
   test('without a timeout, a poll on an idle handle does not keep the process alive', async () => {
-    const common = join(__dirname, 'fixtures', 'common');
+    const common = join(__dirname, '..', 'fixtures', 'common');
     const script = `
       const { Handle, nbdkit, report } = require(${JSON.stringify(common)});
       const h = new Handle();

@@ -11,9 +11,9 @@ import {
   READ_DATA,
   READ_HOLE,
   type ErrorRef,
-} from '../lib';
-import { connected, handle, nbdkit, pattern, sparseFile, startQemuNbd } from './helpers/servers';
-import { waitFor } from './helpers/wait';
+} from '../../lib';
+import { connected, handle, nbdkit, pattern, sparseFile, startQemuNbd } from '../helpers/servers';
+import { waitFor } from '../helpers/wait';
 
 const { EPROTO, ENOMEM, ENETDOWN, ENETUNREACH, ECONNREFUSED, EIO, EINVAL } = os.errno;
 

@@ -5,11 +5,11 @@
 // scenario runs through this binding and through libnbd's Python binding
 // against the same server; the traces must be equal, and equal to the rule.
 import { constants } from 'node:os';
-import { NbdError, READ_DATA, READ_ERROR, READ_HOLE, getVersion } from '../lib';
-import { handle } from './helpers/servers';
-import { runPython } from './helpers/python';
-import { NBD_EIO, NBD_ENOSPC } from './helpers/nbd-wire';
-import { scriptedData, startScriptedServer, type ReadScript } from './helpers/scripted-server';
+import { NbdError, READ_DATA, READ_ERROR, READ_HOLE, getVersion } from '../../lib';
+import { handle } from '../helpers/servers';
+import { runPython } from '../helpers/python';
+import { NBD_EIO, NBD_ENOSPC } from '../helpers/nbd-wire';
+import { scriptedData, startScriptedServer, type ReadScript } from '../helpers/scripted-server';
 
 const { EINVAL, EIO, ENOMEM, ENOSPC, EPROTO } = constants.errno;
 

@@ -4,17 +4,17 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Handle, NbdError, defaultDriver } from '../lib';
-import { connected, handle, nbdkit, pattern, silentServer, spawnServer, startNbdkit, tempDir } from './helpers/servers';
-import { keepOutput } from './helpers/output';
-import { waitFor } from './helpers/wait';
+import { Handle, NbdError, defaultDriver } from '../../lib';
+import { connected, handle, nbdkit, pattern, silentServer, spawnServer, startNbdkit, tempDir } from '../helpers/servers';
+import { keepOutput } from '../helpers/output';
+import { waitFor } from '../helpers/wait';
 
 const EFAULT = 14;
 // The lib settings have no DOM types: what these tests use of WebAssembly.
 declare const WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer; grow(n: number): number } };
 const EINVAL = 22;
 const ENOTCONN = 107;
-const fixtures = join(__dirname, 'fixtures');
+const fixtures = join(__dirname, '..', 'fixtures');
 
 /** Settlement counts of a set of commands: each must settle exactly once. */
 class Ledger {
@@ -283,7 +283,7 @@ describe('close() with a connectCommand server that lingers', () => {
   });
 
   test('a worker that holds such a handle terminates at once', async () => {
-    const lib = join(__dirname, '../dist/lib');
+    const lib = join(__dirname, '../../dist/lib');
     const worker = new Worker(
       `const { Handle } = require(${JSON.stringify(lib)});
        const { parentPort, workerData } = require('node:worker_threads');

@@ -4,8 +4,8 @@
 // pread-structured; here each is pinned on its own, so a regression names
 // the rule it breaks.
 import { constants as os } from 'node:os';
-import { READ_DATA, READ_ERROR, READ_HOLE } from '../lib';
-import { READ_ERROR_MARKER } from '../lib/generated/event-wire';
+import { READ_DATA, READ_ERROR, READ_HOLE } from '../../lib';
+import { READ_ERROR_MARKER } from '../../lib/generated/event-wire';
 import {
   adoptLibnbdError,
   applyChunkResult,
@@ -14,7 +14,7 @@ import {
   errnoValue,
   finalError,
   type CommandErrorState,
-} from '../lib/semantics';
+} from '../../lib/semantics';
 
 const { EIO, ENOMEM, ENOSPC, EPROTO, EINVAL } = os.errno;
 

@@ -5,10 +5,10 @@
 // against a server that is not fixed newstyle, and close() during a
 // shutdown that waits for a stopped server.
 import { constants } from 'node:os';
-import { Handle, SHUTDOWN_ABANDON_PENDING, getVersion } from '../lib';
-import { asJson, failure, outcome, python } from './helpers/outcome';
-import { connected, handle, nbdkit, startNbdkit } from './helpers/servers';
-import { waitFor } from './helpers/wait';
+import { Handle, SHUTDOWN_ABANDON_PENDING, getVersion } from '../../lib';
+import { asJson, failure, outcome, python } from '../helpers/outcome';
+import { connected, handle, nbdkit, startNbdkit } from '../helpers/servers';
+import { waitFor } from '../helpers/wait';
 
 const minor = Number(getVersion().split('.')[1]);
 const SIGSTOP = 19;

@@ -7,10 +7,10 @@
 // compared: libnbd's errno and, where it does not depend on timing, its
 // message.
 import { createServer } from 'node:net';
-import { Handle, NbdError, TLS_ALLOW, TLS_REQUIRE } from '../lib';
-import { clientDir, makePki } from './helpers/certs';
-import { runPython } from './helpers/python';
-import { handle, nbdkit, pattern, startNbdkit, startNbdkitTcp } from './helpers/servers';
+import { Handle, NbdError, TLS_ALLOW, TLS_REQUIRE } from '../../lib';
+import { clientDir, makePki } from '../helpers/certs';
+import { runPython } from '../helpers/python';
+import { handle, nbdkit, pattern, startNbdkit, startNbdkitTcp } from '../helpers/servers';
 
 /** What a connect ended with: ['ok', null] or ['err', code, message without its "nbd_<call>: "]. */
 type Outcome = ['ok', null] | ['err', string, string];

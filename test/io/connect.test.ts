@@ -4,11 +4,11 @@
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { Handle, connect } from '../lib';
-import { runPython } from './helpers/python';
-import { silentServer, spawnServer, startNbdkit, tempDir } from './helpers/servers';
-import { waitFor } from './helpers/wait';
-import { collectUnhandledRejections } from './helpers/unhandled';
+import { Handle, connect } from '../../lib';
+import { runPython } from '../helpers/python';
+import { silentServer, spawnServer, startNbdkit, tempDir } from '../helpers/servers';
+import { waitFor } from '../helpers/wait';
+import { collectUnhandledRejections } from '../helpers/unhandled';
 
 collectUnhandledRejections();
 

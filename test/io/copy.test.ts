@@ -3,10 +3,10 @@
 // progress and errors, and no unhandled rejection on any path.
 import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { AbortError, Handle, NbdError, Pool, STATE_ZERO, copy, type CopyProgress, type CommandOptions } from '../lib';
-import { nbdinfoMap, pool, run } from './helpers/io';
-import { collectUnhandledRejections } from './helpers/unhandled';
-import { handle, sparseFile, startNbdkit, startQemuNbd, tempDir } from './helpers/servers';
+import { AbortError, Handle, NbdError, Pool, STATE_ZERO, copy, type CopyProgress, type CommandOptions } from '../../lib';
+import { nbdinfoMap, pool, run } from '../helpers/io';
+import { collectUnhandledRejections } from '../helpers/unhandled';
+import { handle, sparseFile, startNbdkit, startQemuNbd, tempDir } from '../helpers/servers';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -4,11 +4,11 @@
 // block-status calls under 4 GiB), a qcow2 dirty bitmap and
 // qemu:allocation-depth.
 import { join } from 'node:path';
-import { Handle, NbdError, STATE_HOLE, STATE_ZERO } from '../lib';
-import { MAX_BLOCK_STATUS, type Extent } from '../lib/io/extents';
-import { clip, collect, nbdinfoMap, run } from './helpers/io';
-import { collectUnhandledRejections } from './helpers/unhandled';
-import { handle, sparseFile, startNbdkit, startQemuNbd, tempDir } from './helpers/servers';
+import { Handle, NbdError, STATE_HOLE, STATE_ZERO } from '../../lib';
+import { MAX_BLOCK_STATUS, type Extent } from '../../lib/io/extents';
+import { clip, collect, nbdinfoMap, run } from '../helpers/io';
+import { collectUnhandledRejections } from '../helpers/unhandled';
+import { handle, sparseFile, startNbdkit, startQemuNbd, tempDir } from '../helpers/servers';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -193,7 +193,7 @@ describe('stitching replies (a scripted ExtentSource)', () => {
       },
     };
   }
-  const { extents } = require('../lib/io/extents') as typeof import('../lib/io/extents');
+  const { extents } = require('../../lib/io/extents') as typeof import('../../lib/io/extents');
 
   test('replies covering less than asked are continued; more than asked is clipped; zero lengths skipped; other contexts ignored', async () => {
     // The truth: 4 KiB blocks, data (0) / hole,zero (3) / zero (2) by position, some neighbours equal.

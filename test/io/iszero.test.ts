@@ -1,5 +1,5 @@
 // isZero: every byte 0, for any view, any length and alignment.
-import { isZero } from '../lib';
+import { isZero } from '../../lib';
 
 test('empty, short and long all-zero views are zero', () => {
   expect(isZero(Buffer.alloc(0))).toBe(true);

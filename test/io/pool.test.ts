@@ -7,11 +7,11 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AbortError, Handle, NbdError, Pool, type CommandOptions } from '../lib';
-import { clip, collect, nbdinfoMap, pool } from './helpers/io';
-import { collectUnhandledRejections } from './helpers/unhandled';
-import { pattern, sparseFile, spawnServer, startNbdkit, tempDir } from './helpers/servers';
-import { waitFor } from './helpers/wait';
+import { AbortError, Handle, NbdError, Pool, type CommandOptions } from '../../lib';
+import { clip, collect, nbdinfoMap, pool } from '../helpers/io';
+import { collectUnhandledRejections } from '../helpers/unhandled';
+import { pattern, sparseFile, spawnServer, startNbdkit, tempDir } from '../helpers/servers';
+import { waitFor } from '../helpers/wait';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

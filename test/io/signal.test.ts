@@ -3,10 +3,10 @@
 // libnbd; an already-aborted signal issues nothing; one abort listener per
 // signal; connects are closed when aborted. Symbol.asyncDispose / dispose.
 import { getEventListeners } from 'node:events';
-import { CMD_FLAG_FUA, Handle, NbdError, READ_DATA } from '../lib';
-import { connected, handle, nbdkit, pattern, startNbdkit, silentServer } from './helpers/servers';
-import { waitFor } from './helpers/wait';
-import { collectUnhandledRejections } from './helpers/unhandled';
+import { CMD_FLAG_FUA, Handle, NbdError, READ_DATA } from '../../lib';
+import { connected, handle, nbdkit, pattern, startNbdkit, silentServer } from '../helpers/servers';
+import { waitFor } from '../helpers/wait';
+import { collectUnhandledRejections } from '../helpers/unhandled';
 
 collectUnhandledRejections();
 

@@ -6,11 +6,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Handle } from '../lib';
-import { connected, nbdkit, pattern, startNbdkit, tempDir } from './helpers/servers';
-import { waitFor } from './helpers/wait';
-import { collectUnhandledRejections } from './helpers/unhandled';
-import { run } from './helpers/io';
+import { Handle } from '../../lib';
+import { connected, nbdkit, pattern, startNbdkit, tempDir } from '../helpers/servers';
+import { waitFor } from '../helpers/wait';
+import { collectUnhandledRejections } from '../helpers/unhandled';
+import { run } from '../helpers/io';
 
 collectUnhandledRejections();
 

@@ -4,11 +4,11 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { run } from './helpers/cli';
-import { pattern, startNbdkit, tempDir } from './helpers/servers';
+import { run } from '../helpers/cli';
+import { pattern, startNbdkit, tempDir } from '../helpers/servers';
 
 const MiB = 1024 * 1024;
-const example = (name: string): string => join(__dirname, '..', 'dist', 'examples', `${name}.js`);
+const example = (name: string): string => join(__dirname, '..', '..', 'dist', 'examples', `${name}.js`);
 
 describe('stream-gzip', () => {
   test('writes the export gzip-compressed: gunzipped, it equals the export', async () => {

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
-const dist = join(__dirname, '..', 'dist', 'lib');
+const dist = join(__dirname, '..', '..', 'dist', 'lib');
 
 function modules(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {

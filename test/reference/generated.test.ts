@@ -4,11 +4,11 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as libnbd from '../lib';
-import { Handle } from '../lib';
-import { coveredFunctions } from './generated/coverage';
+import * as libnbd from '../../lib';
+import { Handle } from '../../lib';
+import { coveredFunctions } from '../generated/coverage';
 
-const root = join(__dirname, '..');
+const root = join(__dirname, '..', '..');
 
 test('generated files are up to date with scripts/api-table.mjs', () => {
   const r = spawnSync(process.execPath, [join(root, 'scripts/generate.mjs'), '--check'], { encoding: 'utf8' });

@@ -5,7 +5,7 @@
 // shutdown-flags.c and errors-multiple-disconnects.c lean on these), the aio
 // option calls' completions (opt-*.c's aio forms), and the aio_is_* states
 // and connection_state through a connection's life.
-import { expectSameAsLibnbd, short, type Step } from './helpers/replay';
+import { expectSameAsLibnbd, short, type Step } from '../helpers/replay';
 
 const memory = { $nbdkit: ['memory', '1M'] };
 

@@ -7,11 +7,11 @@
 // checks.
 import { chmodSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Handle, type ErrorRef } from '../lib';
-import { tempDir, tempFile } from './helpers/servers';
-import { Tracked } from './helpers/collect';
-import { nbdkitArgv } from './helpers/replay';
-import { waitFor } from './helpers/wait';
+import { Handle, type ErrorRef } from '../../lib';
+import { tempDir, tempFile } from '../helpers/servers';
+import { Tracked } from '../helpers/collect';
+import { nbdkitArgv } from '../helpers/replay';
+import { waitFor } from '../helpers/wait';
 
 const ENOTCONN = 107;
 

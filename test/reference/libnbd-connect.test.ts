@@ -10,9 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
-import { spawnServer, startNbdkit, startNbdkitTcp, tempDir, tempFile } from './helpers/servers';
-import { expectSameAsLibnbd, freePort, short, type Step } from './helpers/replay';
-import { waitFor } from './helpers/wait';
+import { spawnServer, startNbdkit, startNbdkitTcp, tempDir, tempFile } from '../helpers/servers';
+import { expectSameAsLibnbd, freePort, short, type Step } from '../helpers/replay';
+import { waitFor } from '../helpers/wait';
 
 /** Resolves once something accepts TCP connections on [::1]:port. */
 async function untilListeningV6(port: number): Promise<void> {

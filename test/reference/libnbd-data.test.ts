@@ -8,11 +8,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { constants as os } from 'node:os';
 import { join } from 'node:path';
-import { CMD_FLAG_DF, CMD_FLAG_FAST_ZERO, CMD_FLAG_FUA, CMD_FLAG_NO_HOLE, CMD_FLAG_REQ_ONE, Handle, READ_DATA, isZero } from '../lib';
-import { python } from './helpers/outcome';
-import { sparseFile, tempDir } from './helpers/servers';
-import { expectSameAsLibnbd, short, type Step } from './helpers/replay';
-import { withKeptStderr } from './helpers/output';
+import { CMD_FLAG_DF, CMD_FLAG_FAST_ZERO, CMD_FLAG_FUA, CMD_FLAG_NO_HOLE, CMD_FLAG_REQ_ONE, Handle, READ_DATA, isZero } from '../../lib';
+import { python } from '../helpers/outcome';
+import { sparseFile, tempDir } from '../helpers/servers';
+import { expectSameAsLibnbd, short, type Step } from '../helpers/replay';
+import { withKeptStderr } from '../helpers/output';
 
 const { EPROTO, ENOMEM } = os.errno;
 const pattern512 = { $nbdkit: ['pattern', 'size=512'] };

@@ -6,8 +6,8 @@
 // design; what the state machine says, and in which order, must not.
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { systemPython } from './helpers/python';
-import { expectSameAsLibnbd, replayBoth, type CallRecord, type Step } from './helpers/replay';
+import { systemPython } from '../helpers/python';
+import { expectSameAsLibnbd, replayBoth, type CallRecord, type Step } from '../helpers/replay';
 
 /** The state machine's own messages: without the API entry/exit lines and nbd_poll's (which the binding never calls). */
 function stateMachineMessages(calls: CallRecord[]): string[] {
@@ -74,7 +74,7 @@ describe('debug messages of the binding\'s own making: none', () => {
     ]);
     const js = await debugApisOnStderr(process.execPath, [
       '-e',
-      `const { Handle } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'lib'))});
+      `const { Handle } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib'))});
   (async () => { const h = new Handle(); h.setDebug(true); await h.connectCommand(${argv}); await h.flush(); await h.shutdown(); h.close(); })();`,
     ]);
     // The aio calls the binding makes where the sync calls poll: the same messages under their names.

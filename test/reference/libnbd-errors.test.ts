@@ -16,10 +16,10 @@ import {
   STRICT_COMMANDS,
   STRICT_FLAGS,
   STRICT_ZERO_SIZE,
-} from '../lib';
-import { failure } from './helpers/outcome';
-import { handle, tempDir, tempFile } from './helpers/servers';
-import { expectSameAsLibnbd, short, type Step } from './helpers/replay';
+} from '../../lib';
+import { failure } from '../helpers/outcome';
+import { handle, tempDir, tempFile } from '../helpers/servers';
+import { expectSameAsLibnbd, short, type Step } from '../helpers/replay';
 
 /** A new handle's strict mode (libnbd's default), with bits set or cleared. */
 function strict(set: number, clear = 0): number {

@@ -5,8 +5,8 @@
 // Makefile.am, is-rotational), read-only-flag.c, read-write-flag.c,
 // get-size.c, python/t/300-get-size; and the block size queries.
 import { chmodSync } from 'node:fs';
-import { tempFile } from './helpers/servers';
-import { expectSameAsLibnbd, type Step } from './helpers/replay';
+import { tempFile } from '../helpers/servers';
+import { expectSameAsLibnbd, type Step } from '../helpers/replay';
 
 // An nbdkit sh plugin whose answer to one callback (key=NAME) is set by the
 // command line: print=TEXT to print, rc=N to exit with. The rest: a 1M

@@ -5,10 +5,10 @@
 // errors-enum.c, errors-bitmask.c, errors-name-too-long.c, get-version.c.
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { Handle, HANDSHAKE_FLAG_MASK, TLS_ALLOW, TLS_DISABLE, TLS_REQUIRE, getPackageName, getVersion } from '../lib';
-import { python } from './helpers/outcome';
-import { systemPython } from './helpers/python';
-import { labelled, replayBoth, type Step } from './helpers/replay';
+import { Handle, HANDSHAKE_FLAG_MASK, TLS_ALLOW, TLS_DISABLE, TLS_REQUIRE, getPackageName, getVersion } from '../../lib';
+import { python } from '../helpers/outcome';
+import { systemPython } from '../helpers/python';
+import { labelled, replayBoth, type Step } from '../helpers/replay';
 
 /** Every getter 110-defaults asks, plus the others a fresh handle answers. */
 const DEFAULT_GETTERS: Step[] = [
@@ -160,7 +160,7 @@ function debugDefault(which: 'node' | 'python', value: string | undefined): Prom
   if (value !== undefined) env.LIBNBD_DEBUG = value;
   const [cmd, args] =
     which === 'node'
-      ? [process.execPath, ['-e', `const { Handle } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'lib'))}); const h = new Handle(); h.setDebugCallback(() => 0); console.log(JSON.stringify(h.getDebug())); h.close();`]]
+      ? [process.execPath, ['-e', `const { Handle } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib'))}); const h = new Handle(); h.setDebugCallback(() => 0); console.log(JSON.stringify(h.getDebug())); h.close();`]]
       : [systemPython, ['-c', 'import nbd, json\nh = nbd.NBD()\nh.set_debug_callback(lambda c, m: 0)\nprint(json.dumps(h.get_debug()))']];
   return new Promise((resolve, reject) => {
     execFile(cmd, args, { env, encoding: 'utf8', timeout: 20000 }, (err, stdout, stderr) => {

@@ -7,9 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TLS_ALLOW, TLS_REQUIRE } from '../lib';
-import { tempDir } from './helpers/servers';
-import { expectSameAsLibnbd, type Step } from './helpers/replay';
+import { TLS_ALLOW, TLS_REQUIRE } from '../../lib';
+import { tempDir } from '../helpers/servers';
+import { expectSameAsLibnbd, type Step } from '../helpers/replay';
 
 const SIZE = 1024 * 1024;
 

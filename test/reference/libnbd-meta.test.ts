@@ -9,9 +9,9 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants as os } from 'node:os';
-import { CMD_FLAG_REQ_ONE, CONTEXT_BASE_ALLOCATION } from '../lib';
-import { tempDir, tempFile } from './helpers/servers';
-import { expectSameAsLibnbd, short, type Step } from './helpers/replay';
+import { CMD_FLAG_REQ_ONE, CONTEXT_BASE_ALLOCATION } from '../../lib';
+import { tempDir, tempFile } from '../helpers/servers';
+import { expectSameAsLibnbd, short, type Step } from '../helpers/replay';
 
 const { EPROTO } = os.errno;
 

@@ -7,9 +7,9 @@
 // shutdown-opt-mode.c, errors-not-negotiating.c,
 // errors-not-negotiating-aio.c; python/t/210 to 255.
 import { chmodSync } from 'node:fs';
-import { CONTEXT_BASE_ALLOCATION, have } from '../lib';
-import { sparseFile, startQemuNbd, tempFile } from './helpers/servers';
-import { expectSameAsLibnbd, short, type Step } from './helpers/replay';
+import { CONTEXT_BASE_ALLOCATION, have } from '../../lib';
+import { sparseFile, startQemuNbd, tempFile } from '../helpers/servers';
+import { expectSameAsLibnbd, short, type Step } from '../helpers/replay';
 
 /** The scenario's trace through this binding, after expecting it to be libnbd's. */
 const same = (steps: Step[]) => expectSameAsLibnbd(steps);

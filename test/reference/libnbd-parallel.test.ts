@@ -6,9 +6,9 @@
 // connections each issuing one Promise-form read or write at a time,
 // checked). Shorter than C's 10 s runs: 2 s each.
 import { randomBytes } from 'node:crypto';
-import { Handle } from '../lib';
-import { startNbdkit } from './helpers/servers';
-import { waitFor } from './helpers/wait';
+import { Handle } from '../../lib';
+import { startNbdkit } from '../helpers/servers';
+import { waitFor } from '../helpers/wait';
 
 const RUN_MS = 2000;
 const CONNECTIONS = 8;

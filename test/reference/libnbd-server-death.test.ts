@@ -5,8 +5,8 @@
 // tests/server-death.c; the sync calls' failure when the server dies under
 // them (what nbd_pread and nbd_opt_go report).
 import { chmodSync } from 'node:fs';
-import { tempFile } from './helpers/servers';
-import { expectSameAsLibnbd, short, type Step } from './helpers/replay';
+import { tempFile } from '../helpers/servers';
+import { expectSameAsLibnbd, short, type Step } from '../helpers/replay';
 
 /** An nbdkit sh plugin whose reads kill nbdkit itself (SIGKILL) mid-command. */
 function suicidalReads(): string {

@@ -3,12 +3,12 @@
 // (its two nbdsh scripts), and each STRICT_* bit set and cleared around a
 // command the server did not advertise (read-only, no FUA, no DF, no cache).
 // The bits' other checks (bounds, zero size, alignment, flags) are
-// test/libnbd-errors.test.ts's.
+// test/reference/libnbd-errors.test.ts's.
 import { truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CMD_FLAG_DF, CMD_FLAG_FUA, Handle, STRICT_COMMANDS } from '../lib';
-import { tempDir } from './helpers/servers';
-import { expectSameAsLibnbd, type Step, type Trace } from './helpers/replay';
+import { CMD_FLAG_DF, CMD_FLAG_FUA, Handle, STRICT_COMMANDS } from '../../lib';
+import { tempDir } from '../helpers/servers';
+import { expectSameAsLibnbd, type Step, type Trace } from '../helpers/replay';
 
 // libnbd.h's values (STRICT_AUTO_FLAG and CMD_FLAG_PAYLOAD_LEN are 1.18's; before, libnbd refuses them as unknown).
 const STRICT_AUTO_FLAG = 0x40;

@@ -8,10 +8,10 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CMD_FLAG_PAYLOAD_LEN, CMD_FLAG_REQ_ONE, STRICT_ALIGN, STRICT_PAYLOAD, have } from '../lib';
-import * as libnbd from '../lib';
-import { asJson, failure, outcome, python } from './helpers/outcome';
-import { handle, nbdkit, sparseFile, startQemuNbd, tempDir } from './helpers/servers';
+import { CMD_FLAG_PAYLOAD_LEN, CMD_FLAG_REQ_ONE, STRICT_ALIGN, STRICT_PAYLOAD, have } from '../../lib';
+import * as libnbd from '../../lib';
+import { asJson, failure, outcome, python } from '../helpers/outcome';
+import { handle, nbdkit, sparseFile, startQemuNbd, tempDir } from '../helpers/servers';
 
 /** Python's method name of a call: libnbd's snake_case. */
 const snake = (name: string) => name.replace(/[A-Z0-9]+/g, (m) => `_${m.toLowerCase()}`);

@@ -6,10 +6,10 @@
 // libnbd, so its trace is what a C program observes.
 import { createHash } from 'node:crypto';
 import { constants as os } from 'node:os';
-import { CMD_FLAG_DF, Handle, NbdError, READ_DATA, READ_HOLE, type ErrorRef } from '../lib';
-import { sparseFile, startNbdkit, startQemuNbd } from './helpers/servers';
-import { runPython } from './helpers/python';
-import { waitFor } from './helpers/wait';
+import { CMD_FLAG_DF, Handle, NbdError, READ_DATA, READ_HOLE, type ErrorRef } from '../../lib';
+import { sparseFile, startNbdkit, startQemuNbd } from '../helpers/servers';
+import { runPython } from '../helpers/python';
+import { waitFor } from '../helpers/wait';
 
 const { EPROTO, ENOMEM, ENETDOWN, ECONNREFUSED, EIO, EINVAL } = os.errno;
 
