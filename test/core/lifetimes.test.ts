@@ -5,25 +5,13 @@
 import { join } from 'node:path';
 import { Handle, NbdError, defaultDriver } from '../../lib';
 import { connected, handle, nbdkit, pattern, startNbdkit } from '../helpers/servers';
-import { sleep, waitFor } from '../helpers/wait';
+import { blockThread, sleep, waitFor } from '../helpers/wait';
+import { settled } from '../helpers/outcome';
 import { runNode, type ChildResult } from '../helpers/node-child';
 
 const ENOTCONN = 107;
 const EINVAL = 22;
 
-
-/** Blocks the JS thread (no event loop turn): libnbd cannot notice anything meanwhile. */
-function blockThread(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-/** What a Promise settled with, without unhandled rejections. */
-function outcome<T>(p: Promise<T>): Promise<{ value?: T; error?: any }> {
-  return p.then(
-    (value) => ({ value }),
-    (error) => ({ error }),
-  );
-}
 
 function expectClosedError(e: unknown): void {
   expect(e).toBeInstanceOf(NbdError);
@@ -106,8 +94,8 @@ describe('close() with commands in flight', () => {
     }
     const noCompletion = h.aioPread(Buffer.alloc(512), 0);
     const promises = [
-      outcome(h.pread(Buffer.alloc(512), 0)),
-      outcome(h.preadStructured(Buffer.alloc(512), 0, rec.chunk(6))),
+      settled(h.pread(Buffer.alloc(512), 0)),
+      settled(h.preadStructured(Buffer.alloc(512), 0, rec.chunk(6))),
     ];
     expect(new Set([...cookies, noCompletion]).size).toBe(7);
     await sleep(50); // the requests are on the wire, the server sits on them
@@ -161,7 +149,7 @@ describe('close() with commands in flight', () => {
       shutdown = h.shutdown();
     }).not.toThrow();
     for (const p of [pread, preadStructured, connect, shutdown]) {
-      const r = await outcome(p);
+      const r = await settled(p);
       expectClosedError(r.error);
     }
     await sleep(20);
@@ -177,12 +165,12 @@ describe('close() with commands in flight', () => {
     h.close();
     expectThrowsClosed(() => h.getSize());
     expectThrowsClosed(() => h.aioPread(Buffer.alloc(512), 0));
-    expectClosedError((await outcome(h.connectUri('nbd+unix:///?socket=/nonexistent'))).error);
+    expectClosedError((await settled(h.connectUri('nbd+unix:///?socket=/nonexistent'))).error);
   });
 
   test('close() while connecting rejects the connect and later calls still fail cleanly', async () => {
     const h = new Handle();
-    const connect = outcome(h.connectCommand(nbdkit('--filter=delay', 'null', 'size=512', 'delay-open=5')));
+    const connect = settled(h.connectCommand(nbdkit('--filter=delay', 'null', 'size=512', 'delay-open=5')));
     await sleep(50);
     const t = Date.now();
     h.close();
@@ -211,7 +199,7 @@ describe('close() with commands in flight', () => {
     const slow: number[] = [];
     for (let i = 1; i <= 4; i++) slow.push(h.aioPread(Buffer.alloc(512), 4096 * i, rec.completion(i)));
     slow.push(h.aioPreadStructured(Buffer.alloc(512), 4096 * 5, rec.chunk(5), rec.completion(5)));
-    const slowPromises = [outcome(h.pread(Buffer.alloc(512), 4096 * 6)), outcome(h.preadStructured(Buffer.alloc(512), 4096 * 7, () => 0))];
+    const slowPromises = [settled(h.pread(Buffer.alloc(512), 4096 * 6)), settled(h.preadStructured(Buffer.alloc(512), 4096 * 7, () => 0))];
 
     rec.completions[0] = [];
     const fastCookie = h.aioPread(Buffer.alloc(512), 0, (err) => {
@@ -227,7 +215,7 @@ describe('close() with commands in flight', () => {
       return 0;
     });
     await waitFor(() => rec.completions[0].length > 0, 'the fast read', 5000);
-    const settled = await Promise.all(slowPromises);
+    const outcomes = await Promise.all(slowPromises);
     await sleep(50);
 
     expect(rec.completions[0]).toEqual([0]); // its own, successful, completion
@@ -236,7 +224,7 @@ describe('close() with commands in flight', () => {
     expectClosedError(insideClose[0].error);
     for (let i = 1; i <= 5; i++) expect(rec.completions[i]).toEqual([ENOTCONN]);
     expect(rec.chunks[5]).toBe(0);
-    for (const r of settled) expectNotConnected(r.error);
+    for (const r of outcomes) expectNotConnected(r.error);
     expectThrowsClosed(() => h.aioCommandCompleted(fastCookie));
     expect(slow).toHaveLength(5);
   });
@@ -247,7 +235,7 @@ describe('close() with commands in flight', () => {
     await h.connectUnix(srv.socket);
     const rec = new Recorder();
     for (let i = 1; i <= 3; i++) h.aioPreadStructured(Buffer.alloc(512), 4096 * i, rec.chunk(i), rec.completion(i));
-    const slowPromise = outcome(h.pread(Buffer.alloc(512), 4096 * 4));
+    const slowPromise = settled(h.pread(Buffer.alloc(512), 4096 * 4));
     rec.completions[0] = [];
     rec.chunks[0] = 0;
     let chunkSaw: { offset: number; data: boolean } | undefined;
@@ -292,8 +280,8 @@ describe('a server that dies with commands in flight', () => {
       cookies.push(h.aioPreadStructured(Buffer.alloc(512), 512 * i, rec.chunk(i), rec.completion(i, i === 4 ? 1 : 0)));
     }
     const promises = [
-      outcome(h.pread(Buffer.alloc(512), 0)),
-      outcome(h.preadStructured(Buffer.alloc(512), 0, () => 0)),
+      settled(h.pread(Buffer.alloc(512), 0)),
+      settled(h.preadStructured(Buffer.alloc(512), 0, () => 0)),
     ];
     await sleep(100); // on the wire, held by the delay filter
     expect(h.aioInFlight()).toBe(7);
@@ -303,11 +291,11 @@ describe('a server that dies with commands in flight', () => {
   async function expectAllFailed(h: Handle, rec: Recorder, cookies: number[], promises: Promise<{ error?: any }>[]) {
     const t = Date.now();
     await waitFor(() => rec.completed === 5, 'every completion after the server died', 5000);
-    const settled = await Promise.all(promises);
+    const outcomes = await Promise.all(promises);
     expect(Date.now() - t).toBeLessThan(5000);
     for (let i = 0; i < 5; i++) expect(rec.completions[i]).toEqual([ENOTCONN]);
     expect(rec.chunks).toEqual([0, 0, 0, 0, 0]);
-    for (const r of settled) expectNotConnected(r.error);
+    for (const r of outcomes) expectNotConnected(r.error);
     // libnbd 1.14 (checked with the Python binding): EOF while replies are
     // awaited moves the handle to CLOSED; ECONNRESET or EPIPE to DEAD.
     // Either way it is not usable any more.
@@ -412,7 +400,7 @@ describe('a server that dies with commands in flight', () => {
     expect(again).toBeInstanceOf(NbdError);
     expect(again.code).toBe('EINVAL');
     expect(again.message).toMatch(/^nbd_aio_pread_structured: invalid state: DEAD/);
-    expect((await outcome(h.pread(Buffer.alloc(512), 0))).error).toMatchObject({ code: 'EINVAL' });
+    expect((await settled(h.pread(Buffer.alloc(512), 0))).error).toMatchObject({ code: 'EINVAL' });
     await sleep(20);
     expect(rec.completions[0]).toEqual([]);
     expect(rec.chunks[0]).toBe(0);

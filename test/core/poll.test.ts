@@ -6,29 +6,13 @@
 import { join } from 'node:path';
 import { AIO_DIRECTION_READ, Handle } from '../../lib';
 import { runNode } from '../helpers/node-child';
-import { runPython } from '../helpers/python';
 import { connected, handle, nbdkit, pattern } from '../helpers/servers';
-import { outcome, type Outcome } from '../helpers/outcome';
+import { outcome, python as pythonOutcome, type Outcome } from '../helpers/outcome';
+import { within } from '../helpers/wait';
 
-const PY_PRELUDE = `
-import nbd, errno, json, sys
-def outcome(f):
-    try:
-        return ['ok', f()]
-    except nbd.Error as e:
-        return ['err', errno.errorcode.get(e.errnum, 'E%d' % e.errnum), e.string]
-NBDKIT = ['nbdkit', '-s', '--exit-with-parent']
-`;
-
-/** Runs `script` (after PY_PRELUDE) with libnbd's Python binding; resolves with the JSON it prints last. */
-const python = <T>(script: string, ...args: string[]): Promise<T> => runPython<T>(PY_PRELUDE + script, { args, timeoutMs: 20000 });
-
-/** Settles within `ms`, or says it did not. */
-function within<T>(p: Promise<T>, ms: number): Promise<T | 'unsettled'> {
-  let timer: NodeJS.Timeout;
-  const late = new Promise<'unsettled'>((resolve) => (timer = setTimeout(() => resolve('unsettled'), ms)));
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
+/** Runs `script` with libnbd's Python binding after outcome.ts's prelude and NBDKIT (the argv of a private nbdkit). */
+const python = <T>(script: string, ...args: string[]): Promise<T> =>
+  pythonOutcome<T>(`NBDKIT = ['nbdkit', '-s', '--exit-with-parent']\n${script}`, ...args);
 
 describe('poll(): C\'s waiting loops, line by line', () => {
   test('a pread: while (!aioCommandCompleted(c)) await poll(-1) ends with the data read, each poll resolving 1', async () => {
@@ -212,7 +196,7 @@ describe('poll(): many at once', () => {
     for (let i = 0; i < 32; i++) cookies.push(h.aioPread(Buffer.alloc(4096), i * 4096));
     expect(await within(Promise.all(polls), 10000)).toEqual(polls.map(() => 1));
     const settled = await within(Promise.all(timed), 10000);
-    expect(settled).not.toBe('unsettled');
+    expect(settled).not.toBe('pending');
     expect((settled as number[]).every((r) => r === 0 || r === 1)).toBe(true);
     for (const c of cookies) while (!h.aioCommandCompleted(c)) await h.poll(-1);
     expect(h.aioInFlight()).toBe(0);
@@ -226,7 +210,7 @@ describe('poll(): many at once', () => {
       return 0;
     });
     while (!h.aioCommandCompleted(c)) await h.poll(-1);
-    expect(await within(inner!, 200)).toBe('unsettled');
+    expect(await within(inner!, 200)).toBe('pending');
     const next = h.aioPread(Buffer.alloc(512), 512);
     expect(await within(inner!, 10000)).toBe(1);
     while (!h.aioCommandCompleted(next)) await h.poll(-1);

@@ -5,9 +5,10 @@
 // scenario runs through this binding and through libnbd's Python binding
 // against the same server; the traces must be equal, and equal to the rule.
 import { constants } from 'node:os';
-import { NbdError, READ_DATA, READ_ERROR, READ_HOLE, getVersion } from '../../lib';
+import { READ_DATA, READ_ERROR, READ_HOLE, getVersion } from '../../lib';
 import { handle } from '../helpers/servers';
 import { runPython } from '../helpers/python';
+import { errnoOf } from '../helpers/outcome';
 import { NBD_EIO, NBD_ENOSPC } from '../helpers/nbd-wire';
 import { scriptedData, startScriptedServer, type ReadScript } from '../helpers/scripted-server';
 
@@ -103,11 +104,6 @@ function act(a: Act | null | undefined, error: { value: number }, what: string):
   if (a.set !== undefined) error.value = a.set;
   if (a.throw) throw new Error(`${what} fails on purpose`);
   return a.ret ?? 0;
-}
-
-function errnoOf(e: unknown): number {
-  if (!(e instanceof NbdError)) throw e;
-  return e.errno;
 }
 
 async function runJs(socket: string, s: Scenario): Promise<{ trace: Trace; placements: Placement[]; data: Buffer }> {

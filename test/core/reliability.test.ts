@@ -7,7 +7,8 @@ import { Worker } from 'node:worker_threads';
 import { Handle, NbdError, defaultDriver } from '../../lib';
 import { connected, handle, nbdkit, pattern, silentServer, spawnServer, startNbdkit, tempDir } from '../helpers/servers';
 import { keepOutput } from '../helpers/output';
-import { waitFor } from '../helpers/wait';
+import { waitFor, within } from '../helpers/wait';
+import { settled } from '../helpers/outcome';
 
 const EFAULT = 14;
 // The lib settings have no DOM types: what these tests use of WebAssembly.
@@ -58,25 +59,6 @@ class Ledger {
   }
 }
 
-/** What a Promise settled with, without unhandled rejections. */
-function outcome<T>(p: Promise<T>): Promise<{ value?: T; error?: any }> {
-  return p.then(
-    (value) => ({ value }),
-    (error) => ({ error }),
-  );
-}
-
-/** A Promise's outcome, or 'pending' if it has not settled within `ms`. */
-async function within<T>(p: Promise<T>, ms: number): Promise<{ value?: T; error?: any } | 'pending'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'pending'>((r) => (timer = setTimeout(() => r('pending'), ms)));
-  try {
-    return await Promise.race([outcome(p), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A server that prints a line on stdout once it listens. */
 function startProcess(cmd: string, args: string[]): Promise<ChildProcess> {
   const { proc: child } = spawnServer(cmd, args, { stdout: 'pipe', stopSignal: 'SIGKILL' });
@@ -105,7 +87,7 @@ describe('a socket error with replies still queued', () => {
     expect(h.aioInFlight()).toBe(0);
     expect(h.aioIsDead()).toBe(true);
     // Nothing is left to hang on.
-    expect(await within(h.shutdown(), 2000)).not.toBe('pending');
+    expect(await within(settled(h.shutdown()), 2000)).not.toBe('pending');
   });
 });
 
@@ -116,11 +98,11 @@ describe('two connects on one handle', () => {
     const h = handle();
     const first = h.connectCommand(nbdkit('memory', 'size=1M'));
     first.catch(() => undefined); // judged below
-    const second = await within(h.connectCommand(nbdkit('memory', 'size=1M')), 5000);
+    const second = await within(settled(h.connectCommand(nbdkit('memory', 'size=1M'))), 5000);
     expect(second).not.toBe('pending');
     expect((second as { error: NbdError }).error).toBeInstanceOf(NbdError);
     expect((second as { error: NbdError }).error).toMatchObject({ errno: EINVAL, code: 'EINVAL' });
-    expect(await within(first, 5000)).toEqual({ value: undefined });
+    expect(await within(settled(first), 5000)).toEqual({ value: undefined });
     expect(h.getSize()).toBe(1 << 20);
   });
 
@@ -130,9 +112,9 @@ describe('two connects on one handle', () => {
     const first = h.connectUnix(socket);
     first.catch(() => undefined); // judged below
     const second = h.connectUnix(socket);
-    const secondOutcome = await within(second, 5000);
+    const secondOutcome = await within(settled(second), 5000);
     h.close();
-    const firstOutcome = await within(first, 2000);
+    const firstOutcome = await within(settled(first), 2000);
     expect(firstOutcome).not.toBe('pending');
     expect((firstOutcome as { error: NbdError }).error).toMatchObject({ errno: ENOTCONN });
     expect(secondOutcome).not.toBe('pending');

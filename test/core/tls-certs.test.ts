@@ -7,25 +7,22 @@
 // compared: libnbd's errno and, where it does not depend on timing, its
 // message.
 import { createServer } from 'node:net';
-import { Handle, NbdError, TLS_ALLOW, TLS_REQUIRE } from '../../lib';
+import { Handle, TLS_ALLOW, TLS_REQUIRE } from '../../lib';
 import { clientDir, makePki } from '../helpers/certs';
+import { outcome } from '../helpers/outcome';
 import { runPython } from '../helpers/python';
 import { handle, nbdkit, pattern, startNbdkit, startNbdkitTcp } from '../helpers/servers';
 
 /** What a connect ended with: ['ok', null] or ['err', code, message without its "nbd_<call>: "]. */
-type Outcome = ['ok', null] | ['err', string, string];
+type ConnectOutcome = ['ok', null] | ['err', string, string];
 
 /** A message without libnbd's "<api>: " context. */
 const body = (message: string) => message.replace(/^nbd_\w+: /, '');
 
-async function outcome(connect: () => Promise<void>): Promise<Outcome> {
-  try {
-    await connect();
-    return ['ok', null];
-  } catch (e) {
-    if (!(e instanceof NbdError)) throw e;
-    return ['err', e.code, body(e.message)];
-  }
+/** outcome() as the Python side below prints it. */
+async function connectOutcome(connect: () => Promise<void>): Promise<ConnectOutcome> {
+  const o = await outcome(connect);
+  return o[0] === 'ok' ? ['ok', null] : ['err', o[1], body(o[2])];
 }
 
 // The Python side of a comparison: connect(h, how, target) as the test says,
@@ -92,8 +89,8 @@ describe('TLS with X.509 certificates', () => {
   }
 
   /** Python's outcome of connecting a handle with TLS_REQUIRE and `dir` (`verify`: setTlsVerifyPeer) to the Unix socket or TCP port. */
-  function pythonConnect(how: 'unix' | 'tcp', dir: string, verify = true): Promise<Outcome> {
-    return python<Outcome>(`
+  function pythonConnect(how: 'unix' | 'tcp', dir: string, verify = true): Promise<ConnectOutcome> {
+    return python<ConnectOutcome>(`
 h = nbd.NBD(); h.set_tls(nbd.TLS_REQUIRE); h.set_tls_certificates(sys.argv[2]); h.set_tls_verify_peer(sys.argv[3] == 'true')
 if sys.argv[1] == 'unix':
     print(json.dumps(outcome(lambda: h.connect_unix(sys.argv[4]))))
@@ -134,7 +131,7 @@ else:
 
   test('a CA that did not sign the server\'s certificate, over TCP: the handshake fails verifying it, as in Python', async () => {
     const h = certHandle(wrongCa);
-    const js = await outcome(() => h.connectTcp('localhost', port));
+    const js = await connectOutcome(() => h.connectTcp('localhost', port));
     expect(js[0]).toBe('err');
     expect(js[2]).toMatch(/^gnutls_handshake: .*certificate verification/);
     // libnbd has no errno for a GnuTLS failure: 0, whose code is 'UNKNOWN'.
@@ -147,7 +144,7 @@ else:
     // No host name to check the certificate against: libnbd 1.14 checks
     // nothing then and connects; newer libnbd checks the chain and fails.
     const h = certHandle(wrongCa);
-    const js = await outcome(() => h.connectUnix(socket));
+    const js = await connectOutcome(() => h.connectUnix(socket));
     expect(js).toEqual(await pythonConnect('unix', wrongCa));
     expect(h.aioIsReady()).toBe(js[0] === 'ok');
   });
@@ -156,7 +153,7 @@ else:
     const h = certHandle(wrongCa);
     h.setTlsVerifyPeer(false);
     expect(h.getTlsVerifyPeer()).toBe(false);
-    const js = await outcome(() => h.connectTcp('localhost', port));
+    const js = await connectOutcome(() => h.connectTcp('localhost', port));
     expect(js).toEqual(['ok', null]);
     expect(js).toEqual(await pythonConnect('tcp', wrongCa, false));
     expect(h.getTlsNegotiated()).toBe(true);
@@ -165,7 +162,7 @@ else:
 
   test('no client certificate: the server (--tls-verify-peer) ends the session; the same errno as Python, a GnuTLS error', async () => {
     const h = certHandle(noClientCert);
-    const js = await outcome(() => h.connectUnix(socket));
+    const js = await connectOutcome(() => h.connectUnix(socket));
     const py = await pythonConnect('unix', noClientCert);
     expect(js[0]).toBe('err');
     expect(py[0]).toBe('err');
@@ -182,11 +179,11 @@ else:
   test('TLS_REQUIRE against a server without TLS: libnbd\'s ENOTSUP, as in Python', async () => {
     const plain = await startNbdkit('pattern', 'size=1M');
     const h = certHandle(pki);
-    const js = await outcome(() => h.connectUnix(plain.socket));
+    const js = await connectOutcome(() => h.connectUnix(plain.socket));
     expect(js[0]).toBe('err');
     expect(js[1]).toBe('ENOTSUP');
     expect(js[2]).toMatch(/TLS/);
-    const py = await python<Outcome>(`
+    const py = await python<ConnectOutcome>(`
 h = nbd.NBD(); h.set_tls(nbd.TLS_REQUIRE); h.set_tls_certificates(sys.argv[1])
 print(json.dumps(outcome(lambda: h.connect_unix(sys.argv[2]))))`, pki, plain.socket);
     expect(js).toEqual(py);
@@ -200,7 +197,7 @@ print(json.dumps(outcome(lambda: h.connect_unix(sys.argv[2]))))`, pki, plain.soc
     expect(h.getTlsNegotiated()).toBe(true);
     expect(h.getTls()).toBe(TLS_REQUIRE);
     await expectPatternRead(h);
-    const py = await python<[Outcome, string]>(`
+    const py = await python<[ConnectOutcome, string]>(`
 h = nbd.NBD(); h.set_uri_allow_local_file(True)
 r = outcome(lambda: h.connect_uri(sys.argv[1]))
 print(json.dumps([r, h.get_uri()]))`, uri);
@@ -211,7 +208,7 @@ print(json.dumps([r, h.get_uri()]))`, uri);
   test('an nbds+unix:// URI with tls-certificates=: refused (EPERM) until setUriAllowLocalFile(true), then TLS, getUri as in Python', async () => {
     const uri = `nbds+unix://alice@/?tls-certificates=${pki}&socket=${socket}`;
     const refused = handle();
-    const e = await outcome(() => refused.connectUri(uri));
+    const e = await connectOutcome(() => refused.connectUri(uri));
     expect(e[0]).toBe('err');
     expect(e[1]).toBe('EPERM');
     expect(e[2]).toMatch(/local file access \(tls-certificates\) is not allowed/);
@@ -222,7 +219,7 @@ print(json.dumps([r, h.get_uri()]))`, uri);
     await h.connectUri(uri);
     expect(h.getTlsNegotiated()).toBe(true);
     await expectPatternRead(h);
-    const py = await python<[Outcome, Outcome, string]>(`
+    const py = await python<[ConnectOutcome, ConnectOutcome, string]>(`
 refused = nbd.NBD()
 r1 = outcome(lambda: refused.connect_uri(sys.argv[1]))
 h = nbd.NBD(); h.set_uri_allow_local_file(True)

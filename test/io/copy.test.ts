@@ -4,7 +4,7 @@
 import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { AbortError, Handle, NbdError, Pool, STATE_ZERO, copy, type CopyProgress, type CommandOptions } from '../../lib';
-import { nbdinfoMap, pool, run } from '../helpers/io';
+import { commandOutput, nbdinfoMap, pool } from '../helpers/io';
 import { collectUnhandledRejections } from '../helpers/unhandled';
 import { handle, sparseFile, startNbdkit, startQemuNbd, tempDir } from '../helpers/servers';
 
@@ -26,7 +26,7 @@ const allocated = (path: string) => statSync(path).blocks * 512;
 
 /** nbdcopy SRC DST (DST a file path or URI). */
 function nbdcopy(src: string, dst: string, ...args: string[]): void {
-  run('nbdcopy', [...args, '--', src, dst]);
+  commandOutput('nbdcopy', [...args, '--', src, dst]);
 }
 
 /** The whole export, through nbdcopy, as a Buffer. */
@@ -66,7 +66,7 @@ describe('against nbdcopy', () => {
     const theirs = join(dir, 'theirs.raw');
     nbdcopy(server.uri, theirs);
     const stats = await copy(server.uri, ours);
-    run('cmp', [ours, theirs]);
+    commandOutput('cmp', [ours, theirs]);
     expect(statSync(ours).size).toBe(256 * MiB);
     expect(allocated(ours)).toBeLessThanOrEqual(allocated(theirs));
     expect(stats.bytes).toBe(256 * MiB);
@@ -92,8 +92,8 @@ describe('against nbdcopy', () => {
     const theirs = join(dir, 'theirs.raw');
     nbdcopy(server.uri, theirs);
     await copy(server.uri, ours);
-    run('cmp', [ours, theirs]);
-    run('cmp', [ours, file]);
+    commandOutput('cmp', [ours, theirs]);
+    commandOutput('cmp', [ours, file]);
     expect(allocated(ours)).toBeLessThanOrEqual(allocated(theirs));
   });
 
@@ -133,7 +133,7 @@ describe('detectZeroes', () => {
     const off = join(dir, 'off.raw');
     const withDetect = await copy(uri, on);
     const without = await copy(uri, off, { detectZeroes: false });
-    run('cmp', [on, off]);
+    commandOutput('cmp', [on, off]);
     expect(withDetect.dataBytes).toBe(4 * MiB);
     expect(without.dataBytes).toBe(12 * MiB);
     expect(allocated(on)).toBeLessThan(5 * MiB);
@@ -180,7 +180,7 @@ describe('server limits', () => {
     expect(Math.max(...sizes)).toBe(32 * MiB);
     expect(reads.filter((c) => c.method === 'pread').reduce((n, c) => n + c.count, 0)).toBe(size);
     await dstPool.flush();
-    run('cmp', [file, dstFile]);
+    commandOutput('cmp', [file, dstFile]);
   });
 
   test('a destination without write-zeroes gets written zeroes; a minimum block size of 4 KiB is respected', async () => {
@@ -235,7 +235,7 @@ describe('endpoints', () => {
     expect(back.subarray(0, 8 * MiB).equals(readFileSync(file))).toBe(true);
     const out = join(tempDir(), 'copy.raw');
     await copy(file, out);
-    run('cmp', [file, out]);
+    commandOutput('cmp', [file, out]);
     expect(allocated(out)).toBeLessThanOrEqual(MiB + 64 * KiB);
   });
 

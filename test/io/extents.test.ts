@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { Handle, NbdError, STATE_HOLE, STATE_ZERO } from '../../lib';
 import { MAX_BLOCK_STATUS, type Extent } from '../../lib/io/extents';
-import { clip, collect, nbdinfoMap, run } from '../helpers/io';
+import { clip, collect, commandOutput, nbdinfoMap } from '../helpers/io';
 import { collectUnhandledRejections } from '../helpers/unhandled';
 import { handle, sparseFile, startNbdkit, startQemuNbd, tempDir } from '../helpers/servers';
 
@@ -150,11 +150,11 @@ describe('qemu meta contexts (qcow2 through qemu-nbd)', () => {
   const size = 64 * MiB;
   beforeAll(async () => {
     const file = join(tempDir(), 'disk.qcow2');
-    run('qemu-img', ['create', '-q', '-f', 'qcow2', file, String(size)]);
+    commandOutput('qemu-img', ['create', '-q', '-f', 'qcow2', file, String(size)]);
     // Data written before the bitmap exists is allocated but clean.
-    run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x11 0 1M', file]);
-    run('qemu-img', ['bitmap', '--add', file, 'b0']);
-    run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x55 2M 64k', '-c', 'write -z 8M 1M', '-c', 'write -P 0x66 63M 1M', file]);
+    commandOutput('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x11 0 1M', file]);
+    commandOutput('qemu-img', ['bitmap', '--add', file, 'b0']);
+    commandOutput('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x55 2M 64k', '-c', 'write -z 8M 1M', '-c', 'write -P 0x66 63M 1M', file]);
     uri = (await startQemuNbd(file, '-e', '4', '-f', 'qcow2', '-B', 'b0', '-A')).uri;
   });
 

@@ -6,6 +6,7 @@ import { getEventListeners } from 'node:events';
 import { CMD_FLAG_FUA, Handle, NbdError, READ_DATA } from '../../lib';
 import { connected, handle, nbdkit, pattern, startNbdkit, silentServer } from '../helpers/servers';
 import { waitFor } from '../helpers/wait';
+import { rejected, settled } from '../helpers/outcome';
 import { collectUnhandledRejections } from '../helpers/unhandled';
 
 collectUnhandledRejections();
@@ -15,15 +16,6 @@ collectUnhandledRejections();
 // test file in: TypeScript's `using` helpers look them up there.
 (Symbol as { asyncDispose?: symbol }).asyncDispose ??= Symbol.for('nodejs.asyncDispose');
 (Symbol as { dispose?: symbol }).dispose ??= Symbol.for('nodejs.dispose');
-
-/** What a Promise settles with, without letting it go unhandled. */
-async function outcome(p: Promise<unknown>): Promise<{ ok: boolean; value: unknown }> {
-  try {
-    return { ok: true, value: await p };
-  } catch (e) {
-    return { ok: false, value: e };
-  }
-}
 
 function expectAbortError(e: unknown, reason: unknown): void {
   const err = e as { name: string; code: string; cause: unknown; message: string };
@@ -40,13 +32,13 @@ describe('data commands', () => {
     const h = await connected(slowReads());
     const ac = new AbortController();
     const buf = Buffer.alloc(4096);
-    const p = outcome(h.pread(buf, 8192, { signal: ac.signal }));
+    const p = settled(h.pread(buf, 8192, { signal: ac.signal }));
     expect(h.aioInFlight()).toBe(1);
     const reason = new Error('changed my mind');
     ac.abort(reason);
     const r = await p;
-    expect(r.ok).toBe(false);
-    expectAbortError(r.value, reason);
+    expect(rejected(r)).toBe(true);
+    expectAbortError(r.error, reason);
     // Rejected while the read is still in flight: "at once", not when it completes.
     expect(h.aioInFlight()).toBe(1);
     await waitFor(() => h.aioInFlight() === 0, 'the aborted read to complete');
@@ -62,9 +54,9 @@ describe('data commands', () => {
     const h = await connected(nbdkit('memory', 'size=1M'));
     const reason = 'stop';
     const signal = AbortSignal.abort(reason);
-    const r = await outcome(h.pwrite(Buffer.alloc(512, 0xee), 0, { signal }));
-    expect(r.ok).toBe(false);
-    expectAbortError(r.value, reason);
+    const r = await settled(h.pwrite(Buffer.alloc(512, 0xee), 0, { signal }));
+    expect(rejected(r)).toBe(true);
+    expectAbortError(r.error, reason);
     expect(h.aioInFlight()).toBe(0);
     const back = Buffer.alloc(512, 1);
     await h.pread(back, 0);
@@ -86,12 +78,12 @@ describe('data commands', () => {
       ['blockStatus', (o) => h2.blockStatus(512, 0, () => 0, o)],
     ];
     for (const [name, run] of forms) {
-      const live = await outcome(run({ signal: new AbortController().signal }));
-      expect([name, live.ok]).toEqual([name, true]);
+      const live = await settled(run({ signal: new AbortController().signal }));
+      expect([name, rejected(live)]).toEqual([name, false]);
       const reason = Symbol(name);
-      const aborted = await outcome(run({ signal: AbortSignal.abort(reason) }));
-      expect([name, aborted.ok]).toEqual([name, false]);
-      expectAbortError(aborted.value, reason);
+      const aborted = await settled(run({ signal: AbortSignal.abort(reason) }));
+      expect([name, rejected(aborted)]).toEqual([name, true]);
+      expectAbortError(aborted.error, reason);
     }
     expect(h2.aioInFlight()).toBe(0);
   });
@@ -102,8 +94,8 @@ describe('data commands', () => {
     await h.pwrite(Buffer.alloc(512, 2), 512, { flags: CMD_FLAG_FUA });
     await h.flush({});
     // libnbd still checks the flags: pread takes none.
-    const r = await outcome(h.pread(Buffer.alloc(512), 0, { flags: CMD_FLAG_FUA }));
-    expect((r.value as NbdError).code).toBe('EINVAL');
+    const r = await settled(h.pread(Buffer.alloc(512), 0, { flags: CMD_FLAG_FUA }));
+    expect((r.error as NbdError).code).toBe('EINVAL');
   });
 
   test('a signal that is not an AbortSignal, or options of the wrong type, throw synchronously', async () => {
@@ -135,12 +127,12 @@ describe('data commands', () => {
       expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
       // And again, aborted half-way: every pending Promise rejects, no listener is left.
       const more = [];
-      for (let i = 0; i < 200; i++) more.push(outcome(h.pread(Buffer.alloc(4096), i * 4096, { signal: ac.signal })));
+      for (let i = 0; i < 200; i++) more.push(settled(h.pread(Buffer.alloc(4096), i * 4096, { signal: ac.signal })));
       const reason = new Error('enough');
       ac.abort(reason);
       const results = await Promise.all(more);
-      for (const r of results) if (!r.ok) expectAbortError(r.value, reason);
-      expect(results.some((r) => !r.ok)).toBe(true);
+      for (const r of results) if (rejected(r)) expectAbortError(r.error, reason);
+      expect(results.some((r) => rejected(r))).toBe(true);
       expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
       await waitFor(() => h.aioInFlight() === 0, 'the reads to complete');
     } finally {
@@ -156,11 +148,11 @@ describe('data commands', () => {
     const ac = new AbortController();
     let chunks = 0;
     let extents = 0;
-    const p1 = outcome(h.preadStructured(Buffer.alloc(4096), 0, () => void chunks++, { signal: ac.signal }));
-    const p2 = outcome(h.blockStatus(4096, 0, () => void extents++, { signal: ac.signal }));
+    const p1 = settled(h.preadStructured(Buffer.alloc(4096), 0, () => void chunks++, { signal: ac.signal }));
+    const p2 = settled(h.blockStatus(4096, 0, () => void extents++, { signal: ac.signal }));
     ac.abort();
-    expect((await p1).ok).toBe(false);
-    expect((await p2).ok).toBe(false);
+    expect(rejected(await p1)).toBe(true);
+    expect(rejected(await p2)).toBe(true);
     await waitFor(() => h.aioInFlight() === 0, 'the commands to complete');
     expect([chunks, extents]).toEqual([0, 0]);
     // Without an abort, the same calls deliver their callbacks.
@@ -172,10 +164,10 @@ describe('data commands', () => {
   test('closing the handle after an abort settles nothing twice and leaves no listener', async () => {
     const h = await connected(slowReads());
     const ac = new AbortController();
-    const p = outcome(h.pread(Buffer.alloc(512), 0, { signal: ac.signal }));
+    const p = settled(h.pread(Buffer.alloc(512), 0, { signal: ac.signal }));
     ac.abort();
     h.close();
-    expect((await p).ok).toBe(false);
+    expect(rejected(await p)).toBe(true);
     expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
   });
 });
@@ -186,8 +178,8 @@ describe('option negotiation, shutdown and connects', () => {
     h.setOptMode(true);
     await h.connectCommand(nbdkit('memory', 'size=1M'));
     const reason = new Error('no list');
-    const aborted = await outcome(h.optList(() => 0, { signal: AbortSignal.abort(reason) }));
-    expectAbortError(aborted.value, reason);
+    const aborted = await settled(h.optList(() => 0, { signal: AbortSignal.abort(reason) }));
+    expectAbortError(aborted.error, reason);
     let names = 0;
     expect(await h.optList(() => void names++, { signal: new AbortController().signal })).toBe(names);
     await h.optGo({ signal: new AbortController().signal });
@@ -198,21 +190,21 @@ describe('option negotiation, shutdown and connects', () => {
     const silent = await silentServer();
     const h = new Handle();
     const ac = new AbortController();
-    const p = outcome(h.connectUnix(silent.socket, { signal: ac.signal }));
+    const p = settled(h.connectUnix(silent.socket, { signal: ac.signal }));
     await waitFor(() => silent.accepted() === 1, 'the connection');
     const reason = new Error('too slow');
     ac.abort(reason);
     const r = await p;
-    expect(r.ok).toBe(false);
-    expectAbortError(r.value, reason);
+    expect(rejected(r)).toBe(true);
+    expectAbortError(r.error, reason);
     expect(h.closed).toBe(true);
     expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
   });
 
   test('an already-aborted signal rejects a connect without starting it; the handle is left as it was', async () => {
     const h = handle();
-    const r = await outcome(h.connectCommand(nbdkit('memory', 'size=1M'), { signal: AbortSignal.abort() }));
-    expect((r.value as Error).name).toBe('AbortError');
+    const r = await settled(h.connectCommand(nbdkit('memory', 'size=1M'), { signal: AbortSignal.abort() }));
+    expect((r.error as Error).name).toBe('AbortError');
     expect(h.closed).toBe(false);
     expect(h.aioIsCreated()).toBe(true);
     await h.connectCommand(nbdkit('memory', 'size=1M'), { signal: new AbortController().signal });
@@ -226,11 +218,11 @@ describe('option negotiation, shutdown and connects', () => {
     const disconnects: unknown[] = [];
     h.on('disconnect', (e) => disconnects.push(e));
     // Sent before the disconnect (nbdkit may fail it ESHUTDOWN when the disconnect arrives).
-    const read = outcome(h.pread(Buffer.alloc(512), 0));
+    const read = settled(h.pread(Buffer.alloc(512), 0));
     const ac = new AbortController();
-    const p = outcome(h.shutdown({ signal: ac.signal }));
+    const p = settled(h.shutdown({ signal: ac.signal }));
     ac.abort();
-    expect((await p).ok).toBe(false);
+    expect(rejected(await p)).toBe(true);
     await read;
     await waitFor(() => disconnects.length === 1, "'disconnect'");
     expect(disconnects).toEqual([undefined]);

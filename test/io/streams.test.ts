@@ -10,7 +10,7 @@ import { Handle } from '../../lib';
 import { connected, nbdkit, pattern, startNbdkit, tempDir } from '../helpers/servers';
 import { waitFor } from '../helpers/wait';
 import { collectUnhandledRejections } from '../helpers/unhandled';
-import { run } from '../helpers/io';
+import { commandOutput } from '../helpers/io';
 
 collectUnhandledRejections();
 
@@ -269,7 +269,7 @@ describe('createWriteStream', () => {
     await w.shutdown();
     w.close();
     const file = join(tempDir(), 'copy.raw');
-    run('nbdcopy', [server.uri, file]);
+    commandOutput('nbdcopy', [server.uri, file]);
     const copy = readFileSync(file);
     expect(copy.length).toBe(4 * MiB);
     expect(copy.subarray(0, 4096).equals(Buffer.alloc(4096))).toBe(true);

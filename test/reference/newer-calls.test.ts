@@ -12,15 +12,10 @@ import { CMD_FLAG_PAYLOAD_LEN, CMD_FLAG_REQ_ONE, STRICT_ALIGN, STRICT_PAYLOAD, h
 import * as libnbd from '../../lib';
 import { asJson, failure, outcome, python } from '../helpers/outcome';
 import { handle, nbdkit, sparseFile, startQemuNbd, tempDir } from '../helpers/servers';
+import { commandOutput } from '../helpers/io';
 
 /** Python's method name of a call: libnbd's snake_case. */
 const snake = (name: string) => name.replace(/[A-Z0-9]+/g, (m) => `_${m.toLowerCase()}`);
-
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) =>
-    spawn(cmd, args, { stdio: 'ignore' }).on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')}: ${code}`)))),
-  );
-}
 
 /** Each key of `have` in turn: true exactly where libnbd's Python binding of the installed libnbd has the call. */
 test('`have` says what libnbd\'s own Python binding of the installed libnbd has', async () => {
@@ -315,9 +310,9 @@ describe('filtered block status (qemu-nbd, extended headers)', () => {
   let image: string;
   beforeAll(async () => {
     image = join(tempDir(), 'payload.qcow2');
-    await run('qemu-img', ['create', '-f', 'qcow2', image, '1M']);
-    await run('qemu-img', ['bitmap', '--add', '--enable', '-f', 'qcow2', image, 'bitmap0']);
-    await run('qemu-img', ['bitmap', '--add', '--enable', '-f', 'qcow2', image, 'bitmap1']);
+    commandOutput('qemu-img', ['create', '-f', 'qcow2', image, '1M']);
+    commandOutput('qemu-img', ['bitmap', '--add', '--enable', '-f', 'qcow2', image, 'bitmap0']);
+    commandOutput('qemu-img', ['bitmap', '--add', '--enable', '-f', 'qcow2', image, 'bitmap1']);
   });
   const server = () => ['qemu-nbd', '-f', 'qcow2', '-A', '-B', 'bitmap0', '-B', 'bitmap1', image];
 

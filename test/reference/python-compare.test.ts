@@ -6,9 +6,10 @@
 // libnbd, so its trace is what a C program observes.
 import { createHash } from 'node:crypto';
 import { constants as os } from 'node:os';
-import { CMD_FLAG_DF, Handle, NbdError, READ_DATA, READ_HOLE, type ErrorRef } from '../../lib';
+import { CMD_FLAG_DF, Handle, READ_DATA, READ_HOLE, type ErrorRef } from '../../lib';
 import { sparseFile, startNbdkit, startQemuNbd } from '../helpers/servers';
 import { runPython } from '../helpers/python';
+import { errnoOf } from '../helpers/outcome';
 import { waitFor } from '../helpers/wait';
 
 const { EPROTO, ENOMEM, ENETDOWN, ECONNREFUSED, EIO, EINVAL } = os.errno;
@@ -172,11 +173,6 @@ function act(a: Action | undefined, err: ErrorRef): unknown {
   if (a.fail === 'raise') throw new Error('callback fails');
   if (a.fail === 'return') return -1;
   return a.ret ?? 0;
-}
-
-function errnoOf(e: unknown): Errno {
-  if (!(e instanceof NbdError)) throw e;
-  return e.errno;
 }
 
 function completed(h: Handle, c: number): Errno | 'false' {
