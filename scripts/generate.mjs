@@ -19,9 +19,9 @@ import * as apiDoc from './generator/api-doc.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-const problems = checkTable();
-if (problems.length) {
-  console.error(`scripts/api-table.mjs:\n  ${problems.join('\n  ')}`);
+for (const [table, problems] of [['scripts/api-table.mjs', checkTable()], ['scripts/event-wire.mjs', eventWire.checkWire()]]) {
+  if (problems.length === 0) continue;
+  console.error(`${table}:\n  ${problems.join('\n  ')}`);
   process.exit(1);
 }
 

@@ -1,4 +1,5 @@
-// typings/native.ts: the exact surface of the native module as lib/ sees it.
+// typings/native.ts: the exact surface of the native module as lib/ sees it (NativePayload from
+// scripts/event-wire.mjs).
 import {
   simpleCalls,
   commandCalls,
@@ -14,6 +15,7 @@ import {
   connectName,
   nativeTsType,
 } from './common.mjs';
+import * as wire from '../event-wire.mjs';
 
 function typings() {
   const out = [banner('//'), '// The exact surface of the native module (build/Release/nbd.node) as lib/ sees it.', '',
@@ -29,13 +31,7 @@ function typings() {
   out.push('}', '');
   out.push('/** What an extent, list, context or debug event carries, or a failed connect or disconnect (message). */');
   out.push('export interface NativePayload {');
-  out.push('  context?: string;');
-  out.push('  offset?: number | bigint;');
-  out.push('  entries?: Uint32Array | BigUint64Array;');
-  out.push('  name?: string;');
-  out.push('  description?: string;');
-  out.push('  message?: string;');
-  out.push('  errno?: number;');
+  for (const [name, ts] of wire.payloadFields) out.push(`  ${name}?: ${ts};`);
   out.push('}', '');
   out.push('export interface NativeBinding {');
   out.push('  Handle: new (onEvents: (count: number, payloads?: (NativePayload | undefined)[]) => void, driver: string) => NativeHandle;');
