@@ -13,7 +13,7 @@
 #                   nbdcopy and nbddump with nbdjs standing in
 #                   (scripts/libnbd-tool-tests.sh); its summary goes to FILE
 #   --shell         an interactive shell in the root instead, at the copy
-#   JEST_ARGS       go to `npm test --` (e.g. test/core/info.test.ts)
+#   JEST_ARGS       go to `npm test --` (e.g. test/cli/info.test.ts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/debian-root.sh

@@ -16,43 +16,57 @@ export const header = [
 export const kindField = 0;
 
 /**
- * Each kind: its value, the fields it uses (name, index, meaning) and what
- * its payload (strings and arrays, an object beside the array) carries.
- * `slot` names the command (CommandContext::slot, reused only once JS has
- * seen the completion).
+ * What a payload may carry (strings and arrays, an object beside the array:
+ * typings/native.ts's NativePayload), each field with its TS type.
+ */
+export const payloadFields = [
+  ['context', 'string'],
+  ['offset', 'number | bigint'],
+  ['entries', 'Uint32Array | BigUint64Array'],
+  ['name', 'string'],
+  ['description', 'string'],
+  ['message', 'string'],
+  ['errno', 'number'],
+];
+
+/**
+ * Each kind: its value, the fields it uses (name, index, meaning) and the
+ * payload fields it carries (`payloadWhen`: when it has a payload at all, if
+ * not always). `slot` names the command (CommandContext::slot, reused only
+ * once JS has seen the completion).
  */
 export const kinds = [
-  { name: 'chunk', value: 1, payload: null, fields: [
+  { name: 'chunk', value: 1, payload: [], fields: [
     ['slot', 1, 'the command'],
     ['status', 2, 'READ_DATA, READ_HOLE or READ_ERROR'],
     ['error', 3, "libnbd's *error on entry (READ_ERROR: that chunk's server errno)"],
     ['subOffset', 4, "the chunk's offset within the caller's buffer"],
     ['count', 5, 'byte count'],
   ] },
-  { name: 'completion', value: 2, payload: "message, errno (an option's failure only: what libnbd recorded)", fields: [
+  { name: 'completion', value: 2, payload: ['message', 'errno'], payloadWhen: "an option's failure only: what libnbd recorded", fields: [
     ['slot', 1, 'the command'],
     ['error', 3, "libnbd's *error"],
     ['retireError', 4, 'errno of nbd_aio_command_completed (0: success)'],
   ] },
-  { name: 'connected', value: 3, payload: 'message (on failure only)', fields: [
+  { name: 'connected', value: 3, payload: ['message'], payloadWhen: 'on failure only', fields: [
     ['id', 1, "the connect's id (what aioConnect* returned)"],
     ['error', 3, "libnbd's errno on failure (may be 0)"],
   ] },
-  { name: 'disconnected', value: 4, payload: 'message (on failure only)', fields: [
+  { name: 'disconnected', value: 4, payload: ['message'], payloadWhen: 'on failure only', fields: [
     ['error', 3, "libnbd's errno on failure (may be 0)"],
   ] },
-  { name: 'extent', value: 5, payload: 'context, offset, entries', fields: [
+  { name: 'extent', value: 5, payload: ['context', 'offset', 'entries'], fields: [
     ['slot', 1, 'the command'],
     ['error', 3, "libnbd's *error on entry"],
   ] },
-  { name: 'list', value: 6, payload: 'name, description', fields: [['slot', 1, 'the command']] },
-  { name: 'context', value: 7, payload: 'name', fields: [['slot', 1, 'the command']] },
-  { name: 'debug', value: 8, payload: 'context, message', fields: [] },
-  { name: 'connectionLost', value: 9, payload: 'message', fields: [
+  { name: 'list', value: 6, payload: ['name', 'description'], fields: [['slot', 1, 'the command']] },
+  { name: 'context', value: 7, payload: ['name'], fields: [['slot', 1, 'the command']] },
+  { name: 'debug', value: 8, payload: ['context', 'message'], fields: [] },
+  { name: 'connectionLost', value: 9, payload: ['message'], fields: [
     ['error', 3, "libnbd's errno (ENOTCONN when libnbd recorded none)"],
   ] },
   // After the events of the driver's runs of libnbd, while poll() waits for one.
-  { name: 'polled', value: 10, payload: null, fields: [
+  { name: 'polled', value: 10, payload: [], fields: [
     ['sequence', 1, 'polled events queued so far, this one included: it settles the polls begun before it was queued'],
   ] },
 ];

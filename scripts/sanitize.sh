@@ -17,24 +17,24 @@ root=$PWD
 
 # The tests run under the sanitizers: files, directories (their *.test.ts) or
 # globs, relative to the repository root; missing entries are skipped. Every
-# suite that drives the addon (all but generated.test.ts, which checks
+# suite that drives the addon (all but reference/generated.test.ts, which checks
 # generated files): 1.5-2 min under the sanitizers on the 2-core CI machine.
 SUBSET=(
-  test/lifetimes.test.ts
-  test/pread-structured.test.ts
-  test/buffer-lending.test.ts
-  test/read-error.test.ts
-  test/commands.test.ts
-  test/data-commands.test.ts
-  test/api-families.test.ts
-  test/connect.test.ts
-  test/python-compare.test.ts
-  test/reliability.test.ts
-  test/drain.test.ts
-  test/connection-events.test.ts
-  test/poll.test.ts
-  test/tls-certs.test.ts
-  test/io-*.test.ts
+  test/core/lifetimes.test.ts
+  test/core/pread-structured.test.ts
+  test/core/buffer-lending.test.ts
+  test/core/read-error.test.ts
+  test/core/commands.test.ts
+  test/core/data-commands.test.ts
+  test/core/api-families.test.ts
+  test/core/connect.test.ts
+  test/reference/python-compare.test.ts
+  test/core/reliability.test.ts
+  test/core/drain.test.ts
+  test/core/connection-events.test.ts
+  test/core/poll.test.ts
+  test/core/tls-certs.test.ts
+  test/io
   test/faults
 )
 

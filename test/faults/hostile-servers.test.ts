@@ -6,8 +6,9 @@
 // nothing hangs (every wait is bounded and reported, never a jest timeout).
 import { Handle } from '../../lib';
 import { pattern } from '../helpers/servers';
-import { Ledger, Rng, closeDeadConnection, collectStrayErrors, nbdErrorProblem, within } from './helpers/faults';
-import { sleep } from '../helpers/wait';
+import { Ledger, Rng, closeDeadConnection, collectStrayErrors, nbdErrorProblem } from './helpers/faults';
+import { settled } from '../helpers/outcome';
+import { sleep, within } from '../helpers/wait';
 import {
   CMD_DISC,
   CMD_READ,
@@ -49,7 +50,7 @@ function newHandle(): Handle {
 /** Connects to the server running `s`: what the connect settled with, within CONNECT_MS. */
 async function connectTo(h: Handle, s: (w: Wire) => Promise<void>) {
   script = s;
-  return within(h.connectUnix(server.socket), CONNECT_MS);
+  return within(settled(h.connectUnix(server.socket)), CONNECT_MS);
 }
 
 /** A new handle's connect to the server running `s`, then close(): what the connect settled with. */
@@ -62,7 +63,7 @@ async function connectOnce(s: (w: Wire) => Promise<void>) {
 
 /** Why a connect outcome is not "rejected with a proper NbdError" (undefined if it is). */
 function rejectionProblem(c: Awaited<ReturnType<typeof connectTo>>): string | undefined {
-  if (!c.settled) return `connect did not settle within ${CONNECT_MS} ms`;
+  if (c === 'pending') return `connect did not settle within ${CONNECT_MS} ms`;
   if (c.error === undefined) return 'connect succeeded';
   return nbdErrorProblem(c.error);
 }
@@ -209,7 +210,7 @@ describe('a connect to a server that breaks the handshake rejects with an NbdErr
           clearTimeout(timer);
         }
       });
-      if (!c.settled) {
+      if (c === 'pending') {
         problems.push(`${where}: connect did not settle within ${CONNECT_MS} ms`);
       } else if (c.error !== undefined) {
         rejected++;
@@ -236,7 +237,7 @@ test('a vsock connect refused after connect(2) returned rejects with an NbdError
   const problems: string[] = [];
   for (let i = 0; i < 5; i++) {
     const h = newHandle();
-    const c = await within(h.connectVsock(2, 1), CONNECT_MS);
+    const c = await within(settled(h.connectVsock(2, 1)), CONNECT_MS);
     const p = rejectionProblem(c);
     if (p) problems.push(`try ${i}: ${p} (state ${h.connectionState()})`);
     h.close();
@@ -277,7 +278,7 @@ function wholeReply(req: Request, structured: boolean): Buffer {
 async function brokenReplyRound(rng: Rng, where: string, answered: number, n: number, restFail: boolean, reply: Reply): Promise<string[]> {
   const h = newHandle();
   const c = await connectTo(h, transmission(reply));
-  if (!c.settled || c.error) return [`${where}: connect ${c.settled ? String(c.error) : 'hung'}`];
+  if (c === 'pending' || c.error) return [`${where}: connect ${c === 'pending' ? 'hung' : String(c.error)}`];
   const { ledger, reads } = issueMix(h, rng, n);
   const problems = await unsettledAfter(ledger, h);
   ledger.entries.forEach((e, i) => {

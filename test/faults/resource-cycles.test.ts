@@ -4,8 +4,9 @@
 // bounded time (children to be reaped).
 import { Handle } from '../../lib';
 import { nbdkit, startNbdkit, type Server } from '../helpers/servers';
-import { childPids, collectStrayErrors, describeFds, describePid, until, within } from './helpers/faults';
-import { sleep } from '../helpers/wait';
+import { childPids, collectStrayErrors, describeFds, describePid, until } from './helpers/faults';
+import { settled } from '../helpers/outcome';
+import { sleep, within } from '../helpers/wait';
 
 const stray = collectStrayErrors();
 
@@ -69,11 +70,11 @@ async function cycles(n: number, reapMs: number, cycle: (i: number) => Promise<v
 async function connectReadClose(connect: (h: Handle) => Promise<void>): Promise<void> {
   const h = new Handle();
   closed.push(h);
-  const c = await within(connect(h), 5000);
-  if (!c.settled) throw new Error('connect did not settle within 5 s');
+  const c = await within(settled(connect(h)), 5000);
+  if (c === 'pending') throw new Error('connect did not settle within 5 s');
   if (c.error) throw c.error;
-  const r = await within(h.pread(Buffer.alloc(4096), 4096), 5000);
-  if (!r.settled || r.error) throw new Error(`pread ${r.settled ? String(r.error) : 'did not settle within 5 s'}`);
+  const r = await within(settled(h.pread(Buffer.alloc(4096), 4096)), 5000);
+  if (r === 'pending' || r.error) throw new Error(`pread ${r === 'pending' ? 'did not settle within 5 s' : String(r.error)}`);
   h.close();
 }
 
@@ -108,8 +109,8 @@ describe('create/connect/close cycles leave no file descriptor or child process 
       await cycles(100, 1000, async (i) => {
         const h = new Handle();
         closed.push(h);
-        const c = await within(failing[(i + failing.length) % failing.length](h), 5000);
-        if (!c.settled) throw new Error(`cycle ${i}: connect did not settle within 5 s`);
+        const c = await within(settled(failing[(i + failing.length) % failing.length](h)), 5000);
+        if (c === 'pending') throw new Error(`cycle ${i}: connect did not settle within 5 s`);
         if (!c.error) throw new Error(`cycle ${i}: connect succeeded`);
         h.close();
       }),
@@ -121,7 +122,7 @@ describe('create/connect/close cycles leave no file descriptor or child process 
     const h = new Handle();
     closed.push(h);
     // Never answers, and does not notice the hang-up: it exits after 2 s.
-    const connect = within(h.connectCommand(['sh', '-c', 'exec sleep 2']), 5000);
+    const connect = within(settled(h.connectCommand(['sh', '-c', 'exec sleep 2'])), 5000);
     await sleep(100);
     const t = Date.now();
     h.close();
@@ -131,7 +132,7 @@ describe('create/connect/close cycles leave no file descriptor or child process 
     await until(() => childrenLeft().length === 0, 4000);
     expect({
       close: closeMs < 500 ? 'within 500 ms' : `${closeMs} ms`,
-      connect: c.settled ? (c.error as Error)?.constructor.name : 'unsettled',
+      connect: c === 'pending' ? 'unsettled' : (c.error as Error)?.constructor.name,
       leaks: leaks(before),
     }).toEqual({ close: 'within 500 ms', connect: 'NbdError', leaks: [] });
   });

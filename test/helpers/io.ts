@@ -3,11 +3,12 @@ import { spawnSync } from 'node:child_process';
 import { Pool } from '../../lib';
 
 /**
- * Runs a command to its end (at most `timeoutMs`); throws with its stderr
- * unless it exits 0. It blocks this process: a server it connects to must
- * take more than one connection (qemu-nbd: -e N).
+ * The stdout of a command run to its end (at most `timeoutMs`); throws with
+ * its stderr unless it exits 0. It blocks this process: a server it connects
+ * to must take more than one connection (qemu-nbd: -e N). (cli.ts's `run` is
+ * the asynchronous one that resolves with any exit status.)
  */
-export function run(cmd: string, args: string[], timeoutMs = 120_000): string {
+export function commandOutput(cmd: string, args: string[], timeoutMs = 120_000): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: timeoutMs, killSignal: 'SIGKILL' });
   if (r.error !== undefined) throw r.error;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
@@ -22,7 +23,7 @@ export interface MapEntry {
 
 /** `nbdinfo --map[=CONTEXT] --json URI` as { offset, length, flags } (nbdinfo merges neighbours of one type). */
 export function nbdinfoMap(uri: string, context?: string): MapEntry[] {
-  const out = run('nbdinfo', [context === undefined ? '--map' : `--map=${context}`, '--json', uri]);
+  const out = commandOutput('nbdinfo', [context === undefined ? '--map' : `--map=${context}`, '--json', uri]);
   return (JSON.parse(out) as { offset: number; length: number; type: number }[]).map((e) => ({
     offset: e.offset,
     length: e.length,

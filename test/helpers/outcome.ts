@@ -1,5 +1,7 @@
-// What a call ended with, in one shape for this binding and for libnbd's
-// Python binding, so that a test compares the two outcomes whole.
+// What a call ended with: `outcome` in one shape for this binding and for
+// libnbd's Python binding, so that a test compares the two outcomes whole;
+// `settled` for a Promise whatever it rejects with; `failure` and `errnoOf`
+// for the NbdError itself.
 import { NbdError } from '../../lib';
 import { runPython } from './python';
 
@@ -14,6 +16,25 @@ export async function outcome(f: () => unknown): Promise<Outcome> {
     if (!(e instanceof NbdError)) throw e;
     return ['err', e.code, e.message];
   }
+}
+
+/** What a Promise settled with ({ value } or { error }), without an unhandled rejection. */
+export type Settled<T> = { value?: T; error?: any };
+
+export function settled<T>(p: Promise<T>): Promise<Settled<T>> {
+  return p.then(
+    (value) => ({ value }),
+    (error) => ({ error }),
+  );
+}
+
+/** Whether a settled Promise rejected (with whatever value, undefined included). */
+export const rejected = (s: Settled<unknown>): boolean => 'error' in s;
+
+/** The errno of an NbdError; anything else thrown fails the test. */
+export function errnoOf(e: unknown): number {
+  if (!(e instanceof NbdError)) throw e;
+  return e.errno;
 }
 
 /** The NbdError a call threw or its Promise rejected with (fails the test if none). */

@@ -5,7 +5,8 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { runInThisContext } from 'node:vm';
 import { NbdError, type Handle } from '../../../lib';
 
-import { waitFor } from '../../helpers/wait';
+import { settled } from '../../helpers/outcome';
+import { waitFor, within } from '../../helpers/wait';
 
 /** mulberry32: a small seeded PRNG, so that a failing run replays from its seed. */
 export class Rng {
@@ -54,25 +55,6 @@ export function until(pred: () => boolean, ms: number): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-export type Outcome<T> = { settled: true; value?: T; error?: unknown } | { settled: false };
-
-/** What `p` settled with, or `{ settled: false }` after `ms`: a hang becomes a value, not a jest timeout. */
-export function within<T>(p: Promise<T>, ms: number): Promise<Outcome<T>> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve({ settled: false }), ms);
-    p.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve({ settled: true, value });
-      },
-      (error) => {
-        clearTimeout(timer);
-        resolve({ settled: true, error });
-      },
-    );
-  });
 }
 
 function show(e: unknown): string {
@@ -272,8 +254,8 @@ export function describePid(pid: number): string {
  */
 export async function closeDeadConnection(h: Handle): Promise<string[]> {
   const problems: string[] = [];
-  const down = await within(h.shutdown(), 2000);
-  if (!down.settled) problems.push('shutdown() did not settle within 2 s');
+  const down = await within(settled(h.shutdown()), 2000);
+  if (down === 'pending') problems.push('shutdown() did not settle within 2 s');
   else if (down.error !== undefined && nbdErrorProblem(down.error)) problems.push(`shutdown(): ${nbdErrorProblem(down.error)}`);
   const t = Date.now();
   h.close();
