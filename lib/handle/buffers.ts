@@ -150,6 +150,23 @@ function lendingOf(view: ArrayBufferView): Uint8Array | null {
 let issuing: Bounce | undefined;
 
 /**
+ * The memory libnbd is given for the command being issued, from lend() until
+ * the facade has recorded the command (recorded()). In between nothing else
+ * holds it: were JS stopped there (a worker terminated right after the
+ * native call), a collection during the env's teardown could free memory
+ * libnbd still writes, before the handle's cleanup hook stops libnbd. A
+ * stopped isolate runs no further lend(), so this one variable covers the one
+ * command that can be caught in that gap; a module's variables stay
+ * reachable until the isolate goes, after the cleanup hooks.
+ */
+let beingIssued: ArrayBufferView | undefined;
+
+/** The command lend() was for is recorded (or refused): its memory is held by the command now. */
+export function recorded(): void {
+  beingIssued = undefined;
+}
+
+/**
  * The view to hand libnbd for `view`: `view` itself, or a Bounce's copy
  * (then takeBounce() returns that Bounce). `out`: libnbd writes into it (a
  * read); `zeroes`: it zeroes it first (the handle's pread_initialize).
@@ -160,6 +177,7 @@ export function lend(view: ArrayBufferView, out: boolean, zeroes: boolean): Arra
     release(issuing);
     issuing = undefined;
   }
+  beingIssued = view;
   let target = lendings.get(view);
   if (target === null) return view;
   if (target === undefined) {
@@ -175,6 +193,7 @@ export function lend(view: ArrayBufferView, out: boolean, zeroes: boolean): Arra
   else spareBytes -= length;
   if (!out) copy.set(target);
   issuing = new Bounce(target, copy, out, out && zeroes);
+  beingIssued = copy;
   return copy;
 }
 

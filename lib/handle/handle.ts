@@ -66,7 +66,7 @@ function versionAtLeast(have: number[], want: string): boolean {
   return true;
 }
 
-const { copyOutAll, lend, release, takeBounce } = buffers;
+const { copyOutAll, lend, recorded, release, takeBounce } = buffers;
 
 // Symbol.asyncDispose / Symbol.dispose: defined by Node >= 20.4 (and 18.18);
 // the registered symbols Node's own polyfill used, where an older runtime lacks them.
@@ -144,6 +144,7 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
   ): number {
     const bounce = takeBounce(buf);
     if (cookie === -1) {
+      recorded();
       // libnbd zeroes a read's buffer before it fails (pread_initialize).
       if (bounce !== undefined) {
         copyOutAll(bounce, false);
@@ -156,6 +157,8 @@ export class Handle<B extends boolean = false> extends HandleApi<B> {
     // HEADER_SLOT: the issued command's slot, written by the aio call that
     // just returned (EventWindow::SetIssuedSlot, native/events/event_window.h).
     this.#state.commands.add(this.#events[HEADER_SLOT], cmd);
+    // Held by the command from here on (lib/handle/buffers.ts, beingIssued).
+    recorded();
     this._afterCall();
     return cookie;
   }

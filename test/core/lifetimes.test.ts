@@ -462,6 +462,13 @@ describe('garbage collection', () => {
   });
 });
 
+test('a read the facade never recorded (JS stopped right after issuing it) keeps its buffer through gc() while libnbd writes into it, and lets it go with the next command', async () => {
+  const r = await runNode(['--expose-gc', join(FIXTURES, 'gc-unrecorded.js')], { timeoutMs: 60000 });
+  expectCleanExit(r);
+  const held = { inFlight: true, data: true, released: true };
+  expect(r.lines).toEqual([{ pread: held, preadStructured: held }]);
+});
+
 test('an idle handle whose event sink went through gc() still delivers every command', async () => {
   const r = await runNode(['--expose-gc', join(FIXTURES, 'idle-gc.js')], { timeoutMs: 15000 });
   expect(r.stderr).not.toMatch(CRASH);
