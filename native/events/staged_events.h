@@ -4,6 +4,7 @@
 
 #include <libnbd.h>
 
+#include <cstdint>
 #include <vector>
 
 #include "events/event_queue.h"
@@ -16,6 +17,13 @@ class NbdHandle;
 // of the thread making the call. Flush retires the commands that completed
 // (libnbd reports a short structured read only at retirement, and it cannot
 // be asked from inside a callback) and then publishes the events in order.
+//
+// Order across threads: libnbd's handle lock orders the calls, so the events
+// are numbered as they are recorded (NbdHandle::Record); the JS thread
+// announces the number of the first event it holds, and the I/O thread
+// publishes only once no earlier event is still held by the JS thread (a
+// call from JS returned, but its events were not yet published when the
+// reply it caused was read). The JS thread never waits.
 class StagedEvents {
  public:
   explicit StagedEvents(NbdHandle* owner);
@@ -23,12 +31,18 @@ class StagedEvents {
   void Flush(nbd_handle* h);
   static StagedEvents* Current();
   NbdHandle* owner() const { return owner_; }
+  // The first event is recorded: `seq` is its number.
+  void Began(uint64_t seq);
   // A per-thread buffer, reused from call to call (no allocation per call).
   std::vector<Event>& events;
 
  private:
+  void Unannounce();
   NbdHandle* owner_;
   StagedEvents* previous_;
+  const bool on_js_thread_;
+  uint64_t first_seq_ = 0;
+  bool announced_ = false;  // the handle's js_staged_first_ is this one's
 };
 
 }  // namespace nbdjs

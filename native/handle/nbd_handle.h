@@ -60,9 +60,11 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   // thread runs them: kept with the libnbd call's staged events.
   void Record(Event&& e) {
     StagedEvents* staged = StagedEvents::Current();
-    if (staged != nullptr && staged->owner() == this)
+    if (staged != nullptr && staged->owner() == this) {
+      // Numbered under libnbd's handle lock, in the order libnbd made them.
+      if (staged->events.empty()) staged->Began(event_seq_.fetch_add(1, std::memory_order_relaxed) + 1);
       staged->events.push_back(std::move(e));
-    else
+    } else
       queue_.Push(std::move(e));  // nbd_close's callbacks (libnbd >= 1.18): dropped
   }
 
@@ -223,6 +225,11 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   int64_t opt_counter_ = 0;  // ids of option commands (negative cookies)
   std::thread::id js_thread_;
   int64_t js_thread_events_ = 0;  // recorded on the JS thread, not yet delivered
+  // Event order across threads (events/staged_events.h): the number of the
+  // last batch of events begun, and the first number the JS thread holds
+  // unpublished (0: none).
+  std::atomic<uint64_t> event_seq_{0};
+  std::atomic<uint64_t> js_staged_first_{0};
   // Connects asked for whose task has not run yet (keeps the loop alive).
   std::atomic<int> connects_queued_{0};
   // Set by the thread that started the connect (its id) or disconnect,

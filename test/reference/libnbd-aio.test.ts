@@ -8,10 +8,14 @@
 import { expectSameAsLibnbd, short, type Step } from '../helpers/replay';
 
 const memory = { $nbdkit: ['memory', '1M'] };
+// One server thread: replies in request order, so that the order in which
+// commands complete (what aio_peek_command_completed gives) is the same for
+// both clients.
+const inOrder = { $nbdkit: ['--threads=1', 'memory', '1M'] };
 
 test('three reads completed and not retired: peek gives the oldest each time, aioCommandCompleted retires each once', async () => {
   const js = await expectSameAsLibnbd([
-    ['connect_command', memory],
+    ['connect_command', inOrder],
     ['aio_pread', { $read: 512 }, 0],
     ['aio_pread', { $read: 512 }, 512],
     ['aio_pread', { $read: 512 }, 1024],

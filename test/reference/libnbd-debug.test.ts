@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { systemPython } from '../helpers/python';
+import { connected, nbdkit } from '../helpers/servers';
 import { expectSameAsLibnbd, replayBoth, type CallRecord, type Step } from '../helpers/replay';
 
 /** The state machine's own messages: without the API entry/exit lines and nbd_poll's (which the binding never calls). */
@@ -25,6 +26,27 @@ test('connect, flush and shutdown: the state machine\'s debug messages are libnb
   expect(messages).toEqual(stateMachineMessages(py.calls));
   expect(messages).toContain('negotiated structured replies on this connection');
   expect(messages[messages.length - 1]).toBe('closing handle');
+});
+
+test('a call\'s debug messages come before those of the reply it caused, flush after flush, whichever thread reads the reply', async () => {
+  // The thread driver's I/O thread may read the reply before the JS thread
+  // has published the messages of the call that sent the request.
+  const h = await connected(nbdkit('memory', '1M'));
+  const messages: string[] = [];
+  h.setDebug(true);
+  h.setDebugCallback((_context, message) => {
+    messages.push(message);
+    return 0;
+  });
+  const outOfOrder: number[] = [];
+  for (let i = 0; i < 1000; i++) {
+    messages.length = 0;
+    await h.flush();
+    const issued = messages.findIndex((m) => m.startsWith('event CmdIssue'));
+    const read = messages.findIndex((m) => m.startsWith('event NotifyRead'));
+    if (issued === -1 || read < issued) outOfOrder.push(i);
+  }
+  expect(outOfOrder).toEqual([]);
 });
 
 test('option mode: optInfo, optList and optAbort make the state machine say what libnbd\'s does', async () => {
