@@ -25,10 +25,7 @@ std::vector<Event>& AcquireStagingBuffer() {
 }  // namespace
 
 StagedEvents::StagedEvents(NbdHandle* owner)
-    : events(AcquireStagingBuffer()),
-      owner_(owner),
-      previous_(current_staged),
-      on_js_thread_(std::this_thread::get_id() == owner->js_thread_) {
+    : events(AcquireStagingBuffer()), owner_(owner), previous_(current_staged) {
   current_staged = this;
 }
 
@@ -44,6 +41,8 @@ StagedEvents* StagedEvents::Current() { return current_staged; }
 
 void StagedEvents::Began(uint64_t seq) {
   first_seq_ = seq;
+  // Asked only once there are events: most calls from JS record none.
+  on_js_thread_ = std::this_thread::get_id() == owner_->js_thread_;
   if (!on_js_thread_) return;
   // An outer call's events, if any, are earlier: they keep the announcement.
   uint64_t none = 0;

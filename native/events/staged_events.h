@@ -40,7 +40,7 @@ class StagedEvents {
   void Unannounce();
   NbdHandle* owner_;
   StagedEvents* previous_;
-  const bool on_js_thread_;
+  bool on_js_thread_ = false;  // set by Began, with the first event
   uint64_t first_seq_ = 0;
   bool announced_ = false;  // the handle's js_staged_first_ is this one's
 };
