@@ -18,7 +18,7 @@
         "native/drivers/thread_driver.cc",
         "native/events/staged_events.cc",
         "native/events/event_delivery.cc",
-        "native/events/libnbd_callbacks.cc",
+        "native/generated/closures.cc",
         "native/events/event_window.cc",
         "native/util/arguments.cc",
         "native/util/last_error.cc",

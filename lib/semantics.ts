@@ -18,7 +18,7 @@ const READ_ERROR_STATUS = constants.READ_ERROR;
 
 /**
  * READ_ERROR_MARKER is what libnbd records for a READ_ERROR chunk when it had
- * no error before (native/events/libnbd_callbacks.cc). A plain error reply leaves no
+ * no error before (native/events/closure_hooks.h, ChunkRecorded). A plain error reply leaves no
  * event, so only the command's next event tells whether libnbd had recorded
  * one before that chunk: that event's error is then this marker, or the
  * earlier error.

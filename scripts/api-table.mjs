@@ -104,9 +104,9 @@ const post = 'connected, closed or dead';
 /**
  * libnbd's closures as data (API.ml's `closure`: a name and typed
  * arguments). The generator makes from it the JS callback types
- * (lib/generated/callbacks.ts) and the C++ glue that builds each closure:
- * the trampoline's declaration and the `nbd_<key>_callback` maker (native/
- * nbd_handle.cc defines the trampolines: they record an event). `calls`:
+ * (lib/generated/callbacks.ts) and the C++ glue: each closure's trampoline
+ * (native/generated/closures.cc: it records an event) and its
+ * `nbd_<key>_callback` maker. `calls`:
  * how often libnbd calls it: 'many' (zero or more times while its command
  * runs), 'once' (exactly once, when its command completes), 'until
  * replaced' (until cleared or replaced on the handle). libnbd frees a
@@ -114,6 +114,17 @@ const post = 'connected, closed or dead';
  * means. `have`: the macro of a closure added after libnbd 1.14 (where the
  * build's header lacks it, its struct is generated from `args`). `ts`
  * names the callback type; `noMaker`: no per-command maker (debug).
+ *
+ * How a call of the closure becomes an event (scripts/generator/closures.mjs
+ * writes the trampolines from this): `event` names its kind in
+ * scripts/event-wire.mjs; `into` says which record field or payload field
+ * each argument fills (an argument not named is not sent: a chunk's
+ * absolute offset, which JS rebuilds from the request). Hooks, hand-written
+ * in native/events/closure_hooks.h where libnbd's rules need more than a
+ * copy: `before` (called as Hook(c, &event) before the event is recorded),
+ * `after` (called with the closure's arguments after it is recorded; its
+ * result is what libnbd gets, else 0), `sink` (user_data is the handle's
+ * DebugSink rather than a command, which admits the message or keeps it).
  *
  * Kinds of callback argument: [name, kind] with kind one of
  *   bytes      C const void *, size_t count -> JS Buffer | Uint8Array (a zero-copy view)
@@ -148,6 +159,7 @@ export const closures = {
   chunk: {
     ts: 'ChunkCallback', calls: 'many',
     args: [['subbuf', 'bytes'], ['offset', 'uint64'], ['status', 'uint'], ['error', 'error']],
+    event: 'chunk', into: { subbuf: 'subOffset', status: 'status', error: 'error' }, after: 'ChunkRecorded',
     ret: 'Return -1 (or throw) to fail the command; other values are ignored.',
     doc: ['Called for each chunk of a structured read, in libnbd\'s order.',
       '`subbuf` is a zero-copy view of the caller\'s buffer; `offset` is absolute.'],
@@ -155,36 +167,42 @@ export const closures = {
   completion: {
     ts: 'CompletionCallback', calls: 'once',
     args: [['error', 'error']],
+    event: 'completion', into: { error: 'error' }, before: 'AttachOptionFailure',
     ret: 'Return -1 with a non-zero `error.value` to replace the command\'s error; return 1 to auto-retire (data commands; option commands are always retired).',
     doc: ['Called once per command after its other callbacks.'],
   },
   extent: {
     ts: 'ExtentCallback', calls: 'many',
     args: [['metacontext', 'string'], ['offset', 'uint64'], ['entries', 'extents32'], ['error', 'error']],
+    event: 'extent', into: { metacontext: 'context', offset: 'offset', entries: 'entries', error: 'error' },
     ret: 'Return -1 (or throw) to fail the command, as for a chunk callback.',
     doc: ['Block status: one call per meta context. `entries` holds (length, flags) pairs, as libnbd\'s `uint32_t *entries` does.'],
   },
   extent64: {
     ts: 'Extent64Callback', calls: 'many', have: 'LIBNBD_HAVE_NBD_EXTENT64_CALLBACK', since: '1.18',
     args: [['metacontext', 'string'], ['offset', 'uint64'], ['entries', 'extents64'], ['error', 'error']],
+    event: 'extent', into: { metacontext: 'context', offset: 'offset', entries: 'entries', error: 'error' },
     ret: 'Return -1 (or throw) to fail the command, as for a chunk callback.',
     doc: ['Block status with 64-bit extents: (length, flags) pairs as bigints.'],
   },
   list: {
     ts: 'ListCallback', calls: 'many',
     args: [['name', 'string'], ['description', 'string']],
+    event: 'list', into: { name: 'name', description: 'description' },
     ret: 'The return value is ignored.',
     doc: ['optList: one call per export.'],
   },
   context: {
     ts: 'ContextCallback', calls: 'many',
     args: [['name', 'string']],
+    event: 'context', into: { name: 'name' },
     ret: 'The return value is ignored.',
     doc: ['optListMetaContext and friends: one call per meta context.'],
   },
   debug: {
     ts: 'DebugCallback', calls: 'until replaced', noMaker: true,
-    args: [['context', 'string'], ['msg', 'string']],
+    args: [['context', 'string'], ['msg', 'string']], sink: true,
+    event: 'debug', into: { context: 'context', msg: 'message' },
     jsArgs: [['context', 'string'], ['message', 'string']],
     ret: 'The return value is ignored.',
     doc: ['setDebugCallback: libnbd\'s debug messages.'],

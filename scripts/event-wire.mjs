@@ -16,18 +16,37 @@ export const header = [
 export const kindField = 0;
 
 /**
- * What a payload may carry (strings and arrays, an object beside the array:
- * typings/native.ts's NativePayload), each field with its TS type.
+ * What a payload may carry (strings and arrays, an object beside the array),
+ * each field with its type: string, uint64 (number or bigint in JS), errno
+ * (a number), extents (Uint32Array or BigUint64Array of (length, flags)
+ * pairs). scripts/generator/ makes from it the native Payload struct, its
+ * conversion to JS (PayloadToJs) and typings/native.ts's NativePayload.
  */
 export const payloadFields = [
   ['context', 'string'],
-  ['offset', 'number | bigint'],
-  ['entries', 'Uint32Array | BigUint64Array'],
+  ['offset', 'uint64'],
+  ['entries', 'extents'],
   ['name', 'string'],
   ['description', 'string'],
   ['message', 'string'],
-  ['errno', 'number'],
+  ['errno', 'errno'],
 ];
+
+/**
+ * Where each record field comes from: the member of the native Event that
+ * holds it (`command->`: of the event's CommandContext). EventWindow writes
+ * the record from these; the trampolines fill them from libnbd's arguments.
+ */
+export const fieldSources = {
+  slot: 'command->slot',
+  status: 'status',
+  error: 'error',
+  subOffset: 'sub_offset',
+  count: 'count',
+  retireError: 'command->retire_error',
+  id: 'id',
+  sequence: 'id',
+};
 
 /**
  * Each kind: its value, the fields it uses (name, index, meaning) and the

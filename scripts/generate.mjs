@@ -9,6 +9,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkTable } from './generator/check-table.mjs';
 import * as eventWire from './generator/event-wire.mjs';
+import * as closures from './generator/closures.mjs';
 import * as nativeMethods from './generator/native-methods.mjs';
 import * as libnbdLoaded from './generator/libnbd-loaded.mjs';
 import * as tsMethods from './generator/ts-methods.mjs';
@@ -19,14 +20,14 @@ import * as apiDoc from './generator/api-doc.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-for (const [table, problems] of [['scripts/api-table.mjs', checkTable()], ['scripts/event-wire.mjs', eventWire.checkWire()]]) {
+for (const [table, problems] of [['scripts/api-table.mjs', checkTable()], ['scripts/event-wire.mjs', eventWire.checkWire()], ['closures and their events', closures.checkClosures()]]) {
   if (problems.length === 0) continue;
   console.error(`${table}:\n  ${problems.join('\n  ')}`);
   process.exit(1);
 }
 
 const files = {};
-for (const emitter of [eventWire, nativeMethods, libnbdLoaded, tsMethods, callbacks, coverage, typings, apiDoc]) {
+for (const emitter of [eventWire, closures, nativeMethods, libnbdLoaded, tsMethods, callbacks, coverage, typings, apiDoc]) {
   for (const [rel, text] of Object.entries(emitter.outputs())) {
     if (rel in files) throw new Error(`two emitters write ${rel}`);
     files[rel] = text;

@@ -4,7 +4,7 @@
 // event), those of shutdown()/optAbort() waiting for the connection to
 // close, and the handle's 'disconnect' event, emitted once per connection.
 import type { EventEmitter } from 'node:events';
-import type { NativePayload } from '../../typings/native';
+import type { ConnectedPayload, ConnectionLostPayload, DisconnectedPayload } from '../generated/event-decode';
 import { NbdError } from '../errors';
 import { inFlight, renameApi } from '../semantics';
 import { AioConnects } from './aio-connects';
@@ -51,30 +51,30 @@ export class Connections {
   }
 
   /** kConnected: the connect `id` ended, with `failure`'s message on failure. */
-  connectEnded(id: number, errnum: number, failure: NativePayload | undefined): void {
+  connectEnded(id: number, errnum: number, failure: ConnectedPayload | undefined): void {
     if (this.aioConnects.ended(id, errnum, failure?.message)) return;
     const w = this.#connectWaiters.get(id);
     if (w === undefined) return;
     this.#connectWaiters.delete(id);
     if (failure === undefined) w.resolve();
-    else w.reject(renameApi(new NbdError(failure.message!, errnum), w.api));
+    else w.reject(renameApi(new NbdError(failure.message, errnum), w.api));
   }
 
   /** kDisconnected: a requested disconnect ended the connection (`failure`: it ended badly). */
-  disconnected(errnum: number, failure: NativePayload | undefined): void {
+  disconnected(errnum: number, failure: DisconnectedPayload | undefined): void {
     this.disconnecting = false;
     const waiters = this.#disconnectWaiters;
     this.#disconnectWaiters = [];
     for (const w of waiters) {
       if (failure === undefined) w.resolve();
-      else w.reject(renameApi(new NbdError(failure.message!, errnum), w.api));
+      else w.reject(renameApi(new NbdError(failure.message, errnum), w.api));
     }
-    this.handle.emit('disconnect', failure === undefined ? undefined : new NbdError(failure.message!, errnum));
+    this.handle.emit('disconnect', failure === undefined ? undefined : new NbdError(failure.message, errnum));
   }
 
   /** kConnectionLost: the connection ended otherwise (the server went away, even while idle). */
-  lost(errnum: number, payload: NativePayload): void {
-    this.handle.emit('disconnect', new NbdError(payload.message!, errnum));
+  lost(errnum: number, payload: ConnectionLostPayload): void {
+    this.handle.emit('disconnect', new NbdError(payload.message, errnum));
   }
 
   /** close(): every connect and disconnect waiting fails with `err`. */

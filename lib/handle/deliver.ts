@@ -2,9 +2,9 @@
 // a command (chunk, extent, list/context, completion) or the debug callback,
 // catches what it throws, and applies libnbd's error rules (lib/semantics.ts)
 // to what it returned. Retirement is the commands stage's (commands.ts).
-import type { NativePayload } from '../../typings/native';
 import type { ChunkCallback, DebugCallback, ErrorRef } from '../callbacks';
 import { errno } from '../errors';
+import type { ContextPayload, DebugPayload, ExtentPayload, ListPayload } from '../generated/event-decode';
 import { EVENT_LIST } from '../generated/event-wire';
 import * as semantics from '../semantics';
 import * as buffers from './buffers';
@@ -77,12 +77,12 @@ export function deliverChunk(cmd: PendingCommand, status: number, eventError: nu
  * Uint32Array or a BigUint64Array): the chunk rule for DATA (first error
  * sticks; -1 with 0 is EPROTO).
  */
-export function deliverExtent(cmd: PendingCommand, eventError: number, payload: NativePayload, bigint: boolean): void {
+export function deliverExtent(cmd: PendingCommand, eventError: number, payload: ExtentPayload, bigint: boolean): void {
   const entry = chunkErrorOnEntry(cmd, 0, eventError);
   const extent = cmd.closure as ((...args: unknown[]) => unknown) | undefined;
   if (extent === undefined) return;
   const error: ErrorRef = { value: entry };
-  const offset = payload.offset!;
+  const offset = payload.offset;
   let ret: unknown;
   try {
     ret = extent(payload.context, bigint ? BigInt(offset) : offset, payload.entries, error);
@@ -94,12 +94,12 @@ export function deliverExtent(cmd: PendingCommand, eventError: number, payload: 
 }
 
 /** list and context callbacks (`kind`: EVENT_LIST or EVENT_CONTEXT): libnbd ignores what they return. */
-export function deliverListing(cmd: PendingCommand, kind: number, payload: NativePayload): void {
+export function deliverListing(cmd: PendingCommand, kind: number, payload: ListPayload | ContextPayload): void {
   cmd.closureCalls++;
   const f = cmd.closure as ((...args: unknown[]) => unknown) | undefined;
   if (f === undefined) return;
   try {
-    if (kind === LIST) f(payload.name, payload.description);
+    if (kind === LIST) f(payload.name, (payload as ListPayload).description);
     else f(payload.name);
   } catch (e) {
     cmd.addCause(e);
@@ -107,10 +107,10 @@ export function deliverListing(cmd: PendingCommand, kind: number, payload: Nativ
 }
 
 /** A debug message, to the handle's debug callback if it has one. */
-export function deliverDebug(f: DebugCallback | undefined, payload: NativePayload): void {
+export function deliverDebug(f: DebugCallback | undefined, payload: DebugPayload): void {
   if (f === undefined) return;
   try {
-    f(payload.context!, payload.message!);
+    f(payload.context, payload.message);
   } catch (e) {
     reportLostCauses([e], 'a libnbd debug callback threw');
   }

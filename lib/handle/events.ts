@@ -1,49 +1,20 @@
 // Stage: events. The native side copies a batch of events into the shared
 // Float64Array (layout: scripts/event-wire.mjs, lib/generated/event-wire.ts)
-// and calls the handle's sink once per batch; deliverEvents decodes each
-// event and dispatches it: a command's events by slot to the delivery stage
-// (deliver.ts), its completion also to retirement (commands.ts), connection
-// events to connections.ts, the driver's runs to the polls waiting (polls.ts).
+// and calls the handle's sink once per batch; deliverEvents hands each event,
+// decoded (lib/generated/event-decode.ts), to its handler below: a command's
+// events by slot to the delivery stage (deliver.ts), its completion also to
+// retirement (commands.ts), connection events to connections.ts, the
+// driver's runs to the polls waiting (polls.ts).
 import type { NativePayload } from '../../typings/native';
 import { binding } from '../binding';
+import { decodeEvent, type EventHandlers } from '../generated/event-decode';
 import * as wire from '../generated/event-wire';
 import * as semantics from '../semantics';
 import * as deliver from './deliver';
 import type { HandleState } from './state';
 
 // docs/architecture.md, Traps: "module-level constants".
-const {
-  CHUNK_COUNT,
-  CHUNK_ERROR,
-  CHUNK_SLOT,
-  CHUNK_STATUS,
-  CHUNK_SUB_OFFSET,
-  COMPLETION_ERROR,
-  COMPLETION_RETIRE_ERROR,
-  COMPLETION_SLOT,
-  CONNECTED_ERROR,
-  CONNECTED_ID,
-  CONNECTION_LOST_ERROR,
-  CONTEXT_SLOT,
-  DISCONNECTED_ERROR,
-  EVENT_CHUNK,
-  EVENT_COMPLETION,
-  EVENT_CONNECTED,
-  EVENT_CONNECTION_LOST,
-  EVENT_CONTEXT,
-  EVENT_DEBUG,
-  EVENT_DISCONNECTED,
-  EVENT_EXTENT,
-  EVENT_LIST,
-  EVENT_POLLED,
-  EVENT_STRIDE,
-  EXTENT_ERROR,
-  EXTENT_SLOT,
-  FIELD_KIND,
-  LIST_SLOT,
-  POLLED_SEQUENCE,
-  READ_ERROR_MARKER,
-} = wire;
+const { EVENT_CONTEXT, EVENT_LIST, EVENT_STRIDE, READ_ERROR_MARKER } = wire;
 const STRIDE = EVENT_STRIDE;
 const { deliverChunk, deliverCompletion, deliverDebug, deliverExtent, deliverListing } = deliver;
 const { finalError } = semantics;
@@ -54,6 +25,49 @@ if (binding.eventStride !== EVENT_STRIDE || binding.readErrorMarker !== READ_ERR
   throw new Error('libnbd: the native module was built from another event wire; rebuild it (npm run build)');
 }
 
+/** What each kind of event does to the handle (a command's events are dropped once it has settled). */
+const handlers: EventHandlers<HandleState> = {
+  chunk(s, slot, status, error, subOffset, count) {
+    const cmd = s.commands.slots[slot];
+    if (cmd !== undefined) deliverChunk(cmd, status, error, subOffset, count, s.bigint);
+  },
+  completion(s, slot, error, retireError, recorded) {
+    const commands = s.commands;
+    const cmd = commands.take(slot);
+    if (cmd === undefined) return;
+    if (recorded !== undefined) cmd.recorded = [recorded.errno, recorded.message];
+    const retired = deliverCompletion(cmd, error, retireError);
+    commands.retire(cmd, finalError(cmd, retireError), retired);
+  },
+  extent(s, slot, error, payload) {
+    const cmd = s.commands.slots[slot];
+    if (cmd !== undefined) deliverExtent(cmd, error, payload, s.bigint);
+  },
+  list(s, slot, payload) {
+    const cmd = s.commands.slots[slot];
+    if (cmd !== undefined) deliverListing(cmd, EVENT_LIST, payload);
+  },
+  context(s, slot, payload) {
+    const cmd = s.commands.slots[slot];
+    if (cmd !== undefined) deliverListing(cmd, EVENT_CONTEXT, payload);
+  },
+  debug(s, payload) {
+    deliverDebug(s.debugCallback, payload);
+  },
+  connected(s, id, error, failure) {
+    s.connections.connectEnded(id, error, failure);
+  },
+  disconnected(s, error, failure) {
+    s.connections.disconnected(error, failure);
+  },
+  connectionLost(s, error, payload) {
+    s.connections.lost(error, payload);
+  },
+  polled(s, sequence) {
+    s.polls.polled(sequence);
+  },
+};
+
 /**
  * Delivers a batch of `n` events (the handle's sink). Stops once the handle
  * is closed (close() completed what was pending). Whatever a callback throws
@@ -62,45 +76,13 @@ if (binding.eventStride !== EVENT_STRIDE || binding.readErrorMarker !== READ_ERR
  */
 export function deliverEvents(s: HandleState, n: number, payloads?: (NativePayload | undefined)[]): void {
   const ev = s.events;
-  const commands = s.commands;
-  const slots = commands.slots;
-  const bigint = s.bigint;
   let failed = false;
   let failure: unknown;
   for (let i = 0, p = STRIDE; i < n && !s.closed; i++, p += STRIDE) {
     // The native side has retired this batch's commands already: each event
     // is delivered whatever happened to the one before.
     try {
-      const kind = ev[p + FIELD_KIND];
-      if (kind === EVENT_CHUNK) {
-        const cmd = slots[ev[p + CHUNK_SLOT]];
-        if (cmd !== undefined) deliverChunk(cmd, ev[p + CHUNK_STATUS], ev[p + CHUNK_ERROR], ev[p + CHUNK_SUB_OFFSET], ev[p + CHUNK_COUNT], bigint);
-      } else if (kind === EVENT_COMPLETION) {
-        const cmd = commands.take(ev[p + COMPLETION_SLOT]);
-        if (cmd !== undefined) {
-          const recorded = payloads?.[i];
-          if (recorded !== undefined) cmd.recorded = [recorded.errno!, recorded.message!];
-          const retireError = ev[p + COMPLETION_RETIRE_ERROR];
-          const retired = deliverCompletion(cmd, ev[p + COMPLETION_ERROR], retireError);
-          commands.retire(cmd, finalError(cmd, retireError), retired);
-        }
-      } else if (kind === EVENT_EXTENT) {
-        const cmd = slots[ev[p + EXTENT_SLOT]];
-        if (cmd !== undefined) deliverExtent(cmd, ev[p + EXTENT_ERROR], payloads![i]!, bigint);
-      } else if (kind === EVENT_LIST || kind === EVENT_CONTEXT) {
-        const cmd = slots[ev[p + (kind === EVENT_LIST ? LIST_SLOT : CONTEXT_SLOT)]];
-        if (cmd !== undefined) deliverListing(cmd, kind, payloads![i]!);
-      } else if (kind === EVENT_DEBUG) {
-        deliverDebug(s.debugCallback, payloads![i]!);
-      } else if (kind === EVENT_CONNECTED) {
-        s.connections.connectEnded(ev[p + CONNECTED_ID], ev[p + CONNECTED_ERROR], payloads?.[i]);
-      } else if (kind === EVENT_DISCONNECTED) {
-        s.connections.disconnected(ev[p + DISCONNECTED_ERROR], payloads?.[i]);
-      } else if (kind === EVENT_CONNECTION_LOST) {
-        s.connections.lost(ev[p + CONNECTION_LOST_ERROR], payloads![i]!);
-      } else if (kind === EVENT_POLLED) {
-        s.polls.polled(ev[p + POLLED_SEQUENCE]);
-      }
+      decodeEvent(handlers, s, ev, p, payloads, i);
     } catch (e) {
       if (!failed) {
         failed = true;

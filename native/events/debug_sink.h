@@ -1,13 +1,14 @@
 // libnbd's debug messages reach the handle through a DebugSink.
 #pragma once
 
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <mutex>
+#include "util/quiet_calls.h"
 
 namespace nbdjs {
 
@@ -46,6 +47,35 @@ struct DebugSink {
     if (!to_js) return nullptr;  // they go to stderr, as libnbd's own
     closing = std::make_shared<Closing>();
     return closing;
+  }
+  // A message the handle is to get as an event: `owner` set, and the lock
+  // held until the admission ends, so that the handle cannot detach before
+  // the event is recorded.
+  struct Admission {
+    std::unique_lock<std::mutex> lock;
+    NbdHandle* owner = nullptr;
+    explicit operator bool() const { return owner != nullptr; }
+  };
+  // Admits a message, or keeps it where the handle is not to see it: the
+  // binding's own bookkeeping calls (dropped), no JS callback (stderr, as
+  // libnbd writes it: lib/debug.c), nbd_close's own (for close() to deliver).
+  Admission Admit(const char* context, const char* msg) {
+    Admission a;
+    if (QuietCalls::Active()) return a;
+    a.lock = std::unique_lock<std::mutex>(mutex);
+    if (!to_js) {
+      fprintf(stderr, "libnbd: debug: %s: %s: %s\n", handle_name.c_str(), context ? context : "unknown", msg ? msg : "");
+      return a;
+    }
+    if (owner == nullptr) {
+      if (closing) {
+        std::lock_guard<std::mutex> closing_lock(closing->mutex);
+        closing->messages.emplace_back(context ? context : "", msg ? msg : "");
+      }
+      return a;
+    }
+    a.owner = owner;
+    return a;
   }
   static void Free(void* user_data) { delete static_cast<DebugSink*>(user_data); }
 };

@@ -11,25 +11,12 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
-#include <vector>
 
 #include "generated/event_wire.h"
 
 namespace nbdjs {
 
 struct CommandContext;
-
-// What an event carries beyond numbers (extent, list, context, debug). The
-// strings and arrays libnbd passes are valid only during the callback.
-struct Payload {
-  std::string text;   // extent: meta context; list, context: name; debug: context; connection: message
-  std::string text2;  // list: description; debug: message
-  uint64_t offset = 0;
-  std::vector<uint32_t> entries32;  // extent: (length, flags) pairs
-  std::vector<uint64_t> entries64;  // extent64: (length, flags) pairs
-  int32_t errnum = 0;               // completion of a failed option: libnbd's recorded errno (text: its message)
-};
 
 struct Event {
   EventKind kind;
@@ -39,7 +26,7 @@ struct Event {
   uint64_t id;              // connection events: the connect's id
   uint64_t sub_offset;
   uint64_t count;
-  std::unique_ptr<Payload> payload;
+  std::unique_ptr<Payload> payload;  // strings and arrays (generated/event_wire.h), for the kinds that carry them
 };
 
 // libnbd's connection state as its lock-free queries (aio_is_*,

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "events/event.h"
+#include "generated/event_records.h"
 #include "handle/command_context.h"
 
 namespace nbdjs {
@@ -32,8 +33,8 @@ class EventWindow {
   void SetQueuedFromJs(int64_t events) { data_[kHeaderQueued] = static_cast<double>(events); }
   void SetIssuedSlot(uint32_t slot) { data_[kHeaderSlot] = slot; }
 
-  // Writes `e` as event record `index` (0-based, after the header). Inline:
-  // it runs for every event.
+  // Writes `e` as event record `index` (0-based, after the header):
+  // generated/event_records.h. Inline: it runs for every event.
   void Write(size_t index, const Event& e);
 
  private:
@@ -43,51 +44,11 @@ class EventWindow {
 };
 
 inline void EventWindow::Write(size_t index, const Event& e) {
-  double* out = data_ + (index + 1) * kEventStride;
-  const CommandContext* c = e.command;
-  out[field::kKind] = e.kind;
-  switch (e.kind) {
-    case kChunk:
-      out[field::kChunkSlot] = c->slot;
-      out[field::kChunkStatus] = e.status;
-      out[field::kChunkError] = e.error;
-      out[field::kChunkSubOffset] = static_cast<double>(e.sub_offset);
-      out[field::kChunkCount] = static_cast<double>(e.count);
-      break;
-    case kCompletion:
-      out[field::kCompletionSlot] = c->slot;
-      out[field::kCompletionError] = e.error;
-      out[field::kCompletionRetireError] = c->retire_error;
-      break;
-    case kConnected:
-      out[field::kConnectedId] = static_cast<double>(e.id);
-      out[field::kConnectedError] = e.error;
-      break;
-    case kDisconnected:
-      out[field::kDisconnectedError] = e.error;
-      break;
-    case kConnectionLost:
-      out[field::kConnectionLostError] = e.error;
-      break;
-    case kExtent:
-      out[field::kExtentSlot] = c->slot;
-      out[field::kExtentError] = e.error;
-      break;
-    case kList:
-      out[field::kListSlot] = c->slot;
-      break;
-    case kContext:
-      out[field::kContextSlot] = c->slot;
-      break;
-    case kDebug:
-      break;
-    case kPolled:
-      out[field::kPolledSequence] = static_cast<double>(e.id);
-      break;
-  }
+  WriteEventRecord(data_ + (index + 1) * kEventStride, e);
 }
 
-// An event's payload (its strings and arrays) as the JS object lib/ reads.
+// An event's payload (its strings and arrays) as the JS object lib/ reads
+// (generated/closures.cc).
 Napi::Value PayloadToJs(Napi::Env env, const Event& e);
 
 }  // namespace nbdjs

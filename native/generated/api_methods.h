@@ -13,7 +13,7 @@ namespace nbdjs {
 struct CommandContext;
 class RawArgs;
 
-// Libnbd callbacks (run inside libnbd with the handle lock held; defined in native/events/libnbd_callbacks.cc).
+// Libnbd callbacks (run inside libnbd with the handle lock held; defined in native/generated/closures.cc).
 int ChunkCallback(void* user_data, const void* subbuf, size_t count, uint64_t offset, unsigned status, int* error);
 int CompletionCallback(void* user_data, int* error);
 int ExtentCallback(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries, size_t nr_entries, int* error);

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace nbdjs {
 
@@ -60,5 +62,18 @@ constexpr int kContextSlot = 1;  // the command
 constexpr int kConnectionLostError = 3;  // libnbd's errno (ENOTCONN when libnbd recorded none)
 constexpr int kPolledSequence = 1;  // polled events queued so far, this one included: it settles the polls begun before it was queued
 }  // namespace field
+
+// What an event carries beyond numbers: strings and arrays libnbd passes, valid only
+// during the callback, copied (kinds: their payload fields above).
+struct Payload {
+  std::string context;
+  uint64_t offset = 0;
+  std::vector<uint32_t> entries32;  // (length, flags) pairs of 32-bit extents
+  std::vector<uint64_t> entries64;  // or of 64-bit ones
+  std::string name;
+  std::string description;
+  std::string message;
+  int32_t errnum = 0;
+};
 
 }  // namespace nbdjs

@@ -56,7 +56,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   NbdHandle(const Napi::CallbackInfo& info);
   ~NbdHandle() override;
 
-  // From libnbd's callbacks (events/libnbd_callbacks.cc), on whichever
+  // From libnbd's callbacks (generated/closures.cc), on whichever
   // thread runs them: kept with the libnbd call's staged events.
   void Record(Event&& e) {
     StagedEvents* staged = StagedEvents::Current();

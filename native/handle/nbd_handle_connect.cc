@@ -96,7 +96,7 @@ Event ConnectionEvent(EventKind kind, uint64_t id, const LastError* failure) {
   if (failure != nullptr) {
     e.error = failure->errnum;
     e.payload = std::make_unique<Payload>();
-    e.payload->text = failure->message;
+    e.payload->message = failure->message;
   }
   return e;
 }

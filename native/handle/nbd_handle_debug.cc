@@ -1,6 +1,6 @@
 // libnbd's debug messages: installing the sink libnbd's debug closure
 // carries (events/debug_sink.h; DebugCallback itself is in
-// events/libnbd_callbacks.cc).
+// generated/closures.cc).
 #include "handle/nbd_handle.h"
 
 namespace nbdjs {

@@ -1,6 +1,6 @@
 // libnbd logs every API call when debug is on ("enter:", "leave: ret=1").
 // The binding's own bookkeeping calls (state queries, retirement) are not
-// the user's: their messages are dropped (DebugCallback, events/libnbd_callbacks.cc, asks
+// the user's: their messages are dropped (DebugSink::Admit, events/debug_sink.h, asks
 // QuietCalls::Active()). Beyond the noise, the thread driver's I/O thread
 // would otherwise make events of its own queries, wake JS for them, and be
 // woken again, without end.

@@ -94,9 +94,9 @@ function simpleMethod(call) {
     ...guarded(call, body, failValue), '}'].join('\n');
 }
 
-/** Free functions: libnbd's trampolines (defined in native/events/libnbd_callbacks.cc) and the makers. */
+/** Free functions: libnbd's trampolines (defined in native/generated/closures.cc) and the makers. */
 function closureDecls() {
-  const out = ['// Libnbd callbacks (run inside libnbd with the handle lock held; defined in native/events/libnbd_callbacks.cc).'];
+  const out = ['// Libnbd callbacks (run inside libnbd with the handle lock held; defined in native/generated/closures.cc).'];
   for (const [key, cl] of Object.entries(closures)) {
     out.push(`int ${trampoline(key)}(${['void* user_data', ...cParams(cl)].join(', ')});`);
   }

@@ -16,6 +16,7 @@ import {
   nativeTsType,
 } from './common.mjs';
 import * as wire from '../event-wire.mjs';
+import { payloadTypes } from './closures.mjs';
 
 function typings() {
   const out = [banner('//'), '// The exact surface of the native module (build/Release/nbd.node) as lib/ sees it.', '',
@@ -31,7 +32,7 @@ function typings() {
   out.push('}', '');
   out.push('/** What an extent, list, context or debug event carries, or a failed connect or disconnect (message). */');
   out.push('export interface NativePayload {');
-  for (const [name, ts] of wire.payloadFields) out.push(`  ${name}?: ${ts};`);
+  for (const [name, type] of wire.payloadFields) out.push(`  ${name}?: ${payloadTypes[type].ts};`);
   out.push('}', '');
   out.push('export interface NativeBinding {');
   out.push('  Handle: new (onEvents: (count: number, payloads?: (NativePayload | undefined)[]) => void, driver: string) => NativeHandle;');
