@@ -34,7 +34,7 @@ void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
     state_before_ = quiet::State(h);
     queue_.EnterCall(state_before_);
   }
-  runs_begun_++;
+  poll_runs_.Began();
   unsigned dir = quiet::Direction(h);
   int r = 0;
   StagedEvents staged(this);
@@ -50,7 +50,7 @@ void NbdHandle::RunStateMachine(nbd_handle* h, bool readable, bool writable) {
   staged.Flush(h);
   CheckConnectionState(h);
   if (off_js_thread) queue_.LeaveCall();
-  runs_done_++;  // after its events were published: a delivery that sees it hands them over
+  poll_runs_.Done();
 }
 
 // libnbd's notify_read returns at READY after each reply, so waiting for the
@@ -171,7 +171,7 @@ Napi::Value NbdHandle::PollJs(const Napi::CallbackInfo& info) {
   // A queued connect's task holds libnbd's lock: read before the runs
   // (ConnectStarted counts its run before it leaves the queue).
   bool connecting = connects_queued_ > 0;
-  bool undelivered = runs_begun_ != runs_delivered_;
+  bool undelivered = poll_runs_.Undelivered();
   if (!connecting && !undelivered && quiet::Direction(h_) == 0) {
     StagedEvents staged(this);  // debug messages
     if (nbd_poll(h_, 0) == -1) {
@@ -179,19 +179,17 @@ Napi::Value NbdHandle::PollJs(const Napi::CallbackInfo& info) {
       return Napi::Number::New(env, -1);
     }
   }
-  polls_waiting_ = true;
+  poll_runs_.Wait();
   if (undelivered && driver_) driver_->DeliverRuns();
-  return Napi::Number::New(env, static_cast<double>(polled_events_));
+  return Napi::Number::New(env, static_cast<double>(poll_runs_.Polled()));
 }
 
 void NbdHandle::MarkRunsDelivered() {
-  uint64_t done = runs_done_.load();
-  if (done == runs_delivered_.load()) return;
-  runs_delivered_ = done;
-  if (!polls_waiting_.load() || !polls_waiting_.exchange(false)) return;
+  uint64_t sequence = poll_runs_.Delivered();
+  if (sequence == 0) return;
   Event e{};
   e.kind = kPolled;
-  e.id = ++polled_events_;
+  e.id = sequence;
   queue_.Push(std::move(e));
 }
 

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "drivers/driver.h"
+#include "drivers/poll_runs.h"
 #include "events/debug_sink.h"
 #include "events/event_queue.h"
 #include "events/event_window.h"
@@ -77,7 +78,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   void RunStateMachine(nbd_handle* h, bool readable, bool writable) override;  // driver_host.cc
   void CheckConnectionState(nbd_handle* h) override;                           // nbd_handle_connect.cc
   bool HasEvents() override { return queue_.Size() > 0; }
-  bool PollWanted() override { return polls_waiting_ && runs_done_ != runs_delivered_; }  // driver_host.cc: poll()
+  bool PollWanted() override { return poll_runs_.Wanted(); }  // driver_host.cc: poll()
   void ConnectStarted(uint64_t id, bool ok, const LastError& error) override;  // nbd_handle_connect.cc
   void OnLoopReady(bool readable, bool writable, bool error) override;        // driver_host.cc
   void OnThreadWake() override;                                               // driver_host.cc
@@ -259,15 +260,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   LastError shutdown_error_;
   std::mutex io_error_mutex_;
   LastError io_error_;  // the error that ended a connect or the connection
-  // poll(): the driver's runs of libnbd (a notify call and what follows it,
-  // a connect task's end), counted when they begin and once their events
-  // are published (any thread); those handed to JS (runs_done_ as the
-  // delivery began, JS thread); whether poll() waits; kPolled events so far.
-  std::atomic<uint64_t> runs_begun_{0};
-  std::atomic<uint64_t> runs_done_{0};
-  std::atomic<uint64_t> runs_delivered_{0};
-  std::atomic<bool> polls_waiting_{false};
-  uint64_t polled_events_ = 0;
+  PollRuns poll_runs_;  // what poll() waits for
   bool delivering_ = false;          // inside DeliverEvents
   bool rearm_after_delivery_ = false;  // a call made during delivery left the re-arm to its end
   bool active_ = false;

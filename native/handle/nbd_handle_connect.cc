@@ -106,7 +106,7 @@ Event ConnectionEvent(EventKind kind, uint64_t id, const LastError* failure) {
 void NbdHandle::ConnectStarted(uint64_t id, bool ok, const LastError& error) {
   // The task was a run of libnbd (poll() waits for it): counted before it
   // leaves the queue, done once its event is published.
-  runs_begun_++;
+  poll_runs_.Began();
   connects_queued_--;
   if (id == 0) {
     // nbd_shutdown returned: 0 once the connection closed (or died without
@@ -127,7 +127,7 @@ void NbdHandle::ConnectStarted(uint64_t id, bool ok, const LastError& error) {
   } else {
     PushConnectionEvent(ConnectionEvent(kConnected, id, &error));
   }
-  runs_done_++;
+  poll_runs_.Done();
 }
 
 // The error that ended the connection (RecordIoError), or ENOTCONN with
