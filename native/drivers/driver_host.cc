@@ -187,8 +187,7 @@ Napi::Value NbdHandle::PollJs(const Napi::CallbackInfo& info) {
 void NbdHandle::MarkRunsDelivered() {
   uint64_t sequence = poll_runs_.Delivered();
   if (sequence == 0) return;
-  Event e{};
-  e.kind = kPolled;
+  Event e = NewEvent(kPolled, nullptr, false);
   e.id = sequence;
   queue_.Push(std::move(e));
 }

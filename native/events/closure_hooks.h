@@ -20,16 +20,6 @@
 
 namespace nbdjs {
 
-// An event of `kind` about command `c` (null: the handle's own), with an
-// empty payload when its kind carries one.
-inline Event NewEvent(EventKind kind, CommandContext* c, bool with_payload) {
-  Event e{};
-  e.kind = kind;
-  e.command = c;
-  if (with_payload) e.payload = std::make_unique<Payload>();
-  return e;
-}
-
 inline const char* NonNull(const char* s) { return s != nullptr ? s : ""; }
 
 // Where a chunk lies in the command's buffer (JS rebuilds the absolute

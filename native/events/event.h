@@ -29,6 +29,16 @@ struct Event {
   std::unique_ptr<Payload> payload;  // strings and arrays (generated/event_wire.h), for the kinds that carry them
 };
 
+// An event of `kind` about command `c` (null: the handle's own), with an
+// empty payload when it carries one.
+inline Event NewEvent(EventKind kind, CommandContext* c, bool with_payload) {
+  Event e{};
+  e.kind = kind;
+  e.command = c;
+  if (with_payload) e.payload = std::make_unique<Payload>();
+  return e;
+}
+
 // libnbd's connection state as its lock-free queries (aio_is_*,
 // connection_state) answered at one moment.
 struct StateSnapshot {

@@ -90,12 +90,10 @@ namespace {
 
 // A connection event; a failure carries libnbd's message (its errno may be 0).
 Event ConnectionEvent(EventKind kind, uint64_t id, const LastError* failure) {
-  Event e{};
-  e.kind = kind;
+  Event e = NewEvent(kind, nullptr, failure != nullptr);
   e.id = id;
   if (failure != nullptr) {
     e.error = failure->errnum;
-    e.payload = std::make_unique<Payload>();
     e.payload->message = failure->message;
   }
   return e;

@@ -81,3 +81,18 @@ export const sinceNote = (c) => (c.since ? `libnbd ≥ ${c.since}.` : '');
 export const withSince = (c) => [c.doc, sinceNote(c)].filter(Boolean).join(' ');
 /** A data command's accepted flags, as a sentence. */
 export const flagsNote = (c) => (c.flags.length ? `Flags: ${c.flags.map((f) => `CMD_FLAG_${f}`).join(', ')}.` : 'Flags: none (0).');
+
+/** A payload field's C++ member (`errno` is a macro in C). */
+export const payloadMember = (name) => (name === 'errno' ? 'errnum' : name);
+
+/** The C++ and TS spellings of each payload field type (scripts/event-wire.mjs `payloadFields`). */
+export const payloadTypes = {
+  string: { cpp: (n) => [`std::string ${n};`], ts: 'string', toJs: (n) => `Napi::String::New(env, p.${n})` },
+  uint64: { cpp: (n) => [`uint64_t ${n} = 0;`], ts: 'number | bigint', toJs: (n) => `Int64ToJs(env, static_cast<int64_t>(p.${n}))` },
+  errno: { cpp: (n) => [`int32_t ${n} = 0;`], ts: 'number', toJs: (n) => `Napi::Number::New(env, p.${n})` },
+  extents: {
+    cpp: (n) => [`std::vector<uint32_t> ${n}32;  // (length, flags) pairs of 32-bit extents`, `std::vector<uint64_t> ${n}64;  // or of 64-bit ones`],
+    ts: 'Uint32Array | BigUint64Array',
+    toJs: (n) => `p.${n}64.empty() ? ExtentsToJs<Napi::Uint32Array>(env, p.${n}32) : ExtentsToJs<Napi::BigUint64Array>(env, p.${n}64)`,
+  },
+};

@@ -14,9 +14,9 @@ import {
   camel,
   connectName,
   nativeTsType,
+  payloadTypes,
 } from './common.mjs';
 import * as wire from '../event-wire.mjs';
-import { payloadTypes } from './closures.mjs';
 
 function typings() {
   const out = [banner('//'), '// The exact surface of the native module (build/Release/nbd.node) as lib/ sees it.', '',
