@@ -5,20 +5,38 @@
  * callback counts bytes, the completion callback auto-retires. Prints one
  * JSON line: ops, bytes, chunks, seconds (connect excluded), peak RSS.
  *
- * Built by bench/run.ts:  cc -O2 c_loop.c $(pkg-config --cflags --libs libnbd)
- * usage: c_loop URI BLOCK QD TOTAL
+ * DRIVER is how libnbd is driven:
+ *  - poll (the default): the loop calls nbd_poll, as libnbd's examples do;
+ *  - thread: the binding's thread driver in C, its floor: an I/O thread
+ *    polls libnbd's socket and runs the state machine (notify_read/write),
+ *    and after a notify that completed reads it wakes the main thread
+ *    through an eventfd; the main thread issues the next reads, waking the
+ *    I/O thread when libnbd wants to write. Each completion costs the two
+ *    thread wake-ups the binding's thread driver pays (I/O thread, then JS).
+ *
+ * Built by bench/run.ts:  cc -O2 -pthread c_loop.c $(pkg-config --cflags --libs libnbd)
+ * usage: c_loop URI BLOCK QD TOTAL [poll|thread]
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libnbd.h>
 
-static uint64_t bytes, chunks, completed;
+static uint64_t bytes, chunks;
+/* Counted on the I/O thread with DRIVER thread, read by the main thread. */
+static _Atomic uint64_t completed;
 
 static int
 chunk_cb (void *user_data, const void *subbuf, size_t count, uint64_t offset,
@@ -49,12 +67,74 @@ die (const char *what)
   exit (EXIT_FAILURE);
 }
 
+/* DRIVER thread: the I/O thread's wake-up (direction changes, the end) and
+ * the main thread's (reads completed). */
+static int io_wake = -1, main_wake = -1;
+static atomic_bool io_done;
+
+static void
+signal_fd (int fd)
+{
+  uint64_t one = 1;
+  while (write (fd, &one, sizeof one) == -1 && errno == EINTR)
+    ;
+}
+
+static void
+drain_fd (int fd)
+{
+  uint64_t count;
+  while (read (fd, &count, sizeof count) == -1 && errno == EINTR)
+    ;
+}
+
+static void *
+io_thread (void *arg)
+{
+  struct nbd_handle *h = arg;
+  int fd = nbd_aio_get_fd (h);
+  if (fd == -1) die ("nbd_aio_get_fd");
+  while (!atomic_load (&io_done)) {
+    unsigned dir = nbd_aio_get_direction (h);
+    struct pollfd fds[2] = {
+      { io_wake, POLLIN, 0 },
+      { fd, (short) (((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
+                     ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0)), 0 },
+    };
+    if (poll (fds, 2, -1) == -1) {
+      if (errno == EINTR) continue;
+      perror ("poll");
+      exit (EXIT_FAILURE);
+    }
+    if (fds[0].revents & POLLIN) drain_fd (io_wake);
+    uint64_t before = atomic_load (&completed);
+    int r = 0;
+    if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) && (dir & LIBNBD_AIO_DIRECTION_READ))
+      r = nbd_aio_notify_read (h);
+    else if ((fds[1].revents & (POLLOUT | POLLHUP | POLLERR)) && (dir & LIBNBD_AIO_DIRECTION_WRITE))
+      r = nbd_aio_notify_write (h);
+    if (r == -1) die ("nbd_aio_notify");
+    if (atomic_load (&completed) != before) signal_fd (main_wake);
+  }
+  return NULL;
+}
+
 int
 main (int argc, char **argv)
 {
-  if (argc != 5) {
-    fprintf (stderr, "usage: %s URI BLOCK QD TOTAL\n", argv[0]);
+  if (argc != 5 && argc != 6) {
+    fprintf (stderr, "usage: %s URI BLOCK QD TOTAL [poll|thread]\n", argv[0]);
     return EXIT_FAILURE;
+  }
+  bool threaded = argc == 6 && strcmp (argv[5], "thread") == 0;
+  if (argc == 6 && !threaded && strcmp (argv[5], "poll") != 0) {
+    fprintf (stderr, "c_loop: DRIVER must be poll or thread\n");
+    return EXIT_FAILURE;
+  }
+  if (threaded) {
+    io_wake = eventfd (0, EFD_CLOEXEC);
+    main_wake = eventfd (0, EFD_CLOEXEC);
+    if (io_wake == -1 || main_wake == -1) { perror ("eventfd"); return EXIT_FAILURE; }
   }
   const char *uri = argv[1];
   uint64_t block = strtoull (argv[2], NULL, 0);
@@ -82,18 +162,44 @@ main (int argc, char **argv)
 
   struct timespec t0, t1;
   clock_gettime (CLOCK_MONOTONIC, &t0);
-  while (completed < n) {
-    while (issued < n && nbd_aio_in_flight (h) < (int) qd) {
-      if (offset + block > (uint64_t) size) offset = 0;
-      if (nbd_aio_pread_structured (h, buf + (issued % qd) * block, block, offset,
-                                    (nbd_chunk_callback) { .callback = chunk_cb },
-                                    (nbd_completion_callback) { .callback = completion_cb },
-                                    0) == -1)
-        die ("nbd_aio_pread_structured");
-      issued++;
-      offset += block;
+  if (!threaded) {
+    while (completed < n) {
+      while (issued < n && nbd_aio_in_flight (h) < (int) qd) {
+        if (offset + block > (uint64_t) size) offset = 0;
+        if (nbd_aio_pread_structured (h, buf + (issued % qd) * block, block, offset,
+                                      (nbd_chunk_callback) { .callback = chunk_cb },
+                                      (nbd_completion_callback) { .callback = completion_cb },
+                                      0) == -1)
+          die ("nbd_aio_pread_structured");
+        issued++;
+        offset += block;
+      }
+      if (nbd_poll (h, -1) == -1) die ("nbd_poll");
     }
-    if (nbd_poll (h, -1) == -1) die ("nbd_poll");
+  } else {
+    pthread_t io;
+    if (pthread_create (&io, NULL, io_thread, h) != 0) { perror ("pthread_create"); return EXIT_FAILURE; }
+    for (;;) {
+      uint64_t done = atomic_load (&completed);
+      if (done >= n) break;
+      if (issued < n && issued - done < qd) {
+        /* The slot of a read completed: no read still in flight uses it. */
+        if (offset + block > (uint64_t) size) offset = 0;
+        if (nbd_aio_pread_structured (h, buf + (issued % qd) * block, block, offset,
+                                      (nbd_chunk_callback) { .callback = chunk_cb },
+                                      (nbd_completion_callback) { .callback = completion_cb },
+                                      0) == -1)
+          die ("nbd_aio_pread_structured");
+        issued++;
+        offset += block;
+        if (nbd_aio_get_direction (h) & LIBNBD_AIO_DIRECTION_WRITE) signal_fd (io_wake);
+        continue;
+      }
+      drain_fd (main_wake);  /* sleeps until the I/O thread completes reads */
+    }
+    atomic_store (&io_done, true);
+    signal_fd (io_wake);
+    pthread_join (io, NULL);
   }
   clock_gettime (CLOCK_MONOTONIC, &t1);
   double seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;

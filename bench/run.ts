@@ -197,7 +197,7 @@ function compileC(dir: string): string {
   const flags = spawnSync('pkg-config', ['--cflags', '--libs', 'libnbd'], { encoding: 'utf8' });
   if (flags.status !== 0) throw new SetupError(`pkg-config libnbd failed (is libnbd-dev installed?): ${flags.stderr}`);
   const bin = join(dir, 'c_loop');
-  const args = ['-O2', '-Wall', '-o', bin, join(SOURCE_DIR, 'c_loop.c'), ...flags.stdout.trim().split(/\s+/)];
+  const args = ['-O2', '-Wall', '-pthread', '-o', bin, join(SOURCE_DIR, 'c_loop.c'), ...flags.stdout.trim().split(/\s+/)];
   const cc = spawnSync('cc', args, { encoding: 'utf8' });
   if (cc.status !== 0) throw new SetupError(`cc ${args.join(' ')} failed:\n${cc.stderr}`);
   return bin;
@@ -234,9 +234,11 @@ function jsJob(job: Job, nodeFlags: string[] = [], pin = false): Promise<JsResul
 }
 
 function clients(uri: string, cBin: string, python: boolean, defaultDriver: Driver, pin: boolean): Client[] {
-  const native = (cmd: string, pre: string[]) => (w: Workload) =>
-    runJson<RunResult>(...client(pin, cmd, [...pre, uri, String(w.block), String(w.qd), String(w.total)]));
+  const native = (cmd: string, pre: string[], post: string[] = []) => (w: Workload) =>
+    runJson<RunResult>(...client(pin, cmd, [...pre, uri, String(w.block), String(w.qd), String(w.total), ...post]));
   const list: Client[] = [{ id: 'c', client: 'C', variant: 'libnbd aio', run: native(cBin, []) }];
+  // The thread driver's floor: the same loop with its two wake-ups per completion.
+  list.push({ id: 'c-thread', client: 'C', variant: 'I/O thread, hand-off to main', run: native(cBin, [], ['thread']) });
   if (python) list.push({ id: 'python', client: 'Python', variant: 'libnbd aio', run: native(PYTHON, [join(SOURCE_DIR, 'py_loop.py')]) });
   for (const { driver, form, ...node } of nodeClients(defaultDriver)) {
     list.push({
