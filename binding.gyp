@@ -15,6 +15,7 @@
         "native/handle/nbd_handle_debug.cc",
         "native/drivers/driver_host.cc",
         "native/drivers/loop_driver.cc",
+        "native/drivers/socket_watch.cc",
         "native/drivers/thread_driver.cc",
         "native/events/staged_events.cc",
         "native/events/event_delivery.cc",

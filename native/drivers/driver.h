@@ -72,6 +72,10 @@ class DriverHost {
   // JS waits in poll() and a run of libnbd ended that JS has not been handed
   // (any thread): wake JS even if the run recorded no event.
   virtual bool PollWanted() = 0;
+  // Commands issued from JS whose completion JS has not had yet, and the
+  // data their replies may carry (JS thread).
+  virtual int64_t CommandsInFlight() const = 0;
+  virtual uint64_t ReplyBytesInFlight() const = 0;
   // A connect task ran (on the thread of `error`): from now on its end is
   // awaited, or it failed and that is reported as the connect's end.
   virtual void ConnectStarted(uint64_t id, bool ok, const LastError& error) = 0;

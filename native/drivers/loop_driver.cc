@@ -12,47 +12,6 @@
 
 namespace nbdjs {
 
-// One watched fd. Heap-allocated on its own because uv_close completes
-// later, possibly after the handle (and driver) are gone. The async cleanup
-// hook makes a worker's teardown wait for the uv_close, so no uv handle is
-// left open when the worker's loop closes.
-struct PollWatch {
-  uv_poll_t poll;
-  LoopDriver* driver;  // null once the watch is closing
-  napi_async_cleanup_hook_handle hook = nullptr;
-  int fd;
-  int events = 0;  // what the poll watches; 0 while stopped
-
-  static void OnPoll(uv_poll_t* p, int status, int events) {
-    auto* w = reinterpret_cast<PollWatch*>(p->data);
-    if (w->driver == nullptr) return;
-    if (status < 0) {
-      // A socket error (POLLERR): libuv has stopped the poll and reports no
-      // events. libnbd must read until it sees the error (every command in
-      // flight then completes); the poll restarts on the next Rearm.
-      w->events = 0;
-      w->driver->owner_->OnLoopReady(true, true, true);
-      return;
-    }
-    bool readable = (events & (UV_READABLE | UV_DISCONNECT)) != 0;
-    bool writable = (events & UV_WRITABLE) != 0;
-    w->driver->owner_->OnLoopReady(readable, writable, false);
-  }
-
-  static void OnClosed(uv_handle_t* h) {
-    auto* w = reinterpret_cast<PollWatch*>(h->data);
-    if (w->hook != nullptr) napi_remove_async_cleanup_hook(w->hook);
-    delete w;
-  }
-
-  // Env teardown (worker terminated, process exiting): close the handle
-  // without JS. If the watch is already closing, OnClosed ends the hook.
-  static void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
-    auto* w = static_cast<PollWatch*>(arg);
-    if (w->driver != nullptr) w->driver->owner_->Teardown();
-  }
-};
-
 // One connect on libuv's thread pool. Its async cleanup hook keeps a
 // worker's env alive until the call has returned: the handle cannot be
 // closed while libnbd is inside it, and a pending request would make the
@@ -107,27 +66,12 @@ LoopDriver::LoopDriver(DriverHost* owner, napi_env env) : owner_(owner), env_(en
 
 LoopDriver::~LoopDriver() { Stop(nullptr); }
 
-void LoopDriver::OpenWatch(int fd) {
-  auto* w = new PollWatch();
-  w->driver = this;
-  w->fd = fd;
-  if (uv_poll_init(loop_, &w->poll, fd) != 0) {
-    delete w;
-    return;
-  }
-  w->poll.data = w;
-  napi_add_async_cleanup_hook(env_, PollWatch::OnEnvCleanup, w, &w->hook);
-  if (!active_) uv_unref(reinterpret_cast<uv_handle_t*>(&w->poll));
-  watch_ = w;
-}
+void LoopDriver::OpenWatch(int fd) { watch_ = SocketWatch::Open(env_, loop_, owner_, fd, active_); }
 
 void LoopDriver::CloseWatch() {
-  PollWatch* w = watch_;
-  if (w == nullptr) return;
+  if (watch_ == nullptr) return;
+  watch_->Close();
   watch_ = nullptr;
-  w->driver = nullptr;
-  uv_poll_stop(&w->poll);
-  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), PollWatch::OnClosed);
 }
 
 void LoopDriver::Connect(ConnectTask task) {
@@ -146,10 +90,7 @@ void LoopDriver::StartNextConnect() {
   queued_.pop_front();
   // The task holds libnbd's handle lock: a notify call from a poll watch
   // would wait for it on the JS thread (Rearm restarts the watch after).
-  if (watch_ != nullptr && watch_->events != 0) {
-    uv_poll_stop(&watch_->poll);
-    watch_->events = 0;
-  }
+  if (watch_ != nullptr) watch_->Watch(0);
   if (uv_queue_work(loop_, &w->req, ConnectWork::Run, ConnectWork::Done) != 0) {
     // Cannot happen with a valid loop; report it as the connect's failure.
     LastError e{EAGAIN, "uv_queue_work failed"};
@@ -174,29 +115,16 @@ void LoopDriver::Rearm() {
   if (watch_ == nullptr || !connected) {
     int fd = quiet::Fd(h);
     if (fd < 0) return CloseWatch();
-    if (watch_ != nullptr && watch_->fd != fd) CloseWatch();
+    if (watch_ != nullptr && watch_->fd() != fd) CloseWatch();
     if (watch_ == nullptr) OpenWatch(fd);
     if (watch_ == nullptr) return;
   }
-  unsigned dir = quiet::Direction(h);
-  int events = ((dir & LIBNBD_AIO_DIRECTION_READ) ? UV_READABLE : 0) |
-               ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? UV_WRITABLE : 0);
-  if (events == watch_->events) return;
-  watch_->events = events;
-  if (events != 0)
-    uv_poll_start(&watch_->poll, events, PollWatch::OnPoll);
-  else
-    uv_poll_stop(&watch_->poll);
+  watch_->Watch(UvEvents(quiet::Direction(h)));
 }
 
 void LoopDriver::SetActive(bool active) {
   active_ = active;
-  if (watch_ == nullptr) return;
-  auto* h = reinterpret_cast<uv_handle_t*>(&watch_->poll);
-  if (active)
-    uv_ref(h);
-  else
-    uv_unref(h);
+  if (watch_ != nullptr) watch_->SetRef(active);
 }
 
 void LoopDriver::Stop(CloseFn close) {

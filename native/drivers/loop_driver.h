@@ -9,10 +9,10 @@
 #include <deque>
 
 #include "drivers/driver.h"
+#include "drivers/socket_watch.h"
 
 namespace nbdjs {
 
-struct PollWatch;
 struct ConnectWork;
 
 class LoopDriver final : public Driver {
@@ -26,7 +26,6 @@ class LoopDriver final : public Driver {
   void Stop(CloseFn close) override;
 
  private:
-  friend struct PollWatch;
   friend struct ConnectWork;
   void OpenWatch(int fd);
   void CloseWatch();
@@ -36,7 +35,7 @@ class LoopDriver final : public Driver {
   DriverHost* owner_;
   napi_env env_;
   uv_loop_t* loop_ = nullptr;
-  PollWatch* watch_ = nullptr;
+  SocketWatch* watch_ = nullptr;
   // The connect running on the thread pool (it holds libnbd's handle lock:
   // no locking libnbd call may be made from JS meanwhile), and those queued.
   ConnectWork* work_ = nullptr;

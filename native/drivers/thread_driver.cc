@@ -14,7 +14,22 @@
 
 namespace nbdjs {
 
+namespace {
+
+// The JS thread takes the reading at or below the first pair (commands in
+// flight, bytes their replies may carry) and keeps it at or below the second,
+// so that a load moving between one and two commands does not move it back
+// and forth. Larger replies stay on the I/O thread: reading them is the work
+// the thread driver keeps off the JS thread.
+constexpr int64_t kJsTakesCommands = 1;
+constexpr uint64_t kJsTakesBytes = 64 * 1024;
+constexpr int64_t kJsKeepsCommands = 2;
+constexpr uint64_t kJsKeepsBytes = 128 * 1024;
+
+}  // namespace
+
 ThreadDriver::ThreadDriver(DriverHost* owner, Napi::Env env) : owner_(owner), env_(env) {
+  napi_get_uv_event_loop(env, &loop_);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ == -1) {
     Napi::Error::New(env, "eventfd failed").ThrowAsJavaScriptException();
@@ -39,6 +54,10 @@ void ThreadDriver::OnEnvCleanup(void* arg) {
 
 void ThreadDriver::Connect(ConnectTask task) {
   if (stopped_) return;
+  // The task holds libnbd's lock: a notify from a watch on the JS thread
+  // would wait for it there.
+  ReadOnIoThread();
+  tasks_outstanding_++;
   uint64_t id = task.id;
   {
     std::lock_guard<std::mutex> lock(control_->mutex);
@@ -53,6 +72,7 @@ void ThreadDriver::Connect(ConnectTask task) {
         std::lock_guard<std::mutex> lock(control_->mutex);
         control_->tasks.clear();
       }
+      tasks_outstanding_ = 0;
       owner_->ConnectStarted(id, false, LastError{e.code().value(), std::string("cannot start the I/O thread: ") + e.what()});
       return;
     }
@@ -70,9 +90,58 @@ void ThreadDriver::Wake() {
 void ThreadDriver::Rearm() {
   nbd_handle* h = owner_->handle();
   if (!started_ || stopped_ || h == nullptr) return;
+  ChooseReader(h);
+  if (reader_.load() == kJsThread) return WatchOnJsThread(h);
   // Wake the I/O thread only when libnbd wants an event it is not polling
   // for (issuing a command usually sends it at once and leaves READ).
   if (PollEvents(quiet::Direction(h)) & ~polling_.load()) Wake();
+}
+
+// Asking costs the I/O thread a wake-up and JS another (the hand-over);
+// taking it back costs the I/O thread one. Only JS moves the reading to the
+// JS thread's side or back; the I/O thread completes a hand-over JS asked for.
+void ThreadDriver::ChooseReader(nbd_handle* h) {
+  int64_t commands = owner_->CommandsInFlight();
+  uint64_t bytes = owner_->ReplyBytesInFlight();
+  bool tasks = tasks_outstanding_.load() != 0;
+  if (reader_.load() == kIoThread) {
+    if (tasks || commands > kJsTakesCommands || bytes > kJsTakesBytes) return;
+    if (!quiet::IsReady(h) && !quiet::IsProcessing(h)) return;
+    reader_ = kJsWanted;
+    Wake();
+  } else if (tasks || commands > kJsKeepsCommands || bytes > kJsKeepsBytes || (!quiet::IsReady(h) && !quiet::IsProcessing(h))) {
+    ReadOnIoThread();
+  }
+}
+
+void ThreadDriver::WatchOnJsThread(nbd_handle* h) {
+  if (watch_ == nullptr) {
+    int fd = quiet::Fd(h);
+    if (fd >= 0) watch_ = SocketWatch::Open(env_, loop_, owner_, fd, active_);
+    if (watch_ == nullptr) {
+      // Nothing to watch (the connection ended meanwhile) or libuv refused
+      // the fd: the I/O thread reads.
+      reader_ = kIoThread;
+      Wake();
+      return;
+    }
+  }
+  watch_->Watch(UvEvents(quiet::Direction(h)));
+}
+
+void ThreadDriver::ReadOnIoThread() {
+  if (reader_.load() == kIoThread) return;
+  CloseWatch();  // JS reads no more from here on
+  // From kJsWanted the I/O thread may have just handed over (kJsThread):
+  // JS had no watch yet, and this takes it back before JS opens one.
+  reader_ = kIoThread;
+  if (started_) Wake();
+}
+
+void ThreadDriver::CloseWatch() {
+  if (watch_ == nullptr) return;
+  watch_->Close();
+  watch_ = nullptr;
 }
 
 void ThreadDriver::DeliverRuns() {
@@ -82,6 +151,8 @@ void ThreadDriver::DeliverRuns() {
 
 void ThreadDriver::SetActive(bool active) {
   if (stopped_) return;
+  active_ = active;
+  if (watch_ != nullptr) watch_->SetRef(active);
   if (active)
     tsfn_.Ref(env_);
   else
@@ -94,6 +165,7 @@ void ThreadDriver::Stop(CloseFn close) {
     return;
   }
   stopped_ = true;
+  CloseWatch();
   bool handed_off = false;
   if (started_) {
     {
@@ -136,10 +208,19 @@ void ThreadDriver::CallJs(Napi::Env env, Napi::Function, ThreadDriver* driver, v
   if (env == nullptr || driver == nullptr || driver->stopped_) return;
   driver->owner_->OnThreadWake();
   if (driver->stopped_) return;  // close() from a callback
-  // The batch is delivered: the I/O thread wakes JS again for the events
-  // it published meanwhile.
+  // The batch is delivered. Events the I/O thread published meanwhile found
+  // a wake-up pending and were left to this one: JS schedules their delivery
+  // itself rather than waking the I/O thread to do it (at queue depth 1 that
+  // was a third wake-up per command). Clearing the flag before looking pairs
+  // with the I/O thread publishing before it tests the flag: one of the two
+  // sees the other.
   driver->wake_pending_ = false;
-  driver->Wake();
+  DriverHost* owner = driver->owner_;
+  // The I/O thread handed the reading over (it tests the flag after).
+  nbd_handle* h = owner->handle();
+  if (driver->reader_.load() == kJsThread && driver->watch_ == nullptr && h != nullptr) driver->WatchOnJsThread(h);
+  if ((owner->HasEvents() || owner->PollWanted()) && !driver->wake_pending_.exchange(true))
+    driver->tsfn_.NonBlockingCall();
 }
 
 bool ThreadDriver::RunTasks(const std::shared_ptr<Control>& control, ThreadDriver* self, nbd_handle* h) {
@@ -170,6 +251,7 @@ bool ThreadDriver::RunTasks(const std::shared_ptr<Control>& control, ThreadDrive
       if (close) close();
       return false;
     }
+    self->tasks_outstanding_--;
     self->owner_->ConnectStarted(task.id, r != -1, error);
   }
 }
@@ -184,11 +266,19 @@ void ThreadDriver::Run(std::shared_ptr<Control> control, nbd_handle* h) {
     owner_->CheckConnectionState(h);
     if ((owner_->HasEvents() || owner_->PollWanted()) && !wake_pending_.exchange(true)) tsfn_.NonBlockingCall();
 
+    // JS asked to read (ChooseReader): hand over between two runs, and
+    // wake JS to watch the socket. From then on this thread polls only its
+    // eventfd, until JS takes the reading back.
+    int wanted = kJsWanted;
+    bool handed = reader_.compare_exchange_strong(wanted, kJsThread);
+    bool js_reads = reader_.load() == kJsThread;
+    if (handed && !wake_pending_.exchange(true)) tsfn_.NonBlockingCall();
+
     // The socket is read while JS delivers a batch too: a server sending
     // large replies is held up by every pause in reading (its send buffer
     // holds ~200 KiB), and JS's commands take libnbd's lock only briefly.
     unsigned dir = quiet::Direction(h);
-    short events = fd >= 0 ? PollEvents(dir) : 0;
+    short events = fd >= 0 && !js_reads ? PollEvents(dir) : 0;
     polling_ = events;
     // JS reads `polling_` after changing the direction: look again after
     // publishing, so that a change made in between is not slept through.

@@ -102,6 +102,7 @@ bool NbdHandle::HandOverBatch(Napi::Env env, FirstException& failure) {
         if (!c->retired.load()) c->Retire(h_);  // before its record: it carries the retirement's error
         commands_.Delivered(c);
         in_flight_--;
+        reply_bytes_in_flight_ -= c->reply_bytes;
       }
       window_.Write(j, e);
     }

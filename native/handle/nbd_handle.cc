@@ -133,6 +133,7 @@ void NbdHandle::Teardown() {
   h_ = nullptr;
   queue_.Clear();
   in_flight_ = 0;
+  reply_bytes_in_flight_ = 0;
   connects_queued_ = 0;
   connecting_id_ = 0;
   connected_ = false;

@@ -79,6 +79,8 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
   void CheckConnectionState(nbd_handle* h) override;                           // nbd_handle_connect.cc
   bool HasEvents() override { return queue_.Size() > 0; }
   bool PollWanted() override { return poll_runs_.Wanted(); }  // driver_host.cc: poll()
+  int64_t CommandsInFlight() const override { return in_flight_; }
+  uint64_t ReplyBytesInFlight() const override { return reply_bytes_in_flight_; }
   void ConnectStarted(uint64_t id, bool ok, const LastError& error) override;  // nbd_handle_connect.cc
   void OnLoopReady(bool readable, bool writable, bool error) override;        // driver_host.cc
   void OnThreadWake() override;                                               // driver_host.cc
@@ -136,6 +138,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
         id = opt ? -(++opt_counter_) - 1 : r;  // -2, -3, ...: -1 means failure
         c->cookie = id;
         in_flight_++;
+        reply_bytes_in_flight_ += reply_bytes;
         window_.SetIssuedSlot(c->slot);
       }
       staged.Flush(h_);  // a completion may have run already (dead connection)
@@ -223,6 +226,7 @@ class NbdHandle final : public Napi::ObjectWrap<NbdHandle>, public DriverHost {
 
   CommandPool commands_{this};
   int64_t in_flight_ = 0;   // issued, completion not yet delivered to JS
+  uint64_t reply_bytes_in_flight_ = 0;  // the data their replies may carry
   int64_t opt_counter_ = 0;  // ids of option commands (negative cookies)
   std::thread::id js_thread_;
   int64_t js_thread_events_ = 0;  // recorded on the JS thread, not yet delivered
