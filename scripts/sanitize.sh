@@ -33,6 +33,7 @@ SUBSET=(
   test/core/drain.test.ts
   test/core/connection-events.test.ts
   test/core/poll.test.ts
+  test/core/thread-reader.test.ts
   test/core/tls-certs.test.ts
   test/io
   test/faults
