@@ -14,8 +14,11 @@
  *    I/O thread when libnbd wants to write. Each completion costs the two
  *    thread wake-ups the binding's thread driver pays (I/O thread, then JS).
  *
+ * WARMUP bytes are read first, neither timed nor counted (the bench reads
+ * the same warm-up with every client: Node's compiles its loop meanwhile).
+ *
  * Built by bench/run.ts:  cc -O2 -pthread c_loop.c $(pkg-config --cflags --libs libnbd)
- * usage: c_loop URI BLOCK QD TOTAL [poll|thread]
+ * usage: c_loop URI BLOCK QD TOTAL [poll|thread [WARMUP]]
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -119,18 +122,67 @@ io_thread (void *arg)
   return NULL;
 }
 
+/* The reads of one phase (the warm-up, then the timed one): N more reads
+ * of BLOCK bytes, QD in flight, from *OFFSET on, wrapping at SIZE. */
+struct reads {
+  struct nbd_handle *h;
+  char *buf;
+  uint64_t block, size, offset;
+  unsigned qd;
+  bool threaded;
+};
+
+static void
+issue_read (struct reads *r, uint64_t slot)
+{
+  if (r->offset + r->block > r->size) r->offset = 0;
+  if (nbd_aio_pread_structured (r->h, r->buf + slot * r->block, r->block, r->offset,
+                                (nbd_chunk_callback) { .callback = chunk_cb },
+                                (nbd_completion_callback) { .callback = completion_cb },
+                                0) == -1)
+    die ("nbd_aio_pread_structured");
+  r->offset += r->block;
+}
+
+static void
+run_reads (struct reads *r, uint64_t n)
+{
+  const uint64_t base = atomic_load (&completed), end = base + n;
+  uint64_t issued = 0;
+  if (!r->threaded) {
+    while (completed < end) {
+      while (issued < n && nbd_aio_in_flight (r->h) < (int) r->qd)
+        issue_read (r, issued++ % r->qd);
+      if (nbd_poll (r->h, -1) == -1) die ("nbd_poll");
+    }
+    return;
+  }
+  for (;;) {
+    uint64_t done = atomic_load (&completed) - base;
+    if (done >= n) break;
+    if (issued < n && issued - done < r->qd) {
+      /* The slot of a read completed: no read still in flight uses it. */
+      issue_read (r, issued++ % r->qd);
+      if (nbd_aio_get_direction (r->h) & LIBNBD_AIO_DIRECTION_WRITE) signal_fd (io_wake);
+      continue;
+    }
+    drain_fd (main_wake);  /* sleeps until the I/O thread completes reads */
+  }
+}
+
 int
 main (int argc, char **argv)
 {
-  if (argc != 5 && argc != 6) {
-    fprintf (stderr, "usage: %s URI BLOCK QD TOTAL [poll|thread]\n", argv[0]);
+  if (argc < 5 || argc > 7) {
+    fprintf (stderr, "usage: %s URI BLOCK QD TOTAL [poll|thread [WARMUP]]\n", argv[0]);
     return EXIT_FAILURE;
   }
-  bool threaded = argc == 6 && strcmp (argv[5], "thread") == 0;
-  if (argc == 6 && !threaded && strcmp (argv[5], "poll") != 0) {
+  bool threaded = argc >= 6 && strcmp (argv[5], "thread") == 0;
+  if (argc >= 6 && !threaded && strcmp (argv[5], "poll") != 0) {
     fprintf (stderr, "c_loop: DRIVER must be poll or thread\n");
     return EXIT_FAILURE;
   }
+  uint64_t warmup = argc == 7 ? strtoull (argv[6], NULL, 0) : 0;
   if (threaded) {
     io_wake = eventfd (0, EFD_CLOEXEC);
     main_wake = eventfd (0, EFD_CLOEXEC);
@@ -157,52 +209,27 @@ main (int argc, char **argv)
 
   char *buf = malloc (block * qd);
   if (buf == NULL) { perror ("malloc"); return EXIT_FAILURE; }
-  const uint64_t n = total / block;
-  uint64_t issued = 0, offset = 0;
+  struct reads r = { .h = h, .buf = buf, .block = block, .size = (uint64_t) size, .qd = qd, .threaded = threaded };
+  pthread_t io;
+  if (threaded && pthread_create (&io, NULL, io_thread, h) != 0) { perror ("pthread_create"); return EXIT_FAILURE; }
 
+  /* The warm-up: read, neither timed nor counted, as every client of the
+   * bench does (Node's compiles its loop meanwhile). */
+  run_reads (&r, warmup / block);
+  uint64_t warm_ops = atomic_load (&completed);
+  bytes = chunks = 0;
+
+  const uint64_t n = total / block;
   struct timespec t0, t1;
   clock_gettime (CLOCK_MONOTONIC, &t0);
-  if (!threaded) {
-    while (completed < n) {
-      while (issued < n && nbd_aio_in_flight (h) < (int) qd) {
-        if (offset + block > (uint64_t) size) offset = 0;
-        if (nbd_aio_pread_structured (h, buf + (issued % qd) * block, block, offset,
-                                      (nbd_chunk_callback) { .callback = chunk_cb },
-                                      (nbd_completion_callback) { .callback = completion_cb },
-                                      0) == -1)
-          die ("nbd_aio_pread_structured");
-        issued++;
-        offset += block;
-      }
-      if (nbd_poll (h, -1) == -1) die ("nbd_poll");
-    }
-  } else {
-    pthread_t io;
-    if (pthread_create (&io, NULL, io_thread, h) != 0) { perror ("pthread_create"); return EXIT_FAILURE; }
-    for (;;) {
-      uint64_t done = atomic_load (&completed);
-      if (done >= n) break;
-      if (issued < n && issued - done < qd) {
-        /* The slot of a read completed: no read still in flight uses it. */
-        if (offset + block > (uint64_t) size) offset = 0;
-        if (nbd_aio_pread_structured (h, buf + (issued % qd) * block, block, offset,
-                                      (nbd_chunk_callback) { .callback = chunk_cb },
-                                      (nbd_completion_callback) { .callback = completion_cb },
-                                      0) == -1)
-          die ("nbd_aio_pread_structured");
-        issued++;
-        offset += block;
-        if (nbd_aio_get_direction (h) & LIBNBD_AIO_DIRECTION_WRITE) signal_fd (io_wake);
-        continue;
-      }
-      drain_fd (main_wake);  /* sleeps until the I/O thread completes reads */
-    }
+  run_reads (&r, n);
+  clock_gettime (CLOCK_MONOTONIC, &t1);
+  double seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+  if (threaded) {
     atomic_store (&io_done, true);
     signal_fd (io_wake);
     pthread_join (io, NULL);
   }
-  clock_gettime (CLOCK_MONOTONIC, &t1);
-  double seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 
   if (bytes != n * block) {
     fprintf (stderr, "c_loop: read %" PRIu64 " bytes, expected %" PRIu64 "\n", bytes, n * block);
@@ -212,7 +239,7 @@ main (int argc, char **argv)
   getrusage (RUSAGE_SELF, &ru);
   printf ("{\"ops\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"chunks\":%" PRIu64
           ",\"seconds\":%.9f,\"maxRssKiB\":%ld}\n",
-          completed, bytes, chunks, seconds, ru.ru_maxrss);
+          atomic_load (&completed) - warm_ops, bytes, chunks, seconds, ru.ru_maxrss);
 
   nbd_shutdown (h, 0);
   nbd_close (h);

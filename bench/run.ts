@@ -50,6 +50,14 @@ interface Workload {
   what: string;
 }
 
+/**
+ * W1-W3: every client first reads this share of the run's bytes, neither
+ * timed nor counted. Without it the Node rows time V8 compiling their loop
+ * (in W3's 40 MB, most of the run), which C and Python do not pay.
+ */
+const WARMUP_SHARE = 1 / 4;
+const warmupBytes = (w: Workload) => Math.floor((w.total * WARMUP_SHARE) / w.block) * w.block;
+
 /** The standard workloads (shared/anchors/README.md). */
 const WORKLOADS: Workload[] = [
   { name: 'W1', block: 256 * KiB, qd: 16, total: 4 * 1024 * MiB, what: 'throughput' },
@@ -234,17 +242,17 @@ function jsJob(job: Job, nodeFlags: string[] = [], pin = false): Promise<JsResul
 }
 
 function clients(uri: string, cBin: string, python: boolean, defaultDriver: Driver, pin: boolean): Client[] {
-  const native = (cmd: string, pre: string[], post: string[] = []) => (w: Workload) =>
-    runJson<RunResult>(...client(pin, cmd, [...pre, uri, String(w.block), String(w.qd), String(w.total), ...post]));
-  const list: Client[] = [{ id: 'c', client: 'C', variant: 'libnbd aio', run: native(cBin, []) }];
-  // The thread driver's floor: the same loop with its two wake-ups per completion.
-  list.push({ id: 'c-thread', client: 'C', variant: 'I/O thread, hand-off to main', run: native(cBin, [], ['thread']) });
-  if (python) list.push({ id: 'python', client: 'Python', variant: 'libnbd aio', run: native(PYTHON, [join(SOURCE_DIR, 'py_loop.py')]) });
+  const native = (cmd: string, pre: string[], post: (w: Workload) => string[]) => (w: Workload) =>
+    runJson<RunResult>(...client(pin, cmd, [...pre, uri, String(w.block), String(w.qd), String(w.total), ...post(w)]));
+  const list: Client[] = [{ id: 'c', client: 'C', variant: 'libnbd aio', run: native(cBin, [], (w) => ['poll', String(warmupBytes(w))]) }];
+  // The floor of reading on another thread: the same loop with two wake-ups per completion.
+  list.push({ id: 'c-thread', client: 'C', variant: 'I/O thread, hand-off to main', run: native(cBin, [], (w) => ['thread', String(warmupBytes(w))]) });
+  if (python) list.push({ id: 'python', client: 'Python', variant: 'libnbd aio', run: native(PYTHON, [join(SOURCE_DIR, 'py_loop.py')], (w) => [String(warmupBytes(w))]) });
   for (const { driver, form, ...node } of nodeClients(defaultDriver)) {
     list.push({
       ...node,
       run: async (w) => {
-        const r = await jsJob({ mode: 'measure', uri, driver, form, block: w.block, qd: w.qd, total: w.total, eld: false }, [], pin);
+        const r = await jsJob({ mode: 'measure', uri, driver, form, block: w.block, qd: w.qd, total: w.total, eld: false, warmup: warmupBytes(w) }, [], pin);
         return r as RunResult;
       },
     });
@@ -255,7 +263,7 @@ function clients(uri: string, cBin: string, python: boolean, defaultDriver: Driv
     client: 'Node',
     variant: `${defaultDriver} (default) / callback, Buffer.alloc`,
     run: async (w) => {
-      const job: Job = { mode: 'measure', uri, driver: defaultDriver, form: 'callback', block: w.block, qd: w.qd, total: w.total, eld: false, buffers: 'plain' };
+      const job: Job = { mode: 'measure', uri, driver: defaultDriver, form: 'callback', block: w.block, qd: w.qd, total: w.total, eld: false, warmup: warmupBytes(w), buffers: 'plain' };
       return (await jsJob(job, [], pin)) as RunResult;
     },
   });
@@ -311,7 +319,7 @@ function summarize(c: Client, runs: RunResult[], cOpsPerSec: number | undefined,
 
 function workloadTable(w: Workload, results: Measured[], runs: number, placement = 'unpinned'): Table {
   return {
-    title: `${w.name} (${w.what}), ${placement}: ${fmtBytes(w.block)} reads at queue depth ${w.qd}, ${fmtTotal(w.total)} per run, median of ${runs} runs`,
+    title: `${w.name} (${w.what}), ${placement}: ${fmtBytes(w.block)} reads at queue depth ${w.qd}, ${fmtTotal(w.total)} per run after ${fmtTotal(warmupBytes(w))} untimed, median of ${runs} runs`,
     headers: ['client', 'driver / form', 'ops/s', 'MiB/s', '× C', 'spread', 'peak RSS'],
     align: 'llrrrrr',
     rows: results.map((m) =>
