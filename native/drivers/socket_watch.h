@@ -20,8 +20,6 @@ class SocketWatch {
   void Close();
 
   int fd() const { return fd_; }
-  // libuv events watched (UV_READABLE | UV_WRITABLE); 0 while stopped.
-  int events() const { return events_; }
   // Watches `events` from now on (0: stops).
   void Watch(int events);
   void SetRef(bool ref);
@@ -39,7 +37,7 @@ class SocketWatch {
   DriverHost* host_;  // null once the watch is closing
   napi_async_cleanup_hook_handle hook_ = nullptr;
   int fd_;
-  int events_ = 0;
+  int events_ = 0;  // libuv events watched (UV_READABLE | UV_WRITABLE); 0 while stopped
 };
 
 // libuv events for libnbd's direction (nbd_aio_get_direction).

@@ -118,13 +118,9 @@ void ThreadDriver::WatchOnJsThread(nbd_handle* h) {
   if (watch_ == nullptr) {
     int fd = quiet::Fd(h);
     if (fd >= 0) watch_ = SocketWatch::Open(env_, loop_, owner_, fd, active_);
-    if (watch_ == nullptr) {
-      // Nothing to watch (the connection ended meanwhile) or libuv refused
-      // the fd: the I/O thread reads.
-      reader_ = kIoThread;
-      Wake();
-      return;
-    }
+    // Nothing to watch (the connection ended meanwhile) or libuv refused
+    // the fd: the I/O thread reads.
+    if (watch_ == nullptr) return ReadOnIoThread();
   }
   watch_->Watch(UvEvents(quiet::Direction(h)));
 }

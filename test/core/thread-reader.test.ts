@@ -80,12 +80,21 @@ describe('the thread driver reads where the load wants it', () => {
   });
 });
 
-test('a server that dies with one small read in flight fails it, and the connection is over', async () => {
-  const server = await startNbdkit('--filter=delay', 'memory', 'size=1M', 'rdelay=5000ms');
+/**
+ * A thread-driver handle with one 4 KiB read in flight, `after` ms after it
+ * was issued, on `nbdkit memory` whose delay filter holds each reply `rdelay` ms.
+ */
+async function oneReadInFlight(rdelay: number, after: number) {
+  const server = await startNbdkit('--filter=delay', 'memory', 'size=1M', `rdelay=${rdelay}ms`);
   const h = handle({ driver: 'thread' });
   await h.connectUri(server.uri);
   const read = outcome(() => h.pread(Buffer.alloc(4096), 0));
-  await sleep(50);
+  await sleep(after);
+  return { server, h, read };
+}
+
+test('a server that dies with one small read in flight fails it, and the connection is over', async () => {
+  const { server, h, read } = await oneReadInFlight(5000, 50);
   server.process.kill('SIGKILL');
   const [kind] = await read;
   expect(kind).toBe('err');
@@ -94,11 +103,7 @@ test('a server that dies with one small read in flight fails it, and the connect
 });
 
 test('a shutdown that abandons pending commands, made while one small read is in flight, settles both', async () => {
-  const server = await startNbdkit('--filter=delay', 'memory', 'size=1M', 'rdelay=200ms');
-  const h = handle({ driver: 'thread' });
-  await h.connectUri(server.uri);
-  const read = outcome(() => h.pread(Buffer.alloc(4096), 0));
-  await sleep(20);
+  const { h, read } = await oneReadInFlight(200, 20);
   const shutdown = outcome(() => h.shutdown(SHUTDOWN_ABANDON_PENDING));
   const [r, s] = await Promise.all([read, shutdown]);
   // The read was on the wire: libnbd waits for its reply (or the server's
@@ -111,11 +116,7 @@ test('a shutdown that abandons pending commands, made while one small read is in
 test('close() with one small read in flight on a server that holds its reply rejects it ENOTCONN at once', async () => {
   // The delay filter holds the reply (a SIGSTOP takes effect some time after
   // kill() returns, and a loaded server could answer meanwhile).
-  const server = await startNbdkit('--filter=delay', 'memory', 'size=1M', 'rdelay=120000ms');
-  const h = handle({ driver: 'thread' });
-  await h.connectUri(server.uri);
-  const read = outcome(() => h.pread(Buffer.alloc(4096), 0));
-  await sleep(20);
+  const { h, read } = await oneReadInFlight(120_000, 20);
   h.close();
   // Settled by close(): the reply would come after the test's timeout.
   const [kind, code] = await read;
